@@ -1,0 +1,83 @@
+//! Accepts TCP connections and completes SPIFFE mTLS handshakes off the
+//! accept loop, handing only authenticated streams to the gRPC server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use super::{MtlsStream, PeerIdentity};
+use crate::identity::{IdentityWatch, server_config, spiffe_id_of_leaf};
+
+/// Authenticated connections, ready for `serve_with_incoming`.
+pub type Incoming = tokio_stream::wrappers::ReceiverStream<Result<MtlsStream, std::io::Error>>;
+
+/// Starts accepting on `listener`. New handshakes use the newest identity
+/// snapshot; a snapshot that fails to build keeps the previous one.
+pub fn accept(
+    listener: TcpListener,
+    mut identity: IdentityWatch,
+    handshake_timeout: Duration,
+) -> Result<(Incoming, tokio::task::JoinHandle<()>), crate::identity::IdentityError> {
+    let mut acceptor = TlsAcceptor::from(server_config(&identity.borrow_and_update())?);
+    let (sender, receiver) = mpsc::channel(128);
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, remote_addr) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically out of file descriptors: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if identity.has_changed().unwrap_or(false) {
+                match server_config(&identity.borrow_and_update()) {
+                    Ok(config) => acceptor = TlsAcceptor::from(config),
+                    Err(error) => tracing::error!(%error, "new identity refused; keeping the previous one"),
+                }
+            }
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::info!(%remote_addr, %error, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%remote_addr, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let certificates: Vec<_> = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+                    .unwrap_or_default();
+                // INVARIANT: the verifier accepted this chain during the
+                // handshake; the SPIFFE ID is read from that same leaf.
+                let spiffe_id = match certificates.first().map(|leaf| spiffe_id_of_leaf(leaf)) {
+                    Some(Ok(id)) => id,
+                    _ => {
+                        tracing::warn!(%remote_addr, "handshake completed without a client SVID");
+                        return;
+                    }
+                };
+                let peer = PeerIdentity {
+                    spiffe_id,
+                    certificates: Arc::new(certificates),
+                    remote_addr,
+                };
+                let _ = sender.send(Ok(MtlsStream::new(tls, peer))).await;
+            });
+        }
+    });
+    Ok((tokio_stream::wrappers::ReceiverStream::new(receiver), task))
+}

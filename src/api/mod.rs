@@ -1,0 +1,22 @@
+//! Mandate's network interfaces: the gRPC API over SPIFFE mTLS and the small
+//! HTTP endpoint for health checks.
+
+mod authorization;
+mod context;
+mod error;
+pub mod http;
+pub mod listener;
+mod peer;
+
+pub use authorization::{AuthorizationApi, DecisionState};
+pub use error::ApiError;
+pub use peer::{MtlsStream, PeerIdentity};
+
+/// Generated types of `proto/mandate/v1`.
+pub mod v1 {
+    #![allow(missing_docs, reason = "generated from proto/; documented there")]
+    tonic::include_proto!("mandate.v1");
+
+    /// Encoded descriptors of `proto/`, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mandate_descriptor");
+}

@@ -1,0 +1,235 @@
+//! `mandate authorize`: one decision from a running server.
+//!
+//! Exit codes: 0 allow, 1 deny, 2 error (bad arguments, no connection).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use cedar_policy::EntityUid;
+use clap::Args;
+use prost_types::value::Kind;
+use spiffe::{SpiffeId, TrustDomain};
+
+use super::{EXIT_USAGE, init_logging, runtime};
+use crate::api::v1::{AuthorizeRequest, AuthorizeResponse, Decision, Resource, Subject};
+use crate::client::{connect, error_chain, identity_from_files};
+use crate::config::defaults;
+
+#[derive(Debug, Args)]
+pub(super) struct AuthorizeArgs {
+    /// Server address, `host:port`.
+    #[arg(long, value_name = "ADDR", default_value = defaults::LISTEN)]
+    server: String,
+    /// Our X.509-SVID chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// Our SVID's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// CA bundle that verifies the server's SVID (PEM); `TRUST_DOMAIN=FILE`
+    /// when the server is in another trust domain than ours.
+    #[arg(long, value_name = "FILE")]
+    ca: String,
+    /// Require the server to be exactly this SPIFFE ID.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    server_id: Option<String>,
+    /// Action id, such as `read`.
+    #[arg(long)]
+    action: String,
+    /// Resource as `TYPE::"ID"` (Cedar syntax), `TYPE::ID`, or just `ID`
+    /// for a `Mandate::Resource`.
+    #[arg(long)]
+    resource: String,
+    /// Context as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    context: Option<String>,
+    /// Ask on behalf of this SPIFFE ID (enforcement points only).
+    #[arg(long, value_name = "SPIFFE_ID")]
+    subject: Option<String>,
+    /// The subject's SVID (PEM), verified by the server.
+    #[arg(long, value_name = "FILE", requires = "subject")]
+    subject_cert: Option<PathBuf>,
+    /// Print the response as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Splits `TYPE::"ID"`, `TYPE::ID` or `ID` into a resource.
+fn parse_resource(text: &str) -> Resource {
+    if let Ok(uid) = EntityUid::from_str(text) {
+        return Resource {
+            r#type: uid.type_name().to_string(),
+            id: uid.id().unescaped().to_owned(),
+        };
+    }
+    match text.rsplit_once("::") {
+        Some((type_name, id)) => Resource {
+            r#type: type_name.to_owned(),
+            id: id.trim_matches('"').to_owned(),
+        },
+        None => Resource {
+            r#type: String::new(),
+            id: text.to_owned(),
+        },
+    }
+}
+
+fn json_to_value(json: serde_json::Value) -> prost_types::Value {
+    use serde_json::Value;
+    let kind = match json {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(json_to_value).collect(),
+        }),
+        Value::Object(fields) => Kind::StructValue(prost_types::Struct {
+            fields: fields.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn parse_context(text: &str) -> Result<prost_types::Struct, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(fields)) => Ok(prost_types::Struct {
+            fields: fields.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
+        }),
+        Ok(_) => Err("`--context` must be a JSON object".to_owned()),
+        Err(e) => Err(format!("`--context` is not JSON: {e}")),
+    }
+}
+
+pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
+    init_logging("warn");
+    let context = match args.context.as_deref().map(parse_context).transpose() {
+        Ok(context) => context,
+        Err(e) => return usage(e),
+    };
+    let server_id = match args.server_id.as_deref().map(SpiffeId::new).transpose() {
+        Ok(id) => id,
+        Err(e) => return usage(format!("`--server-id`: {e}")),
+    };
+    let (ca_domain, ca_file) = match args.ca.split_once('=') {
+        Some((td, file)) => match TrustDomain::new(td) {
+            Ok(td) => (Some(td), PathBuf::from(file)),
+            Err(e) => return usage(format!("`--ca {}`: {e}", args.ca)),
+        },
+        None => (None, PathBuf::from(&args.ca)),
+    };
+    let identity = match identity_from_files(&args.cert, &args.key, &ca_file, ca_domain) {
+        Ok(identity) => identity,
+        Err(e) => return usage(e),
+    };
+    let subject = match (&args.subject, &args.subject_cert) {
+        (Some(id), cert) => Subject {
+            spiffe_id: id.clone(),
+            certificate_pem: match cert.as_ref().map(std::fs::read_to_string).transpose() {
+                Ok(pem) => pem.unwrap_or_default(),
+                Err(e) => return usage(format!("`--subject-cert`: {e}")),
+            },
+        }
+        .into(),
+        (None, _) => None,
+    };
+    let request = AuthorizeRequest {
+        action: args.action.clone(),
+        resource: Some(parse_resource(&args.resource)),
+        context,
+        token: String::new(),
+        subject,
+    };
+
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let mut client = connect(&args.server, &identity, server_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .authorize(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| format!("{}: {}", status.code(), status.message()))
+            .map_err(|e| if e.is_empty() { error_chain(&std::io::Error::other("")) } else { e })
+    });
+    match result {
+        Ok(response) => {
+            let allowed = response.decision == Decision::Allow as i32;
+            if args.json {
+                println!("{}", to_json(&response));
+            } else {
+                print!("{}", to_text(&response));
+            }
+            if allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn decision_name(response: &AuthorizeResponse) -> &'static str {
+    match Decision::try_from(response.decision) {
+        Ok(Decision::Allow) => "ALLOW",
+        Ok(Decision::Deny) => "DENY",
+        _ => "UNSPECIFIED (treated as deny)",
+    }
+}
+
+fn to_text(response: &AuthorizeResponse) -> String {
+    let mut out = format!("{}\n  decision id: {}\n", decision_name(response), response.decision_id);
+    if !response.determining_policies.is_empty() {
+        out.push_str(&format!("  policies:    {}\n", response.determining_policies.join(", ")));
+    }
+    if !response.reasons.is_empty() {
+        out.push_str(&format!("  reasons:     {}\n", response.reasons.join(", ")));
+    }
+    for error in &response.errors {
+        out.push_str(&format!("  error:       {error}\n"));
+    }
+    out
+}
+
+fn to_json(response: &AuthorizeResponse) -> serde_json::Value {
+    serde_json::json!({
+        "decision": match Decision::try_from(response.decision) {
+            Ok(Decision::Allow) => "allow",
+            _ => "deny",
+        },
+        "decision_id": response.decision_id,
+        "determining_policies": response.determining_policies,
+        "reasons": response.reasons,
+        "errors": response.errors,
+        "revision": response.revision,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_resource;
+
+    #[test]
+    fn resources_parse_in_every_accepted_form() {
+        let r = parse_resource(r#"Mandate::Resource::"repo:acme/payments""#);
+        assert_eq!((r.r#type.as_str(), r.id.as_str()), ("Mandate::Resource", "repo:acme/payments"));
+        let r = parse_resource("Mandate::Resource::handbook");
+        assert_eq!((r.r#type.as_str(), r.id.as_str()), ("Mandate::Resource", "handbook"));
+        let r = parse_resource("handbook");
+        assert_eq!((r.r#type.as_str(), r.id.as_str()), ("", "handbook"));
+    }
+}

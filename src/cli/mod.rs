@@ -1,0 +1,72 @@
+//! Command-line interface; one file per subcommand.
+//!
+//! Exit codes: 0 success (or allow), 1 a deny or a runtime failure,
+//! 2 bad usage or bad configuration.
+
+mod authorize;
+mod dev;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad usage or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "mandate", version, about = "Live Cedar authorization for AI agents and workloads, over SPIFFE mTLS")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the authorization server.
+    Serve(serve::ServeArgs),
+    /// Development helpers.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+    /// Ask a Mandate server for one decision.
+    Authorize(authorize::AuthorizeArgs),
+}
+
+/// Parses arguments and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Dev(command) => dev::run(command),
+        Command::Authorize(args) => authorize::run(args),
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}

@@ -1,0 +1,202 @@
+//! `mandate serve`: validate everything, then bind and serve until SIGTERM
+//! or SIGINT.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{EXIT_USAGE, init_logging, runtime};
+use crate::config::{RawConfig, Settings, defaults};
+use crate::decision::AgentPattern;
+use crate::identity::{IdentitySource, dev::DevTrustDomain};
+use crate::policy::{PolicyEngine, PolicyError};
+use crate::server::{ServerOptions, start};
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Config file (TOML); `./mandate.toml` is read when present.
+    #[arg(long, env = "MANDATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address (mTLS) [default: 127.0.0.1:7443].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// HTTP listen address for /healthz and /readyz [default: 127.0.0.1:7080].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
+    /// Data directory; holds the dev trust domain [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of `*.cedar` policies [default: ./policies].
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// Cedar schema [default: ./schemas/mandate.cedarschema].
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
+    /// Cedar entities JSON: groups, registered agents, resources.
+    #[arg(long, value_name = "FILE")]
+    entities: Option<PathBuf>,
+    /// Our X.509-SVID chain (PEM, leaf first). Without it, a dev trust
+    /// domain is used.
+    #[arg(long, value_name = "FILE")]
+    svid_cert: Option<PathBuf>,
+    /// The private key of our SVID (PEM).
+    #[arg(long, value_name = "FILE")]
+    svid_key: Option<PathBuf>,
+    /// A trusted trust domain and its CA bundle (PEM); repeatable.
+    #[arg(long = "trust-bundle", value_name = "TRUST_DOMAIN=FILE")]
+    trust_bundles: Vec<String>,
+    /// Trust domain of the dev identity [default: mandate.local].
+    #[arg(long, value_name = "NAME")]
+    dev_trust_domain: Option<String>,
+    /// Most requests in one BatchAuthorize [default: 100].
+    #[arg(long, value_name = "N")]
+    max_batch_size: Option<usize>,
+}
+
+impl ServeArgs {
+    fn into_raw(self) -> Result<RawConfig, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut bundles = BTreeMap::new();
+        for spec in &self.trust_bundles {
+            match spec.split_once('=') {
+                Some((td, file)) if !td.is_empty() && !file.is_empty() => {
+                    bundles.insert(td.to_owned(), PathBuf::from(file));
+                }
+                _ => problems.push(format!(
+                    "`--trust-bundle {spec}` must be TRUST_DOMAIN=FILE"
+                )),
+            }
+        }
+        let flags = RawConfig {
+            listen: self.listen,
+            http_listen: self.http_listen,
+            data_dir: self.data_dir,
+            policies: self.policies,
+            schema: self.schema,
+            entities: self.entities,
+            svid_cert: self.svid_cert,
+            svid_key: self.svid_key,
+            trust_bundles: (!bundles.is_empty()).then_some(bundles),
+            dev_trust_domain: self.dev_trust_domain,
+            max_batch_size: self.max_batch_size,
+            ..RawConfig::default()
+        };
+        let default_file = PathBuf::from(defaults::CONFIG_FILE);
+        let file = match self.config {
+            Some(path) => RawConfig::from_file(&path),
+            None if default_file.is_file() => RawConfig::from_file(&default_file),
+            None => Ok(RawConfig::default()),
+        };
+        match file {
+            Ok(file) if problems.is_empty() => Ok(flags.or(file)),
+            Ok(_) => Err(problems),
+            Err(e) => {
+                problems.push(e);
+                Err(problems)
+            }
+        }
+    }
+}
+
+fn usage_error(problems: &[String]) -> ExitCode {
+    for problem in problems {
+        eprintln!("error: {problem}");
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+pub(super) fn run(args: ServeArgs) -> ExitCode {
+    init_logging("info");
+    let settings = match args.into_raw().and_then(Settings::resolve) {
+        Ok(settings) => settings,
+        Err(problems) => return usage_error(&problems),
+    };
+    let engine = match PolicyEngine::load(
+        &settings.policies,
+        &settings.schema,
+        settings.entities.as_deref(),
+    ) {
+        Ok(engine) => engine,
+        Err(PolicyError::Invalid { problems }) => {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return usage_error(&lines);
+        }
+        Err(e) => return usage_error(&[e.to_string()]),
+    };
+    tracing::info!(policies = engine.len(), dir = %settings.policies.display(), "policies loaded");
+
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(serve(settings, engine))
+}
+
+async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
+    if let IdentitySource::Dev { dir, trust_domain } = &settings.identity {
+        match DevTrustDomain::open_or_init(dir, trust_domain) {
+            Ok(dev) => eprint!(
+                "no SVID configured: using the {}\ncall the server with a sample SVID, for example:\n  mandate authorize --server {} --cert {} --key {} --ca {} --action read --resource 'Mandate::Resource::\"handbook\"'\n",
+                super::dev::describe(&dev),
+                settings.listen,
+                dev.samples.first().map_or_else(String::new, |s| s.cert.display().to_string()),
+                dev.samples.first().map_or_else(String::new, |s| s.key.display().to_string()),
+                dev.bundle.display(),
+            ),
+            Err(e) => return usage_error(&[e.to_string()]),
+        }
+    }
+    let identity = match settings.identity.open().await {
+        Ok(identity) => identity,
+        Err(e) => return usage_error(&[e.to_string()]),
+    };
+    tracing::info!(spiffe_id = %identity.borrow().spiffe_id, "identity loaded");
+
+    let server = match start(ServerOptions {
+        listen: settings.listen,
+        http_listen: settings.http_listen,
+        engine: Arc::new(engine),
+        identity,
+        agents: AgentPattern::new(settings.agent_path_prefixes),
+        max_batch_size: settings.max_batch_size,
+        handshake_timeout: settings.handshake_timeout,
+        shutdown_grace: settings.shutdown_grace,
+    })
+    .await
+    {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    match server.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! A gRPC client of Mandate over SPIFFE mTLS, used by the CLI, the tests and
+//! the benchmarks.
+
+use std::sync::Arc;
+
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use spiffe::SpiffeId;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use crate::identity::{Identity, client_config};
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ClientError {
+    /// Our identity material is unusable.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The address is not `host:port`.
+    #[error("invalid server address `{0}`: {1}")]
+    Address(String, String),
+    /// The connection or handshake failed.
+    #[error("cannot connect to `{0}`: {1}")]
+    Connect(String, String),
+}
+
+/// Opens an HTTP/2 channel to `addr` (`host:port`), presenting our SVID and
+/// accepting the server by its SVID (pinned to `server_id` when given).
+pub async fn channel(
+    addr: &str,
+    identity: &Identity,
+    server_id: Option<SpiffeId>,
+) -> Result<Channel, ClientError> {
+    let connector = TlsConnector::from(client_config(identity, server_id)?);
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| ClientError::Address(addr.to_owned(), e.to_string()))?;
+    let connect = tower::service_fn(move |uri: Uri| {
+        let connector = connector.clone();
+        async move {
+            let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']).to_owned();
+            let port = uri.port_u16().unwrap_or(7443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            // The server is verified by its SPIFFE ID, not this name; it only
+            // feeds SNI (and is omitted for IP addresses).
+            let name = ServerName::try_from(host)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    endpoint
+        .connect_with_connector(connect)
+        .await
+        .map_err(|e| ClientError::Connect(addr.to_owned(), error_chain(&e)))
+}
+
+/// An `AuthorizationService` client over [`channel`].
+pub async fn connect(
+    addr: &str,
+    identity: &Identity,
+    server_id: Option<SpiffeId>,
+) -> Result<AuthorizationServiceClient<Channel>, ClientError> {
+    Ok(AuthorizationServiceClient::new(
+        channel(addr, identity, server_id).await?,
+    ))
+}
+
+/// An error with its sources, for messages a human can act on.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Loads a client identity from PEM files: our SVID chain and key, and a CA
+/// bundle trusted for `bundle_trust_domain` (our own when `None`).
+pub fn identity_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: &std::path::Path,
+    bundle_trust_domain: Option<spiffe::TrustDomain>,
+) -> Result<Arc<Identity>, ClientError> {
+    use crate::identity::{TrustBundles, load_certs, load_private_key, spiffe_id_of_leaf};
+    let chain = load_certs(cert)?;
+    let own = spiffe_id_of_leaf(chain.first().ok_or(crate::identity::IdentityError::NoCertificate)?)?;
+    let trust_domain = bundle_trust_domain.unwrap_or_else(|| own.trust_domain().clone());
+    let mut bundles = TrustBundles::default();
+    bundles.add(trust_domain, &load_certs(ca)?)?;
+    Ok(Arc::new(Identity::new(chain, load_private_key(key)?, bundles)?))
+}

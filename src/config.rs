@@ -1,0 +1,314 @@
+//! Server configuration: `mandate.toml` and command-line flags, merged
+//! (flags win), defaulted in one place and validated before any port is bound.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use spiffe::TrustDomain;
+
+use crate::decision::DEFAULT_AGENT_PATH_PREFIXES;
+use crate::identity::{FilesSource, IdentitySource};
+
+/// Defaults, in one place.
+pub mod defaults {
+    /// gRPC listen address.
+    pub const LISTEN: &str = "127.0.0.1:7443";
+    /// HTTP listen address.
+    pub const HTTP_LISTEN: &str = "127.0.0.1:7080";
+    /// Data directory.
+    pub const DATA_DIR: &str = "./data";
+    /// Policies directory.
+    pub const POLICIES: &str = "./policies";
+    /// Schema file.
+    pub const SCHEMA: &str = "./schemas/mandate.cedarschema";
+    /// Config file read when present and `--config` is not given.
+    pub const CONFIG_FILE: &str = "./mandate.toml";
+    /// Trust domain of the dev identity.
+    pub const DEV_TRUST_DOMAIN: &str = "mandate.local";
+    /// Most requests in one `BatchAuthorize`.
+    pub const MAX_BATCH_SIZE: usize = 100;
+    /// TLS handshake timeout, seconds.
+    pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+    /// Shutdown grace period, seconds.
+    pub const SHUTDOWN_GRACE_SECS: u64 = 10;
+}
+
+/// Upper bound on `max_batch_size`, so one call cannot monopolise a core.
+const MAX_BATCH_SIZE_LIMIT: usize = 10_000;
+
+/// The keys of `mandate.toml`; the command line fills the same struct.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// gRPC listen address.
+    pub listen: Option<String>,
+    /// HTTP listen address.
+    pub http_listen: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Policies directory.
+    pub policies: Option<PathBuf>,
+    /// Cedar schema file.
+    pub schema: Option<PathBuf>,
+    /// Cedar entities JSON file.
+    pub entities: Option<PathBuf>,
+    /// Our SVID chain (PEM).
+    pub svid_cert: Option<PathBuf>,
+    /// Our SVID key (PEM).
+    pub svid_key: Option<PathBuf>,
+    /// Trust domain to bundle file.
+    pub trust_bundles: Option<BTreeMap<String, PathBuf>>,
+    /// Trust domain of the dev identity.
+    pub dev_trust_domain: Option<String>,
+    /// Most requests in one `BatchAuthorize`.
+    pub max_batch_size: Option<usize>,
+    /// SPIFFE ID path prefixes that denote agents.
+    pub agent_path_prefixes: Option<Vec<String>>,
+    /// TLS handshake timeout, seconds.
+    pub handshake_timeout_secs: Option<u64>,
+    /// Shutdown grace period, seconds.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+impl RawConfig {
+    /// Reads a `mandate.toml`.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config `{}`: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config `{}`: {e}", path.display()))
+    }
+
+    /// `self` with every unset key taken from `file`.
+    pub fn or(self, file: Self) -> Self {
+        Self {
+            listen: self.listen.or(file.listen),
+            http_listen: self.http_listen.or(file.http_listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            policies: self.policies.or(file.policies),
+            schema: self.schema.or(file.schema),
+            entities: self.entities.or(file.entities),
+            svid_cert: self.svid_cert.or(file.svid_cert),
+            svid_key: self.svid_key.or(file.svid_key),
+            trust_bundles: self.trust_bundles.or(file.trust_bundles),
+            dev_trust_domain: self.dev_trust_domain.or(file.dev_trust_domain),
+            max_batch_size: self.max_batch_size.or(file.max_batch_size),
+            agent_path_prefixes: self.agent_path_prefixes.or(file.agent_path_prefixes),
+            handshake_timeout_secs: self.handshake_timeout_secs.or(file.handshake_timeout_secs),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+        }
+    }
+}
+
+/// Validated settings for `mandate serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Policies directory.
+    pub policies: PathBuf,
+    /// Cedar schema file.
+    pub schema: PathBuf,
+    /// Cedar entities JSON file.
+    pub entities: Option<PathBuf>,
+    /// Where our identity comes from.
+    pub identity: IdentitySource,
+    /// Most requests in one `BatchAuthorize`.
+    pub max_batch_size: usize,
+    /// SPIFFE ID path prefixes that denote agents.
+    pub agent_path_prefixes: Vec<String>,
+    /// TLS handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Applies defaults and validates; every problem found is reported, one
+    /// line each.
+    pub fn resolve(raw: RawConfig) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let data_dir = raw.data_dir.clone().unwrap_or_else(|| defaults::DATA_DIR.into());
+        let identity = identity(&raw, &data_dir, &mut problems);
+        let mut addr = |key: &str, value: Option<String>, default: &str| {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            value.parse::<SocketAddr>().map_err(|e| {
+                problems.push(format!("`{key}` `{value}` is not an address like 127.0.0.1:7443: {e}"));
+            })
+        };
+        let listen = addr("listen", raw.listen, defaults::LISTEN);
+        let http_listen = addr("http-listen", raw.http_listen, defaults::HTTP_LISTEN);
+        if let (Ok(a), Ok(b)) = (&listen, &http_listen) {
+            if a == b && a.port() != 0 {
+                problems.push(format!("`listen` and `http-listen` are both `{a}`"));
+            }
+        }
+
+        let policies = raw.policies.unwrap_or_else(|| defaults::POLICIES.into());
+        if !policies.is_dir() {
+            problems.push(format!("policies directory `{}` does not exist", policies.display()));
+        }
+        let schema = raw.schema.unwrap_or_else(|| defaults::SCHEMA.into());
+        if !schema.is_file() {
+            problems.push(format!("schema file `{}` does not exist", schema.display()));
+        }
+        if let Some(entities) = &raw.entities {
+            if !entities.is_file() {
+                problems.push(format!("entities file `{}` does not exist", entities.display()));
+            }
+        }
+
+        let max_batch_size = raw.max_batch_size.unwrap_or(defaults::MAX_BATCH_SIZE);
+        if !(1..=MAX_BATCH_SIZE_LIMIT).contains(&max_batch_size) {
+            problems.push(format!(
+                "`max-batch-size` {max_batch_size} is outside 1..={MAX_BATCH_SIZE_LIMIT}"
+            ));
+        }
+        let agent_path_prefixes = raw.agent_path_prefixes.unwrap_or_else(|| {
+            DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()).collect()
+        });
+        for prefix in &agent_path_prefixes {
+            if !prefix.starts_with('/') {
+                problems.push(format!("agent path prefix `{prefix}` must start with `/`"));
+            }
+        }
+        let handshake_timeout = raw
+            .handshake_timeout_secs
+            .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
+        if handshake_timeout == 0 {
+            problems.push("`handshake-timeout-secs` must be at least 1".to_owned());
+        }
+
+        match (listen, http_listen, identity) {
+            (Ok(listen), Ok(http_listen), Some(identity)) if problems.is_empty() => Ok(Self {
+                listen,
+                http_listen,
+                data_dir,
+                policies,
+                schema,
+                entities: raw.entities,
+                identity,
+                max_batch_size,
+                agent_path_prefixes,
+                handshake_timeout: Duration::from_secs(handshake_timeout),
+                shutdown_grace: Duration::from_secs(
+                    raw.shutdown_grace_secs.unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
+                ),
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// `files` when an SVID is configured, else the dev trust domain.
+fn identity(raw: &RawConfig, data_dir: &Path, problems: &mut Vec<String>) -> Option<IdentitySource> {
+    let bundles = raw.trust_bundles.clone().unwrap_or_default();
+    let mut parsed_bundles = Vec::new();
+    for (trust_domain, path) in &bundles {
+        match TrustDomain::new(trust_domain) {
+            Ok(td) => parsed_bundles.push((td, path.clone())),
+            Err(e) => problems.push(format!("`{trust_domain}` is not a trust domain name: {e}")),
+        }
+        if !path.is_file() {
+            problems.push(format!(
+                "trust bundle for `{trust_domain}`: `{}` does not exist",
+                path.display()
+            ));
+        }
+    }
+    match (&raw.svid_cert, &raw.svid_key) {
+        (Some(cert), Some(key)) => {
+            for (flag, path) in [("svid-cert", cert), ("svid-key", key)] {
+                if !path.is_file() {
+                    problems.push(format!("`{flag}` `{}` does not exist", path.display()));
+                }
+            }
+            if bundles.is_empty() {
+                problems.push(
+                    "an SVID needs at least one `--trust-bundle TRUST_DOMAIN=FILE` to verify callers"
+                        .to_owned(),
+                );
+            }
+            Some(IdentitySource::Files(FilesSource {
+                svid_cert: cert.clone(),
+                svid_key: key.clone(),
+                bundles: parsed_bundles,
+            }))
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            problems.push("`svid-cert` and `svid-key` must be given together".to_owned());
+            None
+        }
+        (None, None) => {
+            if !bundles.is_empty() {
+                problems.push(
+                    "`trust-bundle` is set but no SVID: give `--svid-cert` and `--svid-key` too"
+                        .to_owned(),
+                );
+            }
+            let name = raw
+                .dev_trust_domain
+                .as_deref()
+                .unwrap_or(defaults::DEV_TRUST_DOMAIN);
+            match TrustDomain::new(name) {
+                Ok(trust_domain) => Some(IdentitySource::Dev {
+                    dir: data_dir.join("dev"),
+                    trust_domain,
+                }),
+                Err(e) => {
+                    problems.push(format!("`dev-trust-domain` `{name}` is not a trust domain name: {e}"));
+                    None
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let flags = RawConfig {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let file = RawConfig {
+            listen: Some("127.0.0.1:2".into()),
+            http_listen: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
+        let merged = flags.or(file);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(merged.http_listen.as_deref(), Some("127.0.0.1:3"));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let raw = RawConfig {
+            listen: Some("nowhere".into()),
+            policies: Some("/nonexistent/policies".into()),
+            svid_cert: Some("/nonexistent/cert.pem".into()),
+            max_batch_size: Some(0),
+            ..Default::default()
+        };
+        let problems = Settings::resolve(raw).err().unwrap_or_default();
+        assert!(problems.iter().any(|p| p.contains("`listen` `nowhere`")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("/nonexistent/policies")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("must be given together")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("max-batch-size")), "{problems:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<RawConfig>("listn = \"x\"").err();
+        assert!(err.is_some());
+    }
+}

@@ -1,0 +1,26 @@
+//! Machine-readable reason codes carried by decisions. They are part of the
+//! public API: clients and dashboards match on them.
+
+/// No policy permits the request.
+pub const NO_PERMIT: &str = "no-permit";
+/// A `forbid` policy matched.
+pub const FORBIDDEN_BY_POLICY: &str = "forbidden-by-policy";
+/// The action is not declared in the schema.
+pub const UNKNOWN_ACTION: &str = "unknown-action";
+/// The resource type is not declared in the schema (or is not a type name).
+pub const UNKNOWN_RESOURCE_TYPE: &str = "unknown-resource-type";
+/// The context does not fit the schema's context for the action.
+pub const INVALID_CONTEXT: &str = "invalid-context";
+/// The principal or resource type does not apply to the action.
+pub const INVALID_REQUEST: &str = "invalid-request";
+/// A policy could not be evaluated; Mandate denies rather than skip it.
+pub const EVALUATION_ERROR: &str = "evaluation-error";
+/// The caller asked on behalf of a subject but may not act as an
+/// enforcement point (action `check`).
+pub const NOT_AN_ENFORCEMENT_POINT: &str = "not-an-enforcement-point";
+/// The subject's certificate does not verify or does not match its ID.
+pub const SUBJECT_CERTIFICATE_INVALID: &str = "subject-certificate-invalid";
+/// Mandate could not build the request; a bug, reported as a deny.
+pub const INTERNAL_ERROR: &str = "internal-error";
+/// A task token was presented that this server cannot verify.
+pub const INVALID_TOKEN: &str = "invalid-token";

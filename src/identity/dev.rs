@@ -1,0 +1,210 @@
+//! A local development trust domain: a CA and SVIDs for Mandate and a few
+//! sample workloads, so the quick start needs no SPIRE.
+//!
+//! Layout under the directory:
+//! `bundle.pem` (the CA certificate), `ca.key`, `server/svid.pem` and
+//! `server/svid.key`, and `agents/NAME/` or `workloads/NAME/` for each sample.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use spiffe::{SpiffeId, TrustDomain};
+use time::{Duration, OffsetDateTime};
+
+use super::{FilesSource, IdentityError};
+
+/// Sample agents created when none are named.
+pub const DEFAULT_AGENTS: &[&str] = &["patcher", "reviewer"];
+/// Sample non-agent workloads: an enforcement point and an admin tool.
+pub const DEFAULT_WORKLOADS: &[&str] = &["envoy", "admin"];
+
+const CA_LIFETIME: Duration = Duration::days(3650);
+const SVID_LIFETIME: Duration = Duration::days(365);
+
+/// Where one SVID and its key are.
+#[derive(Debug, Clone)]
+pub struct SvidFiles {
+    /// The SPIFFE ID in the certificate.
+    pub spiffe_id: String,
+    /// Certificate (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM, PKCS#8).
+    pub key: PathBuf,
+}
+
+/// A dev trust domain on disk.
+#[derive(Debug, Clone)]
+pub struct DevTrustDomain {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The trust domain.
+    pub trust_domain: TrustDomain,
+    /// The CA certificate, which is the trust bundle.
+    pub bundle: PathBuf,
+    /// Mandate's own SVID.
+    pub server: SvidFiles,
+    /// Sample agent and workload SVIDs.
+    pub samples: Vec<SvidFiles>,
+}
+
+impl DevTrustDomain {
+    /// Uses the dev trust domain in `dir`, creating it when `dir` has none.
+    pub fn open_or_init(dir: &Path, trust_domain: &TrustDomain) -> Result<Self, IdentityError> {
+        if dir.join("bundle.pem").exists() {
+            Ok(Self::layout(dir, trust_domain, &list_samples(dir)))
+        } else {
+            Self::init(dir, trust_domain, &[])
+        }
+    }
+
+    /// Creates a fresh CA, server SVID and sample SVIDs in `dir`, replacing
+    /// any there. `agents` empty means [`DEFAULT_AGENTS`].
+    pub fn init(
+        dir: &Path,
+        trust_domain: &TrustDomain,
+        agents: &[String],
+    ) -> Result<Self, IdentityError> {
+        let agents: Vec<String> = if agents.is_empty() {
+            DEFAULT_AGENTS.iter().map(|a| (*a).to_owned()).collect()
+        } else {
+            agents.to_vec()
+        };
+        let mut samples: Vec<String> = agents.iter().map(|a| format!("agents/{a}")).collect();
+        samples.extend(DEFAULT_WORKLOADS.iter().map(|w| format!("workloads/{w}")));
+        let layout = Self::layout(dir, trust_domain, &samples);
+
+        let ca_key = KeyPair::generate().map_err(generate_error)?;
+        let ca_params = ca_params(trust_domain)?;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(generate_error)?;
+        write(&layout.bundle, ca_cert.pem().as_bytes(), false)?;
+        write(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes(), true)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        issue(&issuer, &layout.server, true)?;
+        for sample in &layout.samples {
+            issue(&issuer, sample, false)?;
+        }
+        Ok(layout)
+    }
+
+    fn layout(dir: &Path, trust_domain: &TrustDomain, samples: &[String]) -> Self {
+        let files = |rel: &str, path: &str| SvidFiles {
+            spiffe_id: format!("spiffe://{}/{path}", trust_domain.as_str()),
+            cert: dir.join(rel).join("svid.pem"),
+            key: dir.join(rel).join("svid.key"),
+        };
+        Self {
+            dir: dir.to_owned(),
+            trust_domain: trust_domain.clone(),
+            bundle: dir.join("bundle.pem"),
+            server: files("server", "mandate"),
+            samples: samples.iter().map(|s| files(s, s)).collect(),
+        }
+    }
+
+    /// The same material as a `files` identity source.
+    pub fn files_source(&self) -> FilesSource {
+        FilesSource {
+            svid_cert: self.server.cert.clone(),
+            svid_key: self.server.key.clone(),
+            bundles: vec![(self.trust_domain.clone(), self.bundle.clone())],
+        }
+    }
+}
+
+/// Sample directories already on disk, as `agents/NAME` and `workloads/NAME`.
+fn list_samples(dir: &Path) -> Vec<String> {
+    let mut samples = Vec::new();
+    for kind in ["agents", "workloads"] {
+        if let Ok(entries) = fs::read_dir(dir.join(kind)) {
+            for entry in entries.flatten() {
+                samples.push(format!("{kind}/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    samples.sort();
+    samples
+}
+
+fn generate_error(e: rcgen::Error) -> IdentityError {
+    IdentityError::Generate(e.to_string())
+}
+
+fn uri_san(uri: &str) -> Result<SanType, IdentityError> {
+    Ok(SanType::URI(uri.try_into().map_err(generate_error)?))
+}
+
+fn ca_params(trust_domain: &TrustDomain) -> Result<CertificateParams, IdentityError> {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, format!("Mandate dev CA for {}", trust_domain.as_str()));
+    params.distinguished_name = name;
+    params.subject_alt_names = vec![uri_san(&trust_domain.id_string())?];
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + CA_LIFETIME;
+    Ok(params)
+}
+
+fn issue(
+    issuer: &Issuer<'_, KeyPair>,
+    files: &SvidFiles,
+    server: bool,
+) -> Result<(), IdentityError> {
+    let id = SpiffeId::new(&files.spiffe_id).map_err(|e| IdentityError::NotSpiffe {
+        uri: files.spiffe_id.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![uri_san(&id.to_string())?];
+    if server {
+        // Extra SANs let clients that check DNS names (grpcurl, other
+        // languages' default TLS) reach the dev server on loopback.
+        params.subject_alt_names.push(SanType::DnsName(
+            "localhost".try_into().map_err(generate_error)?,
+        ));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + SVID_LIFETIME;
+    let key = KeyPair::generate().map_err(generate_error)?;
+    let cert = params.signed_by(&key, issuer).map_err(generate_error)?;
+    write(&files.cert, cert.pem().as_bytes(), false)?;
+    write(&files.key, key.serialize_pem().as_bytes(), true)
+}
+
+fn write(path: &Path, contents: &[u8], secret: bool) -> Result<(), IdentityError> {
+    let fail = |source| IdentityError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(fail)?;
+    }
+    fs::write(path, contents).map_err(fail)?;
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
+    Ok(())
+}

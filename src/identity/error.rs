@@ -1,0 +1,86 @@
+//! Errors of the identity boundary: loading SVIDs and bundles, verifying peers.
+
+use std::path::PathBuf;
+
+/// Why identity material could not be loaded or a peer certificate was refused.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum IdentityError {
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write `{path}`: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A PEM file held nothing usable.
+    #[error("`{path}`: {what}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        what: String,
+    },
+    /// The peer presented no certificate.
+    #[error("no certificate presented")]
+    NoCertificate,
+    /// The certificate is not valid DER X.509.
+    #[error("certificate cannot be parsed: {0}")]
+    Malformed(String),
+    /// An X.509-SVID has exactly one URI SAN; this one has none.
+    #[error("certificate has no URI SAN, so it is not an X.509-SVID")]
+    NoUriSan,
+    /// An X.509-SVID has exactly one URI SAN; this one has several.
+    #[error("certificate has {0} URI SANs; an X.509-SVID has exactly one")]
+    MultipleUriSans(usize),
+    /// The URI SAN is not a valid SPIFFE ID.
+    #[error("URI SAN `{uri}` is not a SPIFFE ID: {reason}")]
+    NotSpiffe {
+        /// The URI SAN found.
+        uri: String,
+        /// Why it is not a SPIFFE ID.
+        reason: String,
+    },
+    /// A leaf SVID names a workload, never a whole trust domain.
+    #[error("SPIFFE ID `{0}` has no path; a leaf SVID must name a workload")]
+    RootPath(String),
+    /// A CA certificate was presented as a leaf.
+    #[error("certificate is a CA certificate and cannot be used as a leaf SVID")]
+    LeafIsCa,
+    /// Leaf SVIDs must be usable for signatures and must not sign certificates.
+    #[error("leaf SVID key usage is invalid: {0}")]
+    KeyUsage(&'static str),
+    /// The SPIFFE ID names a trust domain we hold no bundle for.
+    #[error("trust domain `{0}` is not trusted")]
+    UntrustedTrustDomain(String),
+    /// The chain does not verify against the bundle of its trust domain.
+    #[error("certificate chain for `{id}` does not verify against its trust bundle: {reason}")]
+    Chain {
+        /// The SPIFFE ID the leaf claims.
+        id: String,
+        /// What the verifier said.
+        reason: String,
+    },
+    /// A presented SPIFFE ID is not the expected one.
+    #[error("peer is `{actual}`, expected `{expected}`")]
+    UnexpectedPeer {
+        /// The SPIFFE ID that was expected.
+        expected: String,
+        /// The SPIFFE ID that was presented.
+        actual: String,
+    },
+    /// Certificate generation failed (dev trust domain).
+    #[error("cannot generate certificates: {0}")]
+    Generate(String),
+    /// The TLS library refused the material.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}

@@ -1,0 +1,15 @@
+//! Mandate: a policy decision point for AI agents and workloads.
+//!
+//! Callers authenticate with SPIFFE X.509-SVIDs over mTLS; every request is
+//! decided live by Cedar policies. See `DESIGN.md` for the architecture.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod decision;
+pub mod identity;
+pub mod policy;
+pub mod server;

@@ -1,0 +1,199 @@
+//! Reading policy, schema and entities files into Cedar values.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+
+use super::{PolicyError, Problem};
+
+/// Where a policy came from, for error messages and explanations.
+#[derive(Debug, Clone)]
+pub(super) struct PolicySource {
+    pub file: PathBuf,
+    pub line: usize,
+    text: std::sync::Arc<str>,
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Parses a schema in the Cedar schema syntax.
+pub(super) fn schema(path: &Path) -> Result<Schema, PolicyError> {
+    let text = read(path)?;
+    match Schema::from_cedarschema_str(&text) {
+        Ok((schema, warnings)) => {
+            for warning in warnings {
+                tracing::warn!(file = %path.display(), %warning, "schema warning");
+            }
+            Ok(schema)
+        }
+        Err(e) => Err(PolicyError::Invalid {
+            problems: vec![Problem::from_diagnostic(path, &text, &e)],
+        }),
+    }
+}
+
+/// Every `*.cedar` file under `dir`, recursively, in a stable order.
+fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current).map_err(|source| PolicyError::Read {
+            path: current.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let path = entry
+                .map_err(|source| PolicyError::Read {
+                    path: current.clone(),
+                    source,
+                })?
+                .path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "cedar") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Parses every policy file, giving each policy a stable id: its
+/// `@id("...")` annotation, else `file-stem.N` (N counts from 0 in the file).
+pub(super) fn policies(
+    dir: &Path,
+) -> Result<(PolicySet, HashMap<PolicyId, PolicySource>), PolicyError> {
+    let mut set = PolicySet::new();
+    let mut sources = HashMap::new();
+    let mut problems = Vec::new();
+
+    for file in cedar_files(dir)? {
+        let text: std::sync::Arc<str> = read(&file)?.into();
+        let parsed = match PolicySet::from_str(&text) {
+            Ok(parsed) => parsed,
+            Err(errors) => {
+                problems.extend(
+                    errors
+                        .iter()
+                        .map(|e| Problem::from_diagnostic(&file, &text, e)),
+                );
+                continue;
+            }
+        };
+        if parsed.templates().next().is_some() {
+            problems.push(Problem {
+                file: file.clone(),
+                location: None,
+                message: "policy templates are not supported yet".to_owned(),
+            });
+            continue;
+        }
+        let stem = file
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        // Cedar names parsed policies `policy0`, `policy1`, ... in file order.
+        let mut in_file: Vec<_> = parsed.policies().collect();
+        in_file.sort_by_key(|p| {
+            p.id()
+                .to_string()
+                .trim_start_matches("policy")
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let mut search_from = 0;
+        for (n, policy) in in_file.into_iter().enumerate() {
+            let id = policy
+                .annotation("id")
+                .map_or_else(|| format!("{stem}.{n}"), ToOwned::to_owned);
+            let policy_text = policy.to_string();
+            let offset = text
+                .get(search_from..)
+                .and_then(|rest| rest.find(policy_text.as_str()))
+                .map_or(search_from, |found| search_from + found);
+            search_from = offset + policy_text.len().min(text.len() - offset);
+            let (line, _) = super::error::line_column(&text, offset);
+            let id = PolicyId::new(id);
+            if let Some(existing) = sources.get(&id) {
+                let existing: &PolicySource = existing;
+                problems.push(Problem {
+                    file: file.clone(),
+                    location: Some((line, 1)),
+                    message: format!(
+                        "policy id `{id}` is already used at {}:{}",
+                        existing.file.display(),
+                        existing.line
+                    ),
+                });
+                continue;
+            }
+            if let Err(e) = set.add(policy.new_id(id.clone())) {
+                problems.push(Problem {
+                    file: file.clone(),
+                    location: Some((line, 1)),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+            sources.insert(
+                id,
+                PolicySource {
+                    file: file.clone(),
+                    line,
+                    text: text.clone(),
+                },
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok((set, sources))
+    } else {
+        Err(PolicyError::Invalid { problems })
+    }
+}
+
+/// Strict validation of the whole set against the schema. Warnings (such as
+/// a policy that can never apply) are logged; errors refuse the set.
+pub(super) fn validate(
+    schema: &Schema,
+    policies: &PolicySet,
+    sources: &HashMap<PolicyId, PolicySource>,
+) -> Result<(), PolicyError> {
+    let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    let problem = |id: &PolicyId, diagnostic: &dyn miette::Diagnostic| match sources.get(id) {
+        Some(source) => Problem::from_diagnostic(&source.file, &source.text, diagnostic),
+        None => Problem {
+            file: PathBuf::from(id.to_string()),
+            location: None,
+            message: diagnostic.to_string(),
+        },
+    };
+    for warning in result.validation_warnings() {
+        let located = problem(warning.policy_id(), warning);
+        tracing::warn!(policy_id = %warning.policy_id(), "{located}");
+    }
+    let problems: Vec<Problem> = result
+        .validation_errors()
+        .map(|error| problem(error.policy_id(), error))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(PolicyError::Invalid { problems })
+    }
+}
+
+/// Reads a Cedar entities JSON file, checked against the schema.
+pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyError> {
+    let text = read(path)?;
+    Entities::from_json_str(&text, Some(schema)).map_err(|e| PolicyError::Invalid {
+        problems: vec![Problem::from_diagnostic(path, &text, &e)],
+    })
+}

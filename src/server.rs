@@ -1,0 +1,188 @@
+//! Runs Mandate: binds the gRPC and HTTP listeners, serves until told to
+//! stop, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
+
+use crate::api::v1::authorization_service_server::AuthorizationServiceServer;
+use crate::api::{AuthorizationApi, DecisionState, http, listener};
+use crate::decision::{AgentPattern, Decider};
+use crate::identity::{IdentityError, IdentityWatch};
+use crate::policy::PolicyEngine;
+
+/// The gRPC service name reported by health checks.
+pub const SERVICE_NAME: &str = "mandate.v1.AuthorizationService";
+
+/// Everything needed to run a server, already validated.
+#[derive(Debug)]
+pub struct ServerOptions {
+    /// gRPC (mTLS) listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// HTTP listen address for `/healthz` and `/readyz`.
+    pub http_listen: SocketAddr,
+    /// Loaded and validated policies.
+    pub engine: Arc<PolicyEngine>,
+    /// Our SVID and trust bundles.
+    pub identity: IdentityWatch,
+    /// Which SPIFFE IDs are agents.
+    pub agents: AgentPattern,
+    /// Most requests in one `BatchAuthorize`.
+    pub max_batch_size: usize,
+    /// A TLS handshake that takes longer is dropped.
+    pub handshake_timeout: Duration,
+    /// How long in-flight calls may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The identity material is unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(String),
+}
+
+/// A running server; [`RunningServer::shutdown`] stops it gracefully.
+#[derive(Debug)]
+pub struct RunningServer {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    readiness: http::Readiness,
+    health: tonic_health::server::HealthReporter,
+    stop_grpc: oneshot::Sender<()>,
+    stop_http: oneshot::Sender<()>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+    accept: JoinHandle<()>,
+    grace: Duration,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Binds both listeners and starts serving.
+pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
+    let grpc_listener = bind(options.listen).await?;
+    let http_listener = bind(options.http_listen).await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr: options.listen, source })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr: options.http_listen, source })?;
+
+    let (incoming, accept) =
+        listener::accept(grpc_listener, options.identity.clone(), options.handshake_timeout)?;
+
+    let state = Arc::new(DecisionState {
+        engine: options.engine,
+        decider: Decider::new(options.agents),
+        identity: options.identity,
+        max_batch_size: options.max_batch_size,
+    });
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::api::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Grpc(e.to_string()))?;
+
+    let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(state)))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = grpc_stopped.await;
+            }),
+    );
+
+    let readiness = http::Readiness::default();
+    readiness.set(true);
+    let (stop_http, http_stopped) = oneshot::channel::<()>();
+    let router = http::router(readiness.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, router)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+
+    tracing::info!(grpc = %grpc_addr, http = %http_addr, "serving");
+    Ok(RunningServer {
+        grpc_addr,
+        http_addr,
+        readiness,
+        health,
+        stop_grpc,
+        stop_http,
+        grpc,
+        http,
+        accept,
+        grace: options.shutdown_grace,
+    })
+}
+
+impl RunningServer {
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Health to NOT_SERVING, stop accepting, let in-flight calls finish
+    /// within the grace period, then stop.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.readiness.set(false);
+        self.health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.accept.abort();
+        let _ = self.stop_grpc.send(());
+        let result = match tokio::time::timeout(self.grace, self.grpc).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(ServerError::Grpc(e.to_string())),
+            Ok(Err(e)) => Err(ServerError::Grpc(e.to_string())),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "in-flight calls did not finish in time");
+                Ok(())
+            }
+        };
+        let _ = self.stop_http.send(());
+        let _ = tokio::time::timeout(self.grace, self.http).await;
+        result
+    }
+}
