@@ -34,7 +34,15 @@ pub async fn channel(
     identity: &Identity,
     server_id: Option<SpiffeId>,
 ) -> Result<Channel, ClientError> {
-    let connector = TlsConnector::from(client_config(identity, server_id)?);
+    channel_with_config(addr, client_config(identity, server_id)?).await
+}
+
+/// Like [`channel`], with a TLS configuration built by the caller.
+pub async fn channel_with_config(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, ClientError> {
+    let connector = TlsConnector::from(config);
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| ClientError::Address(addr.to_owned(), e.to_string()))?;
     let connect = tower::service_fn(move |uri: Uri| {
@@ -74,8 +82,12 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
         source = cause.source();
     }
     message

@@ -13,7 +13,7 @@ use spiffe::{SpiffeId, TrustDomain};
 
 use super::{EXIT_USAGE, init_logging, runtime};
 use crate::api::v1::{AuthorizeRequest, AuthorizeResponse, Decision, Resource, Subject};
-use crate::client::{connect, error_chain, identity_from_files};
+use crate::client::{connect, identity_from_files};
 use crate::config::defaults;
 
 #[derive(Debug, Args)]
@@ -160,7 +160,6 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{}: {}", status.code(), status.message()))
-            .map_err(|e| if e.is_empty() { error_chain(&std::io::Error::other("")) } else { e })
     });
     match result {
         Ok(response) => {

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Request,
+    Request, RequestValidationError,
 };
 use spiffe::SpiffeId;
 
@@ -119,6 +119,10 @@ impl Decider {
             Some(engine.schema()),
         ) {
             Ok(r) => r,
+            Err(
+                e @ (RequestValidationError::InvalidContext(_)
+                | RequestValidationError::TypeOfContext(_)),
+            ) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
             Err(e) => return Outcome::deny(reason::INVALID_REQUEST, e.to_string()),
         };
         let entities = match entity_slice(engine, principal, &resource) {

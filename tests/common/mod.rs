@@ -1,0 +1,263 @@
+//! Shared test fixtures: a test PKI built with rcgen (good and bad SVIDs)
+//! and a Mandate server on 127.0.0.1:0 with the shipped policies.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate::decision::AgentPattern;
+use mandate::identity::{
+    Identity, SpiffeServerVerifier, TrustBundles, TrustDomain, load_certs,
+    load_private_key,
+};
+use mandate::policy::PolicyEngine;
+use mandate::server::{RunningServer, ServerOptions, start};
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
+use tonic::transport::Channel;
+
+/// The trust domain of the shipped example entities.
+pub const TRUST_DOMAIN: &str = "mandate.local";
+
+/// Repository root, where `policies/`, `schemas/` and `examples/` live.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A certificate authority for one trust domain.
+pub struct TestCa {
+    pub trust_domain: String,
+    pub cert: CertificateDer<'static>,
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A leaf certificate and its key.
+pub struct Leaf {
+    pub cert: CertificateDer<'static>,
+    pub cert_pem: String,
+    pub key: PrivateKeyDer<'static>,
+    pub key_pem: String,
+}
+
+impl Leaf {
+    /// Writes `svid.pem` and `svid.key` under `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (cert, key)
+    }
+}
+
+/// How a leaf deviates from a good X.509-SVID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flaw {
+    None,
+    TwoUriSans,
+    NonSpiffeUri,
+    IsCa,
+    Expired,
+}
+
+impl TestCa {
+    pub fn new(trust_domain: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{trust_domain}").try_into().unwrap(),
+        )];
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            trust_domain: trust_domain.to_owned(),
+            cert: cert.der().clone(),
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A good SVID for `spiffe://<trust domain><path>`.
+    pub fn svid(&self, path: &str) -> Leaf {
+        self.leaf(&format!("spiffe://{}{path}", self.trust_domain), Flaw::None)
+    }
+
+    /// A leaf for `uri` with the given flaw.
+    pub fn leaf(&self, uri: &str, flaw: Flaw) -> Leaf {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        match flaw {
+            Flaw::TwoUriSans => params
+                .subject_alt_names
+                .push(SanType::URI(format!("{uri}-twin").try_into().unwrap())),
+            Flaw::NonSpiffeUri => {
+                params.subject_alt_names =
+                    vec![SanType::URI("https://mandate.local/agents/x".try_into().unwrap())]
+            }
+            _ => {}
+        }
+        if flaw == Flaw::IsCa {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyCertSign,
+            ];
+        } else {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        }
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = OffsetDateTime::now_utc();
+        if flaw == Flaw::Expired {
+            params.not_before = now - time::Duration::days(2);
+            params.not_after = now - time::Duration::days(1);
+        } else {
+            params.not_before = now - time::Duration::minutes(5);
+            params.not_after = now + time::Duration::days(1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Trust bundles holding only this CA.
+    pub fn bundles(&self) -> TrustBundles {
+        let mut bundles = TrustBundles::default();
+        bundles.add(self.td(), &[self.cert.clone()]).unwrap();
+        bundles
+    }
+
+    pub fn td(&self) -> TrustDomain {
+        TrustDomain::new(&self.trust_domain).unwrap()
+    }
+
+    /// An identity presenting `leaf` and trusting this CA.
+    pub fn identity(&self, leaf: &Leaf) -> Arc<Identity> {
+        Arc::new(Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), self.bundles()).unwrap())
+    }
+}
+
+/// A running server and the PKI it trusts.
+pub struct TestServer {
+    pub ca: TestCa,
+    pub server: RunningServer,
+    pub addr: String,
+}
+
+/// Options for [`TestServer::start_with`].
+pub struct Setup {
+    pub policies: PathBuf,
+    pub entities: Option<PathBuf>,
+    pub max_batch_size: usize,
+    /// Extra trust domains and their CAs, besides the server's own.
+    pub extra_bundles: Vec<(TrustDomain, CertificateDer<'static>)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            policies: repo().join("policies"),
+            entities: Some(repo().join("examples/entities.json")),
+            max_batch_size: 4,
+            extra_bundles: Vec::new(),
+        }
+    }
+}
+
+impl TestServer {
+    /// The shipped policies, schema and example entities.
+    pub async fn start() -> Self {
+        Self::start_with(Setup::default()).await
+    }
+
+    pub async fn start_with(setup: Setup) -> Self {
+        let ca = TestCa::new(TRUST_DOMAIN);
+        let leaf = ca.svid("/mandate");
+        let mut bundles = ca.bundles();
+        for (td, cert) in &setup.extra_bundles {
+            bundles.add(td.clone(), &[cert.clone()]).unwrap();
+        }
+        let identity = Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
+        let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
+        let engine = PolicyEngine::load(
+            &setup.policies,
+            &repo().join("schemas/mandate.cedarschema"),
+            setup.entities.as_deref(),
+        )
+        .unwrap();
+        let server = start(ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            engine: Arc::new(engine),
+            identity,
+            agents: AgentPattern::default(),
+            max_batch_size: setup.max_batch_size,
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let addr = server.grpc_addr().to_string();
+        Self { ca, server, addr }
+    }
+
+    /// A client presenting a fresh good SVID for `path`.
+    pub async fn client(&self, path: &str) -> AuthorizationServiceClient<Channel> {
+        let identity = self.ca.identity(&self.ca.svid(path));
+        mandate::client::connect(&self.addr, &identity, None).await.unwrap()
+    }
+
+    /// A raw channel presenting `chain` and `key`, with no local checks of
+    /// our own certificate, so bad SVIDs reach the server.
+    pub async fn raw_channel(
+        &self,
+        client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<Channel, mandate::client::ClientError> {
+        let verifier = Arc::new(SpiffeServerVerifier::new(Arc::new(self.ca.bundles()), None));
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+        let mut config = match client_auth {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        mandate::client::channel_with_config(&self.addr, Arc::new(config)).await
+    }
+}
+
+/// Reads files into an identity, as the CLI does.
+pub fn identity_from(cert: &Path, key: &Path, ca: &Path, td: &str) -> Identity {
+    let mut bundles = TrustBundles::default();
+    bundles
+        .add(TrustDomain::new(td).unwrap(), &load_certs(ca).unwrap())
+        .unwrap();
+    Identity::new(load_certs(cert).unwrap(), load_private_key(key).unwrap(), bundles).unwrap()
+}
