@@ -63,3 +63,94 @@ pub fn spiffe_id_of_leaf(der: &[u8]) -> Result<SpiffeId, IdentityError> {
     }
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose, SanType};
+
+    use super::*;
+
+    fn leaf(edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(
+            "spiffe://example.org/agents/a".try_into().unwrap(),
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        edit(&mut params);
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn uri(s: &str) -> SanType {
+        SanType::URI(s.try_into().unwrap())
+    }
+
+    #[test]
+    fn a_good_leaf_yields_its_spiffe_id() {
+        let id = spiffe_id_of_leaf(&leaf(|_| {})).unwrap();
+        assert_eq!(id.to_string(), "spiffe://example.org/agents/a");
+    }
+
+    #[test]
+    fn each_leaf_rule_is_enforced() {
+        let cases: Vec<(&str, Box<dyn FnOnce(&mut CertificateParams)>, fn(&IdentityError) -> bool)> = vec![
+            (
+                "no URI SAN",
+                Box::new(|p| p.subject_alt_names = vec![SanType::DnsName("a.example".try_into().unwrap())]),
+                |e| matches!(e, IdentityError::NoUriSan),
+            ),
+            (
+                "two URI SANs",
+                Box::new(|p| p.subject_alt_names.push(uri("spiffe://example.org/agents/b"))),
+                |e| matches!(e, IdentityError::MultipleUriSans(2)),
+            ),
+            (
+                "non-spiffe scheme",
+                Box::new(|p| p.subject_alt_names = vec![uri("https://example.org/agents/a")]),
+                |e| matches!(e, IdentityError::NotSpiffe { .. }),
+            ),
+            (
+                "root path",
+                Box::new(|p| p.subject_alt_names = vec![uri("spiffe://example.org")]),
+                |e| matches!(e, IdentityError::RootPath(_)),
+            ),
+            (
+                "CA as leaf",
+                Box::new(|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
+                |e| matches!(e, IdentityError::LeafIsCa),
+            ),
+            (
+                "no digitalSignature",
+                Box::new(|p| p.key_usages = vec![KeyUsagePurpose::KeyEncipherment]),
+                |e| matches!(e, IdentityError::KeyUsage(_)),
+            ),
+            (
+                "keyCertSign on a leaf",
+                Box::new(|p| {
+                    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign]
+                }),
+                |e| matches!(e, IdentityError::KeyUsage(_)),
+            ),
+            (
+                "no key usage",
+                Box::new(|p| p.key_usages = vec![]),
+                |e| matches!(e, IdentityError::KeyUsage(_)),
+            ),
+        ];
+        for (name, edit, expected) in cases {
+            let err = spiffe_id_of_leaf(&leaf(edit)).unwrap_err();
+            assert!(expected(&err), "{name}: got {err:?}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            spiffe_id_of_leaf(b"not a certificate"),
+            Err(IdentityError::Malformed(_))
+        ));
+    }
+}

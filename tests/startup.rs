@@ -1,0 +1,176 @@
+//! `mandate serve` as a user runs it: refuses bad policies and bad
+//! configuration with exit code 2 and a message naming the problem, and
+//! stops cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn mandate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    command.env("RUST_LOG", "info").env_remove("MANDATE_CONFIG");
+    command
+}
+
+/// A working directory with the shipped schema and the given policy files.
+fn workdir(policies: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+    std::fs::copy(
+        common::repo().join("schemas/mandate.cedarschema"),
+        dir.path().join("schemas/mandate.cedarschema"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    for (name, text) in policies {
+        std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Runs `mandate serve` in `dir` and expects it to exit by itself.
+fn serve_exits(dir: &Path, args: &[&str]) -> (i32, String) {
+    let mut command = mandate();
+    command.arg("serve");
+    for flag in ["--listen", "--http-listen"] {
+        if !args.contains(&flag) {
+            command.args([flag, "127.0.0.1:0"]);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status.code().unwrap_or(-1), stderr);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("`mandate serve` kept running; it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const GOOD: &str = r#"@id("ok")
+permit (principal, action == Mandate::Action::"read", resource);
+"#;
+
+#[test]
+fn a_policy_with_a_syntax_error_refuses_start_and_names_file_and_line() {
+    let dir = workdir(&[
+        ("good.cedar", GOOD),
+        (
+            "broken.cedar",
+            "// a comment\n@id(\"broken\")\npermit (principal, action, resource\nwhen { true };\n",
+        ),
+    ]);
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("broken.cedar:4:"), "{stderr}");
+    assert!(!stderr.contains("serving"), "{stderr}");
+}
+
+#[test]
+fn a_policy_that_fails_validation_refuses_start_and_names_file_and_line() {
+    let dir = workdir(&[
+        ("good.cedar", GOOD),
+        (
+            "typo.cedar",
+            "@id(\"typo\")\npermit (principal, action == Mandate::Action::\"read\", resource is Mandate::Resource)\nwhen { resource.colour == \"red\" };\n",
+        ),
+    ]);
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("typo.cedar:3:"), "{stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+}
+
+#[test]
+fn bad_configuration_reports_every_problem_with_exit_code_2() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    let (code, stderr) = serve_exits(
+        dir.path(),
+        &[
+            "--listen",
+            "nowhere",
+            "--max-batch-size",
+            "0",
+            "--svid-cert",
+            "missing.pem",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(errors.len() >= 3, "{stderr}");
+    assert!(stderr.contains("`listen` `nowhere`"), "{stderr}");
+    assert!(stderr.contains("max-batch-size"), "{stderr}");
+    assert!(stderr.contains("svid-key"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_key_in_mandate_toml_is_refused() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(dir.path().join("mandate.toml"), "listn = \"127.0.0.1:1\"\n").unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("mandate.toml"), "{stderr}");
+    assert!(stderr.contains("listn"), "{stderr}");
+}
+
+#[test]
+fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    let mut child = mandate()
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("serving")) {
+        let line = receiver
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("server did not start: {seen:?}"));
+        seen.push(line);
+    }
+    assert!(dir.path().join("data/dev/bundle.pem").is_file());
+    assert!(dir.path().join("data/dev/agents/patcher/svid.pem").is_file());
+    assert!(seen.iter().any(|l| l.contains("mandate authorize")), "{seen:?}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
