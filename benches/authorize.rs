@@ -1,1 +1,123 @@
-fn main() {}
+//! Decision latency: Cedar in-process, and `Authorize` round trips over
+//! SPIFFE mTLS on loopback, next to a gRPC health check on the same
+//! connection set-up as a do-nothing baseline.
+//!
+//! Run: `cargo bench --bench authorize`.
+
+#![allow(missing_docs, reason = "criterion generates the entry point")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mandate::api::v1::{AuthorizeRequest, Resource};
+use mandate::decision::{AgentPattern, Decider, DecisionRequest};
+use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
+use mandate::policy::PolicyEngine;
+use mandate::server::{ServerOptions, start};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::load(
+        &repo().join("policies"),
+        &repo().join("schemas/mandate.cedarschema"),
+        Some(&repo().join("examples/entities.json")),
+    )
+    .unwrap()
+}
+
+fn in_process(c: &mut Criterion) {
+    let engine = engine();
+    let decider = Decider::new(AgentPattern::default());
+    let patcher = SpiffeId::new("spiffe://mandate.local/agents/patcher").unwrap();
+    let request = DecisionRequest {
+        principal: &patcher,
+        action: "read",
+        resource_type: "",
+        resource_id: "repo:acme/payments",
+        context: serde_json::json!({ "purpose": "bench" }),
+    };
+    assert!(decider.decide(&engine, &request).allowed);
+    c.bench_function("decision/in_process_allow", |b| {
+        b.iter(|| decider.decide(&engine, std::hint::black_box(&request)))
+    });
+}
+
+fn over_mtls(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let trust_domain = TrustDomain::new("mandate.local").unwrap();
+    let dev = DevTrustDomain::init(dir.path(), &trust_domain, &[]).unwrap();
+    let sample = dev.samples.first().unwrap().clone();
+
+    let (server, mut client, mut health) = runtime.block_on(async {
+        let identity = IdentitySource::Dev {
+            dir: dir.path().to_owned(),
+            trust_domain,
+        }
+        .open()
+        .await
+        .unwrap();
+        let server = start(ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            engine: Arc::new(engine()),
+            identity,
+            agents: AgentPattern::default(),
+            max_batch_size: 100,
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let identity =
+            mandate::client::identity_from_files(&sample.cert, &sample.key, &dev.bundle, None)
+                .unwrap();
+        let addr = server.grpc_addr().to_string();
+        let channel = mandate::client::channel(&addr, &identity, None)
+            .await
+            .unwrap();
+        let client =
+            mandate::api::v1::authorization_service_client::AuthorizationServiceClient::new(
+                channel.clone(),
+            );
+        let health = tonic_health::pb::health_client::HealthClient::new(channel);
+        (server, client, health)
+    });
+
+    let request = AuthorizeRequest {
+        action: "read".into(),
+        resource: Some(Resource {
+            r#type: String::new(),
+            id: "repo:acme/payments".into(),
+        }),
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("grpc_mtls_round_trip");
+    group.bench_function("authorize", |b| {
+        b.iter(|| runtime.block_on(client.authorize(request.clone())).unwrap())
+    });
+    group.bench_function("health_check_baseline", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(health.check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                }))
+                .unwrap()
+        })
+    });
+    group.finish();
+    runtime.block_on(server.shutdown()).unwrap();
+}
+
+criterion_group!(benches, in_process, over_mtls);
+criterion_main!(benches);

@@ -48,7 +48,11 @@ pub async fn channel_with_config(
     let connect = tower::service_fn(move |uri: Uri| {
         let connector = connector.clone();
         async move {
-            let host = uri.host().unwrap_or("localhost").trim_matches(['[', ']']).to_owned();
+            let host = uri
+                .host()
+                .unwrap_or("localhost")
+                .trim_matches(['[', ']'])
+                .to_owned();
             let port = uri.port_u16().unwrap_or(7443);
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
@@ -103,9 +107,17 @@ pub fn identity_from_files(
 ) -> Result<Arc<Identity>, ClientError> {
     use crate::identity::{TrustBundles, load_certs, load_private_key, spiffe_id_of_leaf};
     let chain = load_certs(cert)?;
-    let own = spiffe_id_of_leaf(chain.first().ok_or(crate::identity::IdentityError::NoCertificate)?)?;
+    let own = spiffe_id_of_leaf(
+        chain
+            .first()
+            .ok_or(crate::identity::IdentityError::NoCertificate)?,
+    )?;
     let trust_domain = bundle_trust_domain.unwrap_or_else(|| own.trust_domain().clone());
     let mut bundles = TrustBundles::default();
     bundles.add(trust_domain, &load_certs(ca)?)?;
-    Ok(Arc::new(Identity::new(chain, load_private_key(key)?, bundles)?))
+    Ok(Arc::new(Identity::new(
+        chain,
+        load_private_key(key)?,
+        bundles,
+    )?))
 }

@@ -134,34 +134,46 @@ impl Settings {
     /// line each.
     pub fn resolve(raw: RawConfig) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
-        let data_dir = raw.data_dir.clone().unwrap_or_else(|| defaults::DATA_DIR.into());
+        let data_dir = raw
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| defaults::DATA_DIR.into());
         let identity = identity(&raw, &data_dir, &mut problems);
         let mut addr = |key: &str, value: Option<String>, default: &str| {
             let value = value.unwrap_or_else(|| default.to_owned());
             value.parse::<SocketAddr>().map_err(|e| {
-                problems.push(format!("`{key}` `{value}` is not an address like 127.0.0.1:7443: {e}"));
+                problems.push(format!(
+                    "`{key}` `{value}` is not an address like 127.0.0.1:7443: {e}"
+                ));
             })
         };
         let listen = addr("listen", raw.listen, defaults::LISTEN);
         let http_listen = addr("http-listen", raw.http_listen, defaults::HTTP_LISTEN);
-        if let (Ok(a), Ok(b)) = (&listen, &http_listen) {
-            if a == b && a.port() != 0 {
-                problems.push(format!("`listen` and `http-listen` are both `{a}`"));
-            }
+        if let (Ok(a), Ok(b)) = (&listen, &http_listen)
+            && a == b
+            && a.port() != 0
+        {
+            problems.push(format!("`listen` and `http-listen` are both `{a}`"));
         }
 
         let policies = raw.policies.unwrap_or_else(|| defaults::POLICIES.into());
         if !policies.is_dir() {
-            problems.push(format!("policies directory `{}` does not exist", policies.display()));
+            problems.push(format!(
+                "policies directory `{}` does not exist",
+                policies.display()
+            ));
         }
         let schema = raw.schema.unwrap_or_else(|| defaults::SCHEMA.into());
         if !schema.is_file() {
             problems.push(format!("schema file `{}` does not exist", schema.display()));
         }
-        if let Some(entities) = &raw.entities {
-            if !entities.is_file() {
-                problems.push(format!("entities file `{}` does not exist", entities.display()));
-            }
+        if let Some(entities) = &raw.entities
+            && !entities.is_file()
+        {
+            problems.push(format!(
+                "entities file `{}` does not exist",
+                entities.display()
+            ));
         }
 
         let max_batch_size = raw.max_batch_size.unwrap_or(defaults::MAX_BATCH_SIZE);
@@ -171,7 +183,10 @@ impl Settings {
             ));
         }
         let agent_path_prefixes = raw.agent_path_prefixes.unwrap_or_else(|| {
-            DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()).collect()
+            DEFAULT_AGENT_PATH_PREFIXES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect()
         });
         for prefix in &agent_path_prefixes {
             if !prefix.starts_with('/') {
@@ -198,7 +213,8 @@ impl Settings {
                 agent_path_prefixes,
                 handshake_timeout: Duration::from_secs(handshake_timeout),
                 shutdown_grace: Duration::from_secs(
-                    raw.shutdown_grace_secs.unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
+                    raw.shutdown_grace_secs
+                        .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
                 ),
             }),
             _ => Err(problems),
@@ -207,7 +223,11 @@ impl Settings {
 }
 
 /// `files` when an SVID is configured, else the dev trust domain.
-fn identity(raw: &RawConfig, data_dir: &Path, problems: &mut Vec<String>) -> Option<IdentitySource> {
+fn identity(
+    raw: &RawConfig,
+    data_dir: &Path,
+    problems: &mut Vec<String>,
+) -> Option<IdentitySource> {
     let bundles = raw.trust_bundles.clone().unwrap_or_default();
     let mut parsed_bundles = Vec::new();
     for (trust_domain, path) in &bundles {
@@ -262,7 +282,9 @@ fn identity(raw: &RawConfig, data_dir: &Path, problems: &mut Vec<String>) -> Opt
                     trust_domain,
                 }),
                 Err(e) => {
-                    problems.push(format!("`dev-trust-domain` `{name}` is not a trust domain name: {e}"));
+                    problems.push(format!(
+                        "`dev-trust-domain` `{name}` is not a trust domain name: {e}"
+                    ));
                     None
                 }
             }
@@ -300,10 +322,24 @@ mod tests {
             ..Default::default()
         };
         let problems = Settings::resolve(raw).err().unwrap_or_default();
-        assert!(problems.iter().any(|p| p.contains("`listen` `nowhere`")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("/nonexistent/policies")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("must be given together")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("max-batch-size")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("`listen` `nowhere`")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("/nonexistent/policies")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("must be given together")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("max-batch-size")),
+            "{problems:?}"
+        );
     }
 
     #[test]

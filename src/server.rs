@@ -86,13 +86,22 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let http_listener = bind(options.http_listen).await?;
     let grpc_addr = grpc_listener
         .local_addr()
-        .map_err(|source| ServerError::Bind { addr: options.listen, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: options.listen,
+            source,
+        })?;
     let http_addr = http_listener
         .local_addr()
-        .map_err(|source| ServerError::Bind { addr: options.http_listen, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: options.http_listen,
+            source,
+        })?;
 
-    let (incoming, accept) =
-        listener::accept(grpc_listener, options.identity.clone(), options.handshake_timeout)?;
+    let (incoming, accept) = listener::accept(
+        grpc_listener,
+        options.identity.clone(),
+        options.handshake_timeout,
+    )?;
 
     let state = Arc::new(DecisionState {
         engine: options.engine,
@@ -116,7 +125,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(state)))
+            .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(
+                state,
+            )))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = grpc_stopped.await;
             }),

@@ -1,6 +1,11 @@
 //! Decisions over real mTLS, driven by the shipped example policies.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 mod common;
 
@@ -49,7 +54,10 @@ async fn agent_reads_low_sensitivity_resource_and_policies_are_named() {
         .unwrap()
         .into_inner();
     assert!(allowed(&response), "{response:?}");
-    assert_eq!(response.determining_policies, ["agents-read-low-sensitivity"]);
+    assert_eq!(
+        response.determining_policies,
+        ["agents-read-low-sensitivity"]
+    );
     assert!(response.reasons.is_empty());
     assert!(response.errors.is_empty());
     assert_eq!(response.revision, 0);
@@ -125,7 +133,10 @@ async fn forbid_overrides_permit_and_is_named() {
         .unwrap()
         .into_inner();
     assert!(denied(&response), "{response:?}");
-    assert_eq!(response.determining_policies, ["restricted-delete-needs-ticket"]);
+    assert_eq!(
+        response.determining_policies,
+        ["restricted-delete-needs-ticket"]
+    );
     assert_eq!(response.reasons, ["forbidden-by-policy"]);
 
     let with_ticket = with_context(
@@ -135,7 +146,10 @@ async fn forbid_overrides_permit_and_is_named() {
     );
     let response = admin.authorize(with_ticket).await.unwrap().into_inner();
     assert!(allowed(&response), "{response:?}");
-    assert_eq!(response.determining_policies, ["operators-manage-resources"]);
+    assert_eq!(
+        response.determining_policies,
+        ["operators-manage-resources"]
+    );
 }
 
 #[tokio::test]
@@ -215,7 +229,11 @@ async fn malformed_requests_are_invalid_argument() {
     no_resource.resource = None;
     let status = admin.authorize(no_resource).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("resource"), "{}", status.message());
+    assert!(
+        status.message().contains("resource"),
+        "{}",
+        status.message()
+    );
 
     let status = admin.authorize(request("", "handbook")).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -274,13 +292,23 @@ async fn batch_over_the_limit_is_invalid_argument() {
     };
     let status = patcher.batch_authorize(batch).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("limit is 2"), "{}", status.message());
+    assert!(
+        status.message().contains("limit is 2"),
+        "{}",
+        status.message()
+    );
 
     let at_limit = BatchAuthorizeRequest {
         requests: vec![request("read", "handbook"); 2],
     };
     assert_eq!(
-        patcher.batch_authorize(at_limit).await.unwrap().into_inner().responses.len(),
+        patcher
+            .batch_authorize(at_limit)
+            .await
+            .unwrap()
+            .into_inner()
+            .responses
+            .len(),
         2
     );
 }
@@ -295,27 +323,40 @@ async fn enforcement_point_asks_on_behalf_of_a_subject() {
         spiffe_id: "spiffe://mandate.local/agents/patcher".into(),
         certificate_pem: patcher_svid.cert_pem.clone(),
     });
-    let response = envoy.authorize(on_behalf.clone()).await.unwrap().into_inner();
+    let response = envoy
+        .authorize(on_behalf.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(allowed(&response), "{response:?}");
-    assert_eq!(response.determining_policies, ["agents-read-low-sensitivity"]);
+    assert_eq!(
+        response.determining_policies,
+        ["agents-read-low-sensitivity"]
+    );
 
     // The same question from a workload that is not an enforcement point.
     let mut reviewer = server.client("/agents/reviewer").await;
-    let response = reviewer.authorize(on_behalf.clone()).await.unwrap().into_inner();
+    let response = reviewer
+        .authorize(on_behalf.clone())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(denied(&response));
     assert_eq!(response.reasons[0], "not-an-enforcement-point");
 
     // A certificate that belongs to someone else.
     let mut mismatched = on_behalf.clone();
-    mismatched.subject.as_mut().unwrap().certificate_pem = server.ca.svid("/agents/reviewer").cert_pem;
+    mismatched.subject.as_mut().unwrap().certificate_pem =
+        server.ca.svid("/agents/reviewer").cert_pem;
     let response = envoy.authorize(mismatched).await.unwrap().into_inner();
     assert!(denied(&response));
     assert_eq!(response.reasons, ["subject-certificate-invalid"]);
 
     // A certificate from a CA we do not trust.
     let mut foreign = on_behalf;
-    foreign.subject.as_mut().unwrap().certificate_pem =
-        common::TestCa::new("mandate.local").svid("/agents/patcher").cert_pem;
+    foreign.subject.as_mut().unwrap().certificate_pem = common::TestCa::new("mandate.local")
+        .svid("/agents/patcher")
+        .cert_pem;
     let response = envoy.authorize(foreign).await.unwrap().into_inner();
     assert!(denied(&response));
     assert_eq!(response.reasons, ["subject-certificate-invalid"]);
@@ -327,7 +368,9 @@ async fn health_and_reflection_are_served_on_the_grpc_port() {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     let server = TestServer::start().await;
     let identity = server.ca.identity(&server.ca.svid("/workloads/monitor"));
-    let channel = mandate::client::channel(&server.addr, &identity, None).await.unwrap();
+    let channel = mandate::client::channel(&server.addr, &identity, None)
+        .await
+        .unwrap();
     let status = HealthClient::new(channel.clone())
         .check(HealthCheckRequest {
             service: "mandate.v1.AuthorizationService".into(),
@@ -338,10 +381,10 @@ async fn health_and_reflection_are_served_on_the_grpc_port() {
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -356,7 +399,10 @@ async fn health_and_reflection_are_served_on_the_grpc_port() {
         panic!("unexpected reflection response");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"mandate.v1.AuthorizationService"), "{names:?}");
+    assert!(
+        names.contains(&"mandate.v1.AuthorizationService"),
+        "{names:?}"
+    );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }
 
@@ -364,7 +410,9 @@ async fn health_and_reflection_are_served_on_the_grpc_port() {
 async fn readyz_reports_ready_while_serving() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start().await;
-    let mut tcp = tokio::net::TcpStream::connect(server.server.http_addr()).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.server.http_addr())
+        .await
+        .unwrap();
     tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();

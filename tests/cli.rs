@@ -1,7 +1,13 @@
 //! `mandate authorize` exit codes against a real server: 0 allow, 1 deny,
 //! 2 error.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 mod common;
 
@@ -52,9 +58,24 @@ async fn authorize(server_addr: &str, files: &Files, extra: &[&str]) -> Output {
 async fn allow_exits_0_and_prints_the_decision() {
     let server = TestServer::start().await;
     let f = files(&server, "/agents/patcher");
-    let out = authorize(&server.addr, &f, &["--action", "read", "--resource", r#"Mandate::Resource::"handbook""#]).await;
+    let out = authorize(
+        &server.addr,
+        &f,
+        &[
+            "--action",
+            "read",
+            "--resource",
+            r#"Mandate::Resource::"handbook""#,
+        ],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("ALLOW"), "{stdout}");
     assert!(stdout.contains("anyone-reads-handbook"), "{stdout}");
 }
@@ -63,12 +84,26 @@ async fn allow_exits_0_and_prints_the_decision() {
 async fn deny_exits_1_and_json_is_machine_readable() {
     let server = TestServer::start().await;
     let f = files(&server, "/agents/patcher");
-    let out = authorize(&server.addr, &f, &["--action", "read", "--resource", "payroll", "--json"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = authorize(
+        &server.addr,
+        &f,
+        &["--action", "read", "--resource", "payroll", "--json"],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["decision"], "deny");
     assert_eq!(json["reasons"], serde_json::json!(["no-permit"]));
-    assert!(json["decision_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(
+        json["decision_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,7 +116,12 @@ async fn context_is_passed_through() {
     let mut with = args.to_vec();
     with.extend(["--context", r#"{"ticket": "CHG-7"}"#]);
     let with = authorize(&server.addr, &f, &with).await;
-    assert_eq!(with.status.code(), Some(0), "{}", String::from_utf8_lossy(&with.stdout));
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,11 +129,28 @@ async fn errors_exit_2() {
     let server = TestServer::start().await;
     let f = files(&server, "/agents/patcher");
     // Nobody listens on port 1.
-    let out = authorize("127.0.0.1:1", &f, &["--action", "read", "--resource", "handbook"]).await;
+    let out = authorize(
+        "127.0.0.1:1",
+        &f,
+        &["--action", "read", "--resource", "handbook"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
     // Context that is not JSON.
-    let out = authorize(&server.addr, &f, &["--action", "read", "--resource", "handbook", "--context", "{oops"]).await;
+    let out = authorize(
+        &server.addr,
+        &f,
+        &[
+            "--action",
+            "read",
+            "--resource",
+            "handbook",
+            "--context",
+            "{oops",
+        ],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     // Missing required flag.
     let out = authorize(&server.addr, &f, &["--resource", "handbook"]).await;
@@ -102,7 +159,14 @@ async fn errors_exit_2() {
     let out = authorize(
         &server.addr,
         &f,
-        &["--action", "read", "--resource", "handbook", "--server-id", "spiffe://mandate.local/not-mandate"],
+        &[
+            "--action",
+            "read",
+            "--resource",
+            "handbook",
+            "--server-id",
+            "spiffe://mandate.local/not-mandate",
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(2));
@@ -122,10 +186,17 @@ fn dev_init_writes_a_trust_domain_and_refuses_to_overwrite() {
             .unwrap()
     };
     let out = run(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("spiffe://example.org/agents/scout"));
     let leaf = std::fs::read(target.join("agents/scout/svid.pem")).unwrap();
-    let chain = rustls_pemfile::certs(&mut leaf.as_slice()).collect::<Result<Vec<_>, _>>().unwrap();
+    let chain = rustls_pemfile::certs(&mut leaf.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
     let id = mandate::identity::spiffe_id_of_leaf(&chain[0]).unwrap();
     assert_eq!(id.to_string(), "spiffe://example.org/agents/scout");
     assert_eq!(run(&[]).status.code(), Some(2));

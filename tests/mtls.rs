@@ -2,7 +2,13 @@
 //! server before any call is decided. Every case is paired with the good
 //! SVID path so a failure cannot come from the test set-up itself.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 mod common;
 
@@ -83,28 +89,36 @@ async fn federated_ca_cannot_mint_our_ids() {
 #[tokio::test]
 async fn two_uri_sans_are_rejected() {
     let server = TestServer::start().await;
-    let leaf = server.ca.leaf("spiffe://mandate.local/agents/a", Flaw::TwoUriSans);
+    let leaf = server
+        .ca
+        .leaf("spiffe://mandate.local/agents/a", Flaw::TwoUriSans);
     assert_rejected(&server, Some(&leaf)).await;
 }
 
 #[tokio::test]
 async fn non_spiffe_uri_san_is_rejected() {
     let server = TestServer::start().await;
-    let leaf = server.ca.leaf("spiffe://mandate.local/agents/a", Flaw::NonSpiffeUri);
+    let leaf = server
+        .ca
+        .leaf("spiffe://mandate.local/agents/a", Flaw::NonSpiffeUri);
     assert_rejected(&server, Some(&leaf)).await;
 }
 
 #[tokio::test]
 async fn ca_certificate_as_leaf_is_rejected() {
     let server = TestServer::start().await;
-    let leaf = server.ca.leaf("spiffe://mandate.local/agents/a", Flaw::IsCa);
+    let leaf = server
+        .ca
+        .leaf("spiffe://mandate.local/agents/a", Flaw::IsCa);
     assert_rejected(&server, Some(&leaf)).await;
 }
 
 #[tokio::test]
 async fn expired_svid_is_rejected() {
     let server = TestServer::start().await;
-    let leaf = server.ca.leaf("spiffe://mandate.local/agents/a", Flaw::Expired);
+    let leaf = server
+        .ca
+        .leaf("spiffe://mandate.local/agents/a", Flaw::Expired);
     assert_rejected(&server, Some(&leaf)).await;
 }
 
@@ -123,9 +137,14 @@ async fn the_principal_comes_from_the_certificate() {
     let mut request = read_handbook();
     request.resource.as_mut().unwrap().id = "repo:acme/payments".into();
     let mut metadata_forged = tonic::Request::new(request);
-    metadata_forged
-        .metadata_mut()
-        .insert("x-spiffe-id", "spiffe://mandate.local/agents/patcher".parse().unwrap());
-    let response = client.authorize(metadata_forged).await.unwrap().into_inner();
+    metadata_forged.metadata_mut().insert(
+        "x-spiffe-id",
+        "spiffe://mandate.local/agents/patcher".parse().unwrap(),
+    );
+    let response = client
+        .authorize(metadata_forged)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(response.decision, mandate::api::v1::Decision::Deny as i32);
 }

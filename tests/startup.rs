@@ -2,7 +2,13 @@
 //! configuration with exit code 2 and a message naming the problem, and
 //! stops cleanly on SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
 
 mod common;
 
@@ -134,7 +140,13 @@ fn an_unknown_key_in_mandate_toml_is_refused() {
 fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     let mut child = mandate()
-        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -156,8 +168,15 @@ fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
         seen.push(line);
     }
     assert!(dir.path().join("data/dev/bundle.pem").is_file());
-    assert!(dir.path().join("data/dev/agents/patcher/svid.pem").is_file());
-    assert!(seen.iter().any(|l| l.contains("mandate authorize")), "{seen:?}");
+    assert!(
+        dir.path()
+            .join("data/dev/agents/patcher/svid.pem")
+            .is_file()
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("mandate authorize")),
+        "{seen:?}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

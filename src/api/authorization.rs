@@ -44,7 +44,11 @@ impl AuthorizationApi {
         Self { state }
     }
 
-    fn decide(&self, caller: &SpiffeId, request: &AuthorizeRequest) -> Result<AuthorizeResponse, ApiError> {
+    fn decide(
+        &self,
+        caller: &SpiffeId,
+        request: &AuthorizeRequest,
+    ) -> Result<AuthorizeResponse, ApiError> {
         let resource = request
             .resource
             .as_ref()
@@ -53,7 +57,9 @@ impl AuthorizationApi {
             return Err(ApiError::InvalidArgument("`action` is required".to_owned()));
         }
         if resource.id.is_empty() {
-            return Err(ApiError::InvalidArgument("`resource.id` is required".to_owned()));
+            return Err(ApiError::InvalidArgument(
+                "`resource.id` is required".to_owned(),
+            ));
         }
         let subject_id = match &request.subject {
             Some(subject) => Some(SpiffeId::new(&subject.spiffe_id).map_err(|e| {
@@ -141,10 +147,10 @@ impl AuthorizationApi {
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
             return outcome;
         }
-        if !subject.certificate_pem.is_empty() {
-            if let Err(error) = self.verify_subject_certificate(subject, subject_id) {
-                return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error);
-            }
+        if !subject.certificate_pem.is_empty()
+            && let Err(error) = self.verify_subject_certificate(subject, subject_id)
+        {
+            return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error);
         }
         self.state.decider.decide(
             engine,
@@ -158,7 +164,11 @@ impl AuthorizationApi {
         )
     }
 
-    fn verify_subject_certificate(&self, subject: &Subject, expected: &SpiffeId) -> Result<(), String> {
+    fn verify_subject_certificate(
+        &self,
+        subject: &Subject,
+        expected: &SpiffeId,
+    ) -> Result<(), String> {
         let chain = rustls_pemfile::certs(&mut subject.certificate_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("subject certificate PEM cannot be read: {e}"))?;
@@ -180,7 +190,9 @@ fn caller<T>(request: &Request<T>) -> Result<SpiffeId, ApiError> {
         .extensions()
         .get::<PeerIdentity>()
         .map(|peer| peer.spiffe_id.clone())
-        .ok_or_else(|| ApiError::Unauthenticated("no verified client SVID on this connection".to_owned()))
+        .ok_or_else(|| {
+            ApiError::Unauthenticated("no verified client SVID on this connection".to_owned())
+        })
 }
 
 #[tonic::async_trait]
@@ -212,7 +224,9 @@ impl AuthorizationService for AuthorizationApi {
             .enumerate()
             .map(|(i, r)| {
                 self.decide(&caller, r).map_err(|e| match e {
-                    ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("requests[{i}]: {m}")),
+                    ApiError::InvalidArgument(m) => {
+                        ApiError::InvalidArgument(format!("requests[{i}]: {m}"))
+                    }
                     other => other,
                 })
             })

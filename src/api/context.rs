@@ -27,7 +27,9 @@ fn value_to_json(value: &prost_types::Value) -> Value {
             .or_else(|| Number::from_f64(*n).map(Value::Number))
             .unwrap_or(Value::Null),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::ListValue(list)) => Value::Array(list.values.iter().map(value_to_json).collect()),
+        Some(Kind::ListValue(list)) => {
+            Value::Array(list.values.iter().map(value_to_json).collect())
+        }
         Some(Kind::StructValue(s)) => Value::Object(fields_to_json(s)),
     }
 }
@@ -35,7 +37,7 @@ fn value_to_json(value: &prost_types::Value) -> Value {
 fn integral(n: f64) -> Option<i64> {
     // 2^63 is exactly representable; anything at or beyond it does not fit.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    (n.fract() == 0.0 && n >= -LIMIT && n < LIMIT).then_some(n as i64)
+    (n.fract() == 0.0 && (-LIMIT..LIMIT).contains(&n)).then_some(n as i64)
 }
 
 #[cfg(test)]

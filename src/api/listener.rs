@@ -37,14 +37,17 @@ pub fn accept(
             if identity.has_changed().unwrap_or(false) {
                 match server_config(&identity.borrow_and_update()) {
                     Ok(config) => acceptor = TlsAcceptor::from(config),
-                    Err(error) => tracing::error!(%error, "new identity refused; keeping the previous one"),
+                    Err(error) => {
+                        tracing::error!(%error, "new identity refused; keeping the previous one")
+                    }
                 }
             }
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let sender = sender.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(error)) => {
                         tracing::info!(%remote_addr, %error, "TLS handshake failed");

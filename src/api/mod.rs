@@ -18,5 +18,6 @@ pub mod v1 {
     tonic::include_proto!("mandate.v1");
 
     /// Encoded descriptors of `proto/`, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mandate_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("mandate_descriptor");
 }

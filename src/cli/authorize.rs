@@ -91,7 +91,10 @@ fn json_to_value(json: serde_json::Value) -> prost_types::Value {
             values: items.into_iter().map(json_to_value).collect(),
         }),
         Value::Object(fields) => Kind::StructValue(prost_types::Struct {
-            fields: fields.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k, json_to_value(v)))
+                .collect(),
         }),
     };
     prost_types::Value { kind: Some(kind) }
@@ -100,7 +103,10 @@ fn json_to_value(json: serde_json::Value) -> prost_types::Value {
 fn parse_context(text: &str) -> Result<prost_types::Struct, String> {
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(fields)) => Ok(prost_types::Struct {
-            fields: fields.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k, json_to_value(v)))
+                .collect(),
         }),
         Ok(_) => Err("`--context` must be a JSON object".to_owned()),
         Err(e) => Err(format!("`--context` is not JSON: {e}")),
@@ -191,9 +197,16 @@ fn decision_name(response: &AuthorizeResponse) -> &'static str {
 }
 
 fn to_text(response: &AuthorizeResponse) -> String {
-    let mut out = format!("{}\n  decision id: {}\n", decision_name(response), response.decision_id);
+    let mut out = format!(
+        "{}\n  decision id: {}\n",
+        decision_name(response),
+        response.decision_id
+    );
     if !response.determining_policies.is_empty() {
-        out.push_str(&format!("  policies:    {}\n", response.determining_policies.join(", ")));
+        out.push_str(&format!(
+            "  policies:    {}\n",
+            response.determining_policies.join(", ")
+        ));
     }
     if !response.reasons.is_empty() {
         out.push_str(&format!("  reasons:     {}\n", response.reasons.join(", ")));
@@ -225,9 +238,15 @@ mod tests {
     #[test]
     fn resources_parse_in_every_accepted_form() {
         let r = parse_resource(r#"Mandate::Resource::"repo:acme/payments""#);
-        assert_eq!((r.r#type.as_str(), r.id.as_str()), ("Mandate::Resource", "repo:acme/payments"));
+        assert_eq!(
+            (r.r#type.as_str(), r.id.as_str()),
+            ("Mandate::Resource", "repo:acme/payments")
+        );
         let r = parse_resource("Mandate::Resource::handbook");
-        assert_eq!((r.r#type.as_str(), r.id.as_str()), ("Mandate::Resource", "handbook"));
+        assert_eq!(
+            (r.r#type.as_str(), r.id.as_str()),
+            ("Mandate::Resource", "handbook")
+        );
         let r = parse_resource("handbook");
         assert_eq!((r.r#type.as_str(), r.id.as_str()), ("", "handbook"));
     }

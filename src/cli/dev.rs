@@ -38,7 +38,10 @@ pub(super) fn run(command: DevCommand) -> ExitCode {
     let trust_domain = match TrustDomain::new(&args.trust_domain) {
         Ok(td) => td,
         Err(e) => {
-            eprintln!("error: `{}` is not a trust domain name: {e}", args.trust_domain);
+            eprintln!(
+                "error: `{}` is not a trust domain name: {e}",
+                args.trust_domain
+            );
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "mandate", version, about = "Live Cedar authorization for AI agents and workloads, over SPIFFE mTLS")]
+#[command(
+    name = "mandate",
+    version,
+    about = "Live Cedar authorization for AI agents and workloads, over SPIFFE mTLS"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

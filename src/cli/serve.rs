@@ -65,9 +65,7 @@ impl ServeArgs {
                 Some((td, file)) if !td.is_empty() && !file.is_empty() => {
                     bundles.insert(td.to_owned(), PathBuf::from(file));
                 }
-                _ => problems.push(format!(
-                    "`--trust-bundle {spec}` must be TRUST_DOMAIN=FILE"
-                )),
+                _ => problems.push(format!("`--trust-bundle {spec}` must be TRUST_DOMAIN=FILE")),
             }
         }
         let flags = RawConfig {
@@ -142,8 +140,12 @@ async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
                 "no SVID configured: using the {}\ncall the server with a sample SVID, for example:\n  mandate authorize --server {} --cert {} --key {} --ca {} --action read --resource 'Mandate::Resource::\"handbook\"'\n",
                 super::dev::describe(&dev),
                 settings.listen,
-                dev.samples.first().map_or_else(String::new, |s| s.cert.display().to_string()),
-                dev.samples.first().map_or_else(String::new, |s| s.key.display().to_string()),
+                dev.samples
+                    .first()
+                    .map_or_else(String::new, |s| s.cert.display().to_string()),
+                dev.samples
+                    .first()
+                    .map_or_else(String::new, |s| s.key.display().to_string()),
                 dev.bundle.display(),
             ),
             Err(e) => return usage_error(&[e.to_string()]),

@@ -175,7 +175,7 @@ fn entity_slice(
     engine: &PolicyEngine,
     principal: Entity,
     resource: &EntityUid,
-) -> Result<Entities, cedar_policy::entities_errors::EntitiesError> {
+) -> Result<Entities, Box<cedar_policy::entities_errors::EntitiesError>> {
     let store = engine.entities();
     let mut seen: HashSet<EntityUid> = HashSet::new();
     let mut slice = Vec::new();
@@ -188,13 +188,13 @@ fn entity_slice(
         .chain(std::iter::once(resource))
         .chain(store.ancestors(resource).into_iter().flatten());
     for uid in related {
-        if seen.insert(uid.clone()) {
-            if let Some(entity) = store.get(uid) {
-                slice.push(entity.clone());
-            }
+        if seen.insert(uid.clone())
+            && let Some(entity) = store.get(uid)
+        {
+            slice.push(entity.clone());
         }
     }
     slice.push(principal);
     slice.extend(engine.action_entities().iter().cloned());
-    Entities::from_entities(slice, None)
+    Entities::from_entities(slice, None).map_err(Box::new)
 }

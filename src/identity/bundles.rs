@@ -60,7 +60,9 @@ impl TrustBundles {
             .anchors
             .get(id.trust_domain())
             .filter(|anchors| !anchors.is_empty())
-            .ok_or_else(|| IdentityError::UntrustedTrustDomain(id.trust_domain_name().to_owned()))?;
+            .ok_or_else(|| {
+                IdentityError::UntrustedTrustDomain(id.trust_domain_name().to_owned())
+            })?;
         let cert = EndEntityCert::try_from(leaf).map_err(|e| IdentityError::Chain {
             id: id.to_string(),
             reason: e.to_string(),

@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use spiffe::{SpiffeId, TrustDomain};
 use time::{Duration, OffsetDateTime};
@@ -141,7 +141,10 @@ fn uri_san(uri: &str) -> Result<SanType, IdentityError> {
 fn ca_params(trust_domain: &TrustDomain) -> Result<CertificateParams, IdentityError> {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, format!("Mandate dev CA for {}", trust_domain.as_str()));
+    name.push(
+        DnType::CommonName,
+        format!("Mandate dev CA for {}", trust_domain.as_str()),
+    );
     params.distinguished_name = name;
     params.subject_alt_names = vec![uri_san(&trust_domain.id_string())?];
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

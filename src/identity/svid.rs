@@ -96,15 +96,22 @@ mod tests {
 
     #[test]
     fn each_leaf_rule_is_enforced() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut CertificateParams)>, fn(&IdentityError) -> bool)> = vec![
+        type Edit = Box<dyn FnOnce(&mut CertificateParams)>;
+        type Expect = fn(&IdentityError) -> bool;
+        let cases: Vec<(&str, Edit, Expect)> = vec![
             (
                 "no URI SAN",
-                Box::new(|p| p.subject_alt_names = vec![SanType::DnsName("a.example".try_into().unwrap())]),
+                Box::new(|p| {
+                    p.subject_alt_names = vec![SanType::DnsName("a.example".try_into().unwrap())]
+                }),
                 |e| matches!(e, IdentityError::NoUriSan),
             ),
             (
                 "two URI SANs",
-                Box::new(|p| p.subject_alt_names.push(uri("spiffe://example.org/agents/b"))),
+                Box::new(|p| {
+                    p.subject_alt_names
+                        .push(uri("spiffe://example.org/agents/b"))
+                }),
                 |e| matches!(e, IdentityError::MultipleUriSans(2)),
             ),
             (
@@ -130,15 +137,16 @@ mod tests {
             (
                 "keyCertSign on a leaf",
                 Box::new(|p| {
-                    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign]
+                    p.key_usages = vec![
+                        KeyUsagePurpose::DigitalSignature,
+                        KeyUsagePurpose::KeyCertSign,
+                    ]
                 }),
                 |e| matches!(e, IdentityError::KeyUsage(_)),
             ),
-            (
-                "no key usage",
-                Box::new(|p| p.key_usages = vec![]),
-                |e| matches!(e, IdentityError::KeyUsage(_)),
-            ),
+            ("no key usage", Box::new(|p| p.key_usages = vec![]), |e| {
+                matches!(e, IdentityError::KeyUsage(_))
+            }),
         ];
         for (name, edit, expected) in cases {
             let err = spiffe_id_of_leaf(&leaf(edit)).unwrap_err();

@@ -51,12 +51,9 @@ impl fmt::Display for Problem {
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |nl| {
-            before.get(nl + 1..).map_or(0, |l| l.chars().count())
-        })
-        + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before.get(nl + 1..).map_or(0, |l| l.chars().count())
+    }) + 1;
     (line, column)
 }
 

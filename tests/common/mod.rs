@@ -11,8 +11,7 @@ use std::time::Duration;
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::decision::AgentPattern;
 use mandate::identity::{
-    Identity, SpiffeServerVerifier, TrustBundles, TrustDomain, load_certs,
-    load_private_key,
+    Identity, SpiffeServerVerifier, TrustBundles, TrustDomain, load_certs, load_private_key,
 };
 use mandate::policy::PolicyEngine;
 use mandate::server::{RunningServer, ServerOptions, start};
@@ -106,8 +105,9 @@ impl TestCa {
                 .subject_alt_names
                 .push(SanType::URI(format!("{uri}-twin").try_into().unwrap())),
             Flaw::NonSpiffeUri => {
-                params.subject_alt_names =
-                    vec![SanType::URI("https://mandate.local/agents/x".try_into().unwrap())]
+                params.subject_alt_names = vec![SanType::URI(
+                    "https://mandate.local/agents/x".try_into().unwrap(),
+                )]
             }
             _ => {}
         }
@@ -146,7 +146,9 @@ impl TestCa {
     /// Trust bundles holding only this CA.
     pub fn bundles(&self) -> TrustBundles {
         let mut bundles = TrustBundles::default();
-        bundles.add(self.td(), &[self.cert.clone()]).unwrap();
+        bundles
+            .add(self.td(), std::slice::from_ref(&self.cert))
+            .unwrap();
         bundles
     }
 
@@ -156,7 +158,14 @@ impl TestCa {
 
     /// An identity presenting `leaf` and trusting this CA.
     pub fn identity(&self, leaf: &Leaf) -> Arc<Identity> {
-        Arc::new(Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), self.bundles()).unwrap())
+        Arc::new(
+            Identity::new(
+                vec![leaf.cert.clone()],
+                leaf.key.clone_key(),
+                self.bundles(),
+            )
+            .unwrap(),
+        )
     }
 }
 
@@ -198,9 +207,10 @@ impl TestServer {
         let leaf = ca.svid("/mandate");
         let mut bundles = ca.bundles();
         for (td, cert) in &setup.extra_bundles {
-            bundles.add(td.clone(), &[cert.clone()]).unwrap();
+            bundles.add(td.clone(), std::slice::from_ref(cert)).unwrap();
         }
-        let identity = Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
+        let identity =
+            Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
         let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
         let engine = PolicyEngine::load(
             &setup.policies,
@@ -227,7 +237,9 @@ impl TestServer {
     /// A client presenting a fresh good SVID for `path`.
     pub async fn client(&self, path: &str) -> AuthorizationServiceClient<Channel> {
         let identity = self.ca.identity(&self.ca.svid(path));
-        mandate::client::connect(&self.addr, &identity, None).await.unwrap()
+        mandate::client::connect(&self.addr, &identity, None)
+            .await
+            .unwrap()
     }
 
     /// A raw channel presenting `chain` and `key`, with no local checks of
@@ -259,5 +271,10 @@ pub fn identity_from(cert: &Path, key: &Path, ca: &Path, td: &str) -> Identity {
     bundles
         .add(TrustDomain::new(td).unwrap(), &load_certs(ca).unwrap())
         .unwrap();
-    Identity::new(load_certs(cert).unwrap(), load_private_key(key).unwrap(), bundles).unwrap()
+    Identity::new(
+        load_certs(cert).unwrap(),
+        load_private_key(key).unwrap(),
+        bundles,
+    )
+    .unwrap()
 }
