@@ -42,9 +42,9 @@ fn in_process(c: &mut Criterion) {
         resource_id: "repo:acme/payments",
         context: serde_json::json!({ "purpose": "bench" }),
     };
-    assert!(decider.decide(&engine, &request).allowed);
+    assert!(decider.decide(&engine, request.clone()).allowed);
     c.bench_function("decision/in_process_allow", |b| {
-        b.iter(|| decider.decide(&engine, std::hint::black_box(&request)))
+        b.iter(|| decider.decide(&engine, std::hint::black_box(request.clone())))
     });
 }
 

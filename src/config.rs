@@ -343,6 +343,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses() {
+        let raw: RawConfig = toml::from_str(include_str!("../mandate.toml.example")).unwrap();
+        assert_eq!(raw.listen.as_deref(), Some(defaults::LISTEN));
+        assert_eq!(raw.max_batch_size, Some(defaults::MAX_BATCH_SIZE));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<RawConfig>("listn = \"x\"").err();
         assert!(err.is_some());

@@ -83,7 +83,7 @@ impl AuthorizationApi {
         } else {
             self.state.decider.decide(
                 engine,
-                &DecisionRequest {
+                DecisionRequest {
                     principal: caller,
                     action: &request.action,
                     resource_type: &resource.r#type,
@@ -134,7 +134,7 @@ impl AuthorizationApi {
         let engine = &self.state.engine;
         let check = self.state.decider.decide(
             engine,
-            &DecisionRequest {
+            DecisionRequest {
                 principal: caller,
                 action: CHECK_ACTION,
                 resource_type: &resource.r#type,
@@ -154,7 +154,7 @@ impl AuthorizationApi {
         }
         self.state.decider.decide(
             engine,
-            &DecisionRequest {
+            DecisionRequest {
                 principal: subject_id,
                 action: &request.action,
                 resource_type: &resource.r#type,

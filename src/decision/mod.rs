@@ -76,7 +76,7 @@ impl Decider {
     }
 
     /// Decides one request. Never fails: every problem is a deny with a reason.
-    pub fn decide(&self, engine: &PolicyEngine, request: &DecisionRequest<'_>) -> Outcome {
+    pub fn decide(&self, engine: &PolicyEngine, request: DecisionRequest<'_>) -> Outcome {
         let Some(action) = engine.action(request.action) else {
             return Outcome::deny(
                 reason::UNKNOWN_ACTION,
@@ -99,13 +99,11 @@ impl Decider {
                 );
             }
         };
-        let context = match Context::from_json_value(
-            request.context.clone(),
-            Some((engine.schema(), action)),
-        ) {
-            Ok(context) => context,
-            Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
-        };
+        let context =
+            match Context::from_json_value(request.context, Some((engine.schema(), action))) {
+                Ok(context) => context,
+                Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
+            };
         let principal = match self.agents.entity(engine, request.principal) {
             Ok(principal) => principal,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),

@@ -15,6 +15,8 @@ pub const DEFAULT_AGENT_PATH_PREFIXES: &[&str] = &["/agent/", "/agents/"];
 #[derive(Debug, Clone)]
 pub struct AgentPattern {
     path_prefixes: Vec<String>,
+    agent_type: EntityTypeName,
+    workload_type: EntityTypeName,
 }
 
 impl Default for AgentPattern {
@@ -23,12 +25,13 @@ impl Default for AgentPattern {
     }
 }
 
-fn uid(type_name: &str, id: &SpiffeId) -> Result<EntityUid, String> {
-    let type_name = EntityTypeName::from_str(type_name).map_err(|e| e.to_string())?;
-    Ok(EntityUid::from_type_name_and_id(
-        type_name,
-        EntityId::new(id.to_string()),
-    ))
+fn type_name(name: &str) -> EntityTypeName {
+    #[expect(clippy::expect_used, reason = "a constant, valid type name")]
+    EntityTypeName::from_str(name).expect("valid entity type name")
+}
+
+fn uid(type_name: &EntityTypeName, id: &SpiffeId) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id.to_string()))
 }
 
 impl AgentPattern {
@@ -36,6 +39,8 @@ impl AgentPattern {
     pub fn new(path_prefixes: impl IntoIterator<Item = String>) -> Self {
         Self {
             path_prefixes: path_prefixes.into_iter().collect(),
+            agent_type: type_name("Mandate::Agent"),
+            workload_type: type_name("Mandate::Workload"),
         }
     }
 
@@ -44,7 +49,7 @@ impl AgentPattern {
     /// `Mandate::Workload`. Registered attributes and groups are kept;
     /// `trust_domain` and `path` always come from the verified ID.
     pub fn entity(&self, engine: &PolicyEngine, id: &SpiffeId) -> Result<Entity, String> {
-        let agent = uid("Mandate::Agent", id)?;
+        let agent = uid(&self.agent_type, id);
         let registered_agent = engine.entities().get(&agent).is_some();
         let is_agent = registered_agent
             || self
@@ -54,7 +59,7 @@ impl AgentPattern {
         let uid = if is_agent {
             agent
         } else {
-            uid("Mandate::Workload", id)?
+            uid(&self.workload_type, id)
         };
         let (mut attrs, parents) = match engine.entities().get(&uid) {
             Some(registered) => {

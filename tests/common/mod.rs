@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::decision::AgentPattern;
-use mandate::identity::{
-    Identity, SpiffeServerVerifier, TrustBundles, TrustDomain, load_certs, load_private_key,
-};
+use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
 use mandate::policy::PolicyEngine;
 use mandate::server::{RunningServer, ServerOptions, start};
 use rcgen::{
@@ -263,18 +261,4 @@ impl TestServer {
         config.alpn_protocols = vec![b"h2".to_vec()];
         mandate::client::channel_with_config(&self.addr, Arc::new(config)).await
     }
-}
-
-/// Reads files into an identity, as the CLI does.
-pub fn identity_from(cert: &Path, key: &Path, ca: &Path, td: &str) -> Identity {
-    let mut bundles = TrustBundles::default();
-    bundles
-        .add(TrustDomain::new(td).unwrap(), &load_certs(ca).unwrap())
-        .unwrap();
-    Identity::new(
-        load_certs(cert).unwrap(),
-        load_private_key(key).unwrap(),
-        bundles,
-    )
-    .unwrap()
 }
