@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::api::v1::{AuthorizeRequest, Resource};
-use mandate::decision::{AgentPattern, Decider, DecisionRequest};
+use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider, DecisionRequest};
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
 use mandate::policy::PolicyEngine;
 use mandate::server::{ServerOptions, start};
@@ -31,9 +31,16 @@ fn engine() -> PolicyEngine {
     .unwrap()
 }
 
+fn agents() -> AgentPattern {
+    AgentPattern::new(
+        DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
+        [TrustDomain::new("mandate.local").unwrap()],
+    )
+}
+
 fn in_process(c: &mut Criterion) {
     let engine = engine();
-    let decider = Decider::new(AgentPattern::default());
+    let decider = Decider::new(agents());
     let patcher = SpiffeId::new("spiffe://mandate.local/agents/patcher").unwrap();
     let request = DecisionRequest {
         principal: &patcher,
@@ -72,7 +79,7 @@ fn over_mtls(c: &mut Criterion) {
             http_listen: "127.0.0.1:0".parse().unwrap(),
             engine: Arc::new(engine()),
             identity,
-            agents: AgentPattern::default(),
+            agents: agents(),
             max_batch_size: 100,
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),

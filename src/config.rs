@@ -67,6 +67,8 @@ pub struct RawConfig {
     pub max_batch_size: Option<usize>,
     /// SPIFFE ID path prefixes that denote agents.
     pub agent_path_prefixes: Option<Vec<String>>,
+    /// Trust domains whose IDs the agent path prefixes apply to.
+    pub agent_trust_domains: Option<Vec<String>>,
     /// TLS handshake timeout, seconds.
     pub handshake_timeout_secs: Option<u64>,
     /// Shutdown grace period, seconds.
@@ -96,6 +98,7 @@ impl RawConfig {
             dev_trust_domain: self.dev_trust_domain.or(file.dev_trust_domain),
             max_batch_size: self.max_batch_size.or(file.max_batch_size),
             agent_path_prefixes: self.agent_path_prefixes.or(file.agent_path_prefixes),
+            agent_trust_domains: self.agent_trust_domains.or(file.agent_trust_domains),
             handshake_timeout_secs: self.handshake_timeout_secs.or(file.handshake_timeout_secs),
             shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
         }
@@ -123,6 +126,8 @@ pub struct Settings {
     pub max_batch_size: usize,
     /// SPIFFE ID path prefixes that denote agents.
     pub agent_path_prefixes: Vec<String>,
+    /// Trust domains the prefixes apply to; `None` means our own.
+    pub agent_trust_domains: Option<Vec<TrustDomain>>,
     /// TLS handshake timeout.
     pub handshake_timeout: Duration,
     /// Shutdown grace period.
@@ -193,6 +198,20 @@ impl Settings {
                 problems.push(format!("agent path prefix `{prefix}` must start with `/`"));
             }
         }
+        let agent_trust_domains = raw.agent_trust_domains.as_ref().map(|names| {
+            names
+                .iter()
+                .filter_map(|name| {
+                    TrustDomain::new(name)
+                        .map_err(|e| {
+                            problems.push(format!(
+                                "agent trust domain `{name}` is not a trust domain name: {e}"
+                            ))
+                        })
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        });
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -211,6 +230,7 @@ impl Settings {
                 identity,
                 max_batch_size,
                 agent_path_prefixes,
+                agent_trust_domains,
                 handshake_timeout: Duration::from_secs(handshake_timeout),
                 shutdown_grace: Duration::from_secs(
                     raw.shutdown_grace_secs

@@ -313,53 +313,151 @@ async fn batch_over_the_limit_is_invalid_argument() {
     );
 }
 
+fn on_behalf_of(id: &str, certificate_pem: &str) -> AuthorizeRequest {
+    let mut request = request("read", "repo:acme/payments");
+    request.subject = Some(Subject {
+        spiffe_id: id.into(),
+        certificate_pem: certificate_pem.into(),
+    });
+    request
+}
+
 #[tokio::test]
-async fn enforcement_point_asks_on_behalf_of_a_subject() {
+async fn enforcement_point_asks_on_behalf_of_a_verified_subject() {
     let server = TestServer::start().await;
     let mut envoy = server.client("/workloads/envoy").await;
-    let patcher_svid = server.ca.svid("/agents/patcher");
-    let mut on_behalf = request("read", "repo:acme/payments");
-    on_behalf.subject = Some(Subject {
-        spiffe_id: "spiffe://mandate.local/agents/patcher".into(),
-        certificate_pem: patcher_svid.cert_pem.clone(),
-    });
+    let patcher = "spiffe://mandate.local/agents/patcher";
+    let patcher_pem = server.ca.svid("/agents/patcher").cert_pem;
+
     let response = envoy
-        .authorize(on_behalf.clone())
+        .authorize(on_behalf_of(patcher, &patcher_pem))
         .await
         .unwrap()
         .into_inner();
     assert!(allowed(&response), "{response:?}");
+    // The determining policy is the subject's, not the `check`.
     assert_eq!(
         response.determining_policies,
         ["agents-read-low-sensitivity"]
     );
 
-    // The same question from a workload that is not an enforcement point.
+    // The subject asks nothing the subject itself could not: a restricted
+    // resource stays denied through the enforcement point.
+    let mut payroll = on_behalf_of(patcher, &patcher_pem);
+    payroll.resource.as_mut().unwrap().id = "payroll".into();
+    let response = envoy.authorize(payroll).await.unwrap().into_inner();
+    assert!(denied(&response));
+    assert_eq!(response.reasons, ["no-permit"]);
+}
+
+#[tokio::test]
+async fn only_enforcement_points_may_ask_for_others() {
+    let server = TestServer::start().await;
+    let patcher_pem = server.ca.svid("/agents/patcher").cert_pem;
     let mut reviewer = server.client("/agents/reviewer").await;
     let response = reviewer
-        .authorize(on_behalf.clone())
+        .authorize(on_behalf_of(
+            "spiffe://mandate.local/agents/patcher",
+            &patcher_pem,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert!(denied(&response));
+    assert_eq!(response.reasons, ["not-an-enforcement-point", "no-permit"]);
+}
+
+#[tokio::test]
+async fn an_unverified_subject_is_not_honoured_by_the_example_policy() {
+    let server = TestServer::start().await;
+    let mut envoy = server.client("/workloads/envoy").await;
+    let response = envoy
+        .authorize(on_behalf_of("spiffe://mandate.local/workloads/admin", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(denied(&response), "{response:?}");
     assert_eq!(response.reasons[0], "not-an-enforcement-point");
+}
 
-    // A certificate that belongs to someone else.
-    let mut mismatched = on_behalf.clone();
-    mismatched.subject.as_mut().unwrap().certificate_pem =
-        server.ca.svid("/agents/reviewer").cert_pem;
-    let response = envoy.authorize(mismatched).await.unwrap().into_inner();
-    assert!(denied(&response));
-    assert_eq!(response.reasons, ["subject-certificate-invalid"]);
-
-    // A certificate from a CA we do not trust.
-    let mut foreign = on_behalf;
-    foreign.subject.as_mut().unwrap().certificate_pem = common::TestCa::new("mandate.local")
+#[tokio::test]
+async fn a_subject_certificate_must_verify_and_match() {
+    let server = TestServer::start().await;
+    let mut envoy = server.client("/workloads/envoy").await;
+    let patcher = "spiffe://mandate.local/agents/patcher";
+    let someone_else = server.ca.svid("/agents/reviewer").cert_pem;
+    let untrusted_ca = common::TestCa::new("mandate.local")
         .svid("/agents/patcher")
         .cert_pem;
-    let response = envoy.authorize(foreign).await.unwrap().into_inner();
+    for (case, pem) in [
+        ("someone else's", someone_else.as_str()),
+        ("untrusted CA", untrusted_ca.as_str()),
+        ("not PEM", "hello"),
+    ] {
+        let response = envoy
+            .authorize(on_behalf_of(patcher, pem))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(denied(&response), "{case}: {response:?}");
+        assert_eq!(response.reasons, ["subject-certificate-invalid"], "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_subject_outside_our_trust_bundles_is_denied() {
+    let server = TestServer::start().await;
+    let mut envoy = server.client("/workloads/envoy").await;
+    let response = envoy
+        .authorize(on_behalf_of("spiffe://evil.example/agents/patcher", ""))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(denied(&response));
-    assert_eq!(response.reasons, ["subject-certificate-invalid"]);
+    assert_eq!(response.reasons, ["untrusted-subject"]);
+
+    let status = envoy
+        .authorize(on_behalf_of("spiffe://mandate.local", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_federated_partners_agents_do_not_get_our_agents_permissions() {
+    let partner = common::TestCa::new("partner.example");
+    let server = TestServer::start_with(Setup {
+        extra_bundles: vec![(partner.td(), partner.cert.clone())],
+        ..Setup::default()
+    })
+    .await;
+    let identity = partner.identity(&partner.svid("/agents/patcher"));
+    // The partner's bundle does not verify our server, so trust both.
+    let mut bundles = partner.bundles();
+    bundles
+        .add(server.ca.td(), std::slice::from_ref(&server.ca.cert))
+        .unwrap();
+    let identity =
+        mandate::identity::Identity::new(identity.chain.clone(), identity.key.clone_key(), bundles)
+            .unwrap();
+    let mut client = mandate::client::connect(&server.addr, &identity, None)
+        .await
+        .unwrap();
+    for action in ["read", "write"] {
+        let response = client
+            .authorize(request(action, "repo:acme/payments"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(denied(&response), "{action}: {response:?}");
+    }
+    // It is still an authenticated workload: the public handbook is readable.
+    let response = client
+        .authorize(request("read", "handbook"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(allowed(&response));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use super::v1::{
 };
 use super::{ApiError, PeerIdentity, context::struct_to_json};
 use crate::decision::{Decider, DecisionRequest, Outcome, reason};
-use crate::identity::{IdentityWatch, Usage};
+use crate::identity::{IdentityWatch, TrustBundles, Usage};
 use crate::policy::PolicyEngine;
 
 /// The action an enforcement point needs to ask on behalf of a subject.
@@ -61,15 +61,7 @@ impl AuthorizationApi {
                 "`resource.id` is required".to_owned(),
             ));
         }
-        let subject_id = match &request.subject {
-            Some(subject) => Some(SpiffeId::new(&subject.spiffe_id).map_err(|e| {
-                ApiError::InvalidArgument(format!(
-                    "`subject.spiffe_id` `{}` is not a SPIFFE ID: {e}",
-                    subject.spiffe_id
-                ))
-            })?),
-            None => None,
-        };
+        let subject_id = request.subject.as_ref().map(subject_id).transpose()?;
 
         let engine = &self.state.engine;
         let outcome = if !request.token.is_empty() {
@@ -120,9 +112,10 @@ impl AuthorizationApi {
         })
     }
 
-    /// Enforcement-point mode: the caller must be allowed `check` on the
-    /// resource, the subject's certificate (when sent) must verify, and then
-    /// the subject is the principal.
+    /// Enforcement-point mode: the subject's trust domain must be trusted,
+    /// its certificate (when sent) must verify, the caller must be allowed
+    /// `check` on the resource for this subject, and then the subject is the
+    /// principal.
     fn decide_for_subject(
         &self,
         caller: &SpiffeId,
@@ -132,6 +125,22 @@ impl AuthorizationApi {
         resource: &super::v1::Resource,
     ) -> Outcome {
         let engine = &self.state.engine;
+        let bundles = self.state.identity.borrow().bundles.clone();
+        if !bundles.trusts(subject_id.trust_domain()) {
+            return Outcome::deny(
+                reason::UNTRUSTED_SUBJECT,
+                format!(
+                    "subject trust domain `{}` is not trusted",
+                    subject_id.trust_domain_name()
+                ),
+            );
+        }
+        let certificate_verified = !subject.certificate_pem.is_empty();
+        if certificate_verified
+            && let Err(error) = verify_subject_certificate(&bundles, subject, subject_id)
+        {
+            return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error);
+        }
         let check = self.state.decider.decide(
             engine,
             DecisionRequest {
@@ -139,18 +148,20 @@ impl AuthorizationApi {
                 action: CHECK_ACTION,
                 resource_type: &resource.r#type,
                 resource_id: &resource.id,
-                context: serde_json::json!({}),
+                context: serde_json::json!({
+                    "subject": {
+                        "spiffe_id": subject_id.to_string(),
+                        "trust_domain": subject_id.trust_domain_name(),
+                        "path": subject_id.path(),
+                        "certificate_verified": certificate_verified,
+                    }
+                }),
             },
         );
         if !check.allowed {
             let mut outcome = check;
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
             return outcome;
-        }
-        if !subject.certificate_pem.is_empty()
-            && let Err(error) = self.verify_subject_certificate(subject, subject_id)
-        {
-            return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error);
         }
         self.state.decider.decide(
             engine,
@@ -163,26 +174,42 @@ impl AuthorizationApi {
             },
         )
     }
+}
 
-    fn verify_subject_certificate(
-        &self,
-        subject: &Subject,
-        expected: &SpiffeId,
-    ) -> Result<(), String> {
-        let chain = rustls_pemfile::certs(&mut subject.certificate_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("subject certificate PEM cannot be read: {e}"))?;
-        let bundles = self.state.identity.borrow().bundles.clone();
-        let actual = bundles
-            .verify(&chain, UnixTime::now(), Usage::Client)
-            .map_err(|e| format!("subject certificate: {e}"))?;
-        if actual != *expected {
-            return Err(format!(
-                "subject certificate is for `{actual}`, not `{expected}`"
-            ));
-        }
-        Ok(())
+/// The subject's SPIFFE ID; it must name a workload, not a trust domain.
+fn subject_id(subject: &Subject) -> Result<SpiffeId, ApiError> {
+    let id = SpiffeId::new(&subject.spiffe_id).map_err(|e| {
+        ApiError::InvalidArgument(format!(
+            "`subject.spiffe_id` `{}` is not a SPIFFE ID: {e}",
+            subject.spiffe_id
+        ))
+    })?;
+    if id.path().is_empty() {
+        return Err(ApiError::InvalidArgument(format!(
+            "`subject.spiffe_id` `{id}` names a trust domain, not a workload"
+        )));
     }
+    Ok(id)
+}
+
+/// Verifies a forwarded subject SVID against our bundles.
+fn verify_subject_certificate(
+    bundles: &TrustBundles,
+    subject: &Subject,
+    expected: &SpiffeId,
+) -> Result<(), String> {
+    let chain = rustls_pemfile::certs(&mut subject.certificate_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("subject certificate PEM cannot be read: {e}"))?;
+    let actual = bundles
+        .verify(&chain, UnixTime::now(), Usage::Client)
+        .map_err(|e| format!("subject certificate: {e}"))?;
+    if actual != *expected {
+        return Err(format!(
+            "subject certificate is for `{actual}`, not `{expected}`"
+        ));
+    }
+    Ok(())
 }
 
 fn caller<T>(request: &Request<T>) -> Result<SpiffeId, ApiError> {

@@ -31,7 +31,8 @@ pub(super) struct AuthorizeArgs {
     /// when the server is in another trust domain than ours.
     #[arg(long, value_name = "FILE")]
     ca: String,
-    /// Require the server to be exactly this SPIFFE ID.
+    /// The server's SPIFFE ID [default: `spiffe://TD/mandate`, TD being
+    /// the trust domain of `--ca`].
     #[arg(long, value_name = "SPIFFE_ID")]
     server_id: Option<String>,
     /// Action id, such as `read`.
@@ -130,9 +131,21 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
         },
         None => (None, PathBuf::from(&args.ca)),
     };
-    let identity = match identity_from_files(&args.cert, &args.key, &ca_file, ca_domain) {
+    let identity = match identity_from_files(&args.cert, &args.key, &ca_file, ca_domain.clone()) {
         Ok(identity) => identity,
         Err(e) => return usage(e),
+    };
+    // Pin the server by default: any other SVID of the trust domain (an
+    // agent, say) must not be able to answer as Mandate.
+    let server_id = match server_id {
+        Some(id) => id,
+        None => {
+            let td = ca_domain.unwrap_or_else(|| identity.spiffe_id.trust_domain().clone());
+            match SpiffeId::new(format!("{}/mandate", td.id_string())) {
+                Ok(id) => id,
+                Err(e) => return usage(format!("default `--server-id`: {e}")),
+            }
+        }
     };
     let subject = match (&args.subject, &args.subject_cert) {
         (Some(id), cert) => Subject {
@@ -158,7 +171,7 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let result = runtime.block_on(async {
-        let mut client = connect(&args.server, &identity, server_id)
+        let mut client = connect(&args.server, &identity, Some(server_id))
             .await
             .map_err(|e| e.to_string())?;
         client

@@ -11,7 +11,7 @@ use clap::Args;
 use super::{EXIT_USAGE, init_logging, runtime};
 use crate::config::{RawConfig, Settings, defaults};
 use crate::decision::AgentPattern;
-use crate::identity::{IdentitySource, dev::DevTrustDomain};
+use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
 use crate::policy::{PolicyEngine, PolicyError};
 use crate::server::{ServerOptions, start};
 
@@ -63,7 +63,11 @@ impl ServeArgs {
         for spec in &self.trust_bundles {
             match spec.split_once('=') {
                 Some((td, file)) if !td.is_empty() && !file.is_empty() => {
-                    bundles.insert(td.to_owned(), PathBuf::from(file));
+                    if bundles.insert(td.to_owned(), PathBuf::from(file)).is_some() {
+                        problems.push(format!(
+                            "`--trust-bundle` names `{td}` twice; put all its CAs in one PEM file"
+                        ));
+                    }
                 }
                 _ => problems.push(format!("`--trust-bundle {spec}` must be TRUST_DOMAIN=FILE")),
             }
@@ -155,14 +159,26 @@ async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
         Ok(identity) => identity,
         Err(e) => return usage_error(&[e.to_string()]),
     };
-    tracing::info!(spiffe_id = %identity.borrow().spiffe_id, "identity loaded");
+    let own_trust_domain = {
+        let current = identity.borrow();
+        // Build the TLS configuration once now, so a key that does not fit
+        // the certificate is a configuration error before any port is bound.
+        if let Err(e) = server_config(&current) {
+            return usage_error(&[e.to_string()]);
+        }
+        tracing::info!(spiffe_id = %current.spiffe_id, "identity loaded");
+        current.spiffe_id.trust_domain().clone()
+    };
+    let agent_trust_domains = settings
+        .agent_trust_domains
+        .unwrap_or_else(|| vec![own_trust_domain]);
 
     let server = match start(ServerOptions {
         listen: settings.listen,
         http_listen: settings.http_listen,
         engine: Arc::new(engine),
         identity,
-        agents: AgentPattern::new(settings.agent_path_prefixes),
+        agents: AgentPattern::new(settings.agent_path_prefixes, agent_trust_domains),
         max_batch_size: settings.max_batch_size,
         handshake_timeout: settings.handshake_timeout,
         shutdown_grace: settings.shutdown_grace,

@@ -60,7 +60,7 @@ impl Outcome {
 }
 
 /// Decides requests against a [`PolicyEngine`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decider {
     authorizer: Authorizer,
     agents: AgentPattern,

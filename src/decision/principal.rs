@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
-use spiffe::SpiffeId;
+use spiffe::{SpiffeId, TrustDomain};
 
 use crate::policy::PolicyEngine;
 
@@ -15,14 +15,9 @@ pub const DEFAULT_AGENT_PATH_PREFIXES: &[&str] = &["/agent/", "/agents/"];
 #[derive(Debug, Clone)]
 pub struct AgentPattern {
     path_prefixes: Vec<String>,
+    trust_domains: Vec<TrustDomain>,
     agent_type: EntityTypeName,
     workload_type: EntityTypeName,
-}
-
-impl Default for AgentPattern {
-    fn default() -> Self {
-        Self::new(DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()))
-    }
 }
 
 fn type_name(name: &str) -> EntityTypeName {
@@ -35,27 +30,36 @@ fn uid(type_name: &EntityTypeName, id: &SpiffeId) -> EntityUid {
 }
 
 impl AgentPattern {
-    /// SPIFFE IDs whose path starts with one of `path_prefixes` are agents.
-    pub fn new(path_prefixes: impl IntoIterator<Item = String>) -> Self {
+    /// SPIFFE IDs in one of `trust_domains` whose path starts with one of
+    /// `path_prefixes` are agents. Other trust domains' IDs are agents only
+    /// when registered as such: a federated partner does not get our agents'
+    /// permissions by naming its workloads `/agents/...`.
+    pub fn new(
+        path_prefixes: impl IntoIterator<Item = String>,
+        trust_domains: impl IntoIterator<Item = TrustDomain>,
+    ) -> Self {
         Self {
             path_prefixes: path_prefixes.into_iter().collect(),
+            trust_domains: trust_domains.into_iter().collect(),
             agent_type: type_name("Mandate::Agent"),
             workload_type: type_name("Mandate::Workload"),
         }
     }
 
     /// The principal entity for `id`: `Mandate::Agent` when registered as an
-    /// agent in the static entities or matching the path pattern, otherwise
+    /// agent in the static entities or matching the pattern, otherwise
     /// `Mandate::Workload`. Registered attributes and groups are kept;
-    /// `trust_domain` and `path` always come from the verified ID.
+    /// `spiffe_id`, `trust_domain` and `path` always come from the verified
+    /// ID.
     pub fn entity(&self, engine: &PolicyEngine, id: &SpiffeId) -> Result<Entity, String> {
         let agent = uid(&self.agent_type, id);
         let registered_agent = engine.entities().get(&agent).is_some();
         let is_agent = registered_agent
-            || self
-                .path_prefixes
-                .iter()
-                .any(|prefix| id.path().starts_with(prefix.as_str()));
+            || (self.trust_domains.contains(id.trust_domain())
+                && self
+                    .path_prefixes
+                    .iter()
+                    .any(|prefix| id.path().starts_with(prefix.as_str())));
         let uid = if is_agent {
             agent
         } else {
@@ -68,6 +72,10 @@ impl AgentPattern {
             }
             None => (HashMap::new(), Default::default()),
         };
+        attrs.insert(
+            "spiffe_id".to_owned(),
+            RestrictedExpression::new_string(id.to_string()),
+        );
         attrs.insert(
             "trust_domain".to_owned(),
             RestrictedExpression::new_string(id.trust_domain_name().to_owned()),

@@ -18,6 +18,8 @@ pub const EVALUATION_ERROR: &str = "evaluation-error";
 /// The caller asked on behalf of a subject but may not act as an
 /// enforcement point (action `check`).
 pub const NOT_AN_ENFORCEMENT_POINT: &str = "not-an-enforcement-point";
+/// The subject's trust domain is not one we hold a bundle for.
+pub const UNTRUSTED_SUBJECT: &str = "untrusted-subject";
 /// The subject's certificate does not verify or does not match its ID.
 pub const SUBJECT_CERTIFICATE_INVALID: &str = "subject-certificate-invalid";
 /// Mandate could not build the request; a bug, reported as a deny.

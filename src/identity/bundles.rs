@@ -41,6 +41,13 @@ impl TrustBundles {
         domains
     }
 
+    /// Whether we hold a bundle for `trust_domain`.
+    pub fn trusts(&self, trust_domain: &TrustDomain) -> bool {
+        self.anchors
+            .get(trust_domain)
+            .is_some_and(|a| !a.is_empty())
+    }
+
     /// Whether no trust domain is trusted at all.
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()

@@ -15,7 +15,7 @@ use rcgen::{
 use spiffe::{SpiffeId, TrustDomain};
 use time::{Duration, OffsetDateTime};
 
-use super::{FilesSource, IdentityError};
+use super::{FilesSource, IdentityError, load_certs, spiffe_id_of_leaf};
 
 /// Sample agents created when none are named.
 pub const DEFAULT_AGENTS: &[&str] = &["patcher", "reviewer"];
@@ -53,12 +53,27 @@ pub struct DevTrustDomain {
 
 impl DevTrustDomain {
     /// Uses the dev trust domain in `dir`, creating it when `dir` has none.
+    /// An existing one must be for the same trust domain.
     pub fn open_or_init(dir: &Path, trust_domain: &TrustDomain) -> Result<Self, IdentityError> {
-        if dir.join("bundle.pem").exists() {
-            Ok(Self::layout(dir, trust_domain, &list_samples(dir)))
-        } else {
-            Self::init(dir, trust_domain, &[])
+        if !dir.join("bundle.pem").exists() {
+            return Self::init(dir, trust_domain, &[]);
         }
+        let layout = Self::layout(dir, trust_domain, &list_samples(dir));
+        let server = load_certs(&layout.server.cert)?;
+        let existing = spiffe_id_of_leaf(server.first().ok_or(IdentityError::NoCertificate)?)?;
+        if existing.trust_domain() != trust_domain {
+            return Err(IdentityError::Pem {
+                path: layout.server.cert.clone(),
+                what: format!(
+                    "this dev trust domain is `{}`, not `{}`; remove `{}` or configure `{}`",
+                    existing.trust_domain_name(),
+                    trust_domain.as_str(),
+                    dir.display(),
+                    existing.trust_domain_name()
+                ),
+            });
+        }
+        Ok(layout)
     }
 
     /// Creates a fresh CA, server SVID and sample SVIDs in `dir`, replacing
@@ -182,10 +197,16 @@ fn issue(
     }
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    // Only Mandate's own SVID may serve, so a sample workload cannot pose
+    // as the server to a client that does not pin the server's SPIFFE ID.
+    params.extended_key_usages = if server {
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::minutes(5);
@@ -201,13 +222,62 @@ fn write(path: &Path, contents: &[u8], secret: bool) -> Result<(), IdentityError
         path: path.to_owned(),
         source,
     };
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(fail)?;
     }
-    fs::write(path, contents).map_err(fail)?;
-    if secret {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    let mode = if secret { 0o600 } else { 0o644 };
+    // Keys are created private, never readable by others even briefly.
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(fail)?;
+    // `mode` applies only at creation; tighten a file that already existed.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    file.write_all(contents).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dev_trust_domain_is_reused_only_for_the_same_trust_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = TrustDomain::new("example.org").unwrap();
+        let created = DevTrustDomain::init(dir.path(), &ours, &["scout".to_owned()]).unwrap();
+        assert!(created.files_source().load().is_ok());
+        let reopened = DevTrustDomain::open_or_init(dir.path(), &ours).unwrap();
+        let samples: Vec<_> = reopened
+            .samples
+            .iter()
+            .map(|s| s.spiffe_id.as_str())
+            .collect();
+        assert!(
+            samples.contains(&"spiffe://example.org/agents/scout"),
+            "{samples:?}"
+        );
+        let other = TrustDomain::new("other.org").unwrap();
+        let err = DevTrustDomain::open_or_init(dir.path(), &other).unwrap_err();
+        assert!(
+            err.to_string().contains("`example.org`, not `other.org`"),
+            "{err}"
+        );
     }
-    Ok(())
+
+    #[test]
+    fn keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dev = DevTrustDomain::init(dir.path(), &TrustDomain::new("example.org").unwrap(), &[])
+            .unwrap();
+        for key in [dir.path().join("ca.key"), dev.server.key.clone()] {
+            let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+    }
 }

@@ -29,6 +29,12 @@ pub fn spiffe_id_of_leaf(der: &[u8]) -> Result<SpiffeId, IdentityError> {
                 return Err(IdentityError::LeafIsCa);
             }
             ParsedExtension::KeyUsage(ku) => key_usage = Some(*ku),
+            ParsedExtension::ParseError { error } => {
+                return Err(IdentityError::Malformed(format!(
+                    "extension {} cannot be parsed: {error}",
+                    ext.oid
+                )));
+            }
             _ => {}
         }
     }

@@ -29,6 +29,12 @@ pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, IdentityE
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| IdentityError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![H2.to_vec()];
+    // INVARIANT: every connection runs the full client-certificate check.
+    // A resumed session would restore the peer's chain from a cache without
+    // verifying it again, so an expired SVID or a withdrawn trust domain
+    // would keep working.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -51,4 +57,22 @@ pub fn client_config(
         .map_err(|e| IdentityError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![H2.to_vec()];
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::TrustDomain;
+    use crate::identity::dev::DevTrustDomain;
+
+    #[test]
+    fn server_never_resumes_sessions_and_speaks_only_h2() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = DevTrustDomain::init(dir.path(), &TrustDomain::new("example.org").unwrap(), &[])
+            .unwrap();
+        let config = server_config(&dev.files_source().load().unwrap()).unwrap();
+        assert_eq!(config.send_tls13_tickets, 0);
+        assert!(!config.session_storage.can_cache());
+        assert_eq!(config.alpn_protocols, [b"h2".to_vec()]);
+    }
 }

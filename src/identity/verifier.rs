@@ -168,3 +168,123 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    };
+    use spiffe::TrustDomain;
+
+    use super::*;
+
+    struct Ca {
+        td: TrustDomain,
+        der: CertificateDer<'static>,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn ca(td: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let der = params.self_signed(&key).unwrap().der().clone();
+        Ca {
+            td: TrustDomain::new(td).unwrap(),
+            der,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn leaf(ca: &Ca, id: &str) -> CertificateDer<'static> {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &ca.issuer).unwrap().der().clone()
+    }
+
+    fn bundles(cas: &[&Ca]) -> Arc<TrustBundles> {
+        let mut bundles = TrustBundles::default();
+        for ca in cas {
+            bundles
+                .add(ca.td.clone(), std::slice::from_ref(&ca.der))
+                .unwrap();
+        }
+        Arc::new(bundles)
+    }
+
+    #[test]
+    fn client_certificates_are_mandatory() {
+        let verifier = SpiffeClientVerifier::new(bundles(&[]));
+        assert!(verifier.offer_client_auth());
+        assert!(verifier.client_auth_mandatory());
+    }
+
+    #[test]
+    fn client_svid_verifies_only_against_its_own_trust_domain() {
+        let ours = ca("example.org");
+        let partner = ca("partner.example");
+        let verifier = SpiffeClientVerifier::new(bundles(&[&ours, &partner]));
+        let now = UnixTime::now();
+        let good = leaf(&ours, "spiffe://example.org/agents/a");
+        assert!(verifier.verify_client_cert(&good, &[], now).is_ok());
+        let partners_own = leaf(&partner, "spiffe://partner.example/agents/a");
+        assert!(verifier.verify_client_cert(&partners_own, &[], now).is_ok());
+        // The partner's CA signing an ID in our trust domain.
+        let forged = leaf(&partner, "spiffe://example.org/workloads/admin");
+        assert!(verifier.verify_client_cert(&forged, &[], now).is_err());
+        // A CA nobody trusts, for our trust domain and for its own.
+        let stranger = ca("example.org");
+        let impostor = leaf(&stranger, "spiffe://example.org/agents/a");
+        assert!(verifier.verify_client_cert(&impostor, &[], now).is_err());
+        let elsewhere = leaf(&ca("evil.example"), "spiffe://evil.example/agents/a");
+        assert!(verifier.verify_client_cert(&elsewhere, &[], now).is_err());
+    }
+
+    #[test]
+    fn an_svid_past_its_validity_is_refused() {
+        let ours = ca("example.org");
+        let verifier = SpiffeClientVerifier::new(bundles(&[&ours]));
+        let good = leaf(&ours, "spiffe://example.org/agents/a");
+        // rcgen's default validity ends in 4096; a later clock is past it.
+        let far_future = UnixTime::since_unix_epoch(Duration::from_secs(4_200_000_000 * 20));
+        assert!(verifier.verify_client_cert(&good, &[], far_future).is_err());
+    }
+
+    #[test]
+    fn server_verifier_pins_the_expected_id() {
+        let ours = ca("example.org");
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(
+            "spiffe://example.org/mandate".try_into().unwrap(),
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().unwrap();
+        let server = params.signed_by(&key, &ours.issuer).unwrap().der().clone();
+        let name = ServerName::try_from("localhost").unwrap();
+        let now = UnixTime::now();
+        let expected = SpiffeId::new("spiffe://example.org/mandate").unwrap();
+        let other = SpiffeId::new("spiffe://example.org/not-mandate").unwrap();
+        let pinned = SpiffeServerVerifier::new(bundles(&[&ours]), Some(expected));
+        assert!(
+            pinned
+                .verify_server_cert(&server, &[], &name, &[], now)
+                .is_ok()
+        );
+        let wrong = SpiffeServerVerifier::new(bundles(&[&ours]), Some(other));
+        assert!(
+            wrong
+                .verify_server_cert(&server, &[], &name, &[], now)
+                .is_err()
+        );
+    }
+}

@@ -67,7 +67,9 @@ fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 }
 
 /// Parses every policy file, giving each policy a stable id: its
-/// `@id("...")` annotation, else `file-stem.N` (N counts from 0 in the file).
+/// `@id("...")` annotation, else `file-stem.N` (N counts from 0 in the file;
+/// files in subdirectories keep their relative path, as in `team/file.N`,
+/// so equal file names in two folders cannot collide).
 pub(super) fn policies(
     dir: &Path,
 ) -> Result<(PolicySet, HashMap<PolicyId, PolicySource>), PolicyError> {
@@ -97,8 +99,11 @@ pub(super) fn policies(
             continue;
         }
         let stem = file
-            .file_stem()
-            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            .strip_prefix(dir)
+            .unwrap_or(&file)
+            .with_extension("")
+            .to_string_lossy()
+            .into_owned();
         // Cedar names parsed policies `policy0`, `policy1`, ... in file order.
         let mut in_file: Vec<_> = parsed.policies().collect();
         in_file.sort_by_key(|p| {

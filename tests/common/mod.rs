@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use mandate::decision::AgentPattern;
+use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
 use mandate::policy::PolicyEngine;
 use mandate::server::{RunningServer, ServerOptions, start};
@@ -111,10 +111,9 @@ impl TestCa {
         }
         if flaw == Flaw::IsCa {
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyCertSign,
-            ];
+            // Only basic constraints make it a CA, so this case tests that
+            // rule and not the key-usage one.
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         } else {
             params.is_ca = IsCa::ExplicitNoCa;
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -221,7 +220,10 @@ impl TestServer {
             http_listen: "127.0.0.1:0".parse().unwrap(),
             engine: Arc::new(engine),
             identity,
-            agents: AgentPattern::default(),
+            agents: AgentPattern::new(
+                DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
+                [ca.td()],
+            ),
             max_batch_size: setup.max_batch_size,
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
