@@ -123,7 +123,7 @@ impl Decider {
             ) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
             Err(e) => return Outcome::deny(reason::INVALID_REQUEST, e.to_string()),
         };
-        let entities = match entity_slice(engine, principal, &resource) {
+        let entities = match entity_slice(engine, principal, action, &resource) {
             Ok(entities) => entities,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e.to_string()),
         };
@@ -167,11 +167,12 @@ impl Decider {
 }
 
 /// The entities one request needs: the principal, the resource, their
-/// ancestors from the static entities, and the schema's actions. Never the
-/// whole entity store.
+/// ancestors from the static entities, and the action with its groups.
+/// Never the whole entity store.
 fn entity_slice(
     engine: &PolicyEngine,
     principal: Entity,
+    action: &EntityUid,
     resource: &EntityUid,
 ) -> Result<Entities, Box<cedar_policy::entities_errors::EntitiesError>> {
     let store = engine.entities();
@@ -193,6 +194,6 @@ fn entity_slice(
         }
     }
     slice.push(principal);
-    slice.extend(engine.action_entities().iter().cloned());
+    slice.extend(engine.action_slice(action));
     Entities::from_entities(slice, None).map_err(Box::new)
 }

@@ -23,7 +23,7 @@ pub struct PolicyEngine {
     policies: PolicySet,
     entities: Entities,
     actions: HashMap<String, EntityUid>,
-    action_entities: Vec<Entity>,
+    action_entities: Entities,
     entity_types: HashSet<EntityTypeName>,
     sources: HashMap<PolicyId, load::PolicySource>,
 }
@@ -43,14 +43,10 @@ impl PolicyEngine {
             Some(path) => load::entities(path, &schema)?,
             None => Entities::empty(),
         };
-        let action_entities: Vec<Entity> = schema
-            .action_entities()
-            .map_err(|e| PolicyError::Schema {
-                path: schema_file.to_owned(),
-                message: e.to_string(),
-            })?
-            .into_iter()
-            .collect();
+        let action_entities = schema.action_entities().map_err(|e| PolicyError::Schema {
+            path: schema_file.to_owned(),
+            message: e.to_string(),
+        })?;
         let actions = schema
             .actions()
             .filter(|uid| uid.type_name().to_string() == format!("{NAMESPACE}::Action"))
@@ -88,9 +84,13 @@ impl PolicyEngine {
         self.actions.get(name)
     }
 
-    /// Action entities of the schema (so `action in` groups work).
-    pub fn action_entities(&self) -> &[Entity] {
-        &self.action_entities
+    /// The action entity `action` and the action groups it is in, so
+    /// `action in` works for schema-declared groups.
+    pub fn action_slice(&self, action: &EntityUid) -> Vec<Entity> {
+        std::iter::once(action)
+            .chain(self.action_entities.ancestors(action).into_iter().flatten())
+            .filter_map(|uid| self.action_entities.get(uid).cloned())
+            .collect()
     }
 
     /// Whether the schema declares this entity type.
