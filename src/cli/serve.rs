@@ -129,6 +129,9 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         Err(e) => return usage_error(&[e.to_string()]),
     };
     tracing::info!(policies = engine.len(), dir = %settings.policies.display(), "policies loaded");
+    if engine.is_empty() {
+        tracing::warn!(dir = %settings.policies.display(), "no policies found: every request will be denied");
+    }
 
     let runtime = match runtime() {
         Ok(runtime) => runtime,
