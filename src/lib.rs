@@ -8,8 +8,10 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod graph;
 pub mod identity;
 pub mod policy;
 pub mod server;

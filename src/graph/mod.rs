@@ -1,0 +1,356 @@
+//! The live graph of tasks: in memory, indexed for the decision path.
+//!
+//! Every write bumps a global revision. Writes take a short write lock and
+//! are visible to every decision that starts after the write returns, which
+//! is what makes a revoke effective on the very next call.
+
+mod error;
+pub mod invariants;
+mod task;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use spiffe::SpiffeId;
+
+pub use error::GraphError;
+pub use invariants::ResourceHierarchy;
+pub use task::{Task, TaskId, TaskSpec, TaskState};
+
+/// Default limit on delegation depth (DESIGN §3.1).
+pub const DEFAULT_MAX_DEPTH: u32 = 8;
+
+/// A task together with its ancestors: the task first, the root last.
+pub type Chain = Vec<Arc<Task>>;
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only tasks delegated to this SPIFFE ID.
+    pub delegatee: Option<String>,
+    /// Only tasks of this chain.
+    pub root: Option<TaskId>,
+    /// Only tasks in this state (at the time of listing).
+    pub state: Option<TaskState>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    tasks: HashMap<TaskId, Arc<Task>>,
+    children: HashMap<TaskId, Vec<TaskId>>,
+    by_delegatee: HashMap<String, BTreeSet<TaskId>>,
+    revision: u64,
+}
+
+/// The live task graph.
+#[derive(Debug)]
+pub struct TaskGraph {
+    inner: RwLock<Inner>,
+    max_depth: u32,
+}
+
+impl Default for TaskGraph {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_DEPTH)
+    }
+}
+
+impl TaskGraph {
+    /// An empty graph allowing chains `max_depth` delegations deep.
+    pub fn new(max_depth: u32) -> Self {
+        Self {
+            inner: RwLock::new(Inner::default()),
+            max_depth,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A poisoned lock means a writer panicked mid-update; the data is
+        // still the last consistent write, since writes are applied whole.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> u64 {
+        self.read().revision
+    }
+
+    /// Number of tasks held.
+    pub fn len(&self) -> usize {
+        self.read().tasks.len()
+    }
+
+    /// Whether the graph holds no task.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One task.
+    pub fn get(&self, id: &str) -> Option<Arc<Task>> {
+        self.read().tasks.get(id).cloned()
+    }
+
+    /// A task and its ancestors, the task first.
+    pub fn chain(&self, id: &str) -> Option<Chain> {
+        chain_of(&self.read(), id)
+    }
+
+    /// Creates a root task delegated by `delegator` for `originator`.
+    pub fn create_root(
+        &self,
+        id: TaskId,
+        spec: TaskSpec,
+        delegator: SpiffeId,
+        originator: String,
+        now: i64,
+    ) -> Result<(Arc<Task>, u64), GraphError> {
+        invariants::check_spec(&spec, now)?;
+        if originator.is_empty() {
+            return Err(GraphError::Invalid(
+                "a root task needs the originating user".to_owned(),
+            ));
+        }
+        let task = Task {
+            root: id.clone(),
+            id,
+            intent: spec.intent,
+            delegator,
+            delegatee: spec.delegatee,
+            originator,
+            parent: None,
+            depth: 0,
+            actions: spec.actions,
+            scope: spec.scope,
+            max_sensitivity: spec.max_sensitivity,
+            created_at: now,
+            expires_at: spec.expires_at,
+            state: TaskState::Active,
+        };
+        let mut inner = self.write();
+        insert(&mut inner, task)
+    }
+
+    /// Creates a child of `parent_id`, delegated by `caller`, who must be the
+    /// parent's delegatee. Every invariant is checked under the write lock,
+    /// against the parent's current state.
+    pub fn delegate(
+        &self,
+        id: TaskId,
+        parent_id: &str,
+        caller: &SpiffeId,
+        spec: TaskSpec,
+        now: i64,
+        hierarchy: &dyn ResourceHierarchy,
+    ) -> Result<(Arc<Task>, u64), GraphError> {
+        invariants::check_spec(&spec, now)?;
+        let mut inner = self.write();
+        let chain = chain_of(&inner, parent_id)
+            .ok_or_else(|| GraphError::NotFound(parent_id.to_owned()))?;
+        let parent = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| GraphError::NotFound(parent_id.to_owned()))?;
+        if parent.delegatee != *caller {
+            return Err(GraphError::violation(
+                invariants::reason::NOT_DELEGATEE,
+                format!(
+                    "only `{}`, the delegatee of task `{parent_id}`, may delegate from it",
+                    parent.delegatee
+                ),
+            ));
+        }
+        let state = chain_state(&chain, now);
+        if state != TaskState::Active {
+            return Err(GraphError::NotActive {
+                id: parent_id.to_owned(),
+                state: state.as_str(),
+            });
+        }
+        let refs: Vec<&Task> = chain.iter().map(AsRef::as_ref).collect();
+        invariants::check_child(&refs, &spec, self.max_depth, hierarchy)?;
+        let task = Task {
+            id,
+            intent: spec.intent,
+            delegator: caller.clone(),
+            delegatee: spec.delegatee,
+            originator: parent.originator.clone(),
+            parent: Some(parent.id.clone()),
+            root: parent.root.clone(),
+            depth: parent.depth + 1,
+            actions: spec.actions,
+            scope: spec.scope,
+            max_sensitivity: spec.max_sensitivity,
+            created_at: now,
+            expires_at: spec.expires_at,
+            state: TaskState::Active,
+        };
+        insert(&mut inner, task)
+    }
+
+    /// Marks an active task completed. Its descendants then deny too, since
+    /// a chain is active only while every task in it is.
+    pub fn complete(&self, id: &str, now: i64) -> Result<u64, GraphError> {
+        let mut inner = self.write();
+        let task = inner
+            .tasks
+            .get(id)
+            .cloned()
+            .ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
+        let state = task.state_at(now);
+        if state != TaskState::Active {
+            return Err(GraphError::NotActive {
+                id: id.to_owned(),
+                state: state.as_str(),
+            });
+        }
+        set_state(&mut inner, id, TaskState::Completed);
+        inner.revision += 1;
+        Ok(inner.revision)
+    }
+
+    /// Revokes a task and every task below it. Returns the ids whose state
+    /// changed and the new revision. Revoking a revoked task is a no-op that
+    /// still answers with the current revision.
+    pub fn revoke(&self, id: &str) -> Result<(Vec<TaskId>, u64), GraphError> {
+        let mut inner = self.write();
+        if !inner.tasks.contains_key(id) {
+            return Err(GraphError::NotFound(id.to_owned()));
+        }
+        let revoked = revoke_subtree(&mut inner, id);
+        if !revoked.is_empty() {
+            inner.revision += 1;
+        }
+        Ok((revoked, inner.revision))
+    }
+
+    /// Revokes every task delegated to `delegatee`, with their subtrees.
+    pub fn revoke_agent(&self, delegatee: &SpiffeId) -> (Vec<TaskId>, u64) {
+        let mut inner = self.write();
+        let ids: Vec<TaskId> = inner
+            .by_delegatee
+            .get(&delegatee.to_string())
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut revoked = Vec::new();
+        for id in ids {
+            revoked.extend(revoke_subtree(&mut inner, &id));
+        }
+        if !revoked.is_empty() {
+            inner.revision += 1;
+        }
+        (revoked, inner.revision)
+    }
+
+    /// Tasks matching `filter`, ordered by id (creation time), starting
+    /// after `after` (the last id of the previous page), at most `limit`.
+    pub fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<&str>,
+        limit: usize,
+        now: i64,
+    ) -> Vec<Arc<Task>> {
+        let inner = self.read();
+        let mut ids: Vec<&TaskId> = match &filter.delegatee {
+            Some(d) => inner
+                .by_delegatee
+                .get(d)
+                .map(|ids| ids.iter().collect())
+                .unwrap_or_default(),
+            None => inner.tasks.keys().collect(),
+        };
+        ids.sort();
+        ids.into_iter()
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .filter_map(|id| inner.tasks.get(id))
+            .filter(|t| filter.root.as_ref().is_none_or(|r| &t.root == r))
+            .filter(|t| {
+                filter.state.is_none_or(|s| {
+                    chain_of(&inner, &t.id).is_some_and(|c| chain_state(&c, now) == s)
+                })
+            })
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The state of a chain: the first non-active state from the root down,
+/// else active. A task is only as alive as all of its ancestors.
+pub fn chain_state(chain: &[Arc<Task>], now: i64) -> TaskState {
+    chain
+        .iter()
+        .rev()
+        .map(|t| t.state_at(now))
+        .find(|s| *s != TaskState::Active)
+        .unwrap_or(TaskState::Active)
+}
+
+fn chain_of(inner: &Inner, id: &str) -> Option<Chain> {
+    let mut chain = Vec::new();
+    let mut next = Some(id.to_owned());
+    while let Some(id) = next {
+        let task = inner.tasks.get(&id)?.clone();
+        next = task.parent.clone();
+        chain.push(task);
+    }
+    Some(chain)
+}
+
+fn insert(inner: &mut Inner, task: Task) -> Result<(Arc<Task>, u64), GraphError> {
+    if inner.tasks.contains_key(&task.id) {
+        return Err(GraphError::Invalid(format!(
+            "task `{}` already exists",
+            task.id
+        )));
+    }
+    let task = Arc::new(task);
+    if let Some(parent) = &task.parent {
+        inner
+            .children
+            .entry(parent.clone())
+            .or_default()
+            .push(task.id.clone());
+    }
+    inner
+        .by_delegatee
+        .entry(task.delegatee.to_string())
+        .or_default()
+        .insert(task.id.clone());
+    inner.tasks.insert(task.id.clone(), task.clone());
+    inner.revision += 1;
+    Ok((task, inner.revision))
+}
+
+fn set_state(inner: &mut Inner, id: &str, state: TaskState) {
+    if let Some(task) = inner.tasks.get_mut(id) {
+        Arc::make_mut(task).state = state;
+    }
+}
+
+/// Revokes `id` and its descendants that are still recorded active.
+fn revoke_subtree(inner: &mut Inner, id: &str) -> Vec<TaskId> {
+    let mut revoked = Vec::new();
+    let mut pending = vec![id.to_owned()];
+    while let Some(current) = pending.pop() {
+        if inner
+            .tasks
+            .get(&current)
+            .is_some_and(|t| t.state == TaskState::Active)
+        {
+            set_state(inner, &current, TaskState::Revoked);
+            revoked.push(current.clone());
+        }
+        if let Some(children) = inner.children.get(&current) {
+            pending.extend(children.iter().cloned());
+        }
+    }
+    revoked
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! A task: a unit of delegated work, and the state it is in.
+
+use std::collections::BTreeSet;
+
+use spiffe::SpiffeId;
+
+/// A task id (a UUIDv7, so ids sort by creation time).
+pub type TaskId = String;
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// Work may proceed.
+    Active,
+    /// The delegatee finished it.
+    Completed,
+    /// Revoked, directly or through an ancestor.
+    Revoked,
+    /// Past its deadline.
+    Expired,
+}
+
+impl TaskState {
+    /// The name used in Cedar, the API and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// What a delegator asks for: the scope of a new task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// The purpose, in the delegator's words.
+    pub intent: String,
+    /// The agent that will do the work.
+    pub delegatee: SpiffeId,
+    /// Action ids the delegatee may perform.
+    pub actions: BTreeSet<String>,
+    /// Resource ids; a resource is in scope when it or an ancestor is listed.
+    pub scope: BTreeSet<String>,
+    /// Highest resource sensitivity the delegatee may touch.
+    pub max_sensitivity: i64,
+    /// Deadline, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A task in the live graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// The delegator's stated purpose.
+    pub intent: String,
+    /// Who delegated it: a workload acting for the originator (root tasks)
+    /// or the delegatee of the parent task.
+    pub delegator: SpiffeId,
+    /// Who does the work.
+    pub delegatee: SpiffeId,
+    /// The human at the root of the chain.
+    pub originator: String,
+    /// The parent task; `None` for a root task.
+    pub parent: Option<TaskId>,
+    /// The root of the chain (itself for a root task).
+    pub root: TaskId,
+    /// 0 for a root task, parent's depth + 1 otherwise.
+    pub depth: u32,
+    /// Allowed action ids.
+    pub actions: BTreeSet<String>,
+    /// Resource scope (ids; descendants included).
+    pub scope: BTreeSet<String>,
+    /// Highest sensitivity allowed.
+    pub max_sensitivity: i64,
+    /// Created, Unix seconds.
+    pub created_at: i64,
+    /// Deadline, Unix seconds.
+    pub expires_at: i64,
+    /// Recorded state; expiry is computed, never written.
+    pub state: TaskState,
+}
+
+impl Task {
+    /// The state at `now`: an active task past its deadline is expired.
+    pub fn state_at(&self, now: i64) -> TaskState {
+        if self.state == TaskState::Active && now >= self.expires_at {
+            TaskState::Expired
+        } else {
+            self.state
+        }
+    }
+}

@@ -1,0 +1,301 @@
+use std::collections::HashMap;
+
+use super::invariants::reason;
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+
+/// `repos` contains `repo:a` and `repo:b`.
+struct Tree(HashMap<&'static str, &'static str>);
+
+impl ResourceHierarchy for Tree {
+    fn within(&self, resource: &str, root: &str) -> bool {
+        let mut current = resource;
+        loop {
+            if current == root {
+                return true;
+            }
+            match self.0.get(current) {
+                Some(parent) => current = parent,
+                None => return false,
+            }
+        }
+    }
+}
+
+fn tree() -> Tree {
+    Tree(HashMap::from([("repo:a", "repos"), ("repo:b", "repos")]))
+}
+
+fn id(path: &str) -> SpiffeId {
+    SpiffeId::new(format!("spiffe://example.org{path}")).unwrap()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn spec(delegatee: &str, actions: &[&str], scope: &[&str], sensitivity: i64, ttl: i64) -> TaskSpec {
+    TaskSpec {
+        intent: "fix the build".into(),
+        delegatee: id(delegatee),
+        actions: set(actions),
+        scope: set(scope),
+        max_sensitivity: sensitivity,
+        expires_at: NOW + ttl,
+    }
+}
+
+/// root (planner) -> child (patcher) -> grandchild (tester)
+fn three_deep(graph: &TaskGraph) -> (Arc<Task>, Arc<Task>, Arc<Task>) {
+    let (root, _) = graph
+        .create_root(
+            "t1".into(),
+            spec("/agents/planner", &["read", "write"], &["repos"], 2, 3600),
+            id("/workloads/frontend"),
+            "alice".into(),
+            NOW,
+        )
+        .unwrap();
+    let (child, _) = graph
+        .delegate(
+            "t2".into(),
+            "t1",
+            &id("/agents/planner"),
+            spec("/agents/patcher", &["read", "write"], &["repo:a"], 1, 1800),
+            NOW,
+            &tree(),
+        )
+        .unwrap();
+    let (grandchild, _) = graph
+        .delegate(
+            "t3".into(),
+            "t2",
+            &id("/agents/patcher"),
+            spec("/agents/tester", &["read"], &["repo:a"], 1, 600),
+            NOW,
+            &tree(),
+        )
+        .unwrap();
+    (root, child, grandchild)
+}
+
+#[test]
+fn chains_record_depth_root_originator_and_revisions() {
+    let graph = TaskGraph::default();
+    let (root, child, grandchild) = three_deep(&graph);
+    assert_eq!((root.depth, child.depth, grandchild.depth), (0, 1, 2));
+    assert_eq!(grandchild.root, "t1");
+    assert_eq!(grandchild.originator, "alice");
+    assert_eq!(grandchild.delegator, id("/agents/patcher"));
+    assert_eq!(graph.revision(), 3);
+    let chain: Vec<_> = graph
+        .chain("t3")
+        .unwrap()
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(chain, ["t3", "t2", "t1"]);
+}
+
+fn refused(graph: &TaskGraph, caller: &str, child: TaskSpec) -> GraphError {
+    graph
+        .delegate("x".into(), "t2", &id(caller), child, NOW, &tree())
+        .unwrap_err()
+}
+
+#[test]
+fn each_widened_field_is_refused_by_name() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let cases = [
+        (
+            spec("/agents/x", &["read", "delete"], &["repo:a"], 1, 60),
+            reason::WIDENS_ACTIONS,
+        ),
+        (
+            spec("/agents/x", &["read"], &["repo:b"], 1, 60),
+            reason::WIDENS_SCOPE,
+        ),
+        (
+            spec("/agents/x", &["read"], &["repos"], 1, 60),
+            reason::WIDENS_SCOPE,
+        ),
+        (
+            spec("/agents/x", &["read"], &["repo:a"], 2, 60),
+            reason::WIDENS_SENSITIVITY,
+        ),
+        (
+            spec("/agents/x", &["read"], &["repo:a"], 1, 1801),
+            reason::OUTLIVES_PARENT,
+        ),
+    ];
+    for (child, expected) in cases {
+        let err = refused(&graph, "/agents/patcher", child);
+        assert_eq!(err.reason(), expected, "{err}");
+    }
+    // Nothing was written by a refused delegation.
+    assert_eq!(graph.len(), 3);
+}
+
+#[test]
+fn narrowing_within_the_hierarchy_is_allowed() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    // repo:b is inside the root's `repos`, so the root's delegatee may hand it on.
+    let result = graph.delegate(
+        "t4".into(),
+        "t1",
+        &id("/agents/planner"),
+        spec("/agents/reviewer", &["read"], &["repo:b"], 0, 60),
+        NOW,
+        &tree(),
+    );
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
+fn only_the_parents_delegatee_may_delegate() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let err = refused(
+        &graph,
+        "/agents/planner",
+        spec("/agents/x", &["read"], &["repo:a"], 1, 60),
+    );
+    assert_eq!(err.reason(), reason::NOT_DELEGATEE);
+}
+
+#[test]
+fn depth_is_bounded() {
+    let graph = TaskGraph::new(2);
+    three_deep(&graph);
+    let err = graph
+        .delegate(
+            "t4".into(),
+            "t3",
+            &id("/agents/tester"),
+            spec("/agents/x", &["read"], &["repo:a"], 1, 60),
+            NOW,
+            &tree(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), reason::DEPTH_EXCEEDED);
+}
+
+#[test]
+fn delegating_back_up_the_chain_is_a_cycle() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let err = graph
+        .delegate(
+            "t4".into(),
+            "t3",
+            &id("/agents/tester"),
+            spec("/agents/planner", &["read"], &["repo:a"], 1, 60),
+            NOW,
+            &tree(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), reason::DELEGATION_CYCLE);
+}
+
+#[test]
+fn revoking_a_task_revokes_its_whole_subtree() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let before = graph.revision();
+    let (revoked, revision) = graph.revoke("t2").unwrap();
+    assert_eq!(revoked.len(), 2);
+    assert!(revision > before);
+    let grandchild = graph.chain("t3").unwrap();
+    assert_eq!(chain_state(&grandchild, NOW), TaskState::Revoked);
+    assert_eq!(graph.get("t3").unwrap().state, TaskState::Revoked);
+    assert_eq!(
+        chain_state(&graph.chain("t1").unwrap(), NOW),
+        TaskState::Active
+    );
+    // A revoked parent cannot delegate any more.
+    let err = graph
+        .delegate(
+            "t9".into(),
+            "t2",
+            &id("/agents/patcher"),
+            spec("/agents/x", &["read"], &["repo:a"], 1, 60),
+            NOW,
+            &tree(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), "task-not-active");
+}
+
+#[test]
+fn completing_a_task_ends_its_descendants_too() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    graph.complete("t2", NOW).unwrap();
+    assert_eq!(
+        chain_state(&graph.chain("t3").unwrap(), NOW),
+        TaskState::Completed
+    );
+    assert_eq!(
+        graph.complete("t2", NOW).unwrap_err().reason(),
+        "task-not-active"
+    );
+}
+
+#[test]
+fn tasks_expire_at_their_deadline_without_a_write() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let revision = graph.revision();
+    let chain = graph.chain("t3").unwrap();
+    assert_eq!(chain_state(&chain, NOW + 599), TaskState::Active);
+    assert_eq!(chain_state(&chain, NOW + 600), TaskState::Expired);
+    // The parent's deadline ends the child as well.
+    assert_eq!(
+        chain_state(&graph.chain("t2").unwrap(), NOW + 1800),
+        TaskState::Expired
+    );
+    assert_eq!(graph.revision(), revision);
+}
+
+#[test]
+fn revoking_an_agent_revokes_all_its_tasks() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let (revoked, _) = graph.revoke_agent(&id("/agents/patcher"));
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert_eq!(graph.get("t1").unwrap().state, TaskState::Active);
+}
+
+#[test]
+fn lists_filter_and_paginate() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    graph.revoke("t3").unwrap();
+    let all = |f: &TaskFilter| -> Vec<String> {
+        graph
+            .list(f, None, 10, NOW)
+            .iter()
+            .map(|t| t.id.clone())
+            .collect()
+    };
+    assert_eq!(all(&TaskFilter::default()), ["t1", "t2", "t3"]);
+    let patcher = TaskFilter {
+        delegatee: Some(id("/agents/patcher").to_string()),
+        ..Default::default()
+    };
+    assert_eq!(all(&patcher), ["t2"]);
+    let active = TaskFilter {
+        state: Some(TaskState::Active),
+        ..Default::default()
+    };
+    assert_eq!(all(&active), ["t1", "t2"]);
+    let page: Vec<_> = graph
+        .list(&TaskFilter::default(), Some("t1"), 1, NOW)
+        .iter()
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(page, ["t2"]);
+}
