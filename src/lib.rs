@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod credential;
 pub mod decision;
 pub mod graph;
 pub mod identity;
