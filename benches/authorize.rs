@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::api::v1::{AuthorizeRequest, Resource};
+use mandate::clock::SystemClock;
+use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider, DecisionRequest};
+use mandate::graph::TaskGraph;
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
 use mandate::policy::PolicyEngine;
 use mandate::server::{ServerOptions, start};
@@ -48,6 +51,8 @@ fn in_process(c: &mut Criterion) {
         resource_type: "",
         resource_id: "repo:acme/payments",
         context: serde_json::json!({ "purpose": "bench" }),
+        task: None,
+        entities: Vec::new(),
     };
     assert!(decider.decide(&engine, request.clone()).allowed);
     c.bench_function("decision/in_process_allow", |b| {
@@ -78,6 +83,16 @@ fn over_mtls(c: &mut Criterion) {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
             engine: Arc::new(engine()),
+            graph: Arc::new(TaskGraph::default()),
+            tokens: Arc::new(TaskTokens::new(
+                Arc::new(SigningKeys::ephemeral(
+                    KeyRotation::default(),
+                    Arc::new(SystemClock),
+                )),
+                TokenSettings::default(),
+                Arc::new(SystemClock),
+            )),
+            clock: Arc::new(SystemClock),
             identity,
             agents: agents(),
             max_batch_size: 100,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use spiffe::TrustDomain;
 
+use crate::credential::{KeyRotation, TokenSettings};
 use crate::decision::DEFAULT_AGENT_PATH_PREFIXES;
 use crate::identity::{FilesSource, IdentitySource};
 
@@ -34,6 +35,16 @@ pub mod defaults {
     pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
     /// Shutdown grace period, seconds.
     pub const SHUTDOWN_GRACE_SECS: u64 = 10;
+    /// Longest delegation chain.
+    pub const MAX_DELEGATION_DEPTH: u32 = crate::graph::DEFAULT_MAX_DEPTH;
+    /// Task token lifetime when none is asked for, seconds.
+    pub const TOKEN_TTL_SECS: i64 = 300;
+    /// Longest task token lifetime, seconds.
+    pub const TOKEN_MAX_TTL_SECS: i64 = 3600;
+    /// Signing key rotation period, seconds.
+    pub const KEY_ROTATION_SECS: i64 = 24 * 3600;
+    /// How long a retired signing key still verifies, seconds.
+    pub const KEY_OVERLAP_SECS: i64 = 2 * 3600;
 }
 
 /// Upper bound on `max_batch_size`, so one call cannot monopolise a core.
@@ -73,6 +84,16 @@ pub struct RawConfig {
     pub handshake_timeout_secs: Option<u64>,
     /// Shutdown grace period, seconds.
     pub shutdown_grace_secs: Option<u64>,
+    /// Longest delegation chain.
+    pub max_delegation_depth: Option<u32>,
+    /// Default task token lifetime, seconds.
+    pub token_ttl_secs: Option<i64>,
+    /// Longest task token lifetime, seconds.
+    pub token_max_ttl_secs: Option<i64>,
+    /// Signing key rotation period, seconds.
+    pub key_rotation_secs: Option<i64>,
+    /// How long a retired signing key still verifies, seconds.
+    pub key_overlap_secs: Option<i64>,
 }
 
 impl RawConfig {
@@ -101,6 +122,11 @@ impl RawConfig {
             agent_trust_domains: self.agent_trust_domains.or(file.agent_trust_domains),
             handshake_timeout_secs: self.handshake_timeout_secs.or(file.handshake_timeout_secs),
             shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+            max_delegation_depth: self.max_delegation_depth.or(file.max_delegation_depth),
+            token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs),
+            token_max_ttl_secs: self.token_max_ttl_secs.or(file.token_max_ttl_secs),
+            key_rotation_secs: self.key_rotation_secs.or(file.key_rotation_secs),
+            key_overlap_secs: self.key_overlap_secs.or(file.key_overlap_secs),
         }
     }
 }
@@ -132,6 +158,12 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Longest delegation chain.
+    pub max_delegation_depth: u32,
+    /// Task token lifetimes.
+    pub tokens: TokenSettings,
+    /// Signing key rotation.
+    pub key_rotation: KeyRotation,
 }
 
 impl Settings {
@@ -212,6 +244,37 @@ impl Settings {
                 })
                 .collect::<Vec<_>>()
         });
+        let max_delegation_depth = raw
+            .max_delegation_depth
+            .unwrap_or(defaults::MAX_DELEGATION_DEPTH);
+        if max_delegation_depth == 0 {
+            problems.push("`max-delegation-depth` must be at least 1".to_owned());
+        }
+        let tokens = TokenSettings {
+            default_ttl: raw.token_ttl_secs.unwrap_or(defaults::TOKEN_TTL_SECS),
+            max_ttl: raw
+                .token_max_ttl_secs
+                .unwrap_or(defaults::TOKEN_MAX_TTL_SECS),
+            ..TokenSettings::default()
+        };
+        if tokens.default_ttl < 1 || tokens.max_ttl < tokens.default_ttl {
+            problems.push(format!(
+                "token lifetimes must satisfy 1 <= `token-ttl-secs` ({}) <= `token-max-ttl-secs` ({})",
+                tokens.default_ttl, tokens.max_ttl
+            ));
+        }
+        let key_rotation = KeyRotation {
+            rotate_after: raw.key_rotation_secs.unwrap_or(defaults::KEY_ROTATION_SECS),
+            overlap: raw.key_overlap_secs.unwrap_or(defaults::KEY_OVERLAP_SECS),
+        };
+        // A retired key must outlive every token it signed.
+        if key_rotation.rotate_after < 60 || key_rotation.overlap < tokens.max_ttl + tokens.leeway {
+            problems.push(format!(
+                "`key-rotation-secs` must be at least 60 and `key-overlap-secs` ({}) at least the longest token lifetime plus leeway ({})",
+                key_rotation.overlap,
+                tokens.max_ttl + tokens.leeway
+            ));
+        }
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -236,6 +299,9 @@ impl Settings {
                     raw.shutdown_grace_secs
                         .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
                 ),
+                max_delegation_depth,
+                tokens,
+                key_rotation,
             }),
             _ => Err(problems),
         }

@@ -11,13 +11,19 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 
 use crate::api::v1::authorization_service_server::AuthorizationServiceServer;
-use crate::api::{AuthorizationApi, DecisionState, http, listener};
+use crate::api::v1::task_service_server::TaskServiceServer;
+use crate::api::{AuthorizationApi, DecisionState, TaskApi, http, listener};
+use crate::clock::Clock;
+use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
+use crate::graph::TaskGraph;
 use crate::identity::{IdentityError, IdentityWatch};
 use crate::policy::PolicyEngine;
 
 /// The gRPC service name reported by health checks.
 pub const SERVICE_NAME: &str = "mandate.v1.AuthorizationService";
+/// The task service's name, also reported by health checks.
+pub const TASK_SERVICE_NAME: &str = "mandate.v1.TaskService";
 
 /// Everything needed to run a server, already validated.
 #[derive(Debug)]
@@ -28,6 +34,12 @@ pub struct ServerOptions {
     pub http_listen: SocketAddr,
     /// Loaded and validated policies.
     pub engine: Arc<PolicyEngine>,
+    /// The live task graph.
+    pub graph: Arc<TaskGraph>,
+    /// Task token minting and verification.
+    pub tokens: Arc<TaskTokens>,
+    /// The clock of the decision path.
+    pub clock: Arc<dyn Clock>,
     /// Our SVID and trust bundles.
     pub identity: IdentityWatch,
     /// Which SPIFFE IDs are agents.
@@ -107,11 +119,17 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         engine: options.engine,
         decider: Decider::new(options.agents),
         identity: options.identity,
+        graph: options.graph,
+        tokens: options.tokens.clone(),
+        clock: options.clock,
         max_batch_size: options.max_batch_size,
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(TASK_SERVICE_NAME, ServingStatus::Serving)
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -126,8 +144,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             .add_service(health_service)
             .add_service(reflection)
             .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(
-                state,
+                state.clone(),
             )))
+            .add_service(TaskServiceServer::new(TaskApi::new(state)))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = grpc_stopped.await;
             }),
@@ -136,7 +155,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let readiness = http::Readiness::default();
     readiness.set(true);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let router = http::router(readiness.clone());
+    let router = http::router(readiness.clone(), options.tokens);
     let http = tokio::spawn(async move {
         axum::serve(http_listener, router)
             .with_graceful_shutdown(async {
@@ -177,6 +196,9 @@ impl RunningServer {
         self.readiness.set(false);
         self.health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        self.health
+            .set_service_status(TASK_SERVICE_NAME, ServingStatus::NotServing)
             .await;
         self.health
             .set_service_status("", ServingStatus::NotServing)

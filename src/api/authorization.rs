@@ -12,7 +12,10 @@ use super::v1::{
     Subject,
 };
 use super::{ApiError, PeerIdentity, context::struct_to_json};
-use crate::decision::{Decider, DecisionRequest, Outcome, reason};
+use crate::clock::Clock;
+use crate::credential::TaskTokens;
+use crate::decision::{Decider, DecisionRequest, Outcome, TaskFacts, reason};
+use crate::graph::TaskGraph;
 use crate::identity::{IdentityWatch, TrustBundles, Usage};
 use crate::policy::PolicyEngine;
 
@@ -28,6 +31,12 @@ pub struct DecisionState {
     pub decider: Decider,
     /// Our identity, for the trust bundles that verify subject certificates.
     pub identity: IdentityWatch,
+    /// The live task graph.
+    pub graph: Arc<TaskGraph>,
+    /// Task token verification.
+    pub tokens: Arc<TaskTokens>,
+    /// The clock of the decision path.
+    pub clock: Arc<dyn Clock>,
     /// Most requests accepted in one `BatchAuthorize`.
     pub max_batch_size: usize,
 }
@@ -46,7 +55,7 @@ impl AuthorizationApi {
 
     fn decide(
         &self,
-        caller: &SpiffeId,
+        caller: &PeerIdentity,
         request: &AuthorizeRequest,
     ) -> Result<AuthorizeResponse, ApiError> {
         let resource = request
@@ -63,32 +72,23 @@ impl AuthorizationApi {
         }
         let subject_id = request.subject.as_ref().map(subject_id).transpose()?;
 
-        let engine = &self.state.engine;
-        let outcome = if !request.token.is_empty() {
-            // INVARIANT: a token we cannot verify never allows.
-            Outcome::deny(
-                reason::INVALID_TOKEN,
-                "task tokens are not accepted by this server version",
-            )
-        } else if let (Some(subject), Some(subject_id)) = (&request.subject, &subject_id) {
-            self.decide_for_subject(caller, subject, subject_id, request, resource)
-        } else {
-            self.state.decider.decide(
-                engine,
-                DecisionRequest {
-                    principal: caller,
-                    action: &request.action,
-                    resource_type: &resource.r#type,
-                    resource_id: &resource.id,
-                    context: struct_to_json(request.context.as_ref()),
-                },
-            )
+        // The revision is read before the state it describes, so a client
+        // waiting for revision N never sees a decision made before N.
+        let revision = self.state.graph.revision();
+        let outcome = match (&request.subject, &subject_id) {
+            (Some(subject), Some(subject_id)) => {
+                self.decide_for_subject(&caller.spiffe_id, subject, subject_id, request, resource)
+            }
+            _ => {
+                let leaf = caller.certificates.first().map(|c| c.as_ref());
+                self.decide_as(&caller.spiffe_id, leaf, request, resource)
+            }
         };
 
         let decision_id = uuid::Uuid::now_v7().to_string();
         tracing::info!(
             decision_id = %decision_id,
-            spiffe_id = %caller,
+            spiffe_id = %caller.spiffe_id,
             subject = subject_id.as_ref().map(ToString::to_string),
             action = %request.action,
             resource_type = %resource.r#type,
@@ -96,6 +96,7 @@ impl AuthorizationApi {
             allowed = outcome.allowed,
             policies = ?outcome.determining_policies,
             reasons = ?outcome.reasons,
+            revision,
             "decision"
         );
         Ok(AuthorizeResponse {
@@ -108,7 +109,65 @@ impl AuthorizationApi {
             determining_policies: outcome.determining_policies,
             errors: outcome.errors,
             reasons: outcome.reasons.into_iter().map(str::to_owned).collect(),
-            revision: 0,
+            revision,
+        })
+    }
+
+    /// Decides for `principal`, whose certificate (for the token's `cnf`)
+    /// is `certificate_der`.
+    fn decide_as(
+        &self,
+        principal: &SpiffeId,
+        certificate_der: Option<&[u8]>,
+        request: &AuthorizeRequest,
+        resource: &super::v1::Resource,
+    ) -> Outcome {
+        let task = if request.token.is_empty() {
+            None
+        } else {
+            match self.task_facts(&request.token, principal, certificate_der) {
+                Ok(facts) => Some(facts),
+                Err(outcome) => return outcome,
+            }
+        };
+        self.state.decider.decide(
+            &self.state.engine,
+            DecisionRequest {
+                principal,
+                action: &request.action,
+                resource_type: &resource.r#type,
+                resource_id: &resource.id,
+                context: struct_to_json(request.context.as_ref()),
+                task,
+                entities: Vec::new(),
+            },
+        )
+    }
+
+    /// Verifies a task token and reads its task's live chain.
+    // INVARIANT: a token that does not verify, or names no task, never
+    // reaches the policies: it is a deny with the token's reason.
+    fn task_facts(
+        &self,
+        token: &str,
+        subject: &SpiffeId,
+        certificate_der: Option<&[u8]>,
+    ) -> Result<TaskFacts, Outcome> {
+        let claims = self
+            .state
+            .tokens
+            .verify(token, subject, certificate_der)
+            .map_err(|e| Outcome::deny(e.reason(), e.to_string()))?;
+        let chain = self.state.graph.chain(&claims.task).ok_or_else(|| {
+            Outcome::deny(
+                reason::UNKNOWN_TASK,
+                format!("task `{}` does not exist", claims.task),
+            )
+        })?;
+        Ok(TaskFacts {
+            chain,
+            now: self.state.clock.now(),
+            token_jti: claims.jti,
         })
     }
 
@@ -124,7 +183,6 @@ impl AuthorizationApi {
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
     ) -> Outcome {
-        let engine = &self.state.engine;
         let bundles = self.state.identity.borrow().bundles.clone();
         if !bundles.trusts(subject_id.trust_domain()) {
             return Outcome::deny(
@@ -135,14 +193,16 @@ impl AuthorizationApi {
                 ),
             );
         }
-        let certificate_verified = !subject.certificate_pem.is_empty();
-        if certificate_verified
-            && let Err(error) = verify_subject_certificate(&bundles, subject, subject_id)
-        {
-            return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error);
-        }
+        let subject_leaf = if subject.certificate_pem.is_empty() {
+            None
+        } else {
+            match verify_subject_certificate(&bundles, subject, subject_id) {
+                Ok(leaf) => Some(leaf),
+                Err(error) => return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error),
+            }
+        };
         let check = self.state.decider.decide(
-            engine,
+            &self.state.engine,
             DecisionRequest {
                 principal: caller,
                 action: CHECK_ACTION,
@@ -153,9 +213,11 @@ impl AuthorizationApi {
                         "spiffe_id": subject_id.to_string(),
                         "trust_domain": subject_id.trust_domain_name(),
                         "path": subject_id.path(),
-                        "certificate_verified": certificate_verified,
+                        "certificate_verified": subject_leaf.is_some(),
                     }
                 }),
+                task: None,
+                entities: Vec::new(),
             },
         );
         if !check.allowed {
@@ -163,16 +225,7 @@ impl AuthorizationApi {
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
             return outcome;
         }
-        self.state.decider.decide(
-            engine,
-            DecisionRequest {
-                principal: subject_id,
-                action: &request.action,
-                resource_type: &resource.r#type,
-                resource_id: &resource.id,
-                context: struct_to_json(request.context.as_ref()),
-            },
-        )
+        self.decide_as(subject_id, subject_leaf.as_deref(), request, resource)
     }
 }
 
@@ -192,12 +245,12 @@ fn subject_id(subject: &Subject) -> Result<SpiffeId, ApiError> {
     Ok(id)
 }
 
-/// Verifies a forwarded subject SVID against our bundles.
+/// Verifies a forwarded subject SVID against our bundles; returns its leaf.
 fn verify_subject_certificate(
     bundles: &TrustBundles,
     subject: &Subject,
     expected: &SpiffeId,
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
     let chain = rustls_pemfile::certs(&mut subject.certificate_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("subject certificate PEM cannot be read: {e}"))?;
@@ -209,14 +262,18 @@ fn verify_subject_certificate(
             "subject certificate is for `{actual}`, not `{expected}`"
         ));
     }
-    Ok(())
+    chain
+        .into_iter()
+        .next()
+        .map(|leaf| leaf.to_vec())
+        .ok_or_else(|| "subject certificate is empty".to_owned())
 }
 
-fn caller<T>(request: &Request<T>) -> Result<SpiffeId, ApiError> {
+pub(super) fn caller<T>(request: &Request<T>) -> Result<PeerIdentity, ApiError> {
     request
         .extensions()
         .get::<PeerIdentity>()
-        .map(|peer| peer.spiffe_id.clone())
+        .cloned()
         .ok_or_else(|| {
             ApiError::Unauthenticated("no verified client SVID on this connection".to_owned())
         })

@@ -12,9 +12,31 @@ pub enum ApiError {
     /// The caller has no verified SVID on this connection.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Policy or an invariant refuses the call.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing is not in a state that allows the call.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// Anything unexpected; logged, and returned without internals.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::graph::GraphError> for ApiError {
+    fn from(error: crate::graph::GraphError) -> Self {
+        use crate::graph::GraphError;
+        let message = format!("{}: {error}", error.reason());
+        match error {
+            GraphError::NotFound(_) => Self::NotFound(message),
+            GraphError::Violation { .. } => Self::PermissionDenied(message),
+            GraphError::NotActive { .. } => Self::FailedPrecondition(message),
+            GraphError::Invalid(_) => Self::InvalidArgument(message),
+        }
+    }
 }
 
 impl From<ApiError> for Status {
@@ -22,6 +44,9 @@ impl From<ApiError> for Status {
         match error {
             ApiError::InvalidArgument(message) => Status::invalid_argument(message),
             ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
+            ApiError::NotFound(message) => Status::not_found(message),
+            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
                 Status::internal("internal error")

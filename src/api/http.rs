@@ -1,13 +1,17 @@
-//! The HTTP endpoint: `/healthz` (the process is up) and `/readyz` (the
-//! gRPC server accepts decisions).
+//! The HTTP endpoint: `/healthz` (the process is up), `/readyz` (the gRPC
+//! server accepts decisions) and `/.well-known/jwks.json` (the keys that
+//! verify task tokens).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+
+use crate::credential::TaskTokens;
 
 /// Shared readiness flag, cleared first thing on shutdown.
 #[derive(Debug, Clone, Default)]
@@ -26,11 +30,14 @@ impl Readiness {
 }
 
 /// The router for the HTTP listener.
-pub fn router(readiness: Readiness) -> Router {
+pub fn router(readiness: Readiness, tokens: Arc<TaskTokens>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(readiness)
+        .route("/readyz", get(ready).with_state(readiness))
+        .route(
+            "/.well-known/jwks.json",
+            get(|| async move { Json(tokens.keys().jwks()) }),
+        )
 }
 
 async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str) {

@@ -7,10 +7,12 @@ mod error;
 pub mod http;
 pub mod listener;
 mod peer;
+mod task;
 
 pub use authorization::{AuthorizationApi, DecisionState};
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
+pub use task::TaskApi;
 
 /// Generated types of `proto/mandate/v1`.
 pub mod v1 {

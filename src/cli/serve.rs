@@ -9,8 +9,11 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{EXIT_USAGE, init_logging, runtime};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{RawConfig, Settings, defaults};
+use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
+use crate::graph::TaskGraph;
 use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
 use crate::policy::{PolicyEngine, PolicyError};
 use crate::server::{ServerOptions, start};
@@ -172,14 +175,34 @@ async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
         tracing::info!(spiffe_id = %current.spiffe_id, "identity loaded");
         current.spiffe_id.trust_domain().clone()
     };
+    let own_id = identity.borrow().spiffe_id.to_string();
     let agent_trust_domains = settings
         .agent_trust_domains
         .unwrap_or_else(|| vec![own_trust_domain]);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys_dir = settings.data_dir.join("keys");
+    let keys = match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
+        Ok(keys) => Arc::new(keys),
+        Err(e) => return usage_error(&[e.to_string()]),
+    };
+    // Tokens are issued by and for this Mandate: its SPIFFE ID is both.
+    let tokens = Arc::new(TaskTokens::new(
+        keys,
+        TokenSettings {
+            issuer: own_id.clone(),
+            audience: own_id,
+            ..settings.tokens
+        },
+        clock.clone(),
+    ));
 
     let server = match start(ServerOptions {
         listen: settings.listen,
         http_listen: settings.http_listen,
         engine: Arc::new(engine),
+        graph: Arc::new(TaskGraph::new(settings.max_delegation_depth)),
+        tokens,
+        clock,
         identity,
         agents: AgentPattern::new(settings.agent_path_prefixes, agent_trust_domains),
         max_batch_size: settings.max_batch_size,

@@ -3,6 +3,7 @@
 
 mod principal;
 pub mod reason;
+mod task;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use spiffe::SpiffeId;
 
 use crate::policy::PolicyEngine;
 pub use principal::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
+pub use task::{RESERVED_CONTEXT_KEYS, TaskFacts, task_entities};
 
 /// The resource type used when a request names none.
 pub const DEFAULT_RESOURCE_TYPE: &str = "Mandate::Resource";
@@ -32,6 +34,11 @@ pub struct DecisionRequest<'a> {
     pub resource_id: &'a str,
     /// Context as JSON (an object).
     pub context: serde_json::Value,
+    /// The task of a verified task token, if the call presented one.
+    pub task: Option<TaskFacts>,
+    /// Entities the resource needs beyond the static ones, such as a task
+    /// and its chain when the resource is a task.
+    pub entities: Vec<Entity>,
 }
 
 /// What was decided and why.
@@ -75,6 +82,11 @@ impl Decider {
         }
     }
 
+    /// Which SPIFFE IDs are agents.
+    pub fn agents(&self) -> &AgentPattern {
+        &self.agents
+    }
+
     /// Decides one request. Never fails: every problem is a deny with a reason.
     pub fn decide(&self, engine: &PolicyEngine, request: DecisionRequest<'_>) -> Outcome {
         let Some(action) = engine.action(request.action) else {
@@ -99,11 +111,33 @@ impl Decider {
                 );
             }
         };
-        let context =
-            match Context::from_json_value(request.context, Some((engine.schema(), action))) {
-                Ok(context) => context,
-                Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
-            };
+        let mut context = match request.context {
+            serde_json::Value::Object(map) => map,
+            _ => {
+                return Outcome::deny(reason::INVALID_CONTEXT, "context must be an object");
+            }
+        };
+        if let Some(key) = RESERVED_CONTEXT_KEYS
+            .iter()
+            .find(|k| context.contains_key(**k))
+        {
+            return Outcome::deny(
+                reason::INVALID_CONTEXT,
+                format!(
+                    "context key `{key}` is set by Mandate from the task token, not by callers"
+                ),
+            );
+        }
+        if let Some(facts) = &request.task {
+            task::extend_context(&mut context, facts);
+        }
+        let context = match Context::from_json_value(
+            serde_json::Value::Object(context),
+            Some((engine.schema(), action)),
+        ) {
+            Ok(context) => context,
+            Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
+        };
         let principal = match self.agents.entity(engine, request.principal) {
             Ok(principal) => principal,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
@@ -123,7 +157,14 @@ impl Decider {
             ) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
             Err(e) => return Outcome::deny(reason::INVALID_REQUEST, e.to_string()),
         };
-        let entities = match entity_slice(engine, principal, action, &resource) {
+        let mut extra = request.entities;
+        if let Some(facts) = &request.task {
+            match task_entities(&facts.chain, facts.now) {
+                Ok(tasks) => extra.extend(tasks),
+                Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+            }
+        }
+        let entities = match entity_slice(engine, principal, action, &resource, extra) {
             Ok(entities) => entities,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e.to_string()),
         };
@@ -174,6 +215,7 @@ fn entity_slice(
     principal: Entity,
     action: &EntityUid,
     resource: &EntityUid,
+    extra: Vec<Entity>,
 ) -> Result<Entities, Box<cedar_policy::entities_errors::EntitiesError>> {
     let store = engine.entities();
     let mut seen: HashSet<EntityUid> = HashSet::new();
@@ -194,6 +236,11 @@ fn entity_slice(
         }
     }
     slice.push(principal);
+    for entity in extra {
+        if seen.insert(entity.uid()) {
+            slice.push(entity);
+        }
+    }
     slice.extend(engine.action_slice(action));
     Entities::from_entities(slice, None).map_err(Box::new)
 }

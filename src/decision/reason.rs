@@ -24,5 +24,5 @@ pub const UNTRUSTED_SUBJECT: &str = "untrusted-subject";
 pub const SUBJECT_CERTIFICATE_INVALID: &str = "subject-certificate-invalid";
 /// Mandate could not build the request; a bug, reported as a deny.
 pub const INTERNAL_ERROR: &str = "internal-error";
-/// A task token was presented that this server cannot verify.
-pub const INVALID_TOKEN: &str = "invalid-token";
+/// A verified task token names a task the graph does not hold.
+pub const UNKNOWN_TASK: &str = "unknown-task";

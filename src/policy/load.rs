@@ -125,6 +125,17 @@ pub(super) fn policies(
                 .map_or(search_from, |found| search_from + found);
             search_from = offset + policy_text.len().min(text.len() - offset);
             let (line, _) = super::error::line_column(&text, offset);
+            if id.starts_with(super::guards::RESERVED_PREFIX) {
+                problems.push(Problem {
+                    file: file.clone(),
+                    location: Some((line, 1)),
+                    message: format!(
+                        "policy id `{id}` is reserved: ids starting with `{}` belong to built-in guards",
+                        super::guards::RESERVED_PREFIX
+                    ),
+                });
+                continue;
+            }
             let id = PolicyId::new(id);
             if let Some(existing) = sources.get(&id) {
                 let existing: &PolicySource = existing;

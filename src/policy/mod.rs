@@ -2,6 +2,7 @@
 //! strictly validated as one snapshot.
 
 mod error;
+pub mod guards;
 mod load;
 
 use std::collections::{HashMap, HashSet};
@@ -37,7 +38,22 @@ impl PolicyEngine {
         entities_file: Option<&Path>,
     ) -> Result<Self, PolicyError> {
         let schema = load::schema(schema_file)?;
-        let (policies, sources) = load::policies(policies_dir)?;
+        let (mut policies, sources) = load::policies(policies_dir)?;
+        let actions: HashMap<String, EntityUid> = schema
+            .actions()
+            .filter(|uid| uid.type_name().to_string() == format!("{NAMESPACE}::Action"))
+            .map(|uid| (uid.id().unescaped().to_owned(), uid.clone()))
+            .collect();
+        let ops = guards::resource_operations(actions.keys());
+        for guard in guards::policies(&ops).map_err(|message| PolicyError::Schema {
+            path: schema_file.to_owned(),
+            message,
+        })? {
+            policies.add(guard).map_err(|e| PolicyError::Schema {
+                path: schema_file.to_owned(),
+                message: e.to_string(),
+            })?;
+        }
         load::validate(&schema, &policies, &sources)?;
         let entities = match entities_file {
             Some(path) => load::entities(path, &schema)?,
@@ -47,11 +63,6 @@ impl PolicyEngine {
             path: schema_file.to_owned(),
             message: e.to_string(),
         })?;
-        let actions = schema
-            .actions()
-            .filter(|uid| uid.type_name().to_string() == format!("{NAMESPACE}::Action"))
-            .map(|uid| (uid.id().unescaped().to_owned(), uid.clone()))
-            .collect();
         let entity_types = schema.entity_types().cloned().collect();
         Ok(Self {
             schema,
@@ -110,9 +121,33 @@ impl PolicyEngine {
 
     /// Where a policy was written: `file:line`.
     pub fn source_of(&self, id: &PolicyId) -> Option<String> {
+        if id.to_string().starts_with(guards::RESERVED_PREFIX) {
+            return Some("<built-in>".to_owned());
+        }
         self.sources
             .get(id)
             .map(|s| format!("{}:{}", s.file.display(), s.line))
+    }
+}
+
+impl crate::graph::ResourceHierarchy for PolicyEngine {
+    /// Resource ancestry comes from the static entities (`Mandate::Resource`
+    /// parents).
+    fn within(&self, resource: &str, root: &str) -> bool {
+        if resource == root {
+            return true;
+        }
+        let Ok(type_name) = <EntityTypeName as std::str::FromStr>::from_str("Mandate::Resource")
+        else {
+            return false;
+        };
+        let uid = |id: &str| {
+            EntityUid::from_type_name_and_id(type_name.clone(), cedar_policy::EntityId::new(id))
+        };
+        let root = uid(root);
+        self.entities
+            .ancestors(&uid(resource))
+            .is_some_and(|mut ancestors| ancestors.any(|a| *a == root))
     }
 }
 
@@ -145,6 +180,7 @@ mod tests {
             .policies()
             .policies()
             .map(|p| p.id().to_string())
+            .filter(|id| !id.starts_with(guards::RESERVED_PREFIX))
             .collect();
         ids.sort();
         assert_eq!(ids, ["named", "team/x.0", "x.0", "x.2"]);
@@ -156,6 +192,43 @@ mod tests {
         assert!(x2.ends_with("x.cedar:5"), "{x2}");
         let team = engine.source_of(&PolicyId::new("team/x.0")).unwrap();
         assert!(team.ends_with("team/x.cedar:2"), "{team}");
+    }
+
+    #[test]
+    fn guards_are_built_in_and_their_ids_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = PolicyEngine::load(dir.path(), &schema(), None).unwrap();
+        let ids: Vec<String> = engine
+            .policies()
+            .policies()
+            .map(|p| p.id().to_string())
+            .collect();
+        assert!(
+            ids.contains(&"mandate.guard.task-not-active".to_owned()),
+            "{ids:?}"
+        );
+        assert!(
+            ids.contains(&"mandate.guard.action-not-in-task.read".to_owned()),
+            "{ids:?}"
+        );
+        assert!(
+            !ids.iter()
+                .any(|id| id.ends_with(".check") || id.ends_with(".delegate"))
+        );
+        assert_eq!(
+            engine
+                .source_of(&PolicyId::new("mandate.guard.task-not-active"))
+                .as_deref(),
+            Some("<built-in>")
+        );
+
+        std::fs::write(
+            dir.path().join("sneaky.cedar"),
+            r#"@id("mandate.guard.task-not-active") permit (principal, action, resource);"#,
+        )
+        .unwrap();
+        let err = PolicyEngine::load(dir.path(), &schema(), None).unwrap_err();
+        assert!(err.to_string().contains("is reserved"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate::clock::{Clock, ManualClock};
+use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
+use mandate::graph::TaskGraph;
 use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
 use mandate::policy::PolicyEngine;
 use mandate::server::{RunningServer, ServerOptions, start};
@@ -171,6 +174,10 @@ pub struct TestServer {
     pub ca: TestCa,
     pub server: RunningServer,
     pub addr: String,
+    /// The clock of tasks and tokens; starts at the real time.
+    pub clock: Arc<ManualClock>,
+    /// The server's task graph.
+    pub graph: Arc<TaskGraph>,
 }
 
 /// Options for [`TestServer::start_with`].
@@ -180,6 +187,7 @@ pub struct Setup {
     pub max_batch_size: usize,
     /// Extra trust domains and their CAs, besides the server's own.
     pub extra_bundles: Vec<(TrustDomain, CertificateDer<'static>)>,
+    pub max_delegation_depth: u32,
 }
 
 impl Default for Setup {
@@ -189,6 +197,7 @@ impl Default for Setup {
             entities: Some(repo().join("examples/entities.json")),
             max_batch_size: 4,
             extra_bundles: Vec::new(),
+            max_delegation_depth: mandate::graph::DEFAULT_MAX_DEPTH,
         }
     }
 }
@@ -215,10 +224,28 @@ impl TestServer {
             setup.entities.as_deref(),
         )
         .unwrap();
+        let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
+        let graph = Arc::new(TaskGraph::new(setup.max_delegation_depth));
+        let keys = Arc::new(SigningKeys::ephemeral(
+            KeyRotation::default(),
+            clock.clone(),
+        ));
+        let tokens = Arc::new(TaskTokens::new(
+            keys,
+            TokenSettings {
+                issuer: "spiffe://mandate.local/mandate".into(),
+                audience: "spiffe://mandate.local/mandate".into(),
+                ..TokenSettings::default()
+            },
+            clock.clone(),
+        ));
         let server = start(ServerOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
             engine: Arc::new(engine),
+            graph: graph.clone(),
+            tokens,
+            clock: clock.clone(),
             identity,
             agents: AgentPattern::new(
                 DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
@@ -231,7 +258,13 @@ impl TestServer {
         .await
         .unwrap();
         let addr = server.grpc_addr().to_string();
-        Self { ca, server, addr }
+        Self {
+            ca,
+            server,
+            addr,
+            clock,
+            graph,
+        }
     }
 
     /// A client presenting a fresh good SVID for `path`.

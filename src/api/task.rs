@@ -1,0 +1,447 @@
+//! `mandate.v1.TaskService`: create, delegate, tokens, completion,
+//! revocation and reads, each authorized by Cedar and then checked against
+//! the graph's invariants.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cedar_policy::Entity;
+use spiffe::SpiffeId;
+use tonic::{Request, Response, Status};
+
+use super::authorization::caller;
+use super::v1::task_service_server::TaskService;
+use super::v1::{
+    self, CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest, GetTaskRequest,
+    IssueTaskTokenRequest, IssueTaskTokenResponse, ListTasksRequest, ListTasksResponse,
+    RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse, WriteResponse,
+};
+use super::{ApiError, DecisionState};
+use crate::decision::{DecisionRequest, task_entities};
+use crate::graph::{Task, TaskFilter, TaskSpec, TaskState, chain_state};
+
+const TASK_TYPE: &str = "Mandate::Task";
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 500;
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct TaskApi {
+    state: Arc<DecisionState>,
+}
+
+impl TaskApi {
+    /// A service over the shared decision state.
+    pub fn new(state: Arc<DecisionState>) -> Self {
+        Self { state }
+    }
+
+    fn now(&self) -> i64 {
+        self.state.clock.now()
+    }
+
+    /// Asks Cedar whether `caller` may `action` the resource described by
+    /// `entities` (its first entity).
+    fn authorize(
+        &self,
+        caller: &SpiffeId,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        entities: Vec<Entity>,
+    ) -> Result<(), ApiError> {
+        let outcome = self.state.decider.decide(
+            &self.state.engine,
+            DecisionRequest {
+                principal: caller,
+                action,
+                resource_type,
+                resource_id,
+                context: serde_json::json!({}),
+                task: None,
+                entities,
+            },
+        );
+        if outcome.allowed {
+            return Ok(());
+        }
+        let mut why = outcome.reasons.join(", ");
+        if !outcome.determining_policies.is_empty() {
+            why.push_str(&format!(" ({})", outcome.determining_policies.join(", ")));
+        }
+        if let Some(error) = outcome.errors.first() {
+            why.push_str(&format!(": {error}"));
+        }
+        Err(ApiError::PermissionDenied(format!(
+            "`{caller}` may not `{action}` `{resource_id}`: {why}"
+        )))
+    }
+
+    fn authorize_task(
+        &self,
+        caller: &SpiffeId,
+        action: &str,
+        chain: &[Arc<Task>],
+    ) -> Result<(), ApiError> {
+        let id = chain.first().map(|t| t.id.clone()).unwrap_or_default();
+        let entities = task_entities(chain, self.now()).map_err(ApiError::Internal)?;
+        self.authorize(caller, action, TASK_TYPE, &id, entities)
+    }
+
+    fn chain(&self, id: &str) -> Result<Vec<Arc<Task>>, ApiError> {
+        if id.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "`task_id` is required".to_owned(),
+            ));
+        }
+        self.state
+            .graph
+            .chain(id)
+            .ok_or_else(|| ApiError::NotFound(format!("task `{id}` does not exist")))
+    }
+
+    fn to_proto(&self, chain: &[Arc<Task>]) -> v1::Task {
+        let state = chain_state(chain, self.now());
+        chain
+            .first()
+            .map_or_else(v1::Task::default, |t| task_to_proto(t, state))
+    }
+}
+
+fn spiffe_id(field: &str, value: &str) -> Result<SpiffeId, ApiError> {
+    SpiffeId::new(value).map_err(|e| {
+        ApiError::InvalidArgument(format!("`{field}` `{value}` is not a SPIFFE ID: {e}"))
+    })
+}
+
+fn spec(
+    intent: &str,
+    delegatee: &str,
+    scope: Option<&v1::TaskScope>,
+    now: i64,
+) -> Result<TaskSpec, ApiError> {
+    let scope = scope.ok_or_else(|| ApiError::InvalidArgument("`scope` is required".to_owned()))?;
+    let expires_at = match (scope.expires_at, scope.ttl_seconds) {
+        (0, 0) => {
+            return Err(ApiError::InvalidArgument(
+                "`scope.expires_at` or `scope.ttl_seconds` is required".to_owned(),
+            ));
+        }
+        (0, ttl) => now.saturating_add(ttl),
+        (at, _) => at,
+    };
+    Ok(TaskSpec {
+        intent: intent.to_owned(),
+        delegatee: spiffe_id("delegatee", delegatee)?,
+        actions: scope.actions.iter().cloned().collect::<BTreeSet<_>>(),
+        scope: scope.resources.iter().cloned().collect::<BTreeSet<_>>(),
+        max_sensitivity: scope.max_sensitivity,
+        expires_at,
+    })
+}
+
+fn state_to_proto(state: TaskState) -> v1::TaskState {
+    match state {
+        TaskState::Active => v1::TaskState::Active,
+        TaskState::Completed => v1::TaskState::Completed,
+        TaskState::Revoked => v1::TaskState::Revoked,
+        TaskState::Expired => v1::TaskState::Expired,
+    }
+}
+
+fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
+    v1::Task {
+        id: task.id.clone(),
+        intent: task.intent.clone(),
+        delegator: task.delegator.to_string(),
+        delegatee: task.delegatee.to_string(),
+        originator: task.originator.clone(),
+        parent_id: task.parent.clone().unwrap_or_default(),
+        root_id: task.root.clone(),
+        depth: task.depth,
+        actions: task.actions.iter().cloned().collect(),
+        resources: task.scope.iter().cloned().collect(),
+        max_sensitivity: task.max_sensitivity,
+        created_at: task.created_at,
+        expires_at: task.expires_at,
+        state: state_to_proto(state) as i32,
+    }
+}
+
+/// A task as it would be created, for authorizing its creation.
+fn proposed(
+    id: &str,
+    spec: &TaskSpec,
+    delegator: &SpiffeId,
+    originator: &str,
+    parent: Option<&Task>,
+    now: i64,
+) -> Task {
+    Task {
+        id: id.to_owned(),
+        intent: spec.intent.clone(),
+        delegator: delegator.clone(),
+        delegatee: spec.delegatee.clone(),
+        originator: originator.to_owned(),
+        parent: parent.map(|p| p.id.clone()),
+        root: parent.map_or_else(|| id.to_owned(), |p| p.root.clone()),
+        depth: parent.map_or(0, |p| p.depth + 1),
+        actions: spec.actions.clone(),
+        scope: spec.scope.clone(),
+        max_sensitivity: spec.max_sensitivity,
+        created_at: now,
+        expires_at: spec.expires_at,
+        state: TaskState::Active,
+    }
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    async fn create_task(
+        &self,
+        request: Request<CreateTaskRequest>,
+    ) -> Result<Response<TaskResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        if r.on_behalf_of.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "`on_behalf_of` (the user) is required".to_owned(),
+            )
+            .into());
+        }
+        let now = self.now();
+        let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let task = proposed(&id, &spec, &caller, &r.on_behalf_of, None, now);
+        self.authorize_task(&caller, "delegate", &[Arc::new(task)])?;
+        let (task, revision) = self
+            .state
+            .graph
+            .create_root(id, spec, caller.clone(), r.on_behalf_of.clone(), now)
+            .map_err(ApiError::from)?;
+        tracing::info!(task_id = %task.id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task created");
+        Ok(Response::new(TaskResponse {
+            task: Some(task_to_proto(&task, TaskState::Active)),
+            revision,
+        }))
+    }
+
+    async fn delegate_task(
+        &self,
+        request: Request<DelegateTaskRequest>,
+    ) -> Result<Response<TaskResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let now = self.now();
+        let parent_chain = self.chain(&r.parent_id)?;
+        let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let parent = parent_chain.first().cloned();
+        let child = proposed(
+            &id,
+            &spec,
+            &caller,
+            parent.as_ref().map_or("", |p| &p.originator),
+            parent.as_deref(),
+            now,
+        );
+        let mut chain = vec![Arc::new(child)];
+        chain.extend(parent_chain);
+        self.authorize_task(&caller, "delegate", &chain)?;
+        let engine = self.state.engine.clone();
+        let (task, revision) = self
+            .state
+            .graph
+            .delegate(id, &r.parent_id, &caller, spec, now, engine.as_ref())
+            .map_err(ApiError::from)?;
+        tracing::info!(task_id = %task.id, parent = %r.parent_id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task delegated");
+        Ok(Response::new(TaskResponse {
+            task: Some(task_to_proto(&task, TaskState::Active)),
+            revision,
+        }))
+    }
+
+    async fn issue_task_token(
+        &self,
+        request: Request<IssueTaskTokenRequest>,
+    ) -> Result<Response<IssueTaskTokenResponse>, Status> {
+        let peer = caller(&request)?;
+        let r = request.get_ref();
+        let chain = self.chain(&r.task_id)?;
+        let task = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
+        // INVARIANT: a token is for one (task, delegatee) pair (§3.2).
+        if task.delegatee != peer.spiffe_id {
+            return Err(ApiError::PermissionDenied(format!(
+                "not-delegatee: only `{}` may get tokens for task `{}`",
+                task.delegatee, task.id
+            ))
+            .into());
+        }
+        let state = chain_state(&chain, self.now());
+        if state != TaskState::Active {
+            return Err(ApiError::FailedPrecondition(format!(
+                "task-not-active: task `{}` is {}",
+                task.id,
+                state.as_str()
+            ))
+            .into());
+        }
+        self.authorize_task(&peer.spiffe_id, "issue_token", &chain)?;
+        let leaf = peer
+            .certificates
+            .first()
+            .ok_or_else(|| ApiError::Unauthenticated("no client certificate".to_owned()))?;
+        let ttl = (r.ttl_seconds > 0).then_some(r.ttl_seconds);
+        let (token, claims) = self
+            .state
+            .tokens
+            .mint(&chain, leaf.as_ref(), ttl)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        tracing::info!(task_id = %task.id, spiffe_id = %peer.spiffe_id, jti = %claims.jti, exp = claims.exp, "task token issued");
+        Ok(Response::new(IssueTaskTokenResponse {
+            token,
+            jti: claims.jti,
+            expires_at: claims.exp,
+        }))
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<CompleteTaskRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let chain = self.chain(&request.get_ref().task_id)?;
+        self.authorize_task(&caller, "complete", &chain)?;
+        let revision = self
+            .state
+            .graph
+            .complete(&request.get_ref().task_id, self.now())
+            .map_err(ApiError::from)?;
+        tracing::info!(task_id = %request.get_ref().task_id, spiffe_id = %caller, revision, "task completed");
+        Ok(Response::new(WriteResponse { revision }))
+    }
+
+    async fn revoke_task(
+        &self,
+        request: Request<RevokeTaskRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let chain = self.chain(&r.task_id)?;
+        self.authorize_task(&caller, "revoke", &chain)?;
+        // INVARIANT: the graph's write lock is released before we answer,
+        // so every decision that starts after this reply sees the revoke.
+        let (revoked, revision) = self
+            .state
+            .graph
+            .revoke(&r.task_id)
+            .map_err(ApiError::from)?;
+        tracing::info!(task_id = %r.task_id, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "task revoked");
+        Ok(Response::new(RevokeResponse {
+            revoked_task_ids: revoked,
+            revision,
+        }))
+    }
+
+    async fn revoke_agent(
+        &self,
+        request: Request<RevokeAgentRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let target = spiffe_id("spiffe_id", &r.spiffe_id)?;
+        let entity = self
+            .state
+            .decider
+            .agents()
+            .entity(&self.state.engine, &target)
+            .map_err(ApiError::Internal)?;
+        let type_name = entity.uid().type_name().to_string();
+        self.authorize(
+            &caller,
+            "revoke",
+            &type_name,
+            &target.to_string(),
+            vec![entity],
+        )?;
+        let (revoked, revision) = self.state.graph.revoke_agent(&target);
+        tracing::info!(target = %target, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "agent's tasks revoked");
+        Ok(Response::new(RevokeResponse {
+            revoked_task_ids: revoked,
+            revision,
+        }))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<GetTaskRequest>,
+    ) -> Result<Response<v1::Task>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let chain = self.chain(&request.get_ref().task_id)?;
+        self.authorize_task(&caller, "read", &chain)?;
+        Ok(Response::new(self.to_proto(&chain)))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let state = match v1::TaskState::try_from(r.state) {
+            Ok(v1::TaskState::Unspecified) => None,
+            Ok(v1::TaskState::Active) => Some(TaskState::Active),
+            Ok(v1::TaskState::Completed) => Some(TaskState::Completed),
+            Ok(v1::TaskState::Revoked) => Some(TaskState::Revoked),
+            Ok(v1::TaskState::Expired) => Some(TaskState::Expired),
+            Err(_) => {
+                return Err(
+                    ApiError::InvalidArgument(format!("unknown task state {}", r.state)).into(),
+                );
+            }
+        };
+        let filter = TaskFilter {
+            delegatee: (!r.delegatee.is_empty()).then(|| r.delegatee.clone()),
+            root: (!r.root_id.is_empty()).then(|| r.root_id.clone()),
+            state,
+        };
+        let now = self.now();
+        let mut after = (!r.page_token.is_empty()).then(|| r.page_token.clone());
+        let mut tasks = Vec::new();
+        let mut exhausted = false;
+        // Tasks the caller may not read are skipped, so a page is filled
+        // from as many graph pages as it takes.
+        while tasks.len() < limit && !exhausted {
+            let batch = self.state.graph.list(&filter, after.as_deref(), limit, now);
+            exhausted = batch.len() < limit;
+            for task in batch {
+                after = Some(task.id.clone());
+                let Some(chain) = self.state.graph.chain(&task.id) else {
+                    continue;
+                };
+                if self.authorize_task(&caller, "read", &chain).is_ok() {
+                    tasks.push(self.to_proto(&chain));
+                    if tasks.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next_page_token = if exhausted && tasks.len() < limit {
+            String::new()
+        } else {
+            tasks.last().map(|t| t.id.clone()).unwrap_or_default()
+        };
+        Ok(Response::new(ListTasksResponse {
+            tasks,
+            next_page_token,
+        }))
+    }
+}
