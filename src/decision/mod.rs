@@ -207,9 +207,10 @@ impl Decider {
     }
 }
 
-/// The entities one request needs: the principal, the resource, their
-/// ancestors from the static entities, and the action with its groups.
-/// Never the whole entity store.
+/// The entities one request needs: the principal, the live entities the
+/// request brings (tasks), the resource and the ancestors of both from the
+/// static entities, and the action with its groups. Never the whole entity
+/// store.
 fn entity_slice(
     engine: &PolicyEngine,
     principal: Entity,
@@ -222,6 +223,14 @@ fn entity_slice(
     let mut slice = Vec::new();
     let principal_uid = principal.uid();
     seen.insert(principal_uid.clone());
+    slice.push(principal);
+    // INVARIANT: live state wins. A task in the static entities file can
+    // never shadow the task the graph holds, so it is added first.
+    for entity in extra {
+        if seen.insert(entity.uid()) {
+            slice.push(entity);
+        }
+    }
     let related = store
         .ancestors(&principal_uid)
         .into_iter()
@@ -229,16 +238,10 @@ fn entity_slice(
         .chain(std::iter::once(resource))
         .chain(store.ancestors(resource).into_iter().flatten());
     for uid in related {
-        if seen.insert(uid.clone())
-            && let Some(entity) = store.get(uid)
+        if let Some(entity) = store.get(uid)
+            && seen.insert(uid.clone())
         {
             slice.push(entity.clone());
-        }
-    }
-    slice.push(principal);
-    for entity in extra {
-        if seen.insert(entity.uid()) {
-            slice.push(entity);
         }
     }
     slice.extend(engine.action_slice(action));

@@ -19,8 +19,9 @@ use super::{FilesSource, IdentityError, load_certs, spiffe_id_of_leaf};
 
 /// Sample agents created when none are named.
 pub const DEFAULT_AGENTS: &[&str] = &["patcher", "reviewer"];
-/// Sample non-agent workloads: an enforcement point and an admin tool.
-pub const DEFAULT_WORKLOADS: &[&str] = &["envoy", "admin"];
+/// Sample non-agent workloads: an enforcement point, an admin tool and a
+/// front end that starts tasks for its users.
+pub const DEFAULT_WORKLOADS: &[&str] = &["envoy", "admin", "frontend"];
 
 const CA_LIFETIME: Duration = Duration::days(3650);
 const SVID_LIFETIME: Duration = Duration::days(365);

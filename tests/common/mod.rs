@@ -267,6 +267,15 @@ impl TestServer {
         }
     }
 
+    /// A channel presenting one fresh SVID for `path`; clients made from
+    /// it share the certificate, as a task token's binding needs.
+    pub async fn channel(&self, path: &str) -> Channel {
+        let identity = self.ca.identity(&self.ca.svid(path));
+        mandate::client::channel(&self.addr, &identity, None)
+            .await
+            .unwrap()
+    }
+
     /// A client presenting a fresh good SVID for `path`.
     pub async fn client(&self, path: &str) -> AuthorizationServiceClient<Channel> {
         let identity = self.ca.identity(&self.ca.svid(path));

@@ -1,0 +1,640 @@
+//! Tasks, delegation and task tokens through the real server over mTLS:
+//! every decision follows the live state of the task and its chain.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate::api::v1::task_service_client::TaskServiceClient;
+use mandate::api::v1::{
+    AuthorizeRequest, AuthorizeResponse, CompleteTaskRequest, CreateTaskRequest, Decision,
+    DelegateTaskRequest, GetTaskRequest, IssueTaskTokenRequest, ListTasksRequest, Resource,
+    RevokeAgentRequest, RevokeTaskRequest, TaskScope, TaskState,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
+const REVIEWER: &str = "spiffe://mandate.local/agents/reviewer";
+const TESTER: &str = "spiffe://mandate.local/agents/tester";
+
+/// One workload's connection, with both clients on the same SVID.
+struct Party {
+    tasks: TaskServiceClient<Channel>,
+    authz: AuthorizationServiceClient<Channel>,
+}
+
+async fn party(server: &TestServer, path: &str) -> Party {
+    let channel = server.channel(path).await;
+    Party {
+        tasks: TaskServiceClient::new(channel.clone()),
+        authz: AuthorizationServiceClient::new(channel),
+    }
+}
+
+fn scope(actions: &[&str], resources: &[&str], max_sensitivity: i64, ttl: i64) -> TaskScope {
+    TaskScope {
+        actions: actions.iter().map(|s| (*s).to_owned()).collect(),
+        resources: resources.iter().map(|s| (*s).to_owned()).collect(),
+        max_sensitivity,
+        expires_at: 0,
+        ttl_seconds: ttl,
+    }
+}
+
+/// The frontend starts a task for alice: patcher may read and write the
+/// repos (sensitivity up to 1) for an hour.
+async fn root_task(server: &TestServer) -> String {
+    let mut frontend = party(server, "/workloads/frontend").await;
+    frontend
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "fix the payments build".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id
+}
+
+async fn issue(party: &mut Party, task_id: &str) -> String {
+    party
+        .tasks
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task_id.into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
+    party
+        .authz
+        .authorize(AuthorizeRequest {
+            action: action.into(),
+            resource: Some(Resource {
+                r#type: String::new(),
+                id: resource.into(),
+            }),
+            token: token.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn allowed(r: &AuthorizeResponse) -> bool {
+    r.decision == Decision::Allow as i32
+}
+
+#[tokio::test]
+async fn an_agent_acts_within_its_task_and_the_guards_hold_it_there() {
+    let server = TestServer::start().await;
+    let task = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let token = issue(&mut patcher, &task).await;
+
+    let ok = call(&mut patcher, &token, "write", "repo:acme/payments").await;
+    assert!(allowed(&ok), "{ok:?}");
+    assert!(ok.revision >= 1);
+    assert!(
+        ok.determining_policies
+            .contains(&"agents-act-within-their-task".to_owned())
+    );
+
+    for (action, resource, guard) in [
+        (
+            "delete",
+            "repo:acme/payments",
+            "mandate.guard.action-not-in-task.delete",
+        ),
+        (
+            "read",
+            "customer-db",
+            "mandate.guard.resource-outside-scope",
+        ),
+        (
+            "read",
+            "nobody-registered-this",
+            "mandate.guard.resource-outside-scope",
+        ),
+    ] {
+        let denied = call(&mut patcher, &token, action, resource).await;
+        assert!(!allowed(&denied), "{action} {resource}: {denied:?}");
+        assert!(
+            denied.determining_policies.contains(&guard.to_owned()),
+            "{action} {resource}: {denied:?}"
+        );
+        assert_eq!(denied.reasons, ["forbidden-by-policy"]);
+    }
+}
+
+#[tokio::test]
+async fn sensitivity_above_the_tasks_maximum_is_denied() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let task = frontend
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "read the handbook".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(scope(&["read"], &["handbook", "repos"], 0, 600)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let token = issue(&mut patcher, &task).await;
+    assert!(allowed(
+        &call(&mut patcher, &token, "read", "handbook").await
+    ));
+    let denied = call(&mut patcher, &token, "read", "repo:acme/payments").await;
+    assert!(
+        denied
+            .determining_policies
+            .contains(&"mandate.guard.sensitivity-above-max".to_owned()),
+        "{denied:?}"
+    );
+}
+
+#[tokio::test]
+async fn sub_delegation_narrows_or_is_refused_by_name() {
+    let server = TestServer::start().await;
+    let root = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let delegate = |scope: TaskScope, delegatee: &str| DelegateTaskRequest {
+        parent_id: root.clone(),
+        intent: "review the fix".into(),
+        delegatee: delegatee.into(),
+        scope: Some(scope),
+    };
+    let child = patcher
+        .tasks
+        .delegate_task(delegate(
+            scope(&["read"], &["repo:acme/payments"], 1, 600),
+            REVIEWER,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(child.depth, 1);
+    assert_eq!(child.originator, "alice");
+    assert_eq!(child.delegator, PATCHER);
+
+    for (widened, reason) in [
+        (
+            scope(&["read", "delete"], &["repo:acme/payments"], 1, 600),
+            "widens-actions",
+        ),
+        (scope(&["read"], &["customer-db"], 1, 600), "widens-scope"),
+        (
+            scope(&["read"], &["repo:acme/payments"], 2, 600),
+            "widens-sensitivity",
+        ),
+        (
+            scope(&["read"], &["repo:acme/payments"], 1, 7200),
+            "outlives-parent",
+        ),
+    ] {
+        let status = patcher
+            .tasks
+            .delegate_task(delegate(widened, TESTER))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{reason}");
+        assert!(
+            status.message().starts_with(reason),
+            "{reason}: {}",
+            status.message()
+        );
+    }
+
+    // The reviewer is not the root task's delegatee.
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let status = reviewer
+        .tasks
+        .delegate_task(delegate(
+            scope(&["read"], &["repo:acme/payments"], 1, 60),
+            TESTER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().starts_with("not-delegatee"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn depth_is_limited_by_configuration() {
+    let server = TestServer::start_with(common::Setup {
+        max_delegation_depth: 1,
+        ..common::Setup::default()
+    })
+    .await;
+    let root = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let child = patcher
+        .tasks
+        .delegate_task(DelegateTaskRequest {
+            parent_id: root,
+            intent: "review".into(),
+            delegatee: REVIEWER.into(),
+            scope: Some(scope(&["read"], &["repos"], 1, 600)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let status = reviewer
+        .tasks
+        .delegate_task(DelegateTaskRequest {
+            parent_id: child.id,
+            intent: "test".into(),
+            delegatee: TESTER.into(),
+            scope: Some(scope(&["read"], &["repos"], 1, 60)),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("depth-exceeded"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn only_the_delegatee_gets_tokens_and_only_over_its_own_svid() {
+    let server = TestServer::start().await;
+    let task = root_task(&server).await;
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let status = reviewer
+        .tasks
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task.clone(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let token = issue(&mut patcher, &task).await;
+    // Stolen: the reviewer presents the patcher's token.
+    let stolen = call(&mut reviewer, &token, "read", "repo:acme/payments").await;
+    assert!(!allowed(&stolen));
+    assert_eq!(stolen.reasons, ["token-subject-mismatch"]);
+    // The patcher's ID but another certificate (another key pair).
+    let mut twin = party(&server, "/agents/patcher").await;
+    let replayed = call(&mut twin, &token, "read", "repo:acme/payments").await;
+    assert!(!allowed(&replayed));
+    assert_eq!(replayed.reasons, ["token-not-bound"]);
+}
+
+#[tokio::test]
+async fn a_parent_cannot_use_its_childs_token() {
+    let server = TestServer::start().await;
+    let root = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let child = patcher
+        .tasks
+        .delegate_task(DelegateTaskRequest {
+            parent_id: root,
+            intent: "review".into(),
+            delegatee: REVIEWER.into(),
+            scope: Some(scope(&["read"], &["repo:acme/payments"], 1, 600)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let child_token = issue(&mut reviewer, &child.id).await;
+    assert!(allowed(
+        &call(&mut reviewer, &child_token, "read", "repo:acme/payments").await
+    ));
+    // No upward inheritance: the parent presenting the child's token.
+    let upward = call(&mut patcher, &child_token, "read", "repo:acme/payments").await;
+    assert!(!allowed(&upward));
+    assert_eq!(upward.reasons, ["token-subject-mismatch"]);
+    // And the child's token does not carry the parent's `write`.
+    let write = call(&mut reviewer, &child_token, "write", "repo:acme/payments").await;
+    assert!(!allowed(&write), "{write:?}");
+}
+
+#[tokio::test]
+async fn revoking_a_task_denies_its_whole_subtree_on_the_next_call() {
+    let server = TestServer::start().await;
+    let root = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let child = patcher
+        .tasks
+        .delegate_task(DelegateTaskRequest {
+            parent_id: root.clone(),
+            intent: "review".into(),
+            delegatee: REVIEWER.into(),
+            scope: Some(scope(&["read"], &["repos"], 1, 600)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let grandchild = reviewer
+        .tasks
+        .delegate_task(DelegateTaskRequest {
+            parent_id: child.id.clone(),
+            intent: "run the tests".into(),
+            delegatee: TESTER.into(),
+            scope: Some(scope(&["read"], &["repo:acme/payments"], 1, 300)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let mut tester = party(&server, "/agents/tester").await;
+    let token = issue(&mut tester, &grandchild.id).await;
+    assert!(allowed(
+        &call(&mut tester, &token, "read", "repo:acme/payments").await
+    ));
+
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let revoked = frontend
+        .tasks
+        .revoke_task(RevokeTaskRequest {
+            task_id: root,
+            reason: "user cancelled".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.revoked_task_ids.len(), 3);
+
+    let denied = call(&mut tester, &token, "read", "repo:acme/payments").await;
+    assert!(!allowed(&denied));
+    assert!(
+        denied
+            .determining_policies
+            .contains(&"mandate.guard.task-not-active".to_owned()),
+        "{denied:?}"
+    );
+    assert!(denied.revision >= revoked.revision);
+    let state = tester
+        .tasks
+        .get_task(GetTaskRequest {
+            task_id: grandchild.id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .state;
+    assert_eq!(state, TaskState::Revoked as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_allow_after_revoke_returns_under_concurrent_calls() {
+    let server = TestServer::start().await;
+    for round in 0..10 {
+        let task = root_task(&server).await;
+        let mut patcher = party(&server, "/agents/patcher").await;
+        let token = issue(&mut patcher, &task).await;
+        let stop = Instant::now() + Duration::from_millis(150);
+        let caller = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while Instant::now() < stop {
+                let started = Instant::now();
+                let r = call(&mut patcher, &token, "read", "repo:acme/payments").await;
+                seen.push((started, allowed(&r)));
+            }
+            seen
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let mut frontend = party(&server, "/workloads/frontend").await;
+        frontend
+            .tasks
+            .revoke_task(RevokeTaskRequest {
+                task_id: task,
+                reason: String::new(),
+            })
+            .await
+            .unwrap();
+        let revoked_at = Instant::now();
+        let seen = caller.await.unwrap();
+        assert!(
+            seen.iter().any(|(_, ok)| *ok),
+            "round {round}: no allow before the revoke"
+        );
+        let late: Vec<_> = seen
+            .iter()
+            .filter(|(t, ok)| *t > revoked_at && *ok)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "round {round}: {} allows after the revoke returned",
+            late.len()
+        );
+        assert!(
+            seen.iter().any(|(t, _)| *t > revoked_at),
+            "round {round}: no call after the revoke"
+        );
+    }
+}
+
+#[tokio::test]
+async fn completed_and_expired_tasks_deny_without_new_tokens() {
+    let server = TestServer::start().await;
+    let task = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let token = issue(&mut patcher, &task).await;
+    patcher
+        .tasks
+        .complete_task(CompleteTaskRequest {
+            task_id: task.clone(),
+        })
+        .await
+        .unwrap();
+    let denied = call(&mut patcher, &token, "read", "repo:acme/payments").await;
+    assert!(
+        denied
+            .determining_policies
+            .contains(&"mandate.guard.task-not-active".to_owned()),
+        "{denied:?}"
+    );
+    let status = patcher
+        .tasks
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task,
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Expiry: a 60 s task, the test clock moved past its deadline but
+    // within the token's leeway, so the task's state is what denies.
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let short = frontend
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "quick look".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "bob".into(),
+            scope: Some(scope(&["read"], &["repos"], 1, 60)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let token = issue(&mut patcher, &short).await;
+    assert!(allowed(
+        &call(&mut patcher, &token, "read", "repo:acme/payments").await
+    ));
+    server.clock.advance(61);
+    let expired = call(&mut patcher, &token, "read", "repo:acme/payments").await;
+    assert!(
+        expired
+            .determining_policies
+            .contains(&"mandate.guard.task-not-active".to_owned()),
+        "{expired:?}"
+    );
+    server.clock.advance(60);
+    let expired = call(&mut patcher, &token, "read", "repo:acme/payments").await;
+    assert_eq!(expired.reasons, ["token-expired"]);
+}
+
+#[tokio::test]
+async fn creating_tasks_is_authorized_by_policy() {
+    let server = TestServer::start().await;
+    // An agent is not a task creator.
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let status = reviewer
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "do as I say".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "mallory".into(),
+            scope: Some(scope(&["read"], &["repos"], 1, 60)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(server.graph.is_empty());
+}
+
+#[tokio::test]
+async fn operators_revoke_an_agent_and_tasks_are_listed_to_their_parties() {
+    let server = TestServer::start().await;
+    let first = root_task(&server).await;
+    let second = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let listed = patcher
+        .tasks
+        .list_tasks(ListTasksRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tasks.len(), 1);
+    assert_eq!(listed.tasks[0].id, first);
+    let next = patcher
+        .tasks
+        .list_tasks(ListTasksRequest {
+            page_size: 1,
+            page_token: listed.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.tasks[0].id, second);
+    // Not a party, not an operator: sees nothing.
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let none = reviewer
+        .tasks
+        .list_tasks(ListTasksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.tasks.is_empty());
+
+    let status = reviewer
+        .tasks
+        .revoke_agent(RevokeAgentRequest {
+            spiffe_id: PATCHER.into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let mut admin = party(&server, "/workloads/admin").await;
+    let revoked = admin
+        .tasks
+        .revoke_agent(RevokeAgentRequest {
+            spiffe_id: PATCHER.into(),
+            reason: "compromised".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.revoked_task_ids.len(), 2);
+}
+
+#[tokio::test]
+async fn the_jwks_publishes_the_signing_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let task = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let token = issue(&mut patcher, &task).await;
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.server.http_addr())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains(&format!("\"kid\":\"{kid}\"")),
+        "{response}"
+    );
+    assert!(response.contains("\"crv\":\"Ed25519\""), "{response}");
+}
