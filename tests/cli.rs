@@ -202,3 +202,138 @@ fn dev_init_writes_a_trust_domain_and_refuses_to_overwrite() {
     assert_eq!(run(&[]).status.code(), Some(2));
     assert_eq!(run(&["--force"]).status.code(), Some(0));
 }
+
+async fn mandate(files: &Files, server_addr: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    command.args(args).args([
+        "--server",
+        server_addr,
+        "--cert",
+        &files.cert,
+        "--key",
+        &files.key,
+        "--ca",
+        &files.ca,
+    ]);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_from_the_command_line_end_to_end() {
+    let server = TestServer::start().await;
+    let frontend = files(&server, "/workloads/frontend");
+    let patcher = files(&server, "/agents/patcher");
+    let reviewer = files(&server, "/agents/reviewer");
+
+    let created = mandate(
+        &frontend,
+        &server.addr,
+        &[
+            "task",
+            "create",
+            "--intent",
+            "fix the build",
+            "--delegatee",
+            "spiffe://mandate.local/agents/patcher",
+            "--on-behalf-of",
+            "alice",
+            "--action",
+            "read",
+            "--resource",
+            "repos",
+            "--max-sensitivity",
+            "1",
+            "--ttl",
+            "600",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        created.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let task: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["state"], "active");
+
+    // Only the delegatee gets a token: a refusal exits 1.
+    let stolen = mandate(
+        &reviewer,
+        &server.addr,
+        &["task", "token", "--task", &task_id],
+    )
+    .await;
+    assert_eq!(
+        stolen.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&stolen.stderr)
+    );
+
+    let token = mandate(
+        &patcher,
+        &server.addr,
+        &["task", "token", "--task", &task_id],
+    )
+    .await;
+    assert_eq!(
+        token.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let read = [
+        "authorize",
+        "--action",
+        "read",
+        "--resource",
+        "repo:acme/payments",
+        "--token",
+        &token,
+    ];
+    let allowed = mandate(&patcher, &server.addr, &read).await;
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stdout)
+    );
+
+    let revoked = mandate(
+        &frontend,
+        &server.addr,
+        &["task", "revoke", "--task", &task_id],
+    )
+    .await;
+    assert_eq!(
+        revoked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let denied = mandate(&patcher, &server.addr, &read).await;
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("mandate.guard.task-not-active"));
+
+    let listed = mandate(
+        &patcher,
+        &server.addr,
+        &["task", "list", "--state", "revoked", "--json"],
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["tasks"][0]["id"], task_id.as_str());
+    let missing = mandate(
+        &patcher,
+        &server.addr,
+        &["task", "get", "--task", "no-such-task"],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -9,32 +9,16 @@ use std::str::FromStr;
 use cedar_policy::EntityUid;
 use clap::Args;
 use prost_types::value::Kind;
-use spiffe::{SpiffeId, TrustDomain};
 
+use super::connection::ConnectArgs;
 use super::{EXIT_USAGE, init_logging, runtime};
+use crate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use crate::api::v1::{AuthorizeRequest, AuthorizeResponse, Decision, Resource, Subject};
-use crate::client::{connect, identity_from_files};
-use crate::config::defaults;
 
 #[derive(Debug, Args)]
 pub(super) struct AuthorizeArgs {
-    /// Server address, `host:port`.
-    #[arg(long, value_name = "ADDR", default_value = defaults::LISTEN)]
-    server: String,
-    /// Our X.509-SVID chain (PEM).
-    #[arg(long, value_name = "FILE")]
-    cert: PathBuf,
-    /// Our SVID's private key (PEM).
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
-    /// CA bundle that verifies the server's SVID (PEM); `TRUST_DOMAIN=FILE`
-    /// when the server is in another trust domain than ours.
-    #[arg(long, value_name = "FILE")]
-    ca: String,
-    /// The server's SPIFFE ID [default: `spiffe://TD/mandate`, TD being
-    /// the trust domain of `--ca`].
-    #[arg(long, value_name = "SPIFFE_ID")]
-    server_id: Option<String>,
+    #[command(flatten)]
+    connection: ConnectArgs,
     /// Action id, such as `read`.
     #[arg(long)]
     action: String,
@@ -51,6 +35,10 @@ pub(super) struct AuthorizeArgs {
     /// The subject's SVID (PEM), verified by the server.
     #[arg(long, value_name = "FILE", requires = "subject")]
     subject_cert: Option<PathBuf>,
+    /// A task token (from `mandate task token`), presented over the same
+    /// SVID it was issued to.
+    #[arg(long)]
+    token: Option<String>,
     /// Print the response as JSON.
     #[arg(long)]
     json: bool,
@@ -120,33 +108,6 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
         Ok(context) => context,
         Err(e) => return usage(e),
     };
-    let server_id = match args.server_id.as_deref().map(SpiffeId::new).transpose() {
-        Ok(id) => id,
-        Err(e) => return usage(format!("`--server-id`: {e}")),
-    };
-    let (ca_domain, ca_file) = match args.ca.split_once('=') {
-        Some((td, file)) => match TrustDomain::new(td) {
-            Ok(td) => (Some(td), PathBuf::from(file)),
-            Err(e) => return usage(format!("`--ca {}`: {e}", args.ca)),
-        },
-        None => (None, PathBuf::from(&args.ca)),
-    };
-    let identity = match identity_from_files(&args.cert, &args.key, &ca_file, ca_domain.clone()) {
-        Ok(identity) => identity,
-        Err(e) => return usage(e),
-    };
-    // Pin the server by default: any other SVID of the trust domain (an
-    // agent, say) must not be able to answer as Mandate.
-    let server_id = match server_id {
-        Some(id) => id,
-        None => {
-            let td = ca_domain.unwrap_or_else(|| identity.spiffe_id.trust_domain().clone());
-            match SpiffeId::new(format!("{}/mandate", td.id_string())) {
-                Ok(id) => id,
-                Err(e) => return usage(format!("default `--server-id`: {e}")),
-            }
-        }
-    };
     let subject = match (&args.subject, &args.subject_cert) {
         (Some(id), cert) => Subject {
             spiffe_id: id.clone(),
@@ -162,7 +123,7 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
         action: args.action.clone(),
         resource: Some(parse_resource(&args.resource)),
         context,
-        token: String::new(),
+        token: args.token.clone().unwrap_or_default(),
         subject,
     };
 
@@ -171,9 +132,7 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let result = runtime.block_on(async {
-        let mut client = connect(&args.server, &identity, Some(server_id))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut client = AuthorizationServiceClient::new(args.connection.channel().await?);
         client
             .authorize(request)
             .await

@@ -4,8 +4,10 @@
 //! 2 bad usage or bad configuration.
 
 mod authorize;
+mod connection;
 mod dev;
 mod serve;
+mod task;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,9 @@ enum Command {
     Dev(dev::DevCommand),
     /// Ask a Mandate server for one decision.
     Authorize(authorize::AuthorizeArgs),
+    /// Create, delegate, get tokens for, complete, revoke and list tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -53,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Dev(command) => dev::run(command),
         Command::Authorize(args) => authorize::run(args),
+        Command::Task(command) => task::run(command),
     }
 }
 
