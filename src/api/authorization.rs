@@ -41,6 +41,67 @@ pub struct DecisionState {
     pub max_batch_size: usize,
 }
 
+impl DecisionState {
+    /// The decision path for one request (DESIGN §4 steps 3-6): verify the
+    /// task token against `principal` and its certificate
+    /// `certificate_der` (for the token's `cnf`), read the task's live
+    /// chain, and evaluate the policies.
+    pub fn decide_as(
+        &self,
+        principal: &SpiffeId,
+        certificate_der: Option<&[u8]>,
+        request: &AuthorizeRequest,
+        resource: &super::v1::Resource,
+    ) -> Outcome {
+        let task = if request.token.is_empty() {
+            None
+        } else {
+            match self.task_facts(&request.token, principal, certificate_der) {
+                Ok(facts) => Some(facts),
+                Err(outcome) => return outcome,
+            }
+        };
+        self.decider.decide(
+            &self.engine,
+            DecisionRequest {
+                principal,
+                action: &request.action,
+                resource_type: &resource.r#type,
+                resource_id: &resource.id,
+                context: struct_to_json(request.context.as_ref()),
+                task,
+                entities: Vec::new(),
+            },
+        )
+    }
+
+    /// Verifies a task token and reads its task's live chain.
+    // INVARIANT: a token that does not verify, or names no task, never
+    // reaches the policies: it is a deny with the token's reason.
+    fn task_facts(
+        &self,
+        token: &str,
+        subject: &SpiffeId,
+        certificate_der: Option<&[u8]>,
+    ) -> Result<TaskFacts, Outcome> {
+        let claims = self
+            .tokens
+            .verify(token, subject, certificate_der)
+            .map_err(|e| Outcome::deny(e.reason(), e.to_string()))?;
+        let chain = self.graph.chain(&claims.task).ok_or_else(|| {
+            Outcome::deny(
+                reason::UNKNOWN_TASK,
+                format!("task `{}` does not exist", claims.task),
+            )
+        })?;
+        Ok(TaskFacts {
+            chain,
+            now: self.clock.now(),
+            token_jti: claims.jti,
+        })
+    }
+}
+
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct AuthorizationApi {
@@ -81,7 +142,8 @@ impl AuthorizationApi {
             }
             _ => {
                 let leaf = caller.certificates.first().map(|c| c.as_ref());
-                self.decide_as(&caller.spiffe_id, leaf, request, resource)
+                self.state
+                    .decide_as(&caller.spiffe_id, leaf, request, resource)
             }
         };
 
@@ -110,64 +172,6 @@ impl AuthorizationApi {
             errors: outcome.errors,
             reasons: outcome.reasons.into_iter().map(str::to_owned).collect(),
             revision,
-        })
-    }
-
-    /// Decides for `principal`, whose certificate (for the token's `cnf`)
-    /// is `certificate_der`.
-    fn decide_as(
-        &self,
-        principal: &SpiffeId,
-        certificate_der: Option<&[u8]>,
-        request: &AuthorizeRequest,
-        resource: &super::v1::Resource,
-    ) -> Outcome {
-        let task = if request.token.is_empty() {
-            None
-        } else {
-            match self.task_facts(&request.token, principal, certificate_der) {
-                Ok(facts) => Some(facts),
-                Err(outcome) => return outcome,
-            }
-        };
-        self.state.decider.decide(
-            &self.state.engine,
-            DecisionRequest {
-                principal,
-                action: &request.action,
-                resource_type: &resource.r#type,
-                resource_id: &resource.id,
-                context: struct_to_json(request.context.as_ref()),
-                task,
-                entities: Vec::new(),
-            },
-        )
-    }
-
-    /// Verifies a task token and reads its task's live chain.
-    // INVARIANT: a token that does not verify, or names no task, never
-    // reaches the policies: it is a deny with the token's reason.
-    fn task_facts(
-        &self,
-        token: &str,
-        subject: &SpiffeId,
-        certificate_der: Option<&[u8]>,
-    ) -> Result<TaskFacts, Outcome> {
-        let claims = self
-            .state
-            .tokens
-            .verify(token, subject, certificate_der)
-            .map_err(|e| Outcome::deny(e.reason(), e.to_string()))?;
-        let chain = self.state.graph.chain(&claims.task).ok_or_else(|| {
-            Outcome::deny(
-                reason::UNKNOWN_TASK,
-                format!("task `{}` does not exist", claims.task),
-            )
-        })?;
-        Ok(TaskFacts {
-            chain,
-            now: self.state.clock.now(),
-            token_jti: claims.jti,
         })
     }
 
@@ -225,7 +229,8 @@ impl AuthorizationApi {
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
             return outcome;
         }
-        self.decide_as(subject_id, subject_leaf.as_deref(), request, resource)
+        self.state
+            .decide_as(subject_id, subject_leaf.as_deref(), request, resource)
     }
 }
 

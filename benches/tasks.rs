@@ -1,0 +1,181 @@
+//! The task decision path (DESIGN §8): token mint and verify, and one
+//! decision with a task token (token verify + live chain lookup + Cedar)
+//! with 100,000 tasks in the graph and a delegation chain of depth 5.
+//!
+//! Run: `cargo bench --bench tasks`.
+
+#![allow(missing_docs, reason = "criterion generates the entry point")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "benchmark set-up"
+)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mandate::api::DecisionState;
+use mandate::api::v1::{AuthorizeRequest, Resource};
+use mandate::clock::{Clock, SystemClock};
+use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
+use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider};
+use mandate::graph::{TaskGraph, TaskSpec};
+use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
+use mandate::policy::PolicyEngine;
+
+const TASKS: usize = 100_000;
+/// Delegations below the root; a chain holds DEPTH + 1 tasks.
+const DEPTH: usize = 5;
+
+fn agent(n: usize) -> SpiffeId {
+    SpiffeId::new(format!("spiffe://mandate.local/agents/a{n}")).unwrap()
+}
+
+fn spec(delegatee: SpiffeId, resource: &str, now: i64, ttl: i64) -> TaskSpec {
+    TaskSpec {
+        intent: "benchmark".into(),
+        delegatee,
+        actions: BTreeSet::from(["read".to_owned(), "write".to_owned()]),
+        scope: BTreeSet::from([resource.to_owned()]),
+        max_sensitivity: 1,
+        expires_at: now + ttl,
+    }
+}
+
+/// Chains of DEPTH + 1 tasks until the graph holds TASKS; returns the
+/// deepest task of the last chain.
+fn fill(graph: &TaskGraph, engine: &PolicyEngine, now: i64) -> String {
+    let frontend = SpiffeId::new("spiffe://mandate.local/workloads/frontend").unwrap();
+    let mut leaf = String::new();
+    let mut n = 0;
+    while graph.len() < TASKS {
+        let (root, _) = graph
+            .create_root(
+                format!("r{n}"),
+                spec(agent(0), "repos", now, 3600),
+                frontend.clone(),
+                "alice".into(),
+                now,
+            )
+            .unwrap();
+        let mut parent = root.id.clone();
+        for level in 1..=DEPTH {
+            let resource = if level == 1 {
+                "repos"
+            } else {
+                "repo:acme/payments"
+            };
+            let (child, _) = graph
+                .delegate(
+                    format!("r{n}.{level}"),
+                    &parent,
+                    &agent(level - 1),
+                    spec(agent(level), resource, now, 3600 - level as i64),
+                    now,
+                    engine,
+                )
+                .unwrap();
+            parent = child.id.clone();
+        }
+        leaf = parent;
+        n += 1;
+    }
+    leaf
+}
+
+fn benches(c: &mut Criterion) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let engine = Arc::new(
+        PolicyEngine::load(
+            &root.join("policies"),
+            &root.join("schemas/mandate.cedarschema"),
+            Some(&root.join("examples/entities.json")),
+        )
+        .unwrap(),
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now();
+    let graph = Arc::new(TaskGraph::default());
+    let leaf = fill(&graph, &engine, now);
+    let chain = graph.chain(&leaf).unwrap();
+    assert_eq!(chain.len(), DEPTH + 1);
+
+    let tokens = Arc::new(TaskTokens::new(
+        Arc::new(SigningKeys::ephemeral(
+            KeyRotation::default(),
+            clock.clone(),
+        )),
+        TokenSettings::default(),
+        clock.clone(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let trust_domain = TrustDomain::new("mandate.local").unwrap();
+    let dev = DevTrustDomain::init(dir.path(), &trust_domain, &[]).unwrap();
+    let certificate = mandate::identity::load_certs(&dev.samples[0].cert)
+        .unwrap()
+        .remove(0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let identity = runtime
+        .block_on(
+            IdentitySource::Dev {
+                dir: dir.path().to_owned(),
+                trust_domain: trust_domain.clone(),
+            }
+            .open(),
+        )
+        .unwrap();
+
+    let mut group = c.benchmark_group("task_token");
+    group.bench_function("mint", |b| {
+        b.iter(|| tokens.mint(&chain, certificate.as_ref(), None).unwrap())
+    });
+    let (token, _) = tokens.mint(&chain, certificate.as_ref(), None).unwrap();
+    let subject = agent(DEPTH);
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            tokens
+                .verify(&token, &subject, Some(certificate.as_ref()))
+                .unwrap()
+        })
+    });
+    group.finish();
+
+    let state = DecisionState {
+        engine,
+        decider: Decider::new(AgentPattern::new(
+            DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
+            [trust_domain],
+        )),
+        identity,
+        graph: graph.clone(),
+        tokens,
+        clock,
+        max_batch_size: 100,
+    };
+    let resource = Resource {
+        r#type: String::new(),
+        id: "repo:acme/payments".into(),
+    };
+    let request = AuthorizeRequest {
+        action: "read".into(),
+        resource: Some(resource.clone()),
+        token: token.clone(),
+        ..Default::default()
+    };
+    let outcome = state.decide_as(&subject, Some(certificate.as_ref()), &request, &resource);
+    assert!(outcome.allowed, "{outcome:?}");
+    c.bench_function("decision/task_token_depth5_100k_tasks", |b| {
+        b.iter(|| state.decide_as(&subject, Some(certificate.as_ref()), &request, &resource))
+    });
+    c.bench_function("graph/chain_lookup_depth5_100k_tasks", |b| {
+        b.iter(|| graph.chain(&leaf).unwrap())
+    });
+}
+
+criterion_group!(tasks, benches);
+criterion_main!(tasks);
