@@ -638,3 +638,78 @@ async fn the_jwks_publishes_the_signing_key() {
     );
     assert!(response.contains("\"crv\":\"Ed25519\""), "{response}");
 }
+
+#[tokio::test]
+async fn an_enforcement_point_forwards_the_agents_token_and_certificate() {
+    use mandate::api::v1::Subject;
+    let server = TestServer::start().await;
+    let task = root_task(&server).await;
+    let svid = server.ca.svid("/agents/patcher");
+    let channel = server.channel_for(&svid).await;
+    let mut patcher = Party {
+        tasks: TaskServiceClient::new(channel.clone()),
+        authz: AuthorizationServiceClient::new(channel),
+    };
+    let token = issue(&mut patcher, &task).await;
+    let mut envoy = party(&server, "/workloads/envoy").await;
+    let on_behalf = |certificate_pem: String| AuthorizeRequest {
+        action: "write".into(),
+        resource: Some(Resource {
+            r#type: String::new(),
+            id: "repo:acme/payments".into(),
+        }),
+        token: token.clone(),
+        subject: Some(Subject {
+            spiffe_id: PATCHER.into(),
+            certificate_pem,
+        }),
+        ..Default::default()
+    };
+    let ok = envoy
+        .authz
+        .authorize(on_behalf(svid.cert_pem.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(allowed(&ok), "{ok:?}");
+    // The agent's ID with another certificate of it: the token is not bound to it.
+    let other = server.ca.svid("/agents/patcher").cert_pem;
+    let replayed = envoy
+        .authz
+        .authorize(on_behalf(other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed.reasons, ["token-not-bound"]);
+    // The enforcement point using the token for itself.
+    let own = call(&mut envoy, &token, "write", "repo:acme/payments").await;
+    assert_eq!(own.reasons, ["token-subject-mismatch"]);
+}
+
+#[tokio::test]
+async fn a_caller_cannot_set_the_task_context_itself() {
+    use prost_types::value::Kind;
+    let server = TestServer::start().await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let mut request = AuthorizeRequest {
+        action: "read".into(),
+        resource: Some(Resource {
+            r#type: String::new(),
+            id: "repo:acme/payments".into(),
+        }),
+        ..Default::default()
+    };
+    request
+        .context
+        .get_or_insert_with(Default::default)
+        .fields
+        .insert(
+            "intent".into(),
+            prost_types::Value {
+                kind: Some(Kind::StringValue("anything".into())),
+            },
+        );
+    let r = patcher.authz.authorize(request).await.unwrap().into_inner();
+    assert!(!allowed(&r));
+    assert_eq!(r.reasons, ["invalid-context"]);
+}

@@ -4,8 +4,8 @@
 //! task's live state. Signatures are jsonwebtoken's; the time checks are
 //! ours, so they follow the injected clock.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -103,12 +103,27 @@ pub fn thumbprint(certificate_der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(certificate_der))
 }
 
+/// Most verified tokens remembered; the cache is emptied when full.
+const VERIFIED_CACHE_SIZE: usize = 10_000;
+
+/// A token whose signature and header were verified once.
+#[derive(Debug)]
+struct Verified {
+    kid: String,
+    claims: TaskClaims,
+}
+
 /// Mints and verifies task tokens.
 #[derive(Debug)]
 pub struct TaskTokens {
     keys: Arc<SigningKeys>,
     settings: TokenSettings,
     clock: Arc<dyn Clock>,
+    /// Agents present the same token on every call of its life, and the
+    /// signature check is the costliest step of a decision. A byte-identical
+    /// token verified before skips it while its key still verifies; the
+    /// time, subject and binding checks run on every call.
+    verified: RwLock<HashMap<String, Arc<Verified>>>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +140,7 @@ impl TaskTokens {
             keys,
             settings,
             clock,
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -186,6 +202,50 @@ impl TaskTokens {
                 "longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
+        let cached = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        let verified = match cached {
+            // INVARIANT: a retired key invalidates its tokens, cached or not.
+            Some(v) if self.keys.verifying(&v.kid).is_some() => v,
+            _ => {
+                let v = Arc::new(self.verify_signature(token)?);
+                let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= VERIFIED_CACHE_SIZE {
+                    cache.clear();
+                }
+                cache.insert(token.to_owned(), v.clone());
+                v
+            }
+        };
+        let claims = &verified.claims;
+
+        let now = self.clock.now();
+        if now > claims.exp + self.settings.leeway {
+            return Err(TokenError::Expired(claims.exp));
+        }
+        if now + self.settings.leeway < claims.nbf {
+            return Err(TokenError::NotYetValid(claims.nbf));
+        }
+        if claims.sub != subject.to_string() {
+            return Err(TokenError::SubjectMismatch {
+                token: claims.sub.clone(),
+                subject: subject.to_string(),
+            });
+        }
+        // INVARIANT: proof of possession (DESIGN §3.4). Without the
+        // certificate of this call there is nothing to bind to: deny.
+        match certificate_der {
+            Some(der) if thumbprint(der) == claims.cnf.x5t_s256 => Ok(claims.clone()),
+            _ => Err(TokenError::NotBound),
+        }
+    }
+
+    /// The header and signature checks: the token is ours and untouched.
+    fn verify_signature(&self, token: &str) -> Result<Verified, TokenError> {
         let header = raw_header(token)?;
         if header.alg.as_deref() != Some("EdDSA") {
             return Err(TokenError::WrongAlgorithm);
@@ -216,26 +276,7 @@ impl TaskTokens {
                 _ => TokenError::Malformed(e.to_string()),
             })?
             .claims;
-
-        let now = self.clock.now();
-        if now > claims.exp + self.settings.leeway {
-            return Err(TokenError::Expired(claims.exp));
-        }
-        if now + self.settings.leeway < claims.nbf {
-            return Err(TokenError::NotYetValid(claims.nbf));
-        }
-        if claims.sub != subject.to_string() {
-            return Err(TokenError::SubjectMismatch {
-                token: claims.sub,
-                subject: subject.to_string(),
-            });
-        }
-        // INVARIANT: proof of possession (DESIGN §3.4). Without the
-        // certificate of this call there is nothing to bind to: deny.
-        match certificate_der {
-            Some(der) if thumbprint(der) == claims.cnf.x5t_s256 => Ok(claims),
-            _ => Err(TokenError::NotBound),
-        }
+        Ok(Verified { kid, claims })
     }
 }
 

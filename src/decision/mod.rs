@@ -111,7 +111,7 @@ impl Decider {
                 );
             }
         };
-        let mut context = match request.context {
+        let fields = match request.context {
             serde_json::Value::Object(map) => map,
             _ => {
                 return Outcome::deny(reason::INVALID_CONTEXT, "context must be an object");
@@ -119,7 +119,7 @@ impl Decider {
         };
         if let Some(key) = RESERVED_CONTEXT_KEYS
             .iter()
-            .find(|k| context.contains_key(**k))
+            .find(|k| fields.contains_key(**k))
         {
             return Outcome::deny(
                 reason::INVALID_CONTEXT,
@@ -128,16 +128,21 @@ impl Decider {
                 ),
             );
         }
-        if let Some(facts) = &request.task {
-            task::extend_context(&mut context, facts);
-        }
-        let context = match Context::from_json_value(
-            serde_json::Value::Object(context),
+        let mut context = match Context::from_json_value(
+            serde_json::Value::Object(fields),
             Some((engine.schema(), action)),
         ) {
             Ok(context) => context,
             Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
         };
+        if let Some(facts) = &request.task {
+            let merged = task::context_pairs(facts)
+                .and_then(|pairs| context.merge(pairs).map_err(|e| e.to_string()));
+            context = match merged {
+                Ok(context) => context,
+                Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+            };
+        }
         let principal = match self.agents.entity(engine, request.principal) {
             Ok(principal) => principal,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
-use serde_json::{Map, Value, json};
 
 use crate::graph::{Chain, Task, TaskState, chain_state};
 
@@ -106,26 +105,41 @@ fn entity(
     Entity::new(task_uid(task_type, &task.id), attrs, parents).map_err(|e| e.to_string())
 }
 
-/// Adds the task keys to a caller's context object.
-pub(super) fn extend_context(context: &mut Map<String, Value>, facts: &TaskFacts) {
+/// The context keys Mandate adds for a call with a task token, built as
+/// Cedar values directly (parsing them as JSON against the schema cost
+/// more than the policy evaluation).
+pub(super) fn context_pairs(
+    facts: &TaskFacts,
+) -> Result<Vec<(String, RestrictedExpression)>, String> {
     let Some(task) = facts.chain.first() else {
-        return;
+        return Ok(Vec::new());
     };
-    context.insert(
-        "task".to_owned(),
-        json!({ "__entity": { "type": "Mandate::Task", "id": task.id } }),
-    );
-    context.insert("intent".to_owned(), json!(task.intent));
-    context.insert("delegation_depth".to_owned(), json!(task.depth));
-    context.insert(
-        "delegation_chain".to_owned(),
-        json!(
-            facts
-                .chain
-                .iter()
-                .map(|t| t.delegatee.to_string())
-                .collect::<Vec<_>>()
+    let task_type = type_name("Mandate::Task")?;
+    Ok(vec![
+        (
+            "task".to_owned(),
+            RestrictedExpression::new_entity_uid(task_uid(&task_type, &task.id)),
         ),
-    );
-    context.insert("token_jti".to_owned(), json!(facts.token_jti));
+        (
+            "intent".to_owned(),
+            RestrictedExpression::new_string(task.intent.clone()),
+        ),
+        (
+            "delegation_depth".to_owned(),
+            RestrictedExpression::new_long(i64::from(task.depth)),
+        ),
+        (
+            "delegation_chain".to_owned(),
+            RestrictedExpression::new_set(
+                facts
+                    .chain
+                    .iter()
+                    .map(|t| RestrictedExpression::new_string(t.delegatee.to_string())),
+            ),
+        ),
+        (
+            "token_jti".to_owned(),
+            RestrictedExpression::new_string(facts.token_jti.clone()),
+        ),
+    ])
 }

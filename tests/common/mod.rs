@@ -270,7 +270,12 @@ impl TestServer {
     /// A channel presenting one fresh SVID for `path`; clients made from
     /// it share the certificate, as a task token's binding needs.
     pub async fn channel(&self, path: &str) -> Channel {
-        let identity = self.ca.identity(&self.ca.svid(path));
+        self.channel_for(&self.ca.svid(path)).await
+    }
+
+    /// A channel presenting `leaf`.
+    pub async fn channel_for(&self, leaf: &Leaf) -> Channel {
+        let identity = self.ca.identity(leaf);
         mandate::client::channel(&self.addr, &identity, None)
             .await
             .unwrap()
