@@ -103,11 +103,12 @@ fn benches(c: &mut Criterion) {
     let chain = graph.chain(&leaf).unwrap();
     assert_eq!(chain.len(), DEPTH + 1);
 
+    let keys = Arc::new(SigningKeys::ephemeral(
+        KeyRotation::default(),
+        clock.clone(),
+    ));
     let tokens = Arc::new(TaskTokens::new(
-        Arc::new(SigningKeys::ephemeral(
-            KeyRotation::default(),
-            clock.clone(),
-        )),
+        keys.clone(),
         TokenSettings::default(),
         clock.clone(),
     ));
@@ -136,12 +137,26 @@ fn benches(c: &mut Criterion) {
     });
     let (token, _) = tokens.mint(&chain, certificate.as_ref(), None).unwrap();
     let subject = agent(DEPTH);
-    group.bench_function("verify", |b| {
+    // Agents present one token for its whole life: after the first call
+    // the signature check is cached, the other checks are not.
+    group.bench_function("verify_repeated", |b| {
         b.iter(|| {
             tokens
                 .verify(&token, &subject, Some(certificate.as_ref()))
                 .unwrap()
         })
+    });
+    // A token seen for the first time: full signature verification.
+    group.bench_function("verify_first_use", |b| {
+        b.iter_batched(
+            || TaskTokens::new(keys.clone(), TokenSettings::default(), clock.clone()),
+            |fresh| {
+                fresh
+                    .verify(&token, &subject, Some(certificate.as_ref()))
+                    .unwrap()
+            },
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.finish();
 

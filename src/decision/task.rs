@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 
@@ -35,8 +36,14 @@ impl TaskFacts {
     }
 }
 
-fn type_name(name: &str) -> Result<EntityTypeName, String> {
-    EntityTypeName::from_str(name).map_err(|e| e.to_string())
+/// Parsed once: parsing a type name on every decision showed in profiles.
+static TASK_TYPE: LazyLock<Result<EntityTypeName, String>> =
+    LazyLock::new(|| EntityTypeName::from_str("Mandate::Task").map_err(|e| e.to_string()));
+static RESOURCE_TYPE: LazyLock<Result<EntityTypeName, String>> =
+    LazyLock::new(|| EntityTypeName::from_str("Mandate::Resource").map_err(|e| e.to_string()));
+
+fn type_name(parsed: &LazyLock<Result<EntityTypeName, String>>) -> Result<EntityTypeName, String> {
+    LazyLock::force(parsed).clone()
 }
 
 fn task_uid(task_type: &EntityTypeName, id: &str) -> EntityUid {
@@ -47,8 +54,8 @@ fn task_uid(task_type: &EntityTypeName, id: &str) -> EntityUid {
 /// `state` is the state of the chain from it to the root at `now`, so a
 /// revoked ancestor shows on every task below it.
 pub fn task_entities(chain: &[std::sync::Arc<Task>], now: i64) -> Result<Vec<Entity>, String> {
-    let task_type = type_name("Mandate::Task")?;
-    let resource_type = type_name("Mandate::Resource")?;
+    let task_type = type_name(&TASK_TYPE)?;
+    let resource_type = type_name(&RESOURCE_TYPE)?;
     let mut out = Vec::with_capacity(chain.len());
     for (i, task) in chain.iter().enumerate() {
         let from_here = chain.get(i..).unwrap_or_default();
@@ -114,7 +121,7 @@ pub(super) fn context_pairs(
     let Some(task) = facts.chain.first() else {
         return Ok(Vec::new());
     };
-    let task_type = type_name("Mandate::Task")?;
+    let task_type = type_name(&TASK_TYPE)?;
     Ok(vec![
         (
             "task".to_owned(),
