@@ -175,7 +175,7 @@ impl SigningKeys {
             .map_err(|e| CredentialError::Signing(format!("cannot generate a key: {e}")))?;
         let key = SigningKey::from_pkcs8(pkcs8.as_ref(), now)?;
         if let Some(dir) = &self.dir {
-            let path = dir.join(format!("{}.json", key.kid));
+            let path = dir.join(format!("key-{}.json", key.kid));
             let file = KeyFile {
                 kid: key.kid.clone(),
                 created_at: now,
@@ -197,7 +197,7 @@ impl SigningKeys {
         keys.retain(|k| {
             let keep = verifying.iter().any(|v| v.kid == k.kid);
             if !keep && let Some(dir) = &self.dir {
-                let _ = std::fs::remove_file(dir.join(format!("{}.json", k.kid)));
+                let _ = std::fs::remove_file(dir.join(format!("key-{}.json", k.kid)));
             }
             keep
         });

@@ -245,7 +245,7 @@ fn keys_persist_with_private_permissions() {
     let clock = Arc::new(ManualClock::new(NOW));
     let keys = SigningKeys::open(dir.path(), KeyRotation::default(), clock.clone()).unwrap();
     let kid = keys.current().unwrap().kid.clone();
-    let file = dir.path().join(format!("{kid}.json"));
+    let file = dir.path().join(format!("key-{kid}.json"));
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
