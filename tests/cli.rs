@@ -36,22 +36,10 @@ fn files(server: &TestServer, path: &str) -> Files {
 }
 
 async fn authorize(server_addr: &str, files: &Files, extra: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
-    command.args([
-        "authorize",
-        "--server",
-        server_addr,
-        "--cert",
-        &files.cert,
-        "--key",
-        &files.key,
-        "--ca",
-        &files.ca,
-    ]);
-    command.args(extra);
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
+    let args: Vec<&str> = std::iter::once("authorize")
+        .chain(extra.iter().copied())
+        .collect();
+    mandate(files, server_addr, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

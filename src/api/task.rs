@@ -168,33 +168,6 @@ fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
     }
 }
 
-/// A task as it would be created, for authorizing its creation.
-fn proposed(
-    id: &str,
-    spec: &TaskSpec,
-    delegator: &SpiffeId,
-    originator: &str,
-    parent: Option<&Task>,
-    now: i64,
-) -> Task {
-    Task {
-        id: id.to_owned(),
-        intent: spec.intent.clone(),
-        delegator: delegator.clone(),
-        delegatee: spec.delegatee.clone(),
-        originator: originator.to_owned(),
-        parent: parent.map(|p| p.id.clone()),
-        root: parent.map_or_else(|| id.to_owned(), |p| p.root.clone()),
-        depth: parent.map_or(0, |p| p.depth + 1),
-        actions: spec.actions.clone(),
-        scope: spec.scope.clone(),
-        max_sensitivity: spec.max_sensitivity,
-        created_at: now,
-        expires_at: spec.expires_at,
-        state: TaskState::Active,
-    }
-}
-
 #[tonic::async_trait]
 impl TaskService for TaskApi {
     async fn create_task(
@@ -212,7 +185,15 @@ impl TaskService for TaskApi {
         let now = self.now();
         let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
         let id = uuid::Uuid::now_v7().to_string();
-        let task = proposed(&id, &spec, &caller, &r.on_behalf_of, None, now);
+        // The task as it would be created is what policy judges.
+        let task = Task::new(
+            id.clone(),
+            spec.clone(),
+            caller.clone(),
+            r.on_behalf_of.clone(),
+            None,
+            now,
+        );
         self.authorize_task(&caller, "delegate", &[Arc::new(task)])?;
         let (task, revision) = self
             .state
@@ -237,11 +218,11 @@ impl TaskService for TaskApi {
         let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
         let id = uuid::Uuid::now_v7().to_string();
         let parent = parent_chain.first().cloned();
-        let child = proposed(
-            &id,
-            &spec,
-            &caller,
-            parent.as_ref().map_or("", |p| &p.originator),
+        let child = Task::new(
+            id.clone(),
+            spec.clone(),
+            caller.clone(),
+            String::new(),
             parent.as_deref(),
             now,
         );

@@ -114,22 +114,7 @@ impl TaskGraph {
                 "a root task needs the originating user".to_owned(),
             ));
         }
-        let task = Task {
-            root: id.clone(),
-            id,
-            intent: spec.intent,
-            delegator,
-            delegatee: spec.delegatee,
-            originator,
-            parent: None,
-            depth: 0,
-            actions: spec.actions,
-            scope: spec.scope,
-            max_sensitivity: spec.max_sensitivity,
-            created_at: now,
-            expires_at: spec.expires_at,
-            state: TaskState::Active,
-        };
+        let task = Task::new(id, spec, delegator, originator, None, now);
         let mut inner = self.write();
         insert(&mut inner, task)
     }
@@ -172,22 +157,7 @@ impl TaskGraph {
         }
         let refs: Vec<&Task> = chain.iter().map(AsRef::as_ref).collect();
         invariants::check_child(&refs, &spec, self.max_depth, hierarchy)?;
-        let task = Task {
-            id,
-            intent: spec.intent,
-            delegator: caller.clone(),
-            delegatee: spec.delegatee,
-            originator: parent.originator.clone(),
-            parent: Some(parent.id.clone()),
-            root: parent.root.clone(),
-            depth: parent.depth + 1,
-            actions: spec.actions,
-            scope: spec.scope,
-            max_sensitivity: spec.max_sensitivity,
-            created_at: now,
-            expires_at: spec.expires_at,
-            state: TaskState::Active,
-        };
+        let task = Task::new(id, spec, caller.clone(), String::new(), Some(&parent), now);
         insert(&mut inner, task)
     }
 

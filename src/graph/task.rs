@@ -84,6 +84,34 @@ pub struct Task {
 }
 
 impl Task {
+    /// A new active task from `spec`: a root task when `parent` is `None`,
+    /// else a child that inherits the parent's root and originator.
+    pub fn new(
+        id: TaskId,
+        spec: TaskSpec,
+        delegator: SpiffeId,
+        originator: String,
+        parent: Option<&Task>,
+        now: i64,
+    ) -> Self {
+        Self {
+            root: parent.map_or_else(|| id.clone(), |p| p.root.clone()),
+            id,
+            intent: spec.intent,
+            delegator,
+            delegatee: spec.delegatee,
+            originator: parent.map_or(originator, |p| p.originator.clone()),
+            parent: parent.map(|p| p.id.clone()),
+            depth: parent.map_or(0, |p| p.depth + 1),
+            actions: spec.actions,
+            scope: spec.scope,
+            max_sensitivity: spec.max_sensitivity,
+            created_at: now,
+            expires_at: spec.expires_at,
+            state: TaskState::Active,
+        }
+    }
+
     /// The state at `now`: an active task past its deadline is expired.
     pub fn state_at(&self, now: i64) -> TaskState {
         if self.state == TaskState::Active && now >= self.expires_at {
