@@ -268,11 +268,13 @@ impl Settings {
             overlap: raw.key_overlap_secs.unwrap_or(defaults::KEY_OVERLAP_SECS),
         };
         // A retired key must outlive every token it signed.
-        if key_rotation.rotate_after < 60 || key_rotation.overlap < tokens.max_ttl + tokens.leeway {
+        if key_rotation.rotate_after < 60
+            || key_rotation.overlap < tokens.max_ttl.saturating_add(tokens.leeway)
+        {
             problems.push(format!(
                 "`key-rotation-secs` must be at least 60 and `key-overlap-secs` ({}) at least the longest token lifetime plus leeway ({})",
                 key_rotation.overlap,
-                tokens.max_ttl + tokens.leeway
+                tokens.max_ttl.saturating_add(tokens.leeway)
             ));
         }
         let handshake_timeout = raw

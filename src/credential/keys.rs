@@ -151,7 +151,7 @@ impl SigningKeys {
         {
             let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
             if let Some(newest) = keys.last()
-                && now < newest.created_at + self.rotation.rotate_after
+                && now < newest.created_at.saturating_add(self.rotation.rotate_after)
             {
                 return Ok(newest.clone());
             }
@@ -159,7 +159,7 @@ impl SigningKeys {
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         // Another caller may have rotated while we waited for the lock.
         if let Some(newest) = keys.last()
-            && now < newest.created_at + self.rotation.rotate_after
+            && now < newest.created_at.saturating_add(self.rotation.rotate_after)
         {
             return Ok(newest.clone());
         }
@@ -229,7 +229,7 @@ fn verifying_at(keys: &[Arc<SigningKey>], now: i64, overlap: i64) -> Vec<Arc<Sig
         .enumerate()
         .filter(|(i, _)| {
             keys.get(i + 1)
-                .is_none_or(|successor| now < successor.created_at + overlap)
+                .is_none_or(|successor| now < successor.created_at.saturating_add(overlap))
         })
         .map(|(_, key)| key.clone())
         .collect()

@@ -171,7 +171,7 @@ impl TaskTokens {
             aud: self.settings.audience.clone(),
             iat: now,
             nbf: now,
-            exp: (now + ttl).min(task.expires_at),
+            exp: now.saturating_add(ttl).min(task.expires_at),
             jti: uuid::Uuid::now_v7().to_string(),
             task: task.id.clone(),
             intent: task.intent.clone(),
@@ -224,10 +224,10 @@ impl TaskTokens {
         let claims = &verified.claims;
 
         let now = self.clock.now();
-        if now > claims.exp + self.settings.leeway {
+        if now > claims.exp.saturating_add(self.settings.leeway) {
             return Err(TokenError::Expired(claims.exp));
         }
-        if now + self.settings.leeway < claims.nbf {
+        if now.saturating_add(self.settings.leeway) < claims.nbf {
             return Err(TokenError::NotYetValid(claims.nbf));
         }
         if claims.sub != subject.to_string() {
