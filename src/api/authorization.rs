@@ -14,13 +14,15 @@ use super::v1::{
 use super::{ApiError, PeerIdentity, context::struct_to_json};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
-use crate::decision::{Decider, DecisionRequest, Outcome, TaskFacts, reason};
+use crate::decision::{Decider, DecisionRequest, Outcome, TaskFacts, reason, task_entities};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityWatch, TrustBundles, Usage};
 use crate::policy::PolicyEngine;
 
 /// The action an enforcement point needs to ask on behalf of a subject.
 const CHECK_ACTION: &str = "check";
+/// The Cedar type of tasks.
+const TASK_TYPE: &str = "Mandate::Task";
 
 /// Everything the decision path reads, shared by every request.
 #[derive(Debug)]
@@ -61,6 +63,20 @@ impl DecisionState {
                 Err(outcome) => return outcome,
             }
         };
+        // A task as the resource comes from the live graph, never from files.
+        let entities = if resource.r#type == TASK_TYPE {
+            match self
+                .graph
+                .chain(&resource.id)
+                .map(|chain| task_entities(&chain, self.clock.now()))
+            {
+                Some(Ok(entities)) => entities,
+                Some(Err(e)) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
         self.decider.decide(
             &self.engine,
             DecisionRequest {
@@ -70,7 +86,7 @@ impl DecisionState {
                 resource_id: &resource.id,
                 context: struct_to_json(request.context.as_ref()),
                 task,
-                entities: Vec::new(),
+                entities,
             },
         )
     }

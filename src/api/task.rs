@@ -23,6 +23,9 @@ use crate::graph::{Task, TaskFilter, TaskSpec, TaskState, chain_state};
 const TASK_TYPE: &str = "Mandate::Task";
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 500;
+/// Graph pages one `ListTasks` call examines at most; past that it answers
+/// a short page with a token to go on, so no call scans the whole graph.
+const MAX_SCAN_PAGES: usize = 10;
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -398,8 +401,10 @@ impl TaskService for TaskApi {
         let mut tasks = Vec::new();
         let mut exhausted = false;
         // Tasks the caller may not read are skipped, so a page is filled
-        // from as many graph pages as it takes.
-        while tasks.len() < limit && !exhausted {
+        // from several graph pages, up to MAX_SCAN_PAGES.
+        let mut pages = 0;
+        while tasks.len() < limit && !exhausted && pages < MAX_SCAN_PAGES {
+            pages += 1;
             let batch = self.state.graph.list(&filter, after.as_deref(), limit, now);
             exhausted = batch.len() < limit;
             for task in batch {
@@ -415,10 +420,11 @@ impl TaskService for TaskApi {
                 }
             }
         }
+        // Go on after the last task examined, whether it was listed or not.
         let next_page_token = if exhausted && tasks.len() < limit {
             String::new()
         } else {
-            tasks.last().map(|t| t.id.clone()).unwrap_or_default()
+            after.unwrap_or_default()
         };
         Ok(Response::new(ListTasksResponse {
             tasks,

@@ -29,8 +29,38 @@ pub trait ResourceHierarchy {
     fn within(&self, resource: &str, root: &str) -> bool;
 }
 
-/// Checks a new task's own shape (any task, root or child).
+/// Longest intent, in bytes.
+pub const MAX_INTENT_BYTES: usize = 1024;
+/// Most actions, and most resources, in one task.
+pub const MAX_SCOPE_ITEMS: usize = 64;
+/// Longest action or resource id, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Checks a new task's own shape (any task, root or child), including the
+/// size bounds that keep tasks, and the tokens that carry their intent,
+/// small.
 pub fn check_spec(spec: &TaskSpec, now: i64) -> Result<(), GraphError> {
+    if spec.intent.len() > MAX_INTENT_BYTES {
+        return Err(GraphError::Invalid(format!(
+            "the intent is longer than {MAX_INTENT_BYTES} bytes"
+        )));
+    }
+    for (what, items) in [("actions", &spec.actions), ("resources", &spec.scope)] {
+        if items.len() > MAX_SCOPE_ITEMS {
+            return Err(GraphError::Invalid(format!(
+                "a task may name at most {MAX_SCOPE_ITEMS} {what}"
+            )));
+        }
+        if let Some(long) = items
+            .iter()
+            .find(|i| i.len() > MAX_ID_BYTES || i.is_empty())
+        {
+            return Err(GraphError::Invalid(format!(
+                "{what} must be 1 to {MAX_ID_BYTES} bytes long; `{}` is not",
+                long.chars().take(40).collect::<String>()
+            )));
+        }
+    }
     if spec.expires_at <= now {
         return Err(GraphError::violation(
             reason::DEADLINE_PASSED,

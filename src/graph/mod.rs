@@ -9,6 +9,7 @@ pub mod invariants;
 mod task;
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use spiffe::SpiffeId;
@@ -37,6 +38,8 @@ pub struct TaskFilter {
 #[derive(Debug, Default)]
 struct Inner {
     tasks: HashMap<TaskId, Arc<Task>>,
+    /// Every id, in order (UUIDv7 ids sort by creation), for listing.
+    order: BTreeSet<TaskId>,
     children: HashMap<TaskId, Vec<TaskId>>,
     by_delegatee: HashMap<String, BTreeSet<TaskId>>,
     revision: u64,
@@ -225,18 +228,15 @@ impl TaskGraph {
         now: i64,
     ) -> Vec<Arc<Task>> {
         let inner = self.read();
-        let mut ids: Vec<&TaskId> = match &filter.delegatee {
-            Some(d) => inner
-                .by_delegatee
-                .get(d)
-                .map(|ids| ids.iter().collect())
-                .unwrap_or_default(),
-            None => inner.tasks.keys().collect(),
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let ids: Box<dyn Iterator<Item = &TaskId>> = match &filter.delegatee {
+            Some(d) => match inner.by_delegatee.get(d) {
+                Some(ids) => Box::new(ids.range::<str, _>((start, Bound::Unbounded))),
+                None => Box::new(std::iter::empty()),
+            },
+            None => Box::new(inner.order.range::<str, _>((start, Bound::Unbounded))),
         };
-        ids.sort();
-        ids.into_iter()
-            .filter(|id| after.is_none_or(|after| id.as_str() > after))
-            .filter_map(|id| inner.tasks.get(id))
+        ids.filter_map(|id| inner.tasks.get(id))
             .filter(|t| filter.root.as_ref().is_none_or(|r| &t.root == r))
             .filter(|t| {
                 filter.state.is_none_or(|s| {
@@ -291,6 +291,7 @@ fn insert(inner: &mut Inner, task: Task) -> Result<(Arc<Task>, u64), GraphError>
         .entry(task.delegatee.to_string())
         .or_default()
         .insert(task.id.clone());
+    inner.order.insert(task.id.clone());
     inner.tasks.insert(task.id.clone(), task.clone());
     inner.revision += 1;
     Ok((task, inner.revision))

@@ -299,3 +299,34 @@ fn lists_filter_and_paginate() {
         .collect();
     assert_eq!(page, ["t2"]);
 }
+
+#[test]
+fn oversized_tasks_are_refused() {
+    let graph = TaskGraph::default();
+    let mut big = spec("/agents/x", &["read"], &["repos"], 1, 60);
+    big.intent = "x".repeat(2000);
+    let err = graph
+        .create_root(
+            "t1".into(),
+            big,
+            id("/workloads/frontend"),
+            "alice".into(),
+            NOW,
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), "invalid-task");
+    let many: Vec<String> = (0..65).map(|i| format!("r{i}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let wide = spec("/agents/x", &["read"], &refs, 1, 60);
+    let err = graph
+        .create_root(
+            "t1".into(),
+            wide,
+            id("/workloads/frontend"),
+            "alice".into(),
+            NOW,
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), "invalid-task");
+    assert!(graph.is_empty());
+}

@@ -56,11 +56,14 @@ pub(super) fn texts(ops: &[String]) -> Vec<(String, String)> {
                  when {{ context has task && context.task.delegatee != principal.spiffe_id }};"
             ),
         ),
+        // Any other resource type is outside every task's scope, whatever
+        // a user schema adds.
         (
             "mandate.guard.resource-outside-scope".to_owned(),
             format!(
-                "forbid (principal, action in [{all}], resource is Mandate::Resource)\n\
-                 when {{ context has task && !(resource in context.task.scope) }};"
+                "forbid (principal, action in [{all}], resource)\n\
+                 when {{ context has task &&\n  \
+                 !(resource is Mandate::Resource && resource in context.task.scope) }};"
             ),
         ),
         // A resource without a recorded sensitivity counts as restricted (3).

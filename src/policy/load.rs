@@ -206,10 +206,32 @@ pub(super) fn validate(
     }
 }
 
+/// Entity types that only live state may hold: a static copy could shadow
+/// a live task or approval.
+const LIVE_ONLY_TYPES: &[&str] = &["Mandate::Task", "Mandate::Approval"];
+
 /// Reads a Cedar entities JSON file, checked against the schema.
 pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyError> {
     let text = read(path)?;
-    Entities::from_json_str(&text, Some(schema)).map_err(|e| PolicyError::Invalid {
-        problems: vec![Problem::from_diagnostic(path, &text, &e)],
-    })
+    let entities =
+        Entities::from_json_str(&text, Some(schema)).map_err(|e| PolicyError::Invalid {
+            problems: vec![Problem::from_diagnostic(path, &text, &e)],
+        })?;
+    let problems: Vec<Problem> = entities
+        .iter()
+        .filter(|e| LIVE_ONLY_TYPES.contains(&e.uid().type_name().to_string().as_str()))
+        .map(|e| Problem {
+            file: path.to_owned(),
+            location: None,
+            message: format!(
+                "`{}` cannot be declared here: tasks and approvals come from live state only",
+                e.uid()
+            ),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(entities)
+    } else {
+        Err(PolicyError::Invalid { problems })
+    }
 }

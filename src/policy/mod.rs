@@ -247,6 +247,22 @@ mod tests {
     }
 
     #[test]
+    fn tasks_cannot_be_declared_in_the_static_entities() {
+        let dir = tempfile::tempdir().unwrap();
+        let entities = dir.path().join("entities.json");
+        std::fs::write(
+            &entities,
+            r#"[{"uid": {"type": "Mandate::Task", "id": "t1"}, "attrs": {
+                "intent": "x", "delegator": "a", "delegatee": "b", "originator": "c",
+                "depth": 0, "actions": [], "scope": [], "max_sensitivity": 0,
+                "expires_at": 0, "state": "active"}, "parents": []}]"#,
+        )
+        .unwrap();
+        let err = PolicyEngine::load(dir.path(), &schema(), Some(&entities)).unwrap_err();
+        assert!(err.to_string().contains("live state only"), "{err}");
+    }
+
+    #[test]
     fn the_shipped_policies_validate() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let engine = PolicyEngine::load(
