@@ -425,23 +425,40 @@ async fn revoking_a_task_denies_its_whole_subtree_on_the_next_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_allow_after_revoke_returns_under_concurrent_calls() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let server = TestServer::start().await;
-    for round in 0..10 {
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    for round in 0..20 {
         let task = root_task(&server).await;
         let mut patcher = party(&server, "/agents/patcher").await;
         let token = issue(&mut patcher, &task).await;
-        let stop = Instant::now() + Duration::from_millis(150);
-        let caller = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while Instant::now() < stop {
-                let started = Instant::now();
-                let r = call(&mut patcher, &token, "read", "repo:acme/payments").await;
-                seen.push((started, allowed(&r)));
+        // The caller loops until told to stop; the revoke waits for its
+        // first allow, and the stop comes only after further calls, so the
+        // outcome does not hang on how fast this machine is.
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let caller = tokio::spawn({
+            let (stop, calls) = (stop.clone(), calls.clone());
+            async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let r = call(&mut patcher, &token, "read", "repo:acme/payments").await;
+                    seen.push((started, allowed(&r)));
+                    calls.fetch_add(1, Ordering::SeqCst);
+                }
+                seen
             }
-            seen
         });
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let mut frontend = party(&server, "/workloads/frontend").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while calls.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the caller made no call"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         frontend
             .tasks
             .revoke_task(RevokeTaskRequest {
@@ -451,6 +468,15 @@ async fn no_allow_after_revoke_returns_under_concurrent_calls() {
             .await
             .unwrap();
         let revoked_at = Instant::now();
+        let after_revoke = calls.load(Ordering::SeqCst);
+        while calls.load(Ordering::SeqCst) < after_revoke + 3 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the caller stopped calling"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop.store(true, Ordering::SeqCst);
         let seen = caller.await.unwrap();
         assert!(
             seen.iter().any(|(_, ok)| *ok),
