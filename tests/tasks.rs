@@ -72,6 +72,29 @@ async fn root_task(server: &TestServer) -> String {
         .id
 }
 
+/// `party` delegates part of `parent_id` to `delegatee`.
+async fn delegate(
+    party: &mut Party,
+    parent_id: impl Into<String>,
+    intent: &str,
+    delegatee: &str,
+    scope: TaskScope,
+) -> mandate::api::v1::Task {
+    party
+        .tasks
+        .delegate_task(DelegateTaskRequest {
+            parent_id: parent_id.into(),
+            intent: intent.into(),
+            delegatee: delegatee.into(),
+            scope: Some(scope),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+}
+
 async fn issue(party: &mut Party, task_id: &str) -> String {
     party
         .tasks
@@ -261,19 +284,14 @@ async fn depth_is_limited_by_configuration() {
     .await;
     let root = root_task(&server).await;
     let mut patcher = party(&server, "/agents/patcher").await;
-    let child = patcher
-        .tasks
-        .delegate_task(DelegateTaskRequest {
-            parent_id: root,
-            intent: "review".into(),
-            delegatee: REVIEWER.into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let child = delegate(
+        &mut patcher,
+        root,
+        "review",
+        REVIEWER,
+        scope(&["read"], &["repos"], 1, 600),
+    )
+    .await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
     let status = reviewer
         .tasks
@@ -325,19 +343,14 @@ async fn a_parent_cannot_use_its_childs_token() {
     let server = TestServer::start().await;
     let root = root_task(&server).await;
     let mut patcher = party(&server, "/agents/patcher").await;
-    let child = patcher
-        .tasks
-        .delegate_task(DelegateTaskRequest {
-            parent_id: root,
-            intent: "review".into(),
-            delegatee: REVIEWER.into(),
-            scope: Some(scope(&["read"], &["repo:acme/payments"], 1, 600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let child = delegate(
+        &mut patcher,
+        root,
+        "review",
+        REVIEWER,
+        scope(&["read"], &["repo:acme/payments"], 1, 600),
+    )
+    .await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
     let child_token = issue(&mut reviewer, &child.id).await;
     assert!(allowed(
@@ -357,33 +370,23 @@ async fn revoking_a_task_denies_its_whole_subtree_on_the_next_call() {
     let server = TestServer::start().await;
     let root = root_task(&server).await;
     let mut patcher = party(&server, "/agents/patcher").await;
-    let child = patcher
-        .tasks
-        .delegate_task(DelegateTaskRequest {
-            parent_id: root.clone(),
-            intent: "review".into(),
-            delegatee: REVIEWER.into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let child = delegate(
+        &mut patcher,
+        root.clone(),
+        "review",
+        REVIEWER,
+        scope(&["read"], &["repos"], 1, 600),
+    )
+    .await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
-    let grandchild = reviewer
-        .tasks
-        .delegate_task(DelegateTaskRequest {
-            parent_id: child.id.clone(),
-            intent: "run the tests".into(),
-            delegatee: TESTER.into(),
-            scope: Some(scope(&["read"], &["repo:acme/payments"], 1, 300)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let grandchild = delegate(
+        &mut reviewer,
+        child.id.clone(),
+        "run the tests",
+        TESTER,
+        scope(&["read"], &["repo:acme/payments"], 1, 300),
+    )
+    .await;
     let mut tester = party(&server, "/agents/tester").await;
     let token = issue(&mut tester, &grandchild.id).await;
     assert!(allowed(
@@ -745,19 +748,14 @@ async fn a_childs_token_does_not_reach_the_rest_of_the_parents_scope() {
     let server = TestServer::start().await;
     let root = root_task(&server).await;
     let mut patcher = party(&server, "/agents/patcher").await;
-    let child = patcher
-        .tasks
-        .delegate_task(DelegateTaskRequest {
-            parent_id: root.clone(),
-            intent: "review payments".into(),
-            delegatee: REVIEWER.into(),
-            scope: Some(scope(&["read"], &["repo:acme/payments"], 1, 600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let child = delegate(
+        &mut patcher,
+        root.clone(),
+        "review payments",
+        REVIEWER,
+        scope(&["read"], &["repo:acme/payments"], 1, 600),
+    )
+    .await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
     let token = issue(&mut reviewer, &child.id).await;
     // repo:acme/web is in the parent's `repos`, not in the child's scope.
