@@ -1,0 +1,122 @@
+use super::*;
+
+fn schema() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/mandate.cedarschema")
+}
+
+#[test]
+fn ids_come_from_annotations_else_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = r#"permit (principal, action == Mandate::Action::"read", resource);"#;
+    std::fs::write(
+        dir.path().join("x.cedar"),
+        format!("{read}\n\n@id(\"named\")\n{read}\n{read}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("team")).unwrap();
+    std::fs::write(
+        dir.path().join("team/x.cedar"),
+        format!("// team\n{read}\n"),
+    )
+    .unwrap();
+
+    let engine = PolicyEngine::load(dir.path(), &schema(), None).unwrap();
+    let mut ids: Vec<String> = engine
+        .policies()
+        .policies()
+        .map(|p| p.id().to_string())
+        .filter(|id| !id.starts_with(guards::RESERVED_PREFIX))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["named", "team/x.0", "x.0", "x.2"]);
+    let x0 = engine.source_of(&PolicyId::new("x.0")).unwrap();
+    assert!(x0.ends_with("x.cedar:1"), "{x0}");
+    let named = engine.source_of(&PolicyId::new("named")).unwrap();
+    assert!(named.ends_with("x.cedar:3"), "{named}");
+    let x2 = engine.source_of(&PolicyId::new("x.2")).unwrap();
+    assert!(x2.ends_with("x.cedar:5"), "{x2}");
+    let team = engine.source_of(&PolicyId::new("team/x.0")).unwrap();
+    assert!(team.ends_with("team/x.cedar:2"), "{team}");
+}
+
+#[test]
+fn guards_are_built_in_and_their_ids_reserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = PolicyEngine::load(dir.path(), &schema(), None).unwrap();
+    let ids: Vec<String> = engine
+        .policies()
+        .policies()
+        .map(|p| p.id().to_string())
+        .collect();
+    assert!(
+        ids.contains(&"mandate.guard.task-not-active".to_owned()),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"mandate.guard.action-not-in-task.read".to_owned()),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.iter()
+            .any(|id| id.ends_with(".check") || id.ends_with(".delegate"))
+    );
+    assert_eq!(
+        engine
+            .source_of(&PolicyId::new("mandate.guard.task-not-active"))
+            .as_deref(),
+        Some("<built-in>")
+    );
+
+    std::fs::write(
+        dir.path().join("sneaky.cedar"),
+        r#"@id("mandate.guard.task-not-active") permit (principal, action, resource);"#,
+    )
+    .unwrap();
+    let err = PolicyEngine::load(dir.path(), &schema(), None).unwrap_err();
+    assert!(err.to_string().contains("is reserved"), "{err}");
+}
+
+#[test]
+fn duplicate_ids_are_refused_with_both_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let named = r#"@id("same") permit (principal, action, resource);"#;
+    std::fs::write(dir.path().join("a.cedar"), named).unwrap();
+    std::fs::write(dir.path().join("b.cedar"), format!("\n{named}")).unwrap();
+    let err = PolicyEngine::load(dir.path(), &schema(), None).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("b.cedar:2:1: policy id `same` is already used at"),
+        "{message}"
+    );
+    assert!(message.contains("a.cedar:1"), "{message}");
+}
+
+#[test]
+fn tasks_cannot_be_declared_in_the_static_entities() {
+    let dir = tempfile::tempdir().unwrap();
+    let entities = dir.path().join("entities.json");
+    std::fs::write(
+        &entities,
+        r#"[{"uid": {"type": "Mandate::Task", "id": "t1"}, "attrs": {
+            "intent": "x", "delegator": "a", "delegatee": "b", "originator": "c",
+            "depth": 0, "actions": [], "scope": [], "max_sensitivity": 0,
+            "expires_at": 0, "state": "active"}, "parents": []}]"#,
+    )
+    .unwrap();
+    let err = PolicyEngine::load(dir.path(), &schema(), Some(&entities)).unwrap_err();
+    assert!(err.to_string().contains("live state only"), "{err}");
+}
+
+#[test]
+fn the_shipped_policies_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let engine = PolicyEngine::load(
+        &root.join("policies"),
+        &schema(),
+        Some(&root.join("examples/entities.json")),
+    )
+    .unwrap();
+    assert!(!engine.is_empty());
+    assert!(engine.action("check").is_some());
+    assert!(engine.action("no-such-action").is_none());
+}
