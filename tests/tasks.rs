@@ -52,17 +52,17 @@ fn scope(actions: &[&str], resources: &[&str], max_sensitivity: i64, ttl: i64) -
     }
 }
 
-/// The frontend starts a task for alice: patcher may read and write the
-/// repos (sensitivity up to 1) for an hour.
-async fn root_task(server: &TestServer) -> String {
+/// The frontend starts a task for `user` with the patcher as delegatee;
+/// returns its id.
+async fn patcher_task(server: &TestServer, user: &str, intent: &str, scope: TaskScope) -> String {
     let mut frontend = party(server, "/workloads/frontend").await;
     frontend
         .tasks
         .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
+            intent: intent.into(),
             delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
+            on_behalf_of: user.into(),
+            scope: Some(scope),
         })
         .await
         .unwrap()
@@ -70,6 +70,13 @@ async fn root_task(server: &TestServer) -> String {
         .task
         .unwrap()
         .id
+}
+
+/// The frontend starts a task for alice: patcher may read and write the
+/// repos (sensitivity up to 1) for an hour.
+async fn root_task(server: &TestServer) -> String {
+    let scope = scope(&["read", "write"], &["repos"], 1, 3600);
+    patcher_task(server, "alice", "fix the payments build", scope).await
 }
 
 /// `party` delegates part of `parent_id` to `delegatee`.
@@ -174,21 +181,13 @@ async fn an_agent_acts_within_its_task_and_the_guards_hold_it_there() {
 #[tokio::test]
 async fn sensitivity_above_the_tasks_maximum_is_denied() {
     let server = TestServer::start().await;
-    let mut frontend = party(&server, "/workloads/frontend").await;
-    let task = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "read the handbook".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["handbook", "repos"], 0, 600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
+    let task = patcher_task(
+        &server,
+        "alice",
+        "read the handbook",
+        scope(&["read"], &["handbook", "repos"], 0, 600),
+    )
+    .await;
     let mut patcher = party(&server, "/agents/patcher").await;
     let token = issue(&mut patcher, &task).await;
     assert!(allowed(
@@ -533,21 +532,13 @@ async fn completed_and_expired_tasks_deny_without_new_tokens() {
 
     // Expiry: a 60 s task, the test clock moved past its deadline but
     // within the token's leeway, so the task's state is what denies.
-    let mut frontend = party(&server, "/workloads/frontend").await;
-    let short = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "quick look".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "bob".into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 60)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
+    let short = patcher_task(
+        &server,
+        "bob",
+        "quick look",
+        scope(&["read"], &["repos"], 1, 60),
+    )
+    .await;
     let token = issue(&mut patcher, &short).await;
     assert!(allowed(
         &call(&mut patcher, &token, "read", "repo:acme/payments").await
