@@ -16,7 +16,7 @@ use spiffe::SpiffeId;
 
 use crate::policy::PolicyEngine;
 pub use principal::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
-pub use task::{RESERVED_CONTEXT_KEYS, TaskFacts, task_entities};
+pub use task::{RESERVED_CONTEXT_KEYS, TaskEntityCache, TaskFacts, task_entities};
 
 /// The resource type used when a request names none.
 pub const DEFAULT_RESOURCE_TYPE: &str = "Mandate::Resource";
@@ -71,6 +71,7 @@ impl Outcome {
 pub struct Decider {
     authorizer: Authorizer,
     agents: AgentPattern,
+    tasks: TaskEntityCache,
 }
 
 impl Decider {
@@ -79,6 +80,7 @@ impl Decider {
         Self {
             authorizer: Authorizer::new(),
             agents,
+            tasks: TaskEntityCache::default(),
         }
     }
 
@@ -164,7 +166,7 @@ impl Decider {
         };
         let mut extra = request.entities;
         if let Some(facts) = &request.task {
-            match task_entities(&facts.chain, facts.now) {
+            match self.tasks.chain(&facts.chain, facts.now) {
                 Ok(tasks) => extra.extend(tasks),
                 Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
             }

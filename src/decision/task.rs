@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 
@@ -48,6 +48,71 @@ fn type_name(parsed: &LazyLock<Result<EntityTypeName, String>>) -> Result<Entity
 
 fn task_uid(task_type: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(task_type.clone(), EntityId::new(id))
+}
+
+/// Most tasks whose entities are kept; the cache is emptied when full.
+const TASK_ENTITY_CACHE_SIZE: usize = 50_000;
+
+/// Cedar entities of live tasks, by task id and chain state, so the
+/// decision path does not rebuild them on every call.
+///
+/// INVARIANT: a task's fields never change after it is created, only its
+/// state, and the state is part of the key: an entity built once for
+/// (task, state) stays right for as long as the task exists.
+#[derive(Debug, Default)]
+pub struct TaskEntityCache {
+    entries: RwLock<HashMap<String, [Option<Entity>; 4]>>,
+}
+
+fn slot(state: TaskState) -> usize {
+    match state {
+        TaskState::Active => 0,
+        TaskState::Completed => 1,
+        TaskState::Revoked => 2,
+        TaskState::Expired => 3,
+    }
+}
+
+impl TaskEntityCache {
+    /// Like [`task_entities`], from the cache where it can.
+    pub fn chain(&self, chain: &[std::sync::Arc<Task>], now: i64) -> Result<Vec<Entity>, String> {
+        let mut out = Vec::with_capacity(chain.len());
+        for (i, task) in chain.iter().enumerate() {
+            let state = chain_state(chain.get(i..).unwrap_or_default(), now);
+            out.push(self.entity(task, state)?);
+        }
+        Ok(out)
+    }
+
+    fn entity(&self, task: &Task, state: TaskState) -> Result<Entity, String> {
+        let cached = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&task.id)
+            .and_then(|slots| slots.get(slot(state)).cloned().flatten());
+        if let Some(entity) = cached {
+            return Ok(entity);
+        }
+        let built = entity(
+            task,
+            state,
+            &type_name(&TASK_TYPE)?,
+            &type_name(&RESOURCE_TYPE)?,
+        )?;
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= TASK_ENTITY_CACHE_SIZE {
+            entries.clear();
+        }
+        if let Some(place) = entries
+            .entry(task.id.clone())
+            .or_default()
+            .get_mut(slot(state))
+        {
+            *place = Some(built.clone());
+        }
+        Ok(built)
+    }
 }
 
 /// One entity per task of `chain` (task first, root last). A task's
@@ -149,4 +214,57 @@ pub(super) fn context_pairs(
             RestrictedExpression::new_string(facts.token_jti.clone()),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use cedar_policy::EvalResult;
+    use spiffe::SpiffeId;
+
+    use super::*;
+
+    fn task(expires_at: i64) -> Arc<Task> {
+        let id = |p: &str| SpiffeId::new(format!("spiffe://example.org{p}")).unwrap();
+        Arc::new(Task {
+            id: "t1".into(),
+            intent: "x".into(),
+            delegator: id("/workloads/frontend"),
+            delegatee: id("/agents/a"),
+            originator: "alice".into(),
+            parent: None,
+            root: "t1".into(),
+            depth: 0,
+            actions: BTreeSet::from(["read".to_owned()]),
+            scope: BTreeSet::from(["repos".to_owned()]),
+            max_sensitivity: 1,
+            created_at: 0,
+            expires_at,
+            state: TaskState::Active,
+        })
+    }
+
+    fn state(entities: &[Entity]) -> EvalResult {
+        entities[0].attr("state").unwrap().unwrap()
+    }
+
+    #[test]
+    fn cached_entities_follow_the_state_at_each_call() {
+        let cache = TaskEntityCache::default();
+        let chain = vec![task(100)];
+        let active = cache.chain(&chain, 50).unwrap();
+        assert_eq!(state(&active), EvalResult::String("active".into()));
+        assert_eq!(cache.chain(&chain, 50).unwrap(), active);
+        // Past the deadline the same task is built (and cached) as expired.
+        let expired = cache.chain(&chain, 100).unwrap();
+        assert_eq!(state(&expired), EvalResult::String("expired".into()));
+        // And the same entities as without the cache.
+        assert_eq!(task_entities(&chain, 100).unwrap(), expired);
+        let mut revoked = (*chain[0]).clone();
+        revoked.state = TaskState::Revoked;
+        let revoked = cache.chain(&[Arc::new(revoked)], 50).unwrap();
+        assert_eq!(state(&revoked), EvalResult::String("revoked".into()));
+    }
 }
