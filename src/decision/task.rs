@@ -29,13 +29,6 @@ pub struct TaskFacts {
     pub token_jti: String,
 }
 
-impl TaskFacts {
-    /// The state of the whole chain.
-    pub fn state(&self) -> TaskState {
-        chain_state(&self.chain, self.now)
-    }
-}
-
 /// Parsed once: parsing a type name on every decision showed in profiles.
 static TASK_TYPE: LazyLock<Result<EntityTypeName, String>> =
     LazyLock::new(|| EntityTypeName::from_str("Mandate::Task").map_err(|e| e.to_string()));
