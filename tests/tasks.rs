@@ -132,6 +132,14 @@ async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> A
         .into_inner()
 }
 
+/// `policy` is among the policies that determined `r`.
+fn assert_determined_by(r: &AuthorizeResponse, policy: &str) {
+    assert!(
+        r.determining_policies.iter().any(|p| p == policy),
+        "expected `{policy}` among the determining policies: {r:?}"
+    );
+}
+
 fn allowed(r: &AuthorizeResponse) -> bool {
     r.decision == Decision::Allow as i32
 }
@@ -146,10 +154,7 @@ async fn an_agent_acts_within_its_task_and_the_guards_hold_it_there() {
     let ok = call(&mut patcher, &token, "write", "repo:acme/payments").await;
     assert!(allowed(&ok), "{ok:?}");
     assert_eq!(ok.revision, server.graph.revision());
-    assert!(
-        ok.determining_policies
-            .contains(&"agents-act-within-their-task".to_owned())
-    );
+    assert_determined_by(&ok, "agents-act-within-their-task");
 
     for (action, resource, guard) in [
         (
@@ -170,10 +175,7 @@ async fn an_agent_acts_within_its_task_and_the_guards_hold_it_there() {
     ] {
         let denied = call(&mut patcher, &token, action, resource).await;
         assert!(!allowed(&denied), "{action} {resource}: {denied:?}");
-        assert!(
-            denied.determining_policies.contains(&guard.to_owned()),
-            "{action} {resource}: {denied:?}"
-        );
+        assert_determined_by(&denied, guard);
         assert_eq!(denied.reasons, ["forbidden-by-policy"]);
     }
 }
@@ -194,12 +196,7 @@ async fn sensitivity_above_the_tasks_maximum_is_denied() {
         &call(&mut patcher, &token, "read", "handbook").await
     ));
     let denied = call(&mut patcher, &token, "read", "repo:acme/payments").await;
-    assert!(
-        denied
-            .determining_policies
-            .contains(&"mandate.guard.sensitivity-above-max".to_owned()),
-        "{denied:?}"
-    );
+    assert_determined_by(&denied, "mandate.guard.sensitivity-above-max");
 }
 
 #[tokio::test]
@@ -406,12 +403,7 @@ async fn revoking_a_task_denies_its_whole_subtree_on_the_next_call() {
 
     let denied = call(&mut tester, &token, "read", "repo:acme/payments").await;
     assert!(!allowed(&denied));
-    assert!(
-        denied
-            .determining_policies
-            .contains(&"mandate.guard.task-not-active".to_owned()),
-        "{denied:?}"
-    );
+    assert_determined_by(&denied, "mandate.guard.task-not-active");
     assert!(denied.revision >= revoked.revision);
     let state = tester
         .tasks
@@ -514,12 +506,7 @@ async fn completed_and_expired_tasks_deny_without_new_tokens() {
         .await
         .unwrap();
     let denied = call(&mut patcher, &token, "read", "repo:acme/payments").await;
-    assert!(
-        denied
-            .determining_policies
-            .contains(&"mandate.guard.task-not-active".to_owned()),
-        "{denied:?}"
-    );
+    assert_determined_by(&denied, "mandate.guard.task-not-active");
     let status = patcher
         .tasks
         .issue_task_token(IssueTaskTokenRequest {
@@ -545,12 +532,7 @@ async fn completed_and_expired_tasks_deny_without_new_tokens() {
     ));
     server.clock.advance(61);
     let expired = call(&mut patcher, &token, "read", "repo:acme/payments").await;
-    assert!(
-        expired
-            .determining_policies
-            .contains(&"mandate.guard.task-not-active".to_owned()),
-        "{expired:?}"
-    );
+    assert_determined_by(&expired, "mandate.guard.task-not-active");
     server.clock.advance(60);
     let expired = call(&mut patcher, &token, "read", "repo:acme/payments").await;
     assert_eq!(expired.reasons, ["token-expired"]);
@@ -755,12 +737,7 @@ async fn a_childs_token_does_not_reach_the_rest_of_the_parents_scope() {
         &call(&mut patcher, &parent_token, "read", "repo:acme/web").await
     ));
     let denied = call(&mut reviewer, &token, "read", "repo:acme/web").await;
-    assert!(
-        denied
-            .determining_policies
-            .contains(&"mandate.guard.resource-outside-scope".to_owned()),
-        "{denied:?}"
-    );
+    assert_determined_by(&denied, "mandate.guard.resource-outside-scope");
 }
 
 #[tokio::test]
@@ -785,11 +762,7 @@ async fn a_token_reaches_no_resource_type_outside_its_scope() {
         .unwrap()
         .into_inner();
     assert!(!allowed(&r));
-    assert!(
-        r.determining_policies
-            .contains(&"mandate.guard.resource-outside-scope".to_owned()),
-        "{r:?}"
-    );
+    assert_determined_by(&r, "mandate.guard.resource-outside-scope");
     // Without a token the live task is the resource, and its parties may read it.
     let r = patcher
         .authz
