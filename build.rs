@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/mandate/v1/authorization.proto",
         "proto/mandate/v1/task.proto",
+        "proto/mandate/v1/registry.proto",
+        "proto/mandate/v1/approval.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

@@ -19,6 +19,7 @@ use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider, Deci
 use mandate::graph::TaskGraph;
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
 use mandate::policy::PolicyEngine;
+use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::server::{ServerOptions, start};
 
 fn repo() -> PathBuf {
@@ -29,7 +30,22 @@ fn engine() -> PolicyEngine {
     PolicyEngine::load(
         &repo().join("policies"),
         &repo().join("schemas/mandate.cedarschema"),
-        Some(&repo().join("examples/entities.json")),
+    )
+    .unwrap()
+}
+
+/// The example catalog's registry.
+fn registry(engine: &PolicyEngine) -> Registry {
+    Registry::new(
+        Catalog::load(&repo().join("examples/catalog.toml"))
+            .unwrap()
+            .into_entries()
+            .unwrap(),
+        &cedar_policy::Entities::empty(),
+        engine.schema(),
+        SensitivityScale::default(),
+        "mandate.local",
+        Arc::default(),
     )
     .unwrap()
 }
@@ -43,20 +59,19 @@ fn agents() -> AgentPattern {
 
 fn in_process(c: &mut Criterion) {
     let engine = engine();
+    let registry = registry(&engine).snapshot();
     let decider = Decider::new(agents());
     let patcher = SpiffeId::new("spiffe://mandate.local/agents/patcher").unwrap();
-    let request = DecisionRequest {
-        principal: &patcher,
-        action: "read",
-        resource_type: "",
-        resource_id: "repo:acme/payments",
-        context: serde_json::json!({ "purpose": "bench" }),
-        task: None,
-        entities: Vec::new(),
-    };
-    assert!(decider.decide(&engine, request.clone()).allowed);
+    let request = DecisionRequest::new(
+        &patcher,
+        "read",
+        "",
+        "repo:acme/payments",
+        serde_json::json!({ "purpose": "bench" }),
+    );
+    assert!(decider.decide(&engine, &registry, request.clone()).allowed);
     c.bench_function("decision/in_process_allow", |b| {
-        b.iter(|| decider.decide(&engine, std::hint::black_box(request.clone())))
+        b.iter(|| decider.decide(&engine, &registry, std::hint::black_box(request.clone())))
     });
 }
 
@@ -79,11 +94,15 @@ fn over_mtls(c: &mut Criterion) {
         .open()
         .await
         .unwrap();
+        let engine = engine();
         let server = start(ServerOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
-            engine: Arc::new(engine()),
+            registry: Arc::new(registry(&engine)),
+            engine: Arc::new(engine),
             graph: Arc::new(TaskGraph::default()),
+            approvals: Arc::default(),
+            revision: Arc::default(),
             tokens: Arc::new(TaskTokens::new(
                 Arc::new(SigningKeys::ephemeral(
                     KeyRotation::default(),

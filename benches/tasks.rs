@@ -19,12 +19,15 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::api::DecisionState;
 use mandate::api::v1::{AuthorizeRequest, Resource};
+use mandate::approval::ApprovalBook;
 use mandate::clock::{Clock, SystemClock};
 use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider};
 use mandate::graph::{TaskGraph, TaskSpec};
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
 use mandate::policy::PolicyEngine;
+use mandate::registry::{Catalog, Registry, SensitivityScale, Snapshot};
+use mandate::revision::Revision;
 
 const TASKS: usize = 100_000;
 /// Delegations below the root; a chain holds DEPTH + 1 tasks.
@@ -47,7 +50,7 @@ fn spec(delegatee: SpiffeId, resource: &str, now: i64, ttl: i64) -> TaskSpec {
 
 /// Chains of DEPTH + 1 tasks until the graph holds TASKS; returns the
 /// deepest task of the last chain.
-fn fill(graph: &TaskGraph, engine: &PolicyEngine, now: i64) -> String {
+fn fill(graph: &TaskGraph, registry: &Snapshot, now: i64) -> String {
     let frontend = SpiffeId::new("spiffe://mandate.local/workloads/frontend").unwrap();
     let mut leaf = String::new();
     let mut n = 0;
@@ -75,7 +78,7 @@ fn fill(graph: &TaskGraph, engine: &PolicyEngine, now: i64) -> String {
                     &agent(level - 1),
                     spec(agent(level), resource, now, 3600 - level as i64),
                     now,
-                    engine,
+                    registry,
                 )
                 .unwrap();
             parent = child.id.clone();
@@ -92,14 +95,31 @@ fn benches(c: &mut Criterion) {
         PolicyEngine::load(
             &root.join("policies"),
             &root.join("schemas/mandate.cedarschema"),
-            Some(&root.join("examples/entities.json")),
+        )
+        .unwrap(),
+    );
+    let revision = Arc::new(Revision::default());
+    let registry = Arc::new(
+        Registry::new(
+            Catalog::load(&root.join("examples/catalog.toml"))
+                .unwrap()
+                .into_entries()
+                .unwrap(),
+            &cedar_policy::Entities::empty(),
+            engine.schema(),
+            SensitivityScale::default(),
+            "mandate.local",
+            revision.clone(),
         )
         .unwrap(),
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
-    let graph = Arc::new(TaskGraph::default());
-    let leaf = fill(&graph, &engine, now);
+    let graph = Arc::new(TaskGraph::with_revision(
+        mandate::graph::DEFAULT_MAX_DEPTH,
+        revision.clone(),
+    ));
+    let leaf = fill(&graph, &registry.snapshot(), now);
     let chain = graph.chain(&leaf).unwrap();
     assert_eq!(chain.len(), DEPTH + 1);
 
@@ -133,9 +153,15 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("task_token");
     group.bench_function("mint", |b| {
-        b.iter(|| tokens.mint(&chain, certificate.as_ref(), None).unwrap())
+        b.iter(|| {
+            tokens
+                .mint(&chain, certificate.as_ref(), None, None)
+                .unwrap()
+        })
     });
-    let (token, _) = tokens.mint(&chain, certificate.as_ref(), None).unwrap();
+    let (token, _) = tokens
+        .mint(&chain, certificate.as_ref(), None, None)
+        .unwrap();
     let subject = agent(DEPTH);
     // Agents present one token for its whole life: after the first call
     // the signature check is cached, the other checks are not.
@@ -168,6 +194,9 @@ fn benches(c: &mut Criterion) {
         )),
         identity,
         graph: graph.clone(),
+        registry,
+        approvals: Arc::new(ApprovalBook::new(revision.clone())),
+        revision,
         tokens,
         clock,
         max_batch_size: 100,

@@ -12,6 +12,7 @@ use spiffe::TrustDomain;
 use crate::credential::{KeyRotation, TokenSettings};
 use crate::decision::DEFAULT_AGENT_PATH_PREFIXES;
 use crate::identity::{FilesSource, IdentitySource};
+use crate::registry::SensitivityScale;
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -27,6 +28,8 @@ pub mod defaults {
     pub const SCHEMA: &str = "./schemas/mandate.cedarschema";
     /// Config file read when present and `--config` is not given.
     pub const CONFIG_FILE: &str = "./mandate.toml";
+    /// Catalog file name looked for beside the config file.
+    pub const CATALOG_FILE: &str = "catalog.toml";
     /// Trust domain of the dev identity.
     pub const DEV_TRUST_DOMAIN: &str = "mandate.local";
     /// Most requests in one `BatchAuthorize`.
@@ -66,6 +69,10 @@ pub struct RawConfig {
     pub schema: Option<PathBuf>,
     /// Cedar entities JSON file.
     pub entities: Option<PathBuf>,
+    /// Registry catalog (TOML).
+    pub catalog: Option<PathBuf>,
+    /// Sensitivity level names, lowest first.
+    pub sensitivity_levels: Option<Vec<String>>,
     /// Our SVID chain (PEM).
     pub svid_cert: Option<PathBuf>,
     /// Our SVID key (PEM).
@@ -113,6 +120,8 @@ impl RawConfig {
             policies: self.policies.or(file.policies),
             schema: self.schema.or(file.schema),
             entities: self.entities.or(file.entities),
+            catalog: self.catalog.or(file.catalog),
+            sensitivity_levels: self.sensitivity_levels.or(file.sensitivity_levels),
             svid_cert: self.svid_cert.or(file.svid_cert),
             svid_key: self.svid_key.or(file.svid_key),
             trust_bundles: self.trust_bundles.or(file.trust_bundles),
@@ -146,6 +155,10 @@ pub struct Settings {
     pub schema: PathBuf,
     /// Cedar entities JSON file.
     pub entities: Option<PathBuf>,
+    /// Registry catalog file.
+    pub catalog: Option<PathBuf>,
+    /// The sensitivity scale.
+    pub sensitivity: SensitivityScale,
     /// Where our identity comes from.
     pub identity: IdentitySource,
     /// Most requests in one `BatchAuthorize`.
@@ -212,6 +225,22 @@ impl Settings {
                 entities.display()
             ));
         }
+
+        if let Some(catalog) = &raw.catalog
+            && !catalog.is_file()
+        {
+            problems.push(format!(
+                "catalog file `{}` does not exist",
+                catalog.display()
+            ));
+        }
+        let sensitivity = match raw.sensitivity_levels.clone() {
+            Some(levels) => SensitivityScale::new(levels).unwrap_or_else(|e| {
+                problems.push(format!("`sensitivity-levels`: {e}"));
+                SensitivityScale::default()
+            }),
+            None => SensitivityScale::default(),
+        };
 
         let max_batch_size = raw.max_batch_size.unwrap_or(defaults::MAX_BATCH_SIZE);
         if !(1..=MAX_BATCH_SIZE_LIMIT).contains(&max_batch_size) {
@@ -292,6 +321,8 @@ impl Settings {
                 policies,
                 schema,
                 entities: raw.entities,
+                catalog: raw.catalog,
+                sensitivity,
                 identity,
                 max_batch_size,
                 agent_path_prefixes,

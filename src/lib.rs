@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod approval;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -14,5 +15,8 @@ pub mod credential;
 pub mod decision;
 pub mod graph;
 pub mod identity;
+pub mod integrity;
 pub mod policy;
+pub mod registry;
+pub mod revision;
 pub mod server;

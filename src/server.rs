@@ -10,20 +10,35 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 
+use crate::api::v1::approval_service_server::ApprovalServiceServer;
 use crate::api::v1::authorization_service_server::AuthorizationServiceServer;
+use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
-use crate::api::{AuthorizationApi, DecisionState, TaskApi, http, listener};
+use crate::api::{
+    ApprovalApi, AuthorizationApi, DecisionState, RegistryApi, TaskApi, http, listener,
+};
+use crate::approval::ApprovalBook;
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityError, IdentityWatch};
 use crate::policy::PolicyEngine;
+use crate::registry::Registry;
+use crate::revision::Revision;
 
 /// The gRPC service name reported by health checks.
 pub const SERVICE_NAME: &str = "mandate.v1.AuthorizationService";
 /// The task service's name, also reported by health checks.
 pub const TASK_SERVICE_NAME: &str = "mandate.v1.TaskService";
+/// Every service whose health is reported, with `""` for the server.
+const HEALTH_NAMES: &[&str] = &[
+    SERVICE_NAME,
+    TASK_SERVICE_NAME,
+    "mandate.v1.RegistryService",
+    "mandate.v1.ApprovalService",
+    "",
+];
 
 /// Everything needed to run a server, already validated.
 #[derive(Debug)]
@@ -36,6 +51,12 @@ pub struct ServerOptions {
     pub engine: Arc<PolicyEngine>,
     /// The live task graph.
     pub graph: Arc<TaskGraph>,
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Human approvals.
+    pub approvals: Arc<ApprovalBook>,
+    /// The revision shared by the graph, the registry and the approvals.
+    pub revision: Arc<Revision>,
     /// Task token minting and verification.
     pub tokens: Arc<TaskTokens>,
     /// The clock of the decision path.
@@ -120,18 +141,19 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         decider: Decider::new(options.agents),
         identity: options.identity,
         graph: options.graph,
+        registry: options.registry,
+        approvals: options.approvals,
+        revision: options.revision,
         tokens: options.tokens.clone(),
         clock: options.clock,
         max_batch_size: options.max_batch_size,
     });
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    health
-        .set_service_status(TASK_SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    for name in HEALTH_NAMES {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::api::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -146,7 +168,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(
                 state.clone(),
             )))
-            .add_service(TaskServiceServer::new(TaskApi::new(state)))
+            .add_service(TaskServiceServer::new(TaskApi::new(state.clone())))
+            .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
+            .add_service(ApprovalServiceServer::new(ApprovalApi::new(state)))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = grpc_stopped.await;
             }),
@@ -194,15 +218,11 @@ impl RunningServer {
     /// within the grace period, then stop.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.readiness.set(false);
-        self.health
-            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        self.health
-            .set_service_status(TASK_SERVICE_NAME, ServingStatus::NotServing)
-            .await;
-        self.health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        for name in HEALTH_NAMES {
+            self.health
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
+        }
         self.accept.abort();
         let _ = self.stop_grpc.send(());
         let result = match tokio::time::timeout(self.grace, self.grpc).await {

@@ -108,6 +108,7 @@ async fn issue(party: &mut Party, task_id: &str) -> String {
         .issue_task_token(IssueTaskTokenRequest {
             task_id: task_id.into(),
             ttl_seconds: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -316,6 +317,7 @@ async fn only_the_delegatee_gets_tokens_and_only_over_its_own_svid() {
         .issue_task_token(IssueTaskTokenRequest {
             task_id: task.clone(),
             ttl_seconds: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -512,6 +514,7 @@ async fn completed_and_expired_tasks_deny_without_new_tokens() {
         .issue_task_token(IssueTaskTokenRequest {
             task_id: task,
             ttl_seconds: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();

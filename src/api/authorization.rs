@@ -12,12 +12,17 @@ use super::v1::{
     Subject,
 };
 use super::{ApiError, PeerIdentity, context::struct_to_json};
+use crate::approval::{ApprovalBook, ApprovalState, Subject as ApprovalSubject};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
-use crate::decision::{Decider, DecisionRequest, Outcome, TaskFacts, reason, task_entities};
+use crate::decision::{
+    ApprovalView, Decider, DecisionRequest, Outcome, TaskFacts, reason, task_entities,
+};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityWatch, TrustBundles, Usage};
 use crate::policy::PolicyEngine;
+use crate::registry::{Registry, Snapshot};
+use crate::revision::Revision;
 
 /// The action an enforcement point needs to ask on behalf of a subject.
 const CHECK_ACTION: &str = "check";
@@ -35,6 +40,12 @@ pub struct DecisionState {
     pub identity: IdentityWatch,
     /// The live task graph.
     pub graph: Arc<TaskGraph>,
+    /// Agents, workloads, users, groups and resources.
+    pub registry: Arc<Registry>,
+    /// Human approvals.
+    pub approvals: Arc<ApprovalBook>,
+    /// The revision every live store bumps.
+    pub revision: Arc<Revision>,
     /// Task token verification.
     pub tokens: Arc<TaskTokens>,
     /// The clock of the decision path.
@@ -55,14 +66,37 @@ impl DecisionState {
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
     ) -> Outcome {
+        let registry = self.registry.snapshot();
         let task = if request.token.is_empty() {
             None
         } else {
-            match self.task_facts(&request.token, principal, certificate_der) {
+            match self.task_facts(&registry, &request.token, principal, certificate_der) {
                 Ok(facts) => Some(facts),
                 Err(outcome) => return outcome,
             }
         };
+        let resource_type = if resource.r#type.is_empty() {
+            crate::decision::DEFAULT_RESOURCE_TYPE
+        } else {
+            resource.r#type.as_str()
+        };
+        let approval_subject = task.as_ref().and_then(|facts| {
+            facts.chain.first().map(|t| {
+                (
+                    ApprovalSubject {
+                        task_id: t.id.clone(),
+                        action: request.action.clone(),
+                        resource_type: resource_type.to_owned(),
+                        resource_id: resource.id.clone(),
+                    },
+                    t.scope_digest(),
+                )
+            })
+        });
+        let now = self.clock.now();
+        let current = approval_subject
+            .as_ref()
+            .and_then(|(subject, digest)| self.approvals.current(subject, digest, now));
         // A task as the resource comes from the live graph, never from files.
         let entities = if resource.r#type == TASK_TYPE {
             match self
@@ -77,18 +111,90 @@ impl DecisionState {
         } else {
             Vec::new()
         };
-        self.decider.decide(
+        let context = struct_to_json(request.context.as_ref());
+        let justification = context
+            .get("purpose")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut outcome = self.decider.decide(
             &self.engine,
+            &registry,
             DecisionRequest {
-                principal,
-                action: &request.action,
-                resource_type: &resource.r#type,
-                resource_id: &resource.id,
-                context: struct_to_json(request.context.as_ref()),
                 task,
                 entities,
+                approval: current.as_ref().map(|a| ApprovalView {
+                    granted: a.state == ApprovalState::Approved,
+                    approver: a.approver.clone().unwrap_or_default(),
+                    age_seconds: now.saturating_sub(a.decided_at.unwrap_or(now)),
+                }),
+                ..DecisionRequest::new(
+                    principal,
+                    &request.action,
+                    &resource.r#type,
+                    &resource.id,
+                    context,
+                )
             },
-        )
+        );
+        if outcome.needs_approval {
+            self.hold_for_approval(
+                &mut outcome,
+                principal,
+                approval_subject.map(|(s, _)| s),
+                current.map(|a| a.state),
+                &justification,
+                now,
+            );
+        }
+        outcome
+    }
+
+    /// Turns a "needs approval" outcome into an answer: the pending
+    /// approval to decide (created when none is pending), or a plain deny
+    /// when there is no task to hold an approval or the approver said no.
+    fn hold_for_approval(
+        &self,
+        outcome: &mut Outcome,
+        principal: &SpiffeId,
+        subject: Option<ApprovalSubject>,
+        current: Option<ApprovalState>,
+        justification: &str,
+        now: i64,
+    ) {
+        let mut deny = |reason: &'static str, error: String| {
+            outcome.needs_approval = false;
+            outcome.reasons.retain(|r| *r != reason::NEEDS_APPROVAL);
+            outcome.reasons.push(reason);
+            outcome.errors.push(error);
+        };
+        let Some(subject) = subject else {
+            return deny(
+                reason::APPROVAL_NEEDS_TASK,
+                "an approval would allow this, but approvals are given to a task: call with a task token".to_owned(),
+            );
+        };
+        if current == Some(ApprovalState::Denied) {
+            return deny(
+                reason::APPROVAL_DENIED,
+                format!(
+                    "the approver denied `{}` on `{}` for task `{}`",
+                    subject.action, subject.resource_id, subject.task_id
+                ),
+            );
+        }
+        match self
+            .approvals
+            .request(subject, justification, &principal.to_string(), now)
+        {
+            Ok((approval, created, revision)) => {
+                if created {
+                    tracing::info!(approval_id = %approval.id, task_id = %approval.subject.task_id, action = %approval.subject.action, resource_id = %approval.subject.resource_id, spiffe_id = %principal, revision, "approval requested by a decision");
+                }
+                outcome.approval_id = Some(approval.id);
+            }
+            Err(e) => deny(reason::INTERNAL_ERROR, e.to_string()),
+        }
     }
 
     /// Verifies a task token and reads its task's live chain.
@@ -96,6 +202,7 @@ impl DecisionState {
     // reaches the policies: it is a deny with the token's reason.
     fn task_facts(
         &self,
+        registry: &Snapshot,
         token: &str,
         subject: &SpiffeId,
         certificate_der: Option<&[u8]>,
@@ -104,6 +211,21 @@ impl DecisionState {
             .tokens
             .verify(token, subject, certificate_der)
             .map_err(|e| Outcome::deny(e.reason(), e.to_string()))?;
+        // INVARIANT: a token proves the agent's checksum at issue time; once
+        // the registered checksum changes (or one is registered), the
+        // token no longer speaks for the agent.
+        let registered = registry
+            .agent(&subject.to_string())
+            .and_then(|a| a.checksum.as_deref());
+        if registered.is_some() && registered != claims.agent_proof.as_deref() {
+            tracing::warn!(spiffe_id = %subject, jti = %claims.jti, "token's agent proof does not match the registered checksum");
+            return Err(Outcome::deny(
+                reason::AGENT_CHECKSUM_MISMATCH,
+                format!(
+                    "`{subject}` is registered with another checksum than the one its token proved; get a new token"
+                ),
+            ));
+        }
         let chain = self.graph.chain(&claims.task).ok_or_else(|| {
             Outcome::deny(
                 reason::UNKNOWN_TASK,
@@ -151,7 +273,7 @@ impl AuthorizationApi {
 
         // The revision is read before the state it describes, so a client
         // waiting for revision N never sees a decision made before N.
-        let revision = self.state.graph.revision();
+        let revision = self.state.revision.current();
         let outcome = match (&request.subject, &subject_id) {
             (Some(subject), Some(subject_id)) => {
                 self.decide_for_subject(&caller.spiffe_id, subject, subject_id, request, resource)
@@ -172,6 +294,7 @@ impl AuthorizationApi {
             resource_type = %resource.r#type,
             resource_id = %resource.id,
             allowed = outcome.allowed,
+            approval_id = outcome.approval_id.as_deref(),
             policies = ?outcome.determining_policies,
             reasons = ?outcome.reasons,
             revision,
@@ -180,9 +303,12 @@ impl AuthorizationApi {
         Ok(AuthorizeResponse {
             decision: if outcome.allowed {
                 Decision::Allow
+            } else if outcome.approval_id.is_some() {
+                Decision::NeedsApproval
             } else {
                 Decision::Deny
             } as i32,
+            approval_id: outcome.approval_id.unwrap_or_default(),
             decision_id,
             determining_policies: outcome.determining_policies,
             errors: outcome.errors,
@@ -223,12 +349,13 @@ impl AuthorizationApi {
         };
         let check = self.state.decider.decide(
             &self.state.engine,
-            DecisionRequest {
-                principal: caller,
-                action: CHECK_ACTION,
-                resource_type: &resource.r#type,
-                resource_id: &resource.id,
-                context: serde_json::json!({
+            &self.state.registry.snapshot(),
+            DecisionRequest::new(
+                caller,
+                CHECK_ACTION,
+                &resource.r#type,
+                &resource.id,
+                serde_json::json!({
                     "subject": {
                         "spiffe_id": subject_id.to_string(),
                         "trust_domain": subject_id.trust_domain_name(),
@@ -236,9 +363,7 @@ impl AuthorizationApi {
                         "certificate_verified": subject_leaf.is_some(),
                     }
                 }),
-                task: None,
-                entities: Vec::new(),
-            },
+            ),
         );
         if !check.allowed {
             let mut outcome = check;

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// A named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The thing is not in a state that allows the call.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -47,10 +50,25 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ApiError::AlreadyExists(message) => Status::already_exists(message),
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
                 Status::internal("internal error")
             }
+        }
+    }
+}
+
+impl From<crate::approval::ApprovalError> for ApiError {
+    fn from(error: crate::approval::ApprovalError) -> Self {
+        use crate::approval::ApprovalError;
+        let message = error.to_string();
+        match error {
+            ApprovalError::NotFound(_) => Self::NotFound(message),
+            ApprovalError::NotPending { .. } | ApprovalError::AlreadyRevoked(_) => {
+                Self::FailedPrecondition(message)
+            }
+            ApprovalError::Invalid(_) => Self::InvalidArgument(message),
         }
     }
 }

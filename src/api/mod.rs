@@ -1,17 +1,22 @@
 //! Mandate's network interfaces: the gRPC API over SPIFFE mTLS and the small
 //! HTTP endpoint for health checks.
 
+mod approval;
 mod authorization;
 mod context;
+mod control;
 mod error;
 pub mod http;
 pub mod listener;
 mod peer;
+mod registry;
 mod task;
 
+pub use approval::ApprovalApi;
 pub use authorization::{AuthorizationApi, DecisionState};
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
+pub use registry::RegistryApi;
 pub use task::TaskApi;
 
 /// Generated types of `proto/mandate/v1`.

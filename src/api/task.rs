@@ -5,20 +5,22 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cedar_policy::Entity;
+use cedar_policy::RestrictedExpression;
 use spiffe::SpiffeId;
 use tonic::{Request, Response, Status};
 
 use super::authorization::caller;
+use super::control::ControlRequest;
 use super::v1::task_service_server::TaskService;
 use super::v1::{
-    self, CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest, GetTaskRequest,
-    IssueTaskTokenRequest, IssueTaskTokenResponse, ListTasksRequest, ListTasksResponse,
-    RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse, WriteResponse,
+    self, AmendTaskRequest, CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest,
+    GetTaskRequest, IssueTaskTokenRequest, IssueTaskTokenResponse, ListTasksRequest,
+    ListTasksResponse, RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse,
+    WriteResponse,
 };
 use super::{ApiError, DecisionState};
-use crate::decision::{DecisionRequest, task_entities};
-use crate::graph::{Task, TaskFilter, TaskSpec, TaskState, chain_state};
+use crate::decision::{reason, task_entities};
+use crate::graph::{Amendment, Task, TaskFilter, TaskSpec, TaskState, chain_state};
 
 const TASK_TYPE: &str = "Mandate::Task";
 const DEFAULT_PAGE_SIZE: usize = 50;
@@ -43,52 +45,77 @@ impl TaskApi {
         self.state.clock.now()
     }
 
-    /// Asks Cedar whether `caller` may `action` the resource described by
-    /// `entities` (its first entity).
-    fn authorize(
-        &self,
-        caller: &SpiffeId,
-        action: &str,
-        resource_type: &str,
-        resource_id: &str,
-        entities: Vec<Entity>,
-    ) -> Result<(), ApiError> {
-        let outcome = self.state.decider.decide(
-            &self.state.engine,
-            DecisionRequest {
-                principal: caller,
-                action,
-                resource_type,
-                resource_id,
-                context: serde_json::json!({}),
-                task: None,
-                entities,
-            },
-        );
-        if outcome.allowed {
-            return Ok(());
-        }
-        let mut why = outcome.reasons.join(", ");
-        if !outcome.determining_policies.is_empty() {
-            why.push_str(&format!(" ({})", outcome.determining_policies.join(", ")));
-        }
-        if let Some(error) = outcome.errors.first() {
-            why.push_str(&format!(": {error}"));
-        }
-        Err(ApiError::PermissionDenied(format!(
-            "`{caller}` may not `{action}` `{resource_id}`: {why}"
-        )))
-    }
-
     fn authorize_task(
         &self,
         caller: &SpiffeId,
         action: &str,
         chain: &[Arc<Task>],
     ) -> Result<(), ApiError> {
+        self.authorize_task_with(caller, action, chain, Vec::new())
+    }
+
+    fn authorize_task_with(
+        &self,
+        caller: &SpiffeId,
+        action: &str,
+        chain: &[Arc<Task>],
+        context: Vec<(String, RestrictedExpression)>,
+    ) -> Result<(), ApiError> {
         let id = chain.first().map(|t| t.id.clone()).unwrap_or_default();
         let entities = task_entities(chain, self.now()).map_err(ApiError::Internal)?;
-        self.authorize(caller, action, TASK_TYPE, &id, entities)
+        self.state.authorize_control(
+            caller,
+            ControlRequest {
+                action,
+                resource_type: TASK_TYPE,
+                resource_id: &id,
+                entities,
+                context,
+            },
+        )
+    }
+
+    /// `delegate` of the task as it will be, with the delegatee's
+    /// registered class in the context.
+    fn authorize_delegation(&self, caller: &SpiffeId, chain: &[Arc<Task>]) -> Result<(), ApiError> {
+        let class = chain.first().and_then(|t| {
+            self.state
+                .registry
+                .snapshot()
+                .agent(&t.delegatee.to_string())
+                .and_then(|a| a.class.clone())
+        });
+        let context = class
+            .map(|c| {
+                (
+                    "delegatee_class".to_owned(),
+                    RestrictedExpression::new_string(c),
+                )
+            })
+            .into_iter()
+            .collect();
+        self.authorize_task_with(caller, "delegate", chain, context)
+    }
+
+    /// INVARIANT: an agent registered with a checksum gets a token only by
+    /// proving that checksum (agent integrity); a mismatch is logged.
+    fn check_agent_proof(&self, agent: &SpiffeId, proof: &str) -> Result<(), ApiError> {
+        let registry = self.state.registry.snapshot();
+        let Some(expected) = registry
+            .agent(&agent.to_string())
+            .and_then(|a| a.checksum.as_deref())
+        else {
+            return Ok(());
+        };
+        if proof == expected {
+            return Ok(());
+        }
+        tracing::warn!(spiffe_id = %agent, proof = %proof, "agent checksum mismatch: token refused");
+        Err(ApiError::PermissionDenied(format!(
+            "{}: `{agent}` is registered with checksum `{expected}`, but proved `{}`; re-register the agent if it changed on purpose",
+            reason::AGENT_CHECKSUM_MISMATCH,
+            if proof.is_empty() { "nothing" } else { proof }
+        )))
     }
 
     fn chain(&self, id: &str) -> Result<Vec<Arc<Task>>, ApiError> {
@@ -168,6 +195,8 @@ fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
         created_at: task.created_at,
         expires_at: task.expires_at,
         state: state_to_proto(state) as i32,
+        scope_digest: task.scope_digest(),
+        version: task.version,
     }
 }
 
@@ -197,7 +226,7 @@ impl TaskService for TaskApi {
             None,
             now,
         );
-        self.authorize_task(&caller, "delegate", &[Arc::new(task)])?;
+        self.authorize_delegation(&caller, &[Arc::new(task)])?;
         let (task, revision) = self
             .state
             .graph
@@ -231,16 +260,63 @@ impl TaskService for TaskApi {
         );
         let mut chain = vec![Arc::new(child)];
         chain.extend(parent_chain);
-        self.authorize_task(&caller, "delegate", &chain)?;
-        let engine = self.state.engine.clone();
+        self.authorize_delegation(&caller, &chain)?;
+        let registry = self.state.registry.snapshot();
         let (task, revision) = self
             .state
             .graph
-            .delegate(id, &r.parent_id, &caller, spec, now, engine.as_ref())
+            .delegate(id, &r.parent_id, &caller, spec, now, registry.as_ref())
             .map_err(ApiError::from)?;
         tracing::info!(task_id = %task.id, parent = %r.parent_id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task delegated");
         Ok(Response::new(TaskResponse {
             task: Some(task_to_proto(&task, TaskState::Active)),
+            revision,
+        }))
+    }
+
+    async fn amend_task(
+        &self,
+        request: Request<AmendTaskRequest>,
+    ) -> Result<Response<TaskResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let now = self.now();
+        let chain = self.chain(&r.task_id)?;
+        let current = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
+        let spec = spec(
+            &current.intent,
+            &current.delegatee.to_string(),
+            r.scope.as_ref(),
+            now,
+        )?;
+        let amendment = Amendment {
+            actions: spec.actions,
+            scope: spec.scope,
+            max_sensitivity: spec.max_sensitivity,
+            expires_at: spec.expires_at,
+        };
+        // Policy judges the task as it will be, like a new delegation.
+        let mut amended = (*current).clone();
+        amended.actions.clone_from(&amendment.actions);
+        amended.scope.clone_from(&amendment.scope);
+        amended.max_sensitivity = amendment.max_sensitivity;
+        amended.expires_at = amendment.expires_at;
+        let mut as_it_will_be = vec![Arc::new(amended)];
+        as_it_will_be.extend(chain.iter().skip(1).cloned());
+        self.authorize_delegation(&caller, &as_it_will_be)?;
+        let registry = self.state.registry.snapshot();
+        let (task, revision) = self
+            .state
+            .graph
+            .amend(&r.task_id, &caller, amendment, now, registry.as_ref())
+            .map_err(ApiError::from)?;
+        tracing::info!(task_id = %task.id, spiffe_id = %caller, version = task.version, scope_digest = %task.scope_digest(), revision, "task amended");
+        let chain = self.chain(&task.id)?;
+        Ok(Response::new(TaskResponse {
+            task: Some(self.to_proto(&chain)),
             revision,
         }))
     }
@@ -274,6 +350,7 @@ impl TaskService for TaskApi {
             .into());
         }
         self.authorize_task(&peer.spiffe_id, "issue_token", &chain)?;
+        self.check_agent_proof(&peer.spiffe_id, &r.agent_proof)?;
         let leaf = peer
             .certificates
             .first()
@@ -282,7 +359,12 @@ impl TaskService for TaskApi {
         let (token, claims) = self
             .state
             .tokens
-            .mint(&chain, leaf.as_ref(), ttl)
+            .mint(
+                &chain,
+                leaf.as_ref(),
+                ttl,
+                (!r.agent_proof.is_empty()).then_some(r.agent_proof.as_str()),
+            )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         tracing::info!(task_id = %task.id, spiffe_id = %peer.spiffe_id, jti = %claims.jti, exp = claims.exp, "task token issued");
         Ok(Response::new(IssueTaskTokenResponse {
@@ -341,15 +423,18 @@ impl TaskService for TaskApi {
             .state
             .decider
             .agents()
-            .entity(&self.state.engine, &target)
+            .entity(&self.state.registry.snapshot(), &target)
             .map_err(ApiError::Internal)?;
         let type_name = entity.uid().type_name().to_string();
-        self.authorize(
+        self.state.authorize_control(
             &caller,
-            "revoke",
-            &type_name,
-            &target.to_string(),
-            vec![entity],
+            ControlRequest {
+                action: "revoke",
+                resource_type: &type_name,
+                resource_id: &target.to_string(),
+                entities: vec![entity],
+                context: Vec::new(),
+            },
         )?;
         let (revoked, revision) = self.state.graph.revoke_agent(&target);
         tracing::info!(target = %target, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "agent's tasks revoked");

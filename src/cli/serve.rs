@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cedar_policy::Entities;
 use clap::Args;
 
 use super::{EXIT_USAGE, init_logging, runtime};
+use crate::approval::ApprovalBook;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{RawConfig, Settings, defaults};
 use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
@@ -16,6 +18,8 @@ use crate::decision::AgentPattern;
 use crate::graph::TaskGraph;
 use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
 use crate::policy::{PolicyEngine, PolicyError};
+use crate::registry::{Catalog, Entry, Registry};
+use crate::revision::Revision;
 use crate::server::{ServerOptions, start};
 
 #[derive(Debug, Args)]
@@ -38,7 +42,11 @@ pub(super) struct ServeArgs {
     /// Cedar schema [default: ./schemas/mandate.cedarschema].
     #[arg(long, value_name = "FILE")]
     schema: Option<PathBuf>,
-    /// Cedar entities JSON: groups, registered agents, resources.
+    /// Registry catalog (TOML): groups, users, workloads, agents and
+    /// resources [default: `catalog.toml` beside the config file, if any].
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// Cedar entities JSON, for entity types a user schema adds.
     #[arg(long, value_name = "FILE")]
     entities: Option<PathBuf>,
     /// Our X.509-SVID chain (PEM, leaf first). Without it, a dev trust
@@ -82,6 +90,7 @@ impl ServeArgs {
             policies: self.policies,
             schema: self.schema,
             entities: self.entities,
+            catalog: self.catalog,
             svid_cert: self.svid_cert,
             svid_key: self.svid_key,
             trust_bundles: (!bundles.is_empty()).then_some(bundles),
@@ -90,13 +99,28 @@ impl ServeArgs {
             ..RawConfig::default()
         };
         let default_file = PathBuf::from(defaults::CONFIG_FILE);
-        let file = match self.config {
-            Some(path) => RawConfig::from_file(&path),
-            None if default_file.is_file() => RawConfig::from_file(&default_file),
-            None => Ok(RawConfig::default()),
+        let config_file = match self.config {
+            Some(path) => Some(path),
+            None if default_file.is_file() => Some(default_file),
+            None => None,
         };
+        let file = config_file
+            .as_deref()
+            .map_or_else(|| Ok(RawConfig::default()), RawConfig::from_file);
+        // A catalog beside the config file is loaded unless one is named.
+        let beside = config_file
+            .as_deref()
+            .and_then(|f| f.parent())
+            .map(|dir| dir.join(defaults::CATALOG_FILE))
+            .filter(|c| c.is_file());
         match file {
-            Ok(file) if problems.is_empty() => Ok(flags.or(file)),
+            Ok(file) if problems.is_empty() => {
+                let mut raw = flags.or(file);
+                if raw.catalog.is_none() {
+                    raw.catalog = beside;
+                }
+                Ok(raw)
+            }
             Ok(_) => Err(problems),
             Err(e) => {
                 problems.push(e);
@@ -119,10 +143,10 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(problems) => return usage_error(&problems),
     };
-    let engine = match PolicyEngine::load(
+    let engine = match PolicyEngine::load_for_scale(
         &settings.policies,
         &settings.schema,
-        settings.entities.as_deref(),
+        settings.sensitivity.max(),
     ) {
         Ok(engine) => engine,
         Err(PolicyError::Invalid { problems }) => {
@@ -135,15 +159,60 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
     if engine.is_empty() {
         tracing::warn!(dir = %settings.policies.display(), "no policies found: every request will be denied");
     }
+    let registry_input = match registry_input(&settings, &engine) {
+        Ok(input) => input,
+        Err(problems) => return usage_error(&problems),
+    };
 
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    runtime.block_on(serve(settings, engine))
+    runtime.block_on(serve(settings, engine, registry_input))
 }
 
-async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
+/// What the registry starts with: the catalog's entries and the entities
+/// file's entities, read and checked before anything is bound.
+struct RegistryInput {
+    entries: Vec<Entry>,
+    static_entities: Entities,
+}
+
+fn registry_input(
+    settings: &Settings,
+    engine: &PolicyEngine,
+) -> Result<RegistryInput, Vec<String>> {
+    let static_entities = match &settings.entities {
+        Some(path) => match engine.load_entities(path) {
+            Ok(entities) => entities,
+            Err(PolicyError::Invalid { problems }) => {
+                return Err(problems.iter().map(ToString::to_string).collect());
+            }
+            Err(e) => return Err(vec![e.to_string()]),
+        },
+        None => Entities::empty(),
+    };
+    let entries = match &settings.catalog {
+        Some(path) => {
+            let prefix = |p: String| format!("catalog `{}`: {p}", path.display());
+            Catalog::load(path)
+                .map_err(|e| vec![e])?
+                .into_entries()
+                .map_err(|problems| problems.into_iter().map(prefix).collect::<Vec<_>>())?
+        }
+        None => Vec::new(),
+    };
+    Ok(RegistryInput {
+        entries,
+        static_entities,
+    })
+}
+
+async fn serve(
+    settings: Settings,
+    engine: PolicyEngine,
+    registry_input: RegistryInput,
+) -> ExitCode {
     if let IdentitySource::Dev { dir, trust_domain } = &settings.identity {
         match DevTrustDomain::open_or_init(dir, trust_domain) {
             Ok(dev) => eprint!(
@@ -178,7 +247,30 @@ async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
     let own_id = identity.borrow().spiffe_id.to_string();
     let agent_trust_domains = settings
         .agent_trust_domains
-        .unwrap_or_else(|| vec![own_trust_domain]);
+        .unwrap_or_else(|| vec![own_trust_domain.clone()]);
+    let revision = Arc::new(Revision::default());
+    let entry_count = registry_input.entries.len();
+    let registry = match Registry::new(
+        registry_input.entries,
+        &registry_input.static_entities,
+        engine.schema(),
+        settings.sensitivity.clone(),
+        own_trust_domain.as_str(),
+        revision.clone(),
+    ) {
+        Ok(registry) => Arc::new(registry),
+        Err(problems) => {
+            let catalog = settings.catalog.as_ref().map_or_else(
+                || "the registry".to_owned(),
+                |c| format!("catalog `{}`", c.display()),
+            );
+            let lines: Vec<String> = problems.iter().map(|p| format!("{catalog}: {p}")).collect();
+            return usage_error(&lines);
+        }
+    };
+    if let Some(catalog) = &settings.catalog {
+        tracing::info!(entries = entry_count, file = %catalog.display(), "catalog loaded");
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys_dir = settings.data_dir.join("keys");
     let keys = match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
@@ -200,7 +292,13 @@ async fn serve(settings: Settings, engine: PolicyEngine) -> ExitCode {
         listen: settings.listen,
         http_listen: settings.http_listen,
         engine: Arc::new(engine),
-        graph: Arc::new(TaskGraph::new(settings.max_delegation_depth)),
+        graph: Arc::new(TaskGraph::with_revision(
+            settings.max_delegation_depth,
+            revision.clone(),
+        )),
+        registry,
+        approvals: Arc::new(ApprovalBook::new(revision.clone())),
+        revision,
         tokens,
         clock,
         identity,

@@ -107,6 +107,10 @@ pub(super) struct TokenArgs {
     /// Requested lifetime in seconds (capped by the server and the task).
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     ttl: i64,
+    /// The agent's checksum (`mandate agent checksum` prints it); required
+    /// when the agent is registered with one.
+    #[arg(long, value_name = "sha256:HEX")]
+    agent_proof: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -299,6 +303,7 @@ async fn execute(command: TaskCommand) -> Result<(), Failure> {
                 .issue_task_token(IssueTaskTokenRequest {
                     task_id: args.task,
                     ttl_seconds: args.ttl,
+                    agent_proof: args.agent_proof.unwrap_or_default(),
                 })
                 .await
                 .map_err(refused)?

@@ -30,6 +30,7 @@ fn chain() -> Vec<Arc<Task>> {
         created_at: NOW,
         expires_at: NOW + 3600,
         state: TaskState::Active,
+        version: 0,
     };
     let child = Task {
         id: "t2".into(),
@@ -72,7 +73,7 @@ const OTHER_CERT: &[u8] = b"someone else's DER certificate";
 #[test]
 fn a_minted_token_verifies_and_carries_the_chain() {
     let f = fixture();
-    let (token, minted) = f.tokens.mint(&chain(), CERT, None).unwrap();
+    let (token, minted) = f.tokens.mint(&chain(), CERT, None, None).unwrap();
     let claims = f
         .tokens
         .verify(&token, &id("/agents/patcher"), Some(CERT))
@@ -102,7 +103,7 @@ fn refused(f: &Fixture, token: &str) -> &'static str {
 #[test]
 fn tampering_and_forgery_are_refused() {
     let f = fixture();
-    let (token, _) = f.tokens.mint(&chain(), CERT, None).unwrap();
+    let (token, _) = f.tokens.mint(&chain(), CERT, None, None).unwrap();
     let parts: Vec<&str> = token.split('.').collect();
 
     // Payload swapped for one naming another task: the signature breaks.
@@ -133,7 +134,7 @@ fn tampering_and_forgery_are_refused() {
 
     // A key we never had.
     let stranger = fixture();
-    let (foreign, _) = stranger.tokens.mint(&chain(), CERT, None).unwrap();
+    let (foreign, _) = stranger.tokens.mint(&chain(), CERT, None, None).unwrap();
     assert_eq!(refused(&f, &foreign), "token-unknown-key");
 
     // Our key, but another `typ`.
@@ -159,14 +160,14 @@ fn audience_must_be_ours() {
         },
         f.clock.clone(),
     );
-    let (token, _) = elsewhere.mint(&chain(), CERT, None).unwrap();
+    let (token, _) = elsewhere.mint(&chain(), CERT, None, None).unwrap();
     assert_eq!(refused(&f, &token), "token-wrong-audience");
 }
 
 #[test]
 fn time_bounds_follow_the_clock_with_leeway() {
     let f = fixture();
-    let (token, claims) = f.tokens.mint(&chain(), CERT, Some(60)).unwrap();
+    let (token, claims) = f.tokens.mint(&chain(), CERT, Some(60), None).unwrap();
     f.clock.advance(60 + 30);
     assert!(
         f.tokens
@@ -177,7 +178,7 @@ fn time_bounds_follow_the_clock_with_leeway() {
     assert_eq!(refused(&f, &token), "token-expired");
 
     let f = fixture();
-    let (token, _) = f.tokens.mint(&chain(), CERT, None).unwrap();
+    let (token, _) = f.tokens.mint(&chain(), CERT, None, None).unwrap();
     f.clock.advance(-31);
     assert_eq!(refused(&f, &token), "token-not-yet-valid");
     assert_eq!(claims.exp - claims.iat, 60);
@@ -186,7 +187,7 @@ fn time_bounds_follow_the_clock_with_leeway() {
 #[test]
 fn a_token_is_bound_to_its_subject_and_certificate() {
     let f = fixture();
-    let (token, _) = f.tokens.mint(&chain(), CERT, None).unwrap();
+    let (token, _) = f.tokens.mint(&chain(), CERT, None, None).unwrap();
     // Stolen: presented over another workload's connection.
     let err = f
         .tokens
@@ -213,11 +214,11 @@ fn retired_keys_verify_during_the_overlap_only() {
     // The root task: its deadline (an hour) outlasts the whole test.
     let root = chain().split_off(1);
     let planner = id("/agents/planner");
-    let (old_token, _) = f.tokens.mint(&root, CERT, Some(3600)).unwrap();
+    let (old_token, _) = f.tokens.mint(&root, CERT, Some(3600), None).unwrap();
     let old_kid = f.keys.current().unwrap().kid.clone();
     // Past rotate_after: the next mint rotates.
     f.clock.advance(601);
-    let (new_token, _) = f.tokens.mint(&root, CERT, Some(3600)).unwrap();
+    let (new_token, _) = f.tokens.mint(&root, CERT, Some(3600), None).unwrap();
     let new_kid = f.keys.current().unwrap().kid.clone();
     assert_ne!(old_kid, new_kid);
     assert!(f.tokens.verify(&old_token, &planner, Some(CERT)).is_ok());

@@ -69,6 +69,10 @@ pub struct TaskClaims {
     pub act: Actor,
     /// The certificate binding.
     pub cnf: Confirmation,
+    /// The agent checksum proved when the token was issued; a decision
+    /// denies once the registered checksum differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_proof: Option<String>,
 }
 
 /// Issuer, audience and lifetimes.
@@ -150,13 +154,15 @@ impl TaskTokens {
     }
 
     /// Mints a token for the first task of `chain` (task first, root last),
-    /// bound to `certificate_der`. The lifetime is `ttl` (or the default),
+    /// bound to `certificate_der`, carrying the agent's proved checksum.
+    /// The lifetime is `ttl` (or the default),
     /// capped by the maximum and by the task's deadline.
     pub fn mint(
         &self,
         chain: &[Arc<Task>],
         certificate_der: &[u8],
         ttl: Option<i64>,
+        agent_proof: Option<&str>,
     ) -> Result<(String, TaskClaims), CredentialError> {
         let task = chain
             .first()
@@ -179,6 +185,7 @@ impl TaskTokens {
             cnf: Confirmation {
                 x5t_s256: thumbprint(certificate_der),
             },
+            agent_proof: agent_proof.map(ToOwned::to_owned),
         };
         let key = self.keys.current()?;
         let mut header = Header::new(Algorithm::EdDSA);

@@ -10,11 +10,12 @@ use std::str::FromStr;
 
 use cedar_policy::{
     Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Request, RequestValidationError,
+    Request, RequestValidationError, RestrictedExpression,
 };
 use spiffe::SpiffeId;
 
 use crate::policy::PolicyEngine;
+use crate::registry::Snapshot;
 pub use principal::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 pub use task::{RESERVED_CONTEXT_KEYS, TaskEntityCache, TaskFacts, task_entities};
 
@@ -36,9 +37,48 @@ pub struct DecisionRequest<'a> {
     pub context: serde_json::Value,
     /// The task of a verified task token, if the call presented one.
     pub task: Option<TaskFacts>,
-    /// Entities the resource needs beyond the static ones, such as a task
+    /// Entities the resource needs beyond the registry's, such as a task
     /// and its chain when the resource is a task.
     pub entities: Vec<Entity>,
+    /// The current approval for (task, action, resource), if any.
+    pub approval: Option<ApprovalView>,
+    /// Extra context Mandate adds for this action (such as
+    /// `delegatee_class` for `delegate`), beyond the caller's.
+    pub mandate_context: Vec<(String, RestrictedExpression)>,
+}
+
+/// A current approval as policies see it in `context.approval`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalView {
+    /// Whether the approver said yes.
+    pub granted: bool,
+    /// The user who decided.
+    pub approver: String,
+    /// Seconds since the decision.
+    pub age_seconds: i64,
+}
+
+impl<'a> DecisionRequest<'a> {
+    /// A request with no task, approval or extra entities.
+    pub fn new(
+        principal: &'a SpiffeId,
+        action: &'a str,
+        resource_type: &'a str,
+        resource_id: &'a str,
+        context: serde_json::Value,
+    ) -> Self {
+        Self {
+            principal,
+            action,
+            resource_type,
+            resource_id,
+            context,
+            task: None,
+            entities: Vec::new(),
+            approval: None,
+            mandate_context: Vec::new(),
+        }
+    }
 }
 
 /// What was decided and why.
@@ -52,6 +92,11 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// Reason codes from [`reason`].
     pub reasons: Vec<&'static str>,
+    /// Denied only by policies an approval lifts, and allowed without
+    /// them: the answer is "needs approval".
+    pub needs_approval: bool,
+    /// The pending approval a "needs approval" answer names.
+    pub approval_id: Option<String>,
 }
 
 impl Outcome {
@@ -62,6 +107,8 @@ impl Outcome {
             determining_policies: Vec::new(),
             errors: vec![error.into()],
             reasons: vec![reason],
+            needs_approval: false,
+            approval_id: None,
         }
     }
 }
@@ -90,7 +137,12 @@ impl Decider {
     }
 
     /// Decides one request. Never fails: every problem is a deny with a reason.
-    pub fn decide(&self, engine: &PolicyEngine, request: DecisionRequest<'_>) -> Outcome {
+    pub fn decide(
+        &self,
+        engine: &PolicyEngine,
+        registry: &Snapshot,
+        request: DecisionRequest<'_>,
+    ) -> Outcome {
         let Some(action) = engine.action(request.action) else {
             return Outcome::deny(
                 reason::UNKNOWN_ACTION,
@@ -137,15 +189,31 @@ impl Decider {
             Ok(context) => context,
             Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
         };
+        let mut pairs = request.mandate_context;
         if let Some(facts) = &request.task {
-            let merged = task::context_pairs(facts)
-                .and_then(|pairs| context.merge(pairs).map_err(|e| e.to_string()));
-            context = match merged {
-                Ok(context) => context,
+            match task::context_pairs(facts) {
+                Ok(more) => pairs.extend(more),
                 Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+            }
+        }
+        if let Some(approval) = &request.approval {
+            pairs.push(("approval".to_owned(), approval_record(approval)));
+        }
+        if engine.is_resource_operation(request.action)
+            && let Some(cross) = cross_trust_domain(registry, &resource, request.principal)
+        {
+            pairs.push((
+                "cross_trust_domain".to_owned(),
+                RestrictedExpression::new_bool(cross),
+            ));
+        }
+        if !pairs.is_empty() {
+            context = match context.merge(pairs) {
+                Ok(context) => context,
+                Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e.to_string()),
             };
         }
-        let principal = match self.agents.entity(engine, request.principal) {
+        let principal = match self.agents.entity(registry, request.principal) {
             Ok(principal) => principal,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
         };
@@ -171,7 +239,7 @@ impl Decider {
                 Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
             }
         }
-        let entities = match entity_slice(engine, principal, action, &resource, extra) {
+        let entities = match entity_slice(engine, registry, principal, action, &resource, extra) {
             Ok(entities) => entities,
             Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e.to_string()),
         };
@@ -205,27 +273,49 @@ impl Decider {
                 reason::NO_PERMIT
             });
         }
+        // "Needs approval" only when every forbid that matched is one an
+        // approval lifts and the rest of the policies would allow: an
+        // approval must never be asked for what would be denied anyway.
+        let needs_approval = !allowed
+            && errors.is_empty()
+            && forbidden
+            && diagnostics.reason().all(|id| engine.lifted_by_approval(id))
+            && {
+                let without = self.authorizer.is_authorized(
+                    &cedar_request,
+                    engine.policies_without_approval(),
+                    &entities,
+                );
+                without.decision() == Decision::Allow
+                    && without.diagnostics().errors().next().is_none()
+            };
+        if needs_approval {
+            reasons.push(reason::NEEDS_APPROVAL);
+        }
         Outcome {
             allowed,
             determining_policies,
             errors,
             reasons,
+            needs_approval,
+            approval_id: None,
         }
     }
 }
 
 /// The entities one request needs: the principal, the live entities the
 /// request brings (tasks), the resource and the ancestors of both from the
-/// static entities, and the action with its groups. Never the whole entity
+/// registry, and the action with its groups. Never the whole entity
 /// store.
 fn entity_slice(
     engine: &PolicyEngine,
+    registry: &Snapshot,
     principal: Entity,
     action: &EntityUid,
     resource: &EntityUid,
     extra: Vec<Entity>,
 ) -> Result<Entities, Box<cedar_policy::entities_errors::EntitiesError>> {
-    let store = engine.entities();
+    let store = registry.entities();
     let mut seen: HashSet<EntityUid> = HashSet::new();
     let mut slice = Vec::new();
     let principal_uid = principal.uid();
@@ -253,4 +343,37 @@ fn entity_slice(
     }
     slice.extend(engine.action_slice(action));
     Entities::from_entities(slice, None).map_err(Box::new)
+}
+
+/// `context.approval`: a record of the schema's `ApprovalContext`.
+fn approval_record(approval: &ApprovalView) -> RestrictedExpression {
+    RestrictedExpression::new_record([
+        (
+            "granted".to_owned(),
+            RestrictedExpression::new_bool(approval.granted),
+        ),
+        (
+            "approver".to_owned(),
+            RestrictedExpression::new_string(approval.approver.clone()),
+        ),
+        (
+            "age_seconds".to_owned(),
+            RestrictedExpression::new_long(approval.age_seconds),
+        ),
+    ])
+    .unwrap_or_else(|_| RestrictedExpression::new_bool(false))
+}
+
+/// Whether the principal's trust domain differs from the registered
+/// resource's; unknown for a resource nobody registered.
+fn cross_trust_domain(
+    registry: &Snapshot,
+    resource: &EntityUid,
+    principal: &SpiffeId,
+) -> Option<bool> {
+    let entity = registry.entities().get(resource)?;
+    match entity.attr("trust_domain") {
+        Some(Ok(cedar_policy::EvalResult::String(td))) => Some(td != principal.trust_domain_name()),
+        _ => None,
+    }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use spiffe::{SpiffeId, TrustDomain};
 
-use crate::policy::PolicyEngine;
+use crate::registry::Snapshot;
 
 /// Path prefixes that make an unregistered SPIFFE ID a `Mandate::Agent`.
 pub const DEFAULT_AGENT_PATH_PREFIXES: &[&str] = &["/agent/", "/agents/"];
@@ -46,26 +46,30 @@ impl AgentPattern {
         }
     }
 
-    /// The principal entity for `id`: `Mandate::Agent` when registered as an
-    /// agent in the static entities or matching the pattern, otherwise
+    /// The principal entity for `id`: what the registry says it is when
+    /// registered, else `Mandate::Agent` when it matches the pattern, else
     /// `Mandate::Workload`. Registered attributes and groups are kept;
     /// `spiffe_id`, `trust_domain` and `path` always come from the verified
     /// ID.
-    pub fn entity(&self, engine: &PolicyEngine, id: &SpiffeId) -> Result<Entity, String> {
+    pub fn entity(&self, registry: &Snapshot, id: &SpiffeId) -> Result<Entity, String> {
+        let store = registry.entities();
         let agent = uid(&self.agent_type, id);
-        let registered_agent = engine.entities().get(&agent).is_some();
-        let is_agent = registered_agent
-            || (self.trust_domains.contains(id.trust_domain())
-                && self
-                    .path_prefixes
-                    .iter()
-                    .any(|prefix| id.path().starts_with(prefix.as_str())));
-        let uid = if is_agent {
+        let workload = uid(&self.workload_type, id);
+        let uid = if store.get(&agent).is_some() {
+            agent
+        } else if store.get(&workload).is_some() {
+            workload
+        } else if self.trust_domains.contains(id.trust_domain())
+            && self
+                .path_prefixes
+                .iter()
+                .any(|prefix| id.path().starts_with(prefix.as_str()))
+        {
             agent
         } else {
-            uid(&self.workload_type, id)
+            workload
         };
-        let (mut attrs, parents) = match engine.entities().get(&uid) {
+        let (mut attrs, parents) = match store.get(&uid) {
             Some(registered) => {
                 let (_, attrs, parents) = registered.clone().into_inner();
                 (attrs, parents)

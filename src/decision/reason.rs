@@ -26,3 +26,11 @@ pub const SUBJECT_CERTIFICATE_INVALID: &str = "subject-certificate-invalid";
 pub const INTERNAL_ERROR: &str = "internal-error";
 /// A verified task token names a task the graph does not hold.
 pub const UNKNOWN_TASK: &str = "unknown-task";
+/// Denied only by policies an approval lifts; the answer is "needs approval".
+pub const NEEDS_APPROVAL: &str = "needs-approval";
+/// An approval was asked for and the approver said no.
+pub const APPROVAL_DENIED: &str = "approval-denied";
+/// An approval would lift the deny, but the call has no task to hold one.
+pub const APPROVAL_NEEDS_TASK: &str = "approval-needs-task";
+/// The agent's registered checksum is not the one its token proved.
+pub const AGENT_CHECKSUM_MISMATCH: &str = "agent-checksum-mismatch";

@@ -16,6 +16,9 @@ pub const RESERVED_CONTEXT_KEYS: &[&str] = &[
     "delegation_depth",
     "delegation_chain",
     "token_jti",
+    "approval",
+    "cross_trust_domain",
+    "delegatee_class",
 ];
 
 /// A verified task token and the live chain it names.
@@ -49,13 +52,16 @@ const TASK_ENTITY_CACHE_SIZE: usize = 50_000;
 /// Cedar entities of live tasks, by task id and chain state, so the
 /// decision path does not rebuild them on every call.
 ///
-/// INVARIANT: a task's fields never change after it is created, only its
-/// state, and the state is part of the key: an entity built once for
-/// (task, state) stays right for as long as the task exists.
+/// INVARIANT: a task's fields change only by amendment, which bumps its
+/// `version`; the version and the state are part of the key, so an entity
+/// built once for (task, version, state) stays right.
 #[derive(Debug, Default)]
 pub struct TaskEntityCache {
-    entries: RwLock<HashMap<String, [Option<Entity>; 4]>>,
+    entries: RwLock<HashMap<String, Versioned>>,
 }
+
+/// A task's version and its entity for each state, built on demand.
+type Versioned = (u32, [Option<Entity>; 4]);
 
 fn slot(state: TaskState) -> usize {
     match state {
@@ -83,7 +89,8 @@ impl TaskEntityCache {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&task.id)
-            .and_then(|slots| slots.get(slot(state)).cloned().flatten());
+            .filter(|(version, _)| *version == task.version)
+            .and_then(|(_, slots)| slots.get(slot(state)).cloned().flatten());
         if let Some(entity) = cached {
             return Ok(entity);
         }
@@ -97,11 +104,12 @@ impl TaskEntityCache {
         if entries.len() >= TASK_ENTITY_CACHE_SIZE {
             entries.clear();
         }
-        if let Some(place) = entries
-            .entry(task.id.clone())
-            .or_default()
-            .get_mut(slot(state))
-        {
+        let (version, slots) = entries.entry(task.id.clone()).or_default();
+        if *version != task.version {
+            *version = task.version;
+            *slots = Default::default();
+        }
+        if let Some(place) = slots.get_mut(slot(state)) {
             *place = Some(built.clone());
         }
         Ok(built)
@@ -236,6 +244,7 @@ mod tests {
             created_at: 0,
             expires_at,
             state: TaskState::Active,
+            version: 0,
         })
     }
 

@@ -19,6 +19,10 @@ pub mod reason {
     pub const DELEGATION_CYCLE: &str = "delegation-cycle";
     /// Only the parent's delegatee may delegate from it.
     pub const NOT_DELEGATEE: &str = "not-delegatee";
+    /// Only a task's delegator may amend it.
+    pub const NOT_DELEGATOR: &str = "not-delegator";
+    /// An amendment would leave a live child wider than its parent.
+    pub const NARROWER_THAN_CHILD: &str = "narrower-than-child";
     /// The deadline is not in the future.
     pub const DEADLINE_PASSED: &str = "deadline-passed";
 }

@@ -14,9 +14,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use spiffe::SpiffeId;
 
+use crate::revision::Revision;
+
 pub use error::GraphError;
 pub use invariants::ResourceHierarchy;
-pub use task::{Task, TaskId, TaskSpec, TaskState};
+pub use task::{Amendment, Task, TaskId, TaskSpec, TaskState};
 
 /// Default limit on delegation depth (DESIGN §3.1).
 pub const DEFAULT_MAX_DEPTH: u32 = 8;
@@ -42,7 +44,6 @@ struct Inner {
     order: BTreeSet<TaskId>,
     children: HashMap<TaskId, Vec<TaskId>>,
     by_delegatee: HashMap<String, BTreeSet<TaskId>>,
-    revision: u64,
 }
 
 /// The live task graph.
@@ -50,6 +51,7 @@ struct Inner {
 pub struct TaskGraph {
     inner: RwLock<Inner>,
     max_depth: u32,
+    revision: Arc<Revision>,
 }
 
 impl Default for TaskGraph {
@@ -61,9 +63,16 @@ impl Default for TaskGraph {
 impl TaskGraph {
     /// An empty graph allowing chains `max_depth` delegations deep.
     pub fn new(max_depth: u32) -> Self {
+        Self::with_revision(max_depth, Arc::default())
+    }
+
+    /// An empty graph whose writes bump `revision`, shared with the other
+    /// live stores.
+    pub fn with_revision(max_depth: u32, revision: Arc<Revision>) -> Self {
         Self {
             inner: RwLock::new(Inner::default()),
             max_depth,
+            revision,
         }
     }
 
@@ -79,7 +88,7 @@ impl TaskGraph {
 
     /// The current revision.
     pub fn revision(&self) -> u64 {
-        self.read().revision
+        self.revision.current()
     }
 
     /// Number of tasks held.
@@ -119,7 +128,8 @@ impl TaskGraph {
         }
         let task = Task::new(id, spec, delegator, originator, None, now);
         let mut inner = self.write();
-        insert(&mut inner, task)
+        let task = insert(&mut inner, task)?;
+        Ok((task, self.revision.bump()))
     }
 
     /// Creates a child of `parent_id`, delegated by `caller`, who must be the
@@ -161,7 +171,82 @@ impl TaskGraph {
         let refs: Vec<&Task> = chain.iter().map(AsRef::as_ref).collect();
         invariants::check_child(&refs, &spec, self.max_depth, hierarchy)?;
         let task = Task::new(id, spec, caller.clone(), String::new(), Some(&parent), now);
-        insert(&mut inner, task)
+        let task = insert(&mut inner, task)?;
+        Ok((task, self.revision.bump()))
+    }
+
+    /// Changes an active task's bounds. Only its delegator may: the
+    /// delegatee of the parent for a sub-task, the creating workload for a
+    /// root task. The new bounds must stay within the parent's, and every
+    /// child must stay within the new bounds (`narrower-than-child`).
+    /// Approvals given under the old bounds stop counting, since the
+    /// scope digest changes.
+    pub fn amend(
+        &self,
+        id: &str,
+        caller: &SpiffeId,
+        amendment: Amendment,
+        now: i64,
+        hierarchy: &dyn ResourceHierarchy,
+    ) -> Result<(Arc<Task>, u64), GraphError> {
+        let mut inner = self.write();
+        let chain = chain_of(&inner, id).ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
+        let current = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
+        if current.delegator != *caller {
+            return Err(GraphError::violation(
+                invariants::reason::NOT_DELEGATOR,
+                format!(
+                    "only `{}`, the delegator of task `{id}`, may amend it",
+                    current.delegator
+                ),
+            ));
+        }
+        let state = chain_state(&chain, now);
+        if state != TaskState::Active {
+            return Err(GraphError::NotActive {
+                id: id.to_owned(),
+                state: state.as_str(),
+            });
+        }
+        let mut amended = (*current).clone();
+        amended.actions = amendment.actions;
+        amended.scope = amendment.scope;
+        amended.max_sensitivity = amendment.max_sensitivity;
+        amended.expires_at = amendment.expires_at;
+        amended.version = current.version.saturating_add(1);
+        invariants::check_spec(&amended.spec(), now)?;
+        let ancestors: Vec<&Task> = chain.iter().skip(1).map(AsRef::as_ref).collect();
+        if !ancestors.is_empty() {
+            invariants::check_child(&ancestors, &amended.spec(), u32::MAX, hierarchy)?;
+        }
+        let with_amended: Vec<&Task> = std::iter::once(&amended)
+            .chain(ancestors.iter().copied())
+            .collect();
+        for child in inner.children.get(id).into_iter().flatten() {
+            let Some(child) = inner.tasks.get(child) else {
+                continue;
+            };
+            if child.state_at(now) != TaskState::Active {
+                continue;
+            }
+            invariants::check_child(&with_amended, &child.spec(), u32::MAX, hierarchy).map_err(
+                |e| {
+                    GraphError::violation(
+                        invariants::reason::NARROWER_THAN_CHILD,
+                        format!(
+                            "child task `{}` would no longer fit: {e}; amend or revoke it first",
+                            child.id
+                        ),
+                    )
+                },
+            )?;
+        }
+        let amended = Arc::new(amended);
+        inner.tasks.insert(id.to_owned(), amended.clone());
+        Ok((amended, self.revision.bump()))
     }
 
     /// Marks an active task completed. Its descendants then deny too, since
@@ -181,8 +266,7 @@ impl TaskGraph {
             });
         }
         set_state(&mut inner, id, TaskState::Completed);
-        inner.revision += 1;
-        Ok(inner.revision)
+        Ok(self.revision.bump())
     }
 
     /// Revokes a task and every task below it. Returns the ids whose state
@@ -194,10 +278,12 @@ impl TaskGraph {
             return Err(GraphError::NotFound(id.to_owned()));
         }
         let revoked = revoke_subtree(&mut inner, id);
-        if !revoked.is_empty() {
-            inner.revision += 1;
-        }
-        Ok((revoked, inner.revision))
+        let revision = if revoked.is_empty() {
+            self.revision.current()
+        } else {
+            self.revision.bump()
+        };
+        Ok((revoked, revision))
     }
 
     /// Revokes every task delegated to `delegatee`, with their subtrees.
@@ -212,10 +298,12 @@ impl TaskGraph {
         for id in ids {
             revoked.extend(revoke_subtree(&mut inner, &id));
         }
-        if !revoked.is_empty() {
-            inner.revision += 1;
-        }
-        (revoked, inner.revision)
+        let revision = if revoked.is_empty() {
+            self.revision.current()
+        } else {
+            self.revision.bump()
+        };
+        (revoked, revision)
     }
 
     /// Tasks matching `filter`, ordered by id (creation time), starting
@@ -271,7 +359,7 @@ fn chain_of(inner: &Inner, id: &str) -> Option<Chain> {
     Some(chain)
 }
 
-fn insert(inner: &mut Inner, task: Task) -> Result<(Arc<Task>, u64), GraphError> {
+fn insert(inner: &mut Inner, task: Task) -> Result<Arc<Task>, GraphError> {
     if inner.tasks.contains_key(&task.id) {
         return Err(GraphError::Invalid(format!(
             "task `{}` already exists",
@@ -293,8 +381,7 @@ fn insert(inner: &mut Inner, task: Task) -> Result<(Arc<Task>, u64), GraphError>
         .insert(task.id.clone());
     inner.order.insert(task.id.clone());
     inner.tasks.insert(task.id.clone(), task.clone());
-    inner.revision += 1;
-    Ok((task, inner.revision))
+    Ok(task)
 }
 
 fn set_state(inner: &mut Inner, id: &str, state: TaskState) {

@@ -49,6 +49,19 @@ pub struct TaskSpec {
     pub expires_at: i64,
 }
 
+/// New bounds for an existing task; its intent and delegatee never change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amendment {
+    /// Action ids the delegatee may perform.
+    pub actions: BTreeSet<String>,
+    /// Resource ids in scope.
+    pub scope: BTreeSet<String>,
+    /// Highest resource sensitivity.
+    pub max_sensitivity: i64,
+    /// Deadline, Unix seconds.
+    pub expires_at: i64,
+}
+
 /// A task in the live graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
@@ -81,6 +94,8 @@ pub struct Task {
     pub expires_at: i64,
     /// Recorded state; expiry is computed, never written.
     pub state: TaskState,
+    /// 0 when created, one more at each amendment of its scope.
+    pub version: u32,
 }
 
 impl Task {
@@ -109,7 +124,39 @@ impl Task {
             created_at: now,
             expires_at: spec.expires_at,
             state: TaskState::Active,
+            version: 0,
         }
+    }
+
+    /// The task's scope as a spec, for checking it against a parent.
+    pub fn spec(&self) -> TaskSpec {
+        TaskSpec {
+            intent: self.intent.clone(),
+            delegatee: self.delegatee.clone(),
+            actions: self.actions.clone(),
+            scope: self.scope.clone(),
+            max_sensitivity: self.max_sensitivity,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// A hash of what an approval was given for: the actions, scope, max
+    /// sensitivity and deadline. An approval counts only while it is
+    /// unchanged (DESIGN §3.5). `sha256:` and hex over the canonical JSON
+    /// (RFC 8785) of those four fields.
+    pub fn scope_digest(&self) -> String {
+        let document = serde_json::json!({
+            "actions": self.actions,
+            "scope": self.scope,
+            "max_sensitivity": self.max_sensitivity,
+            "expires_at": self.expires_at,
+        });
+        // Serialising strings, sets and integers cannot fail; an empty
+        // input would only make every approval stale, never current.
+        let canonical = serde_json_canonicalizer::to_vec(&document).unwrap_or_default();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&canonical);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
     }
 
     /// The state at `now`: an active task past its deadline is expired.

@@ -13,9 +13,15 @@ const CONTROL_ACTIONS: &[&str] = &[
     "delegate",
     "issue_token",
     "approve",
+    "request_approval",
+    "read_approval",
     "revoke",
     "complete",
     "check",
+    "register",
+    "update",
+    "remove",
+    "inspect",
 ];
 
 /// The resource operations among the schema's actions, sorted.
@@ -36,7 +42,7 @@ fn action_list(ops: &[String]) -> String {
 }
 
 /// The guard texts, by id, for these resource operations.
-pub(super) fn texts(ops: &[String]) -> Vec<(String, String)> {
+pub(super) fn texts(ops: &[String], unknown_sensitivity: i64) -> Vec<(String, String)> {
     if ops.is_empty() {
         return Vec::new();
     }
@@ -66,13 +72,14 @@ pub(super) fn texts(ops: &[String]) -> Vec<(String, String)> {
                  !(resource is Mandate::Resource && resource in context.task.scope) }};"
             ),
         ),
-        // A resource without a recorded sensitivity counts as restricted (3).
+        // A resource without a recorded sensitivity counts as the highest
+        // level of the scale.
         (
             "mandate.guard.sensitivity-above-max".to_owned(),
             format!(
                 "forbid (principal, action in [{all}], resource is Mandate::Resource)\n\
                  when {{ context has task &&\n  \
-                 (if resource has sensitivity then resource.sensitivity else 3) > context.task.max_sensitivity }};"
+                 (if resource has sensitivity then resource.sensitivity else {unknown_sensitivity}) > context.task.max_sensitivity }};"
             ),
         ),
     ];
@@ -90,8 +97,8 @@ pub(super) fn texts(ops: &[String]) -> Vec<(String, String)> {
 }
 
 /// Parses the guards.
-pub(super) fn policies(ops: &[String]) -> Result<Vec<Policy>, String> {
-    texts(ops)
+pub(super) fn policies(ops: &[String], unknown_sensitivity: i64) -> Result<Vec<Policy>, String> {
+    texts(ops, unknown_sensitivity)
         .into_iter()
         .map(|(id, text)| {
             Policy::parse(Some(PolicyId::new(&id)), &text)

@@ -10,7 +10,7 @@ use super::{PolicyError, Problem};
 
 /// Where a policy came from, for error messages and explanations.
 #[derive(Debug, Clone)]
-pub(super) struct PolicySource {
+pub(crate) struct PolicySource {
     pub file: PathBuf,
     pub line: usize,
     text: std::sync::Arc<str>,

@@ -1,6 +1,7 @@
-//! Policies: the schema, the policy set and static entities, loaded and
-//! strictly validated as one snapshot.
+//! Policies: the schema and the policy set with the built-in guards,
+//! loaded and strictly validated as one snapshot.
 
+mod approval;
 mod error;
 pub mod guards;
 mod load;
@@ -10,7 +11,13 @@ use std::path::Path;
 
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema};
 
+pub use approval::{APPROVAL_ANNOTATION, NEEDS_APPROVAL};
+
 pub use error::{PolicyError, Problem};
+
+/// What the sensitivity guard counts a resource without one as, on the
+/// default scale (`restricted`).
+pub const DEFAULT_UNKNOWN_SENSITIVITY: i64 = 3;
 
 /// The namespace of Mandate's built-in vocabulary.
 pub const NAMESPACE: &str = "Mandate";
@@ -22,7 +29,13 @@ pub const NAMESPACE: &str = "Mandate";
 pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
-    entities: Entities,
+    /// The user's policies without those an approval lifts, to ask
+    /// whether an approval alone would turn a deny into an allow.
+    without_approval: PolicySet,
+    approval_policies: HashSet<PolicyId>,
+    /// Actions on resources (not on Mandate itself), whose context is the
+    /// schema's `RequestContext`.
+    resource_operations: HashSet<String>,
     actions: HashMap<String, EntityUid>,
     action_entities: Entities,
     entity_types: HashSet<EntityTypeName>,
@@ -30,12 +43,18 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
-    /// Loads every `*.cedar` under `policies_dir`, the schema and, when given,
-    /// a Cedar entities JSON file, and validates them in strict mode.
-    pub fn load(
+    /// Loads every `*.cedar` under `policies_dir` and the schema, and
+    /// validates them in strict mode, for the default sensitivity scale.
+    pub fn load(policies_dir: &Path, schema_file: &Path) -> Result<Self, PolicyError> {
+        Self::load_for_scale(policies_dir, schema_file, DEFAULT_UNKNOWN_SENSITIVITY)
+    }
+
+    /// Like [`PolicyEngine::load`]; the sensitivity guard counts a resource
+    /// with no sensitivity as `unknown_sensitivity` (the scale's highest).
+    pub fn load_for_scale(
         policies_dir: &Path,
         schema_file: &Path,
-        entities_file: Option<&Path>,
+        unknown_sensitivity: i64,
     ) -> Result<Self, PolicyError> {
         let schema = load::schema(schema_file)?;
         let (mut policies, sources) = load::policies(policies_dir)?;
@@ -44,21 +63,28 @@ impl PolicyEngine {
             .filter(|uid| uid.type_name().to_string() == format!("{NAMESPACE}::Action"))
             .map(|uid| (uid.id().unescaped().to_owned(), uid.clone()))
             .collect();
+        let (approval_policies, mut without_approval) = approval::split(&policies, &sources)?;
         let ops = guards::resource_operations(actions.keys());
-        for guard in guards::policies(&ops).map_err(|message| PolicyError::Schema {
-            path: schema_file.to_owned(),
-            message,
-        })? {
-            policies.add(guard).map_err(|e| PolicyError::Schema {
+        for guard in
+            guards::policies(&ops, unknown_sensitivity).map_err(|message| PolicyError::Schema {
                 path: schema_file.to_owned(),
-                message: e.to_string(),
-            })?;
+                message,
+            })?
+        {
+            policies
+                .add(guard.clone())
+                .map_err(|e| PolicyError::Schema {
+                    path: schema_file.to_owned(),
+                    message: e.to_string(),
+                })?;
+            without_approval
+                .add(guard)
+                .map_err(|e| PolicyError::Schema {
+                    path: schema_file.to_owned(),
+                    message: e.to_string(),
+                })?;
         }
         load::validate(&schema, &policies, &sources)?;
-        let entities = match entities_file {
-            Some(path) => load::entities(path, &schema)?,
-            None => Entities::empty(),
-        };
         let action_entities = schema.action_entities().map_err(|e| PolicyError::Schema {
             path: schema_file.to_owned(),
             message: e.to_string(),
@@ -67,7 +93,9 @@ impl PolicyEngine {
         Ok(Self {
             schema,
             policies,
-            entities,
+            without_approval,
+            approval_policies,
+            resource_operations: ops.iter().cloned().collect(),
             actions,
             action_entities,
             entity_types,
@@ -85,9 +113,26 @@ impl PolicyEngine {
         &self.policies
     }
 
-    /// Static entities from the entities file.
-    pub fn entities(&self) -> &Entities {
-        &self.entities
+    /// Reads a Cedar entities JSON file (for types a user schema adds),
+    /// checked against the schema; tasks and approvals are refused.
+    pub fn load_entities(&self, path: &Path) -> Result<Entities, PolicyError> {
+        load::entities(path, &self.schema)
+    }
+
+    /// Whether `action` operates on resources (its context is the
+    /// schema's `RequestContext`), rather than on Mandate itself.
+    pub fn is_resource_operation(&self, action: &str) -> bool {
+        self.resource_operations.contains(action)
+    }
+
+    /// The policy set without the policies an approval lifts.
+    pub fn policies_without_approval(&self) -> &PolicySet {
+        &self.without_approval
+    }
+
+    /// Whether `id` is a forbid marked `@mandate_outcome("needs_approval")`.
+    pub fn lifted_by_approval(&self, id: &PolicyId) -> bool {
+        self.approval_policies.contains(id)
     }
 
     /// The `Mandate::Action` with this id, if the schema declares it.
@@ -127,27 +172,6 @@ impl PolicyEngine {
         self.sources
             .get(id)
             .map(|s| format!("{}:{}", s.file.display(), s.line))
-    }
-}
-
-impl crate::graph::ResourceHierarchy for PolicyEngine {
-    /// Resource ancestry comes from the static entities (`Mandate::Resource`
-    /// parents).
-    fn within(&self, resource: &str, root: &str) -> bool {
-        if resource == root {
-            return true;
-        }
-        let Ok(type_name) = <EntityTypeName as std::str::FromStr>::from_str("Mandate::Resource")
-        else {
-            return false;
-        };
-        let uid = |id: &str| {
-            EntityUid::from_type_name_and_id(type_name.clone(), cedar_policy::EntityId::new(id))
-        };
-        let root = uid(root);
-        self.entities
-            .ancestors(&uid(resource))
-            .is_some_and(|mut ancestors| ancestors.any(|a| *a == root))
     }
 }
 

@@ -20,7 +20,7 @@ fn ids_come_from_annotations_else_file_and_position() {
     )
     .unwrap();
 
-    let engine = PolicyEngine::load(dir.path(), &schema(), None).unwrap();
+    let engine = PolicyEngine::load(dir.path(), &schema()).unwrap();
     let mut ids: Vec<String> = engine
         .policies()
         .policies()
@@ -42,7 +42,7 @@ fn ids_come_from_annotations_else_file_and_position() {
 #[test]
 fn guards_are_built_in_and_their_ids_reserved() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = PolicyEngine::load(dir.path(), &schema(), None).unwrap();
+    let engine = PolicyEngine::load(dir.path(), &schema()).unwrap();
     let ids: Vec<String> = engine
         .policies()
         .policies()
@@ -72,7 +72,7 @@ fn guards_are_built_in_and_their_ids_reserved() {
         r#"@id("mandate.guard.task-not-active") permit (principal, action, resource);"#,
     )
     .unwrap();
-    let err = PolicyEngine::load(dir.path(), &schema(), None).unwrap_err();
+    let err = PolicyEngine::load(dir.path(), &schema()).unwrap_err();
     assert!(err.to_string().contains("is reserved"), "{err}");
 }
 
@@ -82,7 +82,7 @@ fn duplicate_ids_are_refused_with_both_places() {
     let named = r#"@id("same") permit (principal, action, resource);"#;
     std::fs::write(dir.path().join("a.cedar"), named).unwrap();
     std::fs::write(dir.path().join("b.cedar"), format!("\n{named}")).unwrap();
-    let err = PolicyEngine::load(dir.path(), &schema(), None).unwrap_err();
+    let err = PolicyEngine::load(dir.path(), &schema()).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains("b.cedar:2:1: policy id `same` is already used at"),
@@ -103,20 +103,48 @@ fn tasks_cannot_be_declared_in_the_static_entities() {
             "expires_at": 0, "state": "active"}, "parents": []}]"#,
     )
     .unwrap();
-    let err = PolicyEngine::load(dir.path(), &schema(), Some(&entities)).unwrap_err();
+    let engine = PolicyEngine::load(dir.path(), &schema()).unwrap();
+    let err = engine.load_entities(&entities).unwrap_err();
     assert!(err.to_string().contains("live state only"), "{err}");
 }
 
 #[test]
 fn the_shipped_policies_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let engine = PolicyEngine::load(
-        &root.join("policies"),
-        &schema(),
-        Some(&root.join("examples/entities.json")),
-    )
-    .unwrap();
+    let engine = PolicyEngine::load(&root.join("policies"), &schema()).unwrap();
     assert!(!engine.is_empty());
     assert!(engine.action("check").is_some());
     assert!(engine.action("no-such-action").is_none());
+}
+
+#[test]
+fn approval_annotations_apply_only_to_forbids_with_the_known_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |text: &str| std::fs::write(dir.path().join("a.cedar"), text).unwrap();
+    write(
+        r#"@id("p") permit (principal, action, resource);
+@id("needs") @mandate_outcome("needs_approval")
+forbid (principal, action == Mandate::Action::"delete", resource);"#,
+    );
+    let engine = PolicyEngine::load(dir.path(), &schema()).unwrap();
+    assert!(engine.lifted_by_approval(&cedar_policy::PolicyId::new("needs")));
+    assert!(!engine.lifted_by_approval(&cedar_policy::PolicyId::new("p")));
+    assert!(
+        engine
+            .policies_without_approval()
+            .policy(&cedar_policy::PolicyId::new("needs"))
+            .is_none()
+    );
+
+    write(r#"@mandate_outcome("needs_approval") permit (principal, action, resource);"#);
+    let err = PolicyEngine::load(dir.path(), &schema()).unwrap_err();
+    assert!(
+        err.to_string().contains("only applies to a `forbid`"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a.cedar:1"), "{err}");
+
+    write(r#"@mandate_outcome("maybe") forbid (principal, action, resource);"#);
+    let err = PolicyEngine::load(dir.path(), &schema()).unwrap_err();
+    assert!(err.to_string().contains("is not known"), "{err}");
 }

@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cedar_policy::Entities;
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate::approval::ApprovalBook;
 use mandate::clock::{Clock, ManualClock};
 use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 use mandate::graph::TaskGraph;
 use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
 use mandate::policy::PolicyEngine;
+use mandate::registry::{Catalog, Registry, SensitivityScale};
+use mandate::revision::Revision;
 use mandate::server::{RunningServer, ServerOptions, start};
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -178,12 +182,16 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     /// The server's task graph.
     pub graph: Arc<TaskGraph>,
+    /// The server's registry.
+    pub registry: Arc<Registry>,
+    /// The server's approvals.
+    pub approvals: Arc<ApprovalBook>,
 }
 
 /// Options for [`TestServer::start_with`].
 pub struct Setup {
     pub policies: PathBuf,
-    pub entities: Option<PathBuf>,
+    pub catalog: Option<PathBuf>,
     pub max_batch_size: usize,
     /// Extra trust domains and their CAs, besides the server's own.
     pub extra_bundles: Vec<(TrustDomain, CertificateDer<'static>)>,
@@ -194,7 +202,7 @@ impl Default for Setup {
     fn default() -> Self {
         Self {
             policies: repo().join("policies"),
-            entities: Some(repo().join("examples/entities.json")),
+            catalog: Some(repo().join("examples/catalog.toml")),
             max_batch_size: 4,
             extra_bundles: Vec::new(),
             max_delegation_depth: mandate::graph::DEFAULT_MAX_DEPTH,
@@ -218,14 +226,31 @@ impl TestServer {
         let identity =
             Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
         let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
-        let engine = PolicyEngine::load(
-            &setup.policies,
-            &repo().join("schemas/mandate.cedarschema"),
-            setup.entities.as_deref(),
-        )
-        .unwrap();
+        let engine =
+            PolicyEngine::load(&setup.policies, &repo().join("schemas/mandate.cedarschema"))
+                .unwrap();
+        let entries = match &setup.catalog {
+            Some(path) => Catalog::load(path).unwrap().into_entries().unwrap(),
+            None => Vec::new(),
+        };
+        let revision = Arc::new(Revision::default());
+        let registry = Arc::new(
+            Registry::new(
+                entries,
+                &Entities::empty(),
+                engine.schema(),
+                SensitivityScale::default(),
+                TRUST_DOMAIN,
+                revision.clone(),
+            )
+            .unwrap(),
+        );
+        let approvals = Arc::new(ApprovalBook::new(revision.clone()));
         let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
-        let graph = Arc::new(TaskGraph::new(setup.max_delegation_depth));
+        let graph = Arc::new(TaskGraph::with_revision(
+            setup.max_delegation_depth,
+            revision.clone(),
+        ));
         let keys = Arc::new(SigningKeys::ephemeral(
             KeyRotation::default(),
             clock.clone(),
@@ -244,6 +269,9 @@ impl TestServer {
             http_listen: "127.0.0.1:0".parse().unwrap(),
             engine: Arc::new(engine),
             graph: graph.clone(),
+            registry: registry.clone(),
+            approvals: approvals.clone(),
+            revision,
             tokens,
             clock: clock.clone(),
             identity,
@@ -264,6 +292,8 @@ impl TestServer {
             addr,
             clock,
             graph,
+            registry,
+            approvals,
         }
     }
 

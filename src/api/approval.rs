@@ -1,0 +1,363 @@
+//! `mandate.v1.ApprovalService`: ask for, decide, list and revoke human
+//! approvals, each authorized by Cedar.
+
+use std::sync::Arc;
+
+use cedar_policy::RestrictedExpression;
+use spiffe::SpiffeId;
+use tonic::{Request, Response, Status};
+
+use super::authorization::caller;
+use super::control::ControlRequest;
+use super::v1::approval_service_server::ApprovalService;
+use super::v1::{
+    self, ApprovalResponse, DecideApprovalRequest, ListApprovalsRequest, ListApprovalsResponse,
+    RequestApprovalRequest, RevokeApprovalRequest,
+};
+use super::{ApiError, DecisionState};
+use crate::approval::{
+    APPROVAL_TYPE, Approval, ApprovalFilter, ApprovalState, Subject, approval_entity,
+};
+use crate::decision::{DEFAULT_RESOURCE_TYPE, task_entities};
+use crate::graph::{TaskState, chain_state};
+use crate::registry::Kind;
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 500;
+/// How long a decision counts when the request does not say.
+const DEFAULT_VALID_FOR_SECS: i64 = 3600;
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct ApprovalApi {
+    state: Arc<DecisionState>,
+}
+
+impl ApprovalApi {
+    /// A service over the shared decision state.
+    pub fn new(state: Arc<DecisionState>) -> Self {
+        Self { state }
+    }
+
+    fn now(&self) -> i64 {
+        self.state.clock.now()
+    }
+
+    /// Asks Cedar whether `caller` may `action` `approval`; the slice holds
+    /// the approval, its task's chain and `more`.
+    fn authorize(
+        &self,
+        caller: &SpiffeId,
+        action: &str,
+        approval: &Approval,
+        context: Vec<(String, RestrictedExpression)>,
+        more: Vec<cedar_policy::Entity>,
+    ) -> Result<(), ApiError> {
+        let chain = self
+            .state
+            .graph
+            .chain(&approval.subject.task_id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "task `{}` of approval `{}` does not exist",
+                    approval.subject.task_id, approval.id
+                ))
+            })?;
+        let originator = chain
+            .last()
+            .map(|t| t.originator.clone())
+            .unwrap_or_default();
+        let mut entities =
+            vec![approval_entity(approval, &originator).map_err(ApiError::Internal)?];
+        entities.extend(task_entities(&chain, self.now()).map_err(ApiError::Internal)?);
+        entities.extend(more);
+        self.state.authorize_control(
+            caller,
+            ControlRequest {
+                action,
+                resource_type: APPROVAL_TYPE,
+                resource_id: &approval.id,
+                entities,
+                context,
+            },
+        )
+    }
+
+    fn approval(&self, id: &str) -> Result<Approval, ApiError> {
+        if id.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "`approval_id` is required".to_owned(),
+            ));
+        }
+        self.state
+            .approvals
+            .get(id)
+            .ok_or_else(|| ApiError::NotFound(format!("approval `{id}` does not exist")))
+    }
+
+    fn to_proto(&self, approval: &Approval) -> v1::Approval {
+        let now = self.now();
+        let current = self
+            .state
+            .graph
+            .get(&approval.subject.task_id)
+            .is_some_and(|t| approval.is_current(&t.scope_digest(), now));
+        v1::Approval {
+            id: approval.id.clone(),
+            task_id: approval.subject.task_id.clone(),
+            action: approval.subject.action.clone(),
+            resource: Some(v1::ApprovalResource {
+                r#type: approval.subject.resource_type.clone(),
+                id: approval.subject.resource_id.clone(),
+            }),
+            justification: approval.justification.clone(),
+            requested_by: approval.requested_by.clone(),
+            requested_at: approval.requested_at,
+            state: state_to_proto(approval.state) as i32,
+            approver: approval.approver.clone().unwrap_or_default(),
+            decided_by: approval.decided_by.clone().unwrap_or_default(),
+            decided_at: approval.decided_at.unwrap_or_default(),
+            expires_at: approval.expires_at.unwrap_or_default(),
+            scope_digest: approval.scope_digest.clone().unwrap_or_default(),
+            current,
+        }
+    }
+}
+
+fn state_to_proto(state: ApprovalState) -> v1::ApprovalState {
+    match state {
+        ApprovalState::Pending => v1::ApprovalState::Pending,
+        ApprovalState::Approved => v1::ApprovalState::Approved,
+        ApprovalState::Denied => v1::ApprovalState::Denied,
+        ApprovalState::Revoked => v1::ApprovalState::Revoked,
+    }
+}
+
+#[tonic::async_trait]
+impl ApprovalService for ApprovalApi {
+    async fn request_approval(
+        &self,
+        request: Request<RequestApprovalRequest>,
+    ) -> Result<Response<ApprovalResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let resource = r
+            .resource
+            .as_ref()
+            .filter(|res| !res.id.is_empty())
+            .ok_or_else(|| ApiError::InvalidArgument("`resource.id` is required".to_owned()))?;
+        if self.state.engine.action(&r.action).is_none() {
+            return Err(ApiError::InvalidArgument(format!(
+                "action `{}` is not declared in the schema",
+                r.action
+            ))
+            .into());
+        }
+        let chain =
+            self.state.graph.chain(&r.task_id).ok_or_else(|| {
+                ApiError::NotFound(format!("task `{}` does not exist", r.task_id))
+            })?;
+        let task = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
+        // INVARIANT: only the agent working on the task asks for approvals
+        // of it, and only while the task is live.
+        if task.delegatee != caller {
+            return Err(ApiError::PermissionDenied(format!(
+                "not-delegatee: only `{}` may ask for approvals of task `{}`",
+                task.delegatee, task.id
+            ))
+            .into());
+        }
+        let now = self.now();
+        let state = chain_state(&chain, now);
+        if state != TaskState::Active {
+            return Err(ApiError::FailedPrecondition(format!(
+                "task-not-active: task `{}` is {}",
+                task.id,
+                state.as_str()
+            ))
+            .into());
+        }
+        let subject = Subject {
+            task_id: task.id.clone(),
+            action: r.action.clone(),
+            resource_type: if resource.r#type.is_empty() {
+                DEFAULT_RESOURCE_TYPE.to_owned()
+            } else {
+                resource.r#type.clone()
+            },
+            resource_id: resource.id.clone(),
+        };
+        // Policy judges the approval as it would be asked for.
+        let would_be = Approval {
+            id: "(new)".to_owned(),
+            subject: subject.clone(),
+            justification: r.justification.clone(),
+            requested_by: caller.to_string(),
+            requested_at: now,
+            state: ApprovalState::Pending,
+            approver: None,
+            decided_by: None,
+            decided_at: None,
+            expires_at: None,
+            scope_digest: None,
+        };
+        self.authorize(
+            &caller,
+            "request_approval",
+            &would_be,
+            Vec::new(),
+            Vec::new(),
+        )?;
+        let (approval, created, revision) = self
+            .state
+            .approvals
+            .request(subject, &r.justification, &caller.to_string(), now)
+            .map_err(ApiError::from)?;
+        if created {
+            tracing::info!(approval_id = %approval.id, task_id = %task.id, action = %r.action, resource_id = %resource.id, spiffe_id = %caller, revision, "approval requested");
+        }
+        Ok(Response::new(ApprovalResponse {
+            approval: Some(self.to_proto(&approval)),
+            revision,
+        }))
+    }
+
+    async fn decide_approval(
+        &self,
+        request: Request<DecideApprovalRequest>,
+    ) -> Result<Response<ApprovalResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        if r.approver.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "`approver` (the user who decides) is required".to_owned(),
+            )
+            .into());
+        }
+        let approval = self.approval(&r.approval_id)?;
+        let approver =
+            crate::registry::snapshot_uid(Kind::User, &r.approver).map_err(ApiError::Internal)?;
+        let users = self
+            .state
+            .registry
+            .snapshot()
+            .entity_with_ancestors(Kind::User, &r.approver);
+        self.authorize(
+            &caller,
+            "approve",
+            &approval,
+            vec![(
+                "approver".to_owned(),
+                RestrictedExpression::new_entity_uid(approver),
+            )],
+            users,
+        )?;
+        let task = self
+            .state
+            .graph
+            .get(&approval.subject.task_id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "task `{}` does not exist",
+                    approval.subject.task_id
+                ))
+            })?;
+        let valid_for = if r.valid_for_seconds == 0 {
+            DEFAULT_VALID_FOR_SECS
+        } else {
+            r.valid_for_seconds
+        };
+        let (approval, revision) = self
+            .state
+            .approvals
+            .decide(
+                &approval.id,
+                r.approve,
+                &r.approver,
+                &caller.to_string(),
+                valid_for,
+                &task.scope_digest(),
+                self.now(),
+            )
+            .map_err(ApiError::from)?;
+        tracing::info!(approval_id = %approval.id, approved = r.approve, approver = %r.approver, spiffe_id = %caller, valid_for, revision, "approval decided");
+        Ok(Response::new(ApprovalResponse {
+            approval: Some(self.to_proto(&approval)),
+            revision,
+        }))
+    }
+
+    async fn list_approvals(
+        &self,
+        request: Request<ListApprovalsRequest>,
+    ) -> Result<Response<ListApprovalsResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let state = match v1::ApprovalState::try_from(r.state) {
+            Ok(v1::ApprovalState::Unspecified) => None,
+            Ok(v1::ApprovalState::Pending) => Some(ApprovalState::Pending),
+            Ok(v1::ApprovalState::Approved) => Some(ApprovalState::Approved),
+            Ok(v1::ApprovalState::Denied) => Some(ApprovalState::Denied),
+            Ok(v1::ApprovalState::Revoked) => Some(ApprovalState::Revoked),
+            Err(_) => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "unknown approval state {}",
+                    r.state
+                ))
+                .into());
+            }
+        };
+        let filter = ApprovalFilter {
+            state,
+            task_id: (!r.task_id.is_empty()).then(|| r.task_id.clone()),
+            approver: (!r.approver.is_empty()).then(|| r.approver.clone()),
+        };
+        let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
+        let page = self.state.approvals.list(&filter, after, limit);
+        let next_page_token = if page.len() == limit {
+            page.last().map(|a| a.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // Approvals the caller may not read are left out of the page.
+        let approvals = page
+            .iter()
+            .filter(|a| {
+                self.authorize(&caller, "read_approval", a, Vec::new(), Vec::new())
+                    .is_ok()
+            })
+            .map(|a| self.to_proto(a))
+            .collect();
+        Ok(Response::new(ListApprovalsResponse {
+            approvals,
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_approval(
+        &self,
+        request: Request<RevokeApprovalRequest>,
+    ) -> Result<Response<ApprovalResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let approval = self.approval(&r.approval_id)?;
+        self.authorize(&caller, "revoke", &approval, Vec::new(), Vec::new())?;
+        let (approval, revision) = self
+            .state
+            .approvals
+            .revoke(&approval.id)
+            .map_err(ApiError::from)?;
+        tracing::info!(approval_id = %approval.id, spiffe_id = %caller, reason = %r.reason, revision, "approval revoked");
+        Ok(Response::new(ApprovalResponse {
+            approval: Some(self.to_proto(&approval)),
+            revision,
+        }))
+    }
+}

@@ -1,0 +1,269 @@
+//! `mandate.v1.RegistryService`: register, update, remove and list agents,
+//! workloads, users, groups and resources, each write authorized by Cedar
+//! against the registry as it would be after the write.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use spiffe::SpiffeId;
+use tonic::{Request, Response, Status};
+
+use super::authorization::caller;
+use super::control::ControlRequest;
+use super::v1::registry_service_server::RegistryService;
+use super::v1::{
+    self, EntryKind, ListRequest, ListResponse, RegisterRequest, RegistryWriteResponse,
+    RemoveRequest, UpdateRequest, entry,
+};
+use super::{ApiError, DecisionState};
+use crate::registry::{
+    AgentEntry, Entry, GroupEntry, Kind, Level, RegistryError, ResourceEntry, Snapshot, UserEntry,
+    WorkloadEntry,
+};
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 500;
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct RegistryApi {
+    state: Arc<DecisionState>,
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::AlreadyExists { .. } => Self::AlreadyExists(e.to_string()),
+            RegistryError::NotFound { .. } => Self::NotFound(e.to_string()),
+            RegistryError::InUse { .. } | RegistryError::Static { .. } => {
+                Self::FailedPrecondition(e.to_string())
+            }
+            RegistryError::Invalid(_) => Self::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+impl RegistryApi {
+    /// A service over the shared decision state.
+    pub fn new(state: Arc<DecisionState>) -> Self {
+        Self { state }
+    }
+
+    /// Asks Cedar whether `caller` may `action` the entry as `snapshot`
+    /// holds it.
+    fn authorize(
+        &self,
+        caller: &SpiffeId,
+        action: &str,
+        kind: Kind,
+        id: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), ApiError> {
+        self.state.authorize_control(
+            caller,
+            ControlRequest {
+                action,
+                resource_type: kind.cedar_type(),
+                resource_id: id,
+                entities: snapshot.entity_with_ancestors(kind, id),
+                context: Vec::new(),
+            },
+        )
+    }
+
+    fn write(
+        &self,
+        caller: &SpiffeId,
+        entry: Option<&v1::Entry>,
+        update: bool,
+    ) -> Result<u64, ApiError> {
+        let entry = entry_from_proto(entry)?;
+        let (kind, id) = (entry.kind(), entry.id().to_owned());
+        let action = if update { "update" } else { "register" };
+        let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);
+        let schema = self.state.engine.schema();
+        let revision = if update {
+            self.state.registry.update(entry, schema, authorize)?
+        } else {
+            self.state.registry.register(entry, schema, authorize)?
+        };
+        tracing::info!(kind = %kind, id = %id, spiffe_id = %caller, revision, "registry {action}");
+        Ok(revision)
+    }
+}
+
+fn kind_from_proto(kind: i32) -> Result<Kind, ApiError> {
+    match EntryKind::try_from(kind) {
+        Ok(EntryKind::Agent) => Ok(Kind::Agent),
+        Ok(EntryKind::Workload) => Ok(Kind::Workload),
+        Ok(EntryKind::User) => Ok(Kind::User),
+        Ok(EntryKind::Group) => Ok(Kind::Group),
+        Ok(EntryKind::Resource) => Ok(Kind::Resource),
+        Ok(EntryKind::Unspecified) | Err(_) => Err(ApiError::InvalidArgument(format!(
+            "`kind` must be one of agent, workload, user, group, resource (got {kind})"
+        ))),
+    }
+}
+
+fn optional(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn set(values: &[String]) -> BTreeSet<String> {
+    values.iter().cloned().collect()
+}
+
+fn entry_from_proto(entry: Option<&v1::Entry>) -> Result<Entry, ApiError> {
+    let entry = entry
+        .and_then(|e| e.entry.as_ref())
+        .ok_or_else(|| ApiError::InvalidArgument("`entry` is required".to_owned()))?;
+    let entry = match entry {
+        entry::Entry::Agent(a) => Entry::Agent(AgentEntry {
+            spiffe_id: a.spiffe_id.clone(),
+            checksum: optional(&a.checksum),
+            owner: optional(&a.owner),
+            class: optional(&a.class),
+            groups: set(&a.groups),
+        }),
+        entry::Entry::Workload(w) => Entry::Workload(WorkloadEntry {
+            spiffe_id: w.spiffe_id.clone(),
+            groups: set(&w.groups),
+        }),
+        entry::Entry::User(u) => Entry::User(UserEntry {
+            id: u.id.clone(),
+            name: optional(&u.name),
+            groups: set(&u.groups),
+        }),
+        entry::Entry::Group(g) => Entry::Group(GroupEntry {
+            id: g.id.clone(),
+            groups: set(&g.groups),
+        }),
+        entry::Entry::Resource(r) => Entry::Resource(ResourceEntry {
+            id: r.id.clone(),
+            parent: optional(&r.parent),
+            sensitivity: optional(&r.sensitivity).map(|s| match s.parse::<i64>() {
+                Ok(n) => Level::Number(n),
+                Err(_) => Level::Name(s),
+            }),
+            labels: set(&r.labels),
+            owner: optional(&r.owner),
+            trust_domain: optional(&r.trust_domain),
+        }),
+    };
+    entry.check().map_err(|e| {
+        ApiError::InvalidArgument(format!("{} `{}`: {e}", entry.kind(), entry.id()))
+    })?;
+    Ok(entry)
+}
+
+fn entry_to_proto(entry: &Entry) -> v1::Entry {
+    let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    let inner = match entry {
+        Entry::Agent(a) => entry::Entry::Agent(v1::AgentEntry {
+            spiffe_id: a.spiffe_id.clone(),
+            checksum: text(&a.checksum),
+            owner: text(&a.owner),
+            class: text(&a.class),
+            groups: list(&a.groups),
+        }),
+        Entry::Workload(w) => entry::Entry::Workload(v1::WorkloadEntry {
+            spiffe_id: w.spiffe_id.clone(),
+            groups: list(&w.groups),
+        }),
+        Entry::User(u) => entry::Entry::User(v1::UserEntry {
+            id: u.id.clone(),
+            name: text(&u.name),
+            groups: list(&u.groups),
+        }),
+        Entry::Group(g) => entry::Entry::Group(v1::GroupEntry {
+            id: g.id.clone(),
+            groups: list(&g.groups),
+        }),
+        Entry::Resource(r) => entry::Entry::Resource(v1::ResourceEntry {
+            id: r.id.clone(),
+            parent: text(&r.parent),
+            sensitivity: match &r.sensitivity {
+                Some(Level::Name(n)) => n.clone(),
+                Some(Level::Number(n)) => n.to_string(),
+                None => String::new(),
+            },
+            labels: list(&r.labels),
+            owner: text(&r.owner),
+            trust_domain: text(&r.trust_domain),
+        }),
+    };
+    v1::Entry { entry: Some(inner) }
+}
+
+#[tonic::async_trait]
+impl RegistryService for RegistryApi {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegistryWriteResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let revision = self.write(&caller, request.get_ref().entry.as_ref(), false)?;
+        Ok(Response::new(RegistryWriteResponse { revision }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<RegistryWriteResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let revision = self.write(&caller, request.get_ref().entry.as_ref(), true)?;
+        Ok(Response::new(RegistryWriteResponse { revision }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<RemoveRequest>,
+    ) -> Result<Response<RegistryWriteResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let kind = kind_from_proto(r.kind)?;
+        if r.id.is_empty() {
+            return Err(ApiError::InvalidArgument("`id` is required".to_owned()).into());
+        }
+        let revision = self.state.registry.remove(
+            kind,
+            &r.id,
+            self.state.engine.schema(),
+            |current: &Snapshot| self.authorize(&caller, "remove", kind, &r.id, current),
+        )?;
+        tracing::info!(kind = %kind, id = %r.id, spiffe_id = %caller, revision, "registry remove");
+        Ok(Response::new(RegistryWriteResponse { revision }))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let caller = caller(&request)?.spiffe_id;
+        let r = request.get_ref();
+        let kind = kind_from_proto(r.kind)?;
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let snapshot = self.state.registry.snapshot();
+        let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
+        let page = snapshot.list(kind, after, limit);
+        let next_page_token = if page.len() == limit {
+            page.last().map(|e| e.id().to_owned()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // Entries the caller may not inspect are left out of the page.
+        let entries = page
+            .into_iter()
+            .filter(|e| {
+                self.authorize(&caller, "inspect", kind, e.id(), &snapshot)
+                    .is_ok()
+            })
+            .map(entry_to_proto)
+            .collect();
+        Ok(Response::new(ListResponse {
+            entries,
+            next_page_token,
+        }))
+    }
+}

@@ -1,0 +1,324 @@
+//! Approvals: a human's decision on (task, action, resource), held in live
+//! state. An approval counts only while it is current: decided, not
+//! revoked, not expired, and the task's scope digest unchanged since it was
+//! decided (DESIGN §3.5).
+
+mod entity;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::revision::Revision;
+
+pub use entity::{APPROVAL_TYPE, approval_entity};
+
+/// Where an approval is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApprovalState {
+    /// Asked for, not decided yet.
+    Pending,
+    /// The approver said yes.
+    Approved,
+    /// The approver said no.
+    Denied,
+    /// Withdrawn after it was asked for or decided.
+    Revoked,
+}
+
+impl ApprovalState {
+    /// The name used in Cedar, the API and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// What an approval is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject {
+    /// The task.
+    pub task_id: String,
+    /// The action id.
+    pub action: String,
+    /// The resource's Cedar type.
+    pub resource_type: String,
+    /// The resource's id.
+    pub resource_id: String,
+}
+
+/// One approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Its id (a UUIDv7).
+    pub id: String,
+    /// What it is about.
+    pub subject: Subject,
+    /// Why the agent asks, in its words.
+    pub justification: String,
+    /// SPIFFE ID of the agent that asked.
+    pub requested_by: String,
+    /// When it was asked for, Unix seconds.
+    pub requested_at: i64,
+    /// Its state.
+    pub state: ApprovalState,
+    /// The user who decided.
+    pub approver: Option<String>,
+    /// SPIFFE ID of the workload that relayed the decision.
+    pub decided_by: Option<String>,
+    /// When it was decided, Unix seconds.
+    pub decided_at: Option<i64>,
+    /// Until when the decision counts, Unix seconds.
+    pub expires_at: Option<i64>,
+    /// The task's scope digest when decided.
+    pub scope_digest: Option<String>,
+}
+
+impl Approval {
+    /// Whether the decision still counts at `now` for a task whose scope
+    /// digest is `digest`.
+    pub fn is_current(&self, digest: &str, now: i64) -> bool {
+        matches!(self.state, ApprovalState::Approved | ApprovalState::Denied)
+            && self.expires_at.is_some_and(|e| now < e)
+            && self.scope_digest.as_deref() == Some(digest)
+    }
+}
+
+/// Why an approval write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalError {
+    /// No approval has this id.
+    #[error("approval `{0}` does not exist")]
+    NotFound(String),
+    /// Only a pending approval can be decided.
+    #[error("approval `{id}` is {state}, not pending")]
+    NotPending {
+        /// The approval.
+        id: String,
+        /// Its state.
+        state: &'static str,
+    },
+    /// Already revoked.
+    #[error("approval `{0}` is already revoked")]
+    AlreadyRevoked(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which approvals to list.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalFilter {
+    /// Only these states.
+    pub state: Option<ApprovalState>,
+    /// Only approvals of this task.
+    pub task_id: Option<String>,
+    /// Only approvals decided by this user.
+    pub approver: Option<String>,
+}
+
+/// Longest lifetime of a decision, seconds (30 days).
+pub const MAX_VALID_FOR_SECS: i64 = 30 * 24 * 3600;
+/// Longest justification, bytes.
+pub const MAX_JUSTIFICATION_BYTES: usize = 2048;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// By id; UUIDv7 ids sort by creation.
+    by_id: BTreeMap<String, Approval>,
+    /// Ids per subject, oldest first.
+    by_subject: HashMap<Subject, Vec<String>>,
+}
+
+/// The live approvals.
+#[derive(Debug, Default)]
+pub struct ApprovalBook {
+    inner: RwLock<Inner>,
+    revision: Arc<Revision>,
+}
+
+impl ApprovalBook {
+    /// An empty book whose writes bump `revision`.
+    pub fn new(revision: Arc<Revision>) -> Self {
+        Self {
+            inner: RwLock::default(),
+            revision,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One approval.
+    pub fn get(&self, id: &str) -> Option<Approval> {
+        self.read().by_id.get(id).cloned()
+    }
+
+    /// The pending approval for `subject`, or a new one. Returns it, whether
+    /// it was created, and the revision (unchanged when it already existed).
+    pub fn request(
+        &self,
+        subject: Subject,
+        justification: &str,
+        requested_by: &str,
+        now: i64,
+    ) -> Result<(Approval, bool, u64), ApprovalError> {
+        if justification.len() > MAX_JUSTIFICATION_BYTES {
+            return Err(ApprovalError::Invalid(format!(
+                "the justification is longer than {MAX_JUSTIFICATION_BYTES} bytes"
+            )));
+        }
+        let mut inner = self.write();
+        if let Some(pending) = pending_of(&inner, &subject) {
+            return Ok((pending.clone(), false, self.revision.current()));
+        }
+        let approval = Approval {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject: subject.clone(),
+            justification: justification.to_owned(),
+            requested_by: requested_by.to_owned(),
+            requested_at: now,
+            state: ApprovalState::Pending,
+            approver: None,
+            decided_by: None,
+            decided_at: None,
+            expires_at: None,
+            scope_digest: None,
+        };
+        inner
+            .by_subject
+            .entry(subject)
+            .or_default()
+            .push(approval.id.clone());
+        inner.by_id.insert(approval.id.clone(), approval.clone());
+        Ok((approval, true, self.revision.bump()))
+    }
+
+    /// Records a decision on a pending approval, valid for `valid_for`
+    /// seconds, against the task's current `scope_digest`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &self,
+        id: &str,
+        granted: bool,
+        approver: &str,
+        decided_by: &str,
+        valid_for: i64,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<(Approval, u64), ApprovalError> {
+        if !(1..=MAX_VALID_FOR_SECS).contains(&valid_for) {
+            return Err(ApprovalError::Invalid(format!(
+                "`valid_for` must be 1 to {MAX_VALID_FOR_SECS} seconds, not {valid_for}"
+            )));
+        }
+        let mut inner = self.write();
+        let approval = inner
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        if approval.state != ApprovalState::Pending {
+            return Err(ApprovalError::NotPending {
+                id: id.to_owned(),
+                state: approval.state.as_str(),
+            });
+        }
+        approval.state = if granted {
+            ApprovalState::Approved
+        } else {
+            ApprovalState::Denied
+        };
+        approval.approver = Some(approver.to_owned());
+        approval.decided_by = Some(decided_by.to_owned());
+        approval.decided_at = Some(now);
+        approval.expires_at = Some(now.saturating_add(valid_for));
+        approval.scope_digest = Some(scope_digest.to_owned());
+        let approval = approval.clone();
+        Ok((approval, self.revision.bump()))
+    }
+
+    /// Withdraws an approval, pending or decided.
+    pub fn revoke(&self, id: &str) -> Result<(Approval, u64), ApprovalError> {
+        let mut inner = self.write();
+        let approval = inner
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        if approval.state == ApprovalState::Revoked {
+            return Err(ApprovalError::AlreadyRevoked(id.to_owned()));
+        }
+        approval.state = ApprovalState::Revoked;
+        let approval = approval.clone();
+        Ok((approval, self.revision.bump()))
+    }
+
+    /// The latest decision on `subject` that is current for a task whose
+    /// scope digest is `digest`.
+    pub fn current(&self, subject: &Subject, digest: &str, now: i64) -> Option<Approval> {
+        let inner = self.read();
+        inner
+            .by_subject
+            .get(subject)?
+            .iter()
+            .rev()
+            .filter_map(|id| inner.by_id.get(id))
+            .find(|a| a.is_current(digest, now))
+            .cloned()
+    }
+
+    /// The pending approval for `subject`, if any.
+    pub fn pending(&self, subject: &Subject) -> Option<Approval> {
+        pending_of(&self.read(), subject).cloned()
+    }
+
+    /// Approvals matching `filter`, by id (creation order), after `after`.
+    pub fn list(
+        &self,
+        filter: &ApprovalFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<Approval> {
+        let inner = self.read();
+        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        inner
+            .by_id
+            .range::<str, _>((start, std::ops::Bound::Unbounded))
+            .map(|(_, a)| a)
+            .filter(|a| filter.state.is_none_or(|s| a.state == s))
+            .filter(|a| {
+                filter
+                    .task_id
+                    .as_ref()
+                    .is_none_or(|t| &a.subject.task_id == t)
+            })
+            .filter(|a| {
+                filter
+                    .approver
+                    .as_ref()
+                    .is_none_or(|u| a.approver.as_ref() == Some(u))
+            })
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+fn pending_of<'a>(inner: &'a Inner, subject: &Subject) -> Option<&'a Approval> {
+    inner
+        .by_subject
+        .get(subject)?
+        .iter()
+        .filter_map(|id| inner.by_id.get(id))
+        .find(|a| a.state == ApprovalState::Pending)
+}
+
+#[cfg(test)]
+mod tests;

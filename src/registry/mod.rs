@@ -1,0 +1,268 @@
+//! The registry: agents, workloads, users, groups and resources, from the
+//! catalog file at start and from `RegistryService` writes after. Decisions
+//! read an immutable [`Snapshot`]; each write builds and validates a new
+//! one and swaps it in, bumping the shared revision.
+
+mod catalog;
+mod entry;
+pub mod sensitivity;
+mod snapshot;
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use cedar_policy::{Entities, Entity, Schema};
+
+pub use catalog::Catalog;
+pub use entry::{
+    AgentEntry, Entry, GroupEntry, Kind, MAX_ID_LEN, ResourceEntry, UserEntry, WorkloadEntry,
+};
+pub use sensitivity::{Level, SensitivityScale};
+pub use snapshot::Snapshot;
+
+use crate::revision::Revision;
+pub use snapshot::uid as snapshot_uid;
+use snapshot::{Entries, Inputs};
+
+/// Why a registry write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Register of an id that exists.
+    #[error("{kind} `{id}` is already registered; use update")]
+    AlreadyExists {
+        /// Kind.
+        kind: Kind,
+        /// Id.
+        id: String,
+    },
+    /// Update or remove of an id that does not exist.
+    #[error("{kind} `{id}` is not registered")]
+    NotFound {
+        /// Kind.
+        kind: Kind,
+        /// Id.
+        id: String,
+    },
+    /// Remove of an entry others still name.
+    #[error("{kind} `{id}` is still named by {}", .referents.join(", "))]
+    InUse {
+        /// Kind.
+        kind: Kind,
+        /// Id.
+        id: String,
+        /// The entries naming it.
+        referents: Vec<String>,
+    },
+    /// The entity is defined in the read-only entities file.
+    #[error("{kind} `{id}` is defined in the entities file; change it there")]
+    Static {
+        /// Kind.
+        kind: Kind,
+        /// Id.
+        id: String,
+    },
+    /// The registry would not be valid after the write.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+/// The live registry.
+#[derive(Debug)]
+pub struct Registry {
+    current: RwLock<Arc<Snapshot>>,
+    /// Serialises writers; readers never take it.
+    writer: Mutex<()>,
+    static_entities: Vec<Entity>,
+    scale: SensitivityScale,
+    home_trust_domain: String,
+    revision: Arc<Revision>,
+}
+
+impl Registry {
+    /// A registry holding `entries` and the entities of an entities file,
+    /// validated against `schema`. Every problem is reported.
+    pub fn new(
+        entries: Vec<Entry>,
+        static_entities: &Entities,
+        schema: &Schema,
+        scale: SensitivityScale,
+        home_trust_domain: &str,
+        revision: Arc<Revision>,
+    ) -> Result<Self, Vec<String>> {
+        let static_entities: Vec<Entity> = static_entities.iter().cloned().collect();
+        let mut map = Entries::new();
+        for entry in entries {
+            map.insert((entry.kind(), entry.id().to_owned()), entry);
+        }
+        let snapshot = Snapshot::build(
+            map,
+            &Inputs {
+                schema,
+                scale: &scale,
+                home_trust_domain,
+                static_entities: &static_entities,
+            },
+        )?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(snapshot)),
+            writer: Mutex::new(()),
+            static_entities,
+            scale,
+            home_trust_domain: home_trust_domain.to_owned(),
+            revision,
+        })
+    }
+
+    /// An empty registry with the default scale (tests, tools).
+    pub fn empty(home_trust_domain: &str) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Snapshot::empty())),
+            writer: Mutex::new(()),
+            static_entities: Vec::new(),
+            scale: SensitivityScale::default(),
+            home_trust_domain: home_trust_domain.to_owned(),
+            revision: Arc::default(),
+        }
+    }
+
+    /// The current snapshot; cheap, never blocks on a writer for long.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The sensitivity scale.
+    pub fn scale(&self) -> &SensitivityScale {
+        &self.scale
+    }
+
+    /// Adds an entry that does not exist yet. `authorize` sees the
+    /// registry as it would be, with the entry in it, and can refuse.
+    pub fn register<E: From<RegistryError>>(
+        &self,
+        entry: Entry,
+        schema: &Schema,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        self.write(schema, authorize, |entries, snapshot| {
+            let key = (entry.kind(), entry.id().to_owned());
+            if entries.contains_key(&key) {
+                return Err(RegistryError::AlreadyExists {
+                    kind: key.0,
+                    id: key.1,
+                }
+                .into());
+            }
+            refuse_static(snapshot, entry.kind(), entry.id())?;
+            entries.insert(key, entry);
+            Ok(())
+        })
+    }
+
+    /// Replaces an existing entry; `authorize` sees the registry as it
+    /// would be.
+    pub fn update<E: From<RegistryError>>(
+        &self,
+        entry: Entry,
+        schema: &Schema,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        self.write(schema, authorize, |entries, _| {
+            let key = (entry.kind(), entry.id().to_owned());
+            match entries.get_mut(&key) {
+                Some(place) => {
+                    *place = entry;
+                    Ok(())
+                }
+                None => Err(RegistryError::NotFound {
+                    kind: key.0,
+                    id: key.1,
+                }
+                .into()),
+            }
+        })
+    }
+
+    /// Removes an entry no other entry names; `authorize` sees the
+    /// registry as it is, with the entry still in it.
+    pub fn remove<E: From<RegistryError>>(
+        &self,
+        kind: Kind,
+        id: &str,
+        schema: &Schema,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut authorize = Some(authorize);
+        self.write(
+            schema,
+            |_: &Snapshot| Ok::<(), E>(()),
+            |entries, snapshot| {
+                if entries.remove(&(kind, id.to_owned())).is_none() {
+                    refuse_static(snapshot, kind, id)?;
+                    return Err(RegistryError::NotFound {
+                        kind,
+                        id: id.to_owned(),
+                    }
+                    .into());
+                }
+                let referents = snapshot.referents(kind, id);
+                if !referents.is_empty() {
+                    return Err(RegistryError::InUse {
+                        kind,
+                        id: id.to_owned(),
+                        referents,
+                    }
+                    .into());
+                }
+                match authorize.take() {
+                    Some(authorize) => authorize(snapshot),
+                    None => Ok(()),
+                }
+            },
+        )
+    }
+
+    /// Applies `change` to a copy of the entries, validates the result,
+    /// asks `authorize` about it and swaps it in. The revision is bumped
+    /// before the writer lock is released (see [`Revision`]).
+    fn write<E: From<RegistryError>>(
+        &self,
+        schema: &Schema,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+        change: impl FnOnce(&mut Entries, &Snapshot) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot();
+        let mut entries = current.entries().clone();
+        change(&mut entries, &current)?;
+        let next = Snapshot::build(
+            entries,
+            &Inputs {
+                schema,
+                scale: &self.scale,
+                home_trust_domain: &self.home_trust_domain,
+                static_entities: &self.static_entities,
+            },
+        )
+        .map_err(|problems| E::from(RegistryError::Invalid(problems)))?;
+        authorize(&next)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(self.revision.bump())
+    }
+}
+
+fn refuse_static(snapshot: &Snapshot, kind: Kind, id: &str) -> Result<(), RegistryError> {
+    let is_static = snapshot::uid(kind, id).is_ok_and(|uid| snapshot.is_static(&uid));
+    if is_static {
+        Err(RegistryError::Static {
+            kind,
+            id: id.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
