@@ -73,6 +73,21 @@ async fn agent_cannot_read_restricted_data() {
         .unwrap()
         .into_inner();
     assert!(denied(&response), "{response:?}");
+    // The approval policy matches, but nothing would permit the read
+    // without it either: a plain deny, never "needs approval".
+    assert_eq!(response.reasons, ["forbidden-by-policy"]);
+    assert_eq!(
+        response.determining_policies,
+        ["restricted-data-needs-approval"]
+    );
+    assert!(response.approval_id.is_empty());
+
+    let response = patcher
+        .authorize(request("read", "customer-db"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(denied(&response), "{response:?}");
     assert_eq!(response.reasons, ["no-permit"]);
     assert!(response.determining_policies.is_empty());
 }
@@ -271,7 +286,7 @@ async fn batch_returns_one_decision_per_request_in_order() {
     assert_eq!(responses.len(), 4);
     assert!(allowed(&responses[0]));
     assert!(denied(&responses[1]));
-    assert_eq!(responses[1].reasons, ["no-permit"]);
+    assert_eq!(responses[1].reasons, ["forbidden-by-policy"]);
     assert_eq!(responses[2].reasons, ["unknown-action"]);
     assert!(allowed(&responses[3]));
     let mut ids: Vec<_> = responses.iter().map(|r| r.decision_id.clone()).collect();
@@ -347,7 +362,7 @@ async fn enforcement_point_asks_on_behalf_of_a_verified_subject() {
     payroll.resource.as_mut().unwrap().id = "payroll".into();
     let response = envoy.authorize(payroll).await.unwrap().into_inner();
     assert!(denied(&response));
-    assert_eq!(response.reasons, ["no-permit"]);
+    assert_eq!(response.reasons, ["forbidden-by-policy"]);
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ async fn deny_exits_1_and_json_is_machine_readable() {
     let out = authorize(
         &server.addr,
         &f,
-        &["--action", "read", "--resource", "payroll", "--json"],
+        &["--action", "read", "--resource", "customer-db", "--json"],
     )
     .await;
     assert_eq!(

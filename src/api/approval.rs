@@ -101,7 +101,7 @@ impl ApprovalApi {
             .state
             .graph
             .get(&approval.subject.task_id)
-            .is_some_and(|t| approval.is_current(&t.scope_digest(), now));
+            .is_some_and(|t| approval.is_current(&t.scope_digest, now));
         v1::Approval {
             id: approval.id.clone(),
             task_id: approval.subject.task_id.clone(),
@@ -279,7 +279,7 @@ impl ApprovalService for ApprovalApi {
                 &r.approver,
                 &caller.to_string(),
                 valid_for,
-                &task.scope_digest(),
+                &task.scope_digest,
                 self.now(),
             )
             .map_err(ApiError::from)?;

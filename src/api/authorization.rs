@@ -89,7 +89,7 @@ impl DecisionState {
                         resource_type: resource_type.to_owned(),
                         resource_id: resource.id.clone(),
                     },
-                    t.scope_digest(),
+                    t.scope_digest.clone(),
                 )
             })
         });

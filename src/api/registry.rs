@@ -113,7 +113,8 @@ fn set(values: &[String]) -> BTreeSet<String> {
     values.iter().cloned().collect()
 }
 
-fn entry_from_proto(entry: Option<&v1::Entry>) -> Result<Entry, ApiError> {
+/// A registry entry from its message, checked on its own.
+pub fn entry_from_proto(entry: Option<&v1::Entry>) -> Result<Entry, ApiError> {
     let entry = entry
         .and_then(|e| e.entry.as_ref())
         .ok_or_else(|| ApiError::InvalidArgument("`entry` is required".to_owned()))?;
@@ -156,7 +157,8 @@ fn entry_from_proto(entry: Option<&v1::Entry>) -> Result<Entry, ApiError> {
     Ok(entry)
 }
 
-fn entry_to_proto(entry: &Entry) -> v1::Entry {
+/// The message of a registry entry.
+pub fn entry_to_proto(entry: &Entry) -> v1::Entry {
     let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
     let text = |s: &Option<String>| s.clone().unwrap_or_default();
     let inner = match entry {

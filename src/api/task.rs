@@ -195,7 +195,7 @@ fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
         created_at: task.created_at,
         expires_at: task.expires_at,
         state: state_to_proto(state) as i32,
-        scope_digest: task.scope_digest(),
+        scope_digest: task.scope_digest.clone(),
         version: task.version,
     }
 }
@@ -304,6 +304,7 @@ impl TaskService for TaskApi {
         amended.scope.clone_from(&amendment.scope);
         amended.max_sensitivity = amendment.max_sensitivity;
         amended.expires_at = amendment.expires_at;
+        amended.scope_digest = amended.compute_scope_digest();
         let mut as_it_will_be = vec![Arc::new(amended)];
         as_it_will_be.extend(chain.iter().skip(1).cloned());
         self.authorize_delegation(&caller, &as_it_will_be)?;
@@ -313,7 +314,7 @@ impl TaskService for TaskApi {
             .graph
             .amend(&r.task_id, &caller, amendment, now, registry.as_ref())
             .map_err(ApiError::from)?;
-        tracing::info!(task_id = %task.id, spiffe_id = %caller, version = task.version, scope_digest = %task.scope_digest(), revision, "task amended");
+        tracing::info!(task_id = %task.id, spiffe_id = %caller, version = task.version, scope_digest = %task.scope_digest, revision, "task amended");
         let chain = self.chain(&task.id)?;
         Ok(Response::new(TaskResponse {
             task: Some(self.to_proto(&chain)),

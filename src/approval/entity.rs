@@ -36,7 +36,13 @@ pub fn approval_entity(approval: &Approval, originator: &str) -> Result<Entity, 
             string(&approval.subject.resource_id),
         ),
         ("requested_by".to_owned(), string(&approval.requested_by)),
-        ("originator".to_owned(), string(originator)),
+        (
+            "originator".to_owned(),
+            RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(
+                type_name("Mandate::User")?,
+                EntityId::new(originator),
+            )),
+        ),
         ("state".to_owned(), string(approval.state.as_str())),
     ]);
     Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())

@@ -50,7 +50,7 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Splits `TYPE::"ID"`, `TYPE::ID` or `ID` into a resource.
-fn parse_resource(text: &str) -> Resource {
+pub(super) fn parse_resource(text: &str) -> Resource {
     if let Ok(uid) = EntityUid::from_str(text) {
         return Resource {
             r#type: uid.type_name().to_string(),
@@ -164,6 +164,7 @@ fn decision_name(response: &AuthorizeResponse) -> &'static str {
     match Decision::try_from(response.decision) {
         Ok(Decision::Allow) => "ALLOW",
         Ok(Decision::Deny) => "DENY",
+        Ok(Decision::NeedsApproval) => "NEEDS APPROVAL (denied until approved)",
         _ => "UNSPECIFIED (treated as deny)",
     }
 }
@@ -174,6 +175,9 @@ fn to_text(response: &AuthorizeResponse) -> String {
         decision_name(response),
         response.decision_id
     );
+    if !response.approval_id.is_empty() {
+        out.push_str(&format!("  approval:    {}\n", response.approval_id));
+    }
     if !response.determining_policies.is_empty() {
         out.push_str(&format!(
             "  policies:    {}\n",
@@ -193,9 +197,11 @@ fn to_json(response: &AuthorizeResponse) -> serde_json::Value {
     serde_json::json!({
         "decision": match Decision::try_from(response.decision) {
             Ok(Decision::Allow) => "allow",
+            Ok(Decision::NeedsApproval) => "needs_approval",
             _ => "deny",
         },
         "decision_id": response.decision_id,
+        "approval_id": response.approval_id,
         "determining_policies": response.determining_policies,
         "reasons": response.reasons,
         "errors": response.errors,

@@ -3,9 +3,13 @@
 //! Exit codes: 0 success (or allow), 1 a deny or a runtime failure,
 //! 2 bad usage or bad configuration.
 
+mod agent;
+mod approval;
 mod authorize;
 mod connection;
 mod dev;
+mod failure;
+mod registry;
 mod serve;
 mod task;
 
@@ -36,9 +40,19 @@ enum Command {
     Dev(dev::DevCommand),
     /// Ask a Mandate server for one decision.
     Authorize(authorize::AuthorizeArgs),
-    /// Create, delegate, get tokens for, complete, revoke and list tasks.
+    /// Create, delegate, amend, get tokens for, complete, revoke and list
+    /// tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Ask for, decide, list and revoke human approvals.
+    #[command(subcommand)]
+    Approval(approval::ApprovalCommand),
+    /// List and change a server's registry.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// Agent helpers: the integrity checksum.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -59,6 +73,9 @@ pub fn main() -> ExitCode {
         Command::Dev(command) => dev::run(command),
         Command::Authorize(args) => authorize::run(args),
         Command::Task(command) => task::run(command),
+        Command::Approval(command) => approval::run(command),
+        Command::Registry(command) => registry::run(command),
+        Command::Agent(command) => agent::run(command),
     }
 }
 

@@ -6,13 +6,12 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use tonic::Code;
 
 use super::connection::ConnectArgs;
-use super::{EXIT_USAGE, init_logging, runtime};
+use super::failure::{Failure, refused, run_client};
 use crate::api::v1::task_service_client::TaskServiceClient;
 use crate::api::v1::{
-    CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest, GetTaskRequest,
+    AmendTaskRequest, CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest, GetTaskRequest,
     IssueTaskTokenRequest, ListTasksRequest, RevokeAgentRequest, RevokeTaskRequest, Task,
     TaskScope, TaskState,
 };
@@ -23,6 +22,9 @@ pub(super) enum TaskCommand {
     Create(CreateArgs),
     /// Delegate part of your own task to another agent.
     Delegate(DelegateArgs),
+    /// Change the bounds of a task you delegated (approvals given before
+    /// stop counting).
+    Amend(AmendArgs),
     /// Get a token for your task; prints the token alone (for scripts).
     Token(TokenArgs),
     /// Mark a task done.
@@ -43,6 +45,19 @@ pub(super) struct ScopeArgs {
     /// SPIFFE ID of the agent that will do it.
     #[arg(long, value_name = "SPIFFE_ID")]
     delegatee: String,
+    #[command(flatten)]
+    bounds: BoundsArgs,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> TaskScope {
+        self.bounds.scope()
+    }
+}
+
+/// What a task allows.
+#[derive(Debug, Args)]
+pub(super) struct BoundsArgs {
     /// An allowed action; repeatable.
     #[arg(long = "action", value_name = "ACTION", required = true)]
     actions: Vec<String>,
@@ -57,7 +72,7 @@ pub(super) struct ScopeArgs {
     ttl: i64,
 }
 
-impl ScopeArgs {
+impl BoundsArgs {
     fn scope(&self) -> TaskScope {
         TaskScope {
             actions: self.actions.clone(),
@@ -92,6 +107,20 @@ pub(super) struct DelegateArgs {
     /// Your task, to delegate from.
     #[arg(long, value_name = "TASK_ID")]
     parent: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AmendArgs {
+    #[command(flatten)]
+    connection: ConnectArgs,
+    /// The task to amend.
+    #[arg(long, value_name = "TASK_ID")]
+    task: String,
+    #[command(flatten)]
+    bounds: BoundsArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -191,6 +220,8 @@ fn task_json(task: &Task) -> serde_json::Value {
         "created_at": task.created_at,
         "expires_at": task.expires_at,
         "state": state_name(task.state),
+        "scope_digest": task.scope_digest,
+        "version": task.version,
     })
 }
 
@@ -225,21 +256,6 @@ fn print_task(task: Option<&Task>, json: bool) {
     }
 }
 
-/// What went wrong, and the exit code it deserves.
-enum Failure {
-    Usage(String),
-    Refused(tonic::Status),
-}
-
-fn refused(status: tonic::Status) -> Failure {
-    match status.code() {
-        Code::PermissionDenied | Code::NotFound | Code::FailedPrecondition => {
-            Failure::Refused(status)
-        }
-        _ => Failure::Usage(format!("{}: {}", status.code(), status.message())),
-    }
-}
-
 async fn client(
     connection: &ConnectArgs,
 ) -> Result<TaskServiceClient<tonic::transport::Channel>, Failure> {
@@ -249,22 +265,7 @@ async fn client(
 }
 
 pub(super) fn run(command: TaskCommand) -> ExitCode {
-    init_logging("warn");
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    match runtime.block_on(execute(command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Refused(status)) => {
-            eprintln!("refused ({}): {}", status.code(), status.message());
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
+    run_client(execute(command))
 }
 
 async fn execute(command: TaskCommand) -> Result<(), Failure> {
@@ -291,6 +292,18 @@ async fn execute(command: TaskCommand) -> Result<(), Failure> {
                     intent: args.scope.intent.clone(),
                     delegatee: args.scope.delegatee.clone(),
                     scope: Some(args.scope.scope()),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print_task(response.task.as_ref(), args.json);
+        }
+        TaskCommand::Amend(args) => {
+            let response = client(&args.connection)
+                .await?
+                .amend_task(AmendTaskRequest {
+                    task_id: args.task,
+                    scope: Some(args.bounds.scope()),
                 })
                 .await
                 .map_err(refused)?

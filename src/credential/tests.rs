@@ -31,6 +31,7 @@ fn chain() -> Vec<Arc<Task>> {
         expires_at: NOW + 3600,
         state: TaskState::Active,
         version: 0,
+        scope_digest: String::new(),
     };
     let child = Task {
         id: "t2".into(),

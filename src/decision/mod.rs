@@ -182,10 +182,18 @@ impl Decider {
                 ),
             );
         }
-        let mut context = match Context::from_json_value(
-            serde_json::Value::Object(fields),
-            Some((engine.schema(), action)),
-        ) {
+        // An empty caller context needs no parsing; what Mandate adds may
+        // be required by the schema, and `Request::new` below checks the
+        // whole context either way.
+        let parsed = if fields.is_empty() {
+            Ok(Context::empty())
+        } else {
+            Context::from_json_value(
+                serde_json::Value::Object(fields),
+                Some((engine.schema(), action)),
+            )
+        };
+        let mut context = match parsed {
             Ok(context) => context,
             Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
         };

@@ -245,6 +245,7 @@ mod tests {
             expires_at,
             state: TaskState::Active,
             version: 0,
+            scope_digest: String::new(),
         })
     }
 

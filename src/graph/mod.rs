@@ -217,6 +217,7 @@ impl TaskGraph {
         amended.max_sensitivity = amendment.max_sensitivity;
         amended.expires_at = amendment.expires_at;
         amended.version = current.version.saturating_add(1);
+        amended.scope_digest = amended.compute_scope_digest();
         invariants::check_spec(&amended.spec(), now)?;
         let ancestors: Vec<&Task> = chain.iter().skip(1).map(AsRef::as_ref).collect();
         if !ancestors.is_empty() {

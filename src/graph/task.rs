@@ -96,6 +96,9 @@ pub struct Task {
     pub state: TaskState,
     /// 0 when created, one more at each amendment of its scope.
     pub version: u32,
+    /// [`Task::compute_scope_digest`], kept so decisions do not hash on
+    /// every call; set by [`Task::new`] and by amendments.
+    pub scope_digest: String,
 }
 
 impl Task {
@@ -109,7 +112,7 @@ impl Task {
         parent: Option<&Task>,
         now: i64,
     ) -> Self {
-        Self {
+        let mut task = Self {
             root: parent.map_or_else(|| id.clone(), |p| p.root.clone()),
             id,
             intent: spec.intent,
@@ -125,7 +128,10 @@ impl Task {
             expires_at: spec.expires_at,
             state: TaskState::Active,
             version: 0,
-        }
+            scope_digest: String::new(),
+        };
+        task.scope_digest = task.compute_scope_digest();
+        task
     }
 
     /// The task's scope as a spec, for checking it against a parent.
@@ -144,7 +150,7 @@ impl Task {
     /// sensitivity and deadline. An approval counts only while it is
     /// unchanged (DESIGN §3.5). `sha256:` and hex over the canonical JSON
     /// (RFC 8785) of those four fields.
-    pub fn scope_digest(&self) -> String {
+    pub fn compute_scope_digest(&self) -> String {
         let document = serde_json::json!({
             "actions": self.actions,
             "scope": self.scope,

@@ -330,3 +330,74 @@ fn oversized_tasks_are_refused() {
     assert_eq!(err.reason(), "invalid-task");
     assert!(graph.is_empty());
 }
+
+fn amendment(actions: &[&str], scope: &[&str], sensitivity: i64, ttl: i64) -> Amendment {
+    Amendment {
+        actions: set(actions),
+        scope: set(scope),
+        max_sensitivity: sensitivity,
+        expires_at: NOW + ttl,
+    }
+}
+
+#[test]
+fn amendments_stay_between_parent_and_children_and_change_the_digest() {
+    let graph = TaskGraph::default();
+    let (_, child, _) = three_deep(&graph);
+    let before = child.scope_digest.clone();
+    assert_eq!(before, child.compute_scope_digest());
+
+    // Only the delegator amends.
+    let err = graph
+        .amend(
+            "t2",
+            &id("/agents/patcher"),
+            amendment(&["read"], &["repo:a"], 1, 900),
+            NOW,
+            &tree(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), reason::NOT_DELEGATOR);
+    // Not wider than the parent.
+    let err = graph
+        .amend(
+            "t2",
+            &id("/agents/planner"),
+            amendment(&["read", "delete"], &["repo:a"], 1, 900),
+            NOW,
+            &tree(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), reason::WIDENS_ACTIONS);
+    // Not narrower than the live grandchild, which reads repo:a until +600.
+    let err = graph
+        .amend(
+            "t2",
+            &id("/agents/planner"),
+            amendment(&["write"], &["repo:a"], 1, 900),
+            NOW,
+            &tree(),
+        )
+        .unwrap_err();
+    assert_eq!(err.reason(), reason::NARROWER_THAN_CHILD);
+    assert!(err.to_string().contains("t3"), "{err}");
+
+    // Widening within the parent is fine and changes the digest.
+    let revision = graph.revision();
+    let (amended, new_revision) = graph
+        .amend(
+            "t2",
+            &id("/agents/planner"),
+            amendment(&["read", "write"], &["repo:a", "repo:b"], 2, 1800),
+            NOW,
+            &tree(),
+        )
+        .unwrap();
+    assert!(new_revision > revision);
+    assert_eq!(amended.version, 1);
+    assert_ne!(amended.scope_digest, before);
+    assert_eq!(amended.scope_digest, amended.compute_scope_digest());
+    assert_eq!(graph.get("t2").unwrap().scope, set(&["repo:a", "repo:b"]));
+    // The chain below still hangs off it.
+    assert_eq!(graph.chain("t3").unwrap().len(), 3);
+}

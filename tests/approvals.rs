@@ -1,0 +1,468 @@
+//! Human approvals through the real server over mTLS: the third outcome,
+//! the approval life cycle, and approvals that go stale when the task's
+//! scope changes, expire or are revoked.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests"
+)]
+
+mod common;
+
+use common::TestServer;
+use mandate::api::v1::approval_service_client::ApprovalServiceClient;
+use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate::api::v1::task_service_client::TaskServiceClient;
+use mandate::api::v1::{
+    AmendTaskRequest, ApprovalResource, ApprovalState, AuthorizeRequest, AuthorizeResponse,
+    CreateTaskRequest, DecideApprovalRequest, Decision, IssueTaskTokenRequest,
+    ListApprovalsRequest, RequestApprovalRequest, Resource, RevokeApprovalRequest, TaskScope,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
+
+/// One workload's connection, with every client on the same SVID.
+struct Party {
+    tasks: TaskServiceClient<Channel>,
+    authz: AuthorizationServiceClient<Channel>,
+    approvals: ApprovalServiceClient<Channel>,
+}
+
+async fn party(server: &TestServer, path: &str) -> Party {
+    let channel = server.channel(path).await;
+    Party {
+        tasks: TaskServiceClient::new(channel.clone()),
+        authz: AuthorizationServiceClient::new(channel.clone()),
+        approvals: ApprovalServiceClient::new(channel),
+    }
+}
+
+fn scope(actions: &[&str], resources: &[&str], max_sensitivity: i64) -> TaskScope {
+    TaskScope {
+        actions: actions.iter().map(|s| (*s).to_owned()).collect(),
+        resources: resources.iter().map(|s| (*s).to_owned()).collect(),
+        max_sensitivity,
+        expires_at: 0,
+        ttl_seconds: 3600,
+    }
+}
+
+/// The frontend starts a task for alice with the patcher as delegatee; the
+/// patcher gets a token for it. Returns (task id, token).
+async fn task_and_token(
+    server: &TestServer,
+    frontend: &mut Party,
+    patcher: &mut Party,
+    scope: TaskScope,
+) -> (String, String) {
+    let task = frontend
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "clean up the payments repo".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(scope),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let _ = server;
+    let token = patcher
+        .tasks
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    (task, token)
+}
+
+async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
+    party
+        .authz
+        .authorize(AuthorizeRequest {
+            action: action.into(),
+            resource: Some(Resource {
+                r#type: String::new(),
+                id: resource.into(),
+            }),
+            token: token.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn decision(r: &AuthorizeResponse) -> Decision {
+    Decision::try_from(r.decision).unwrap()
+}
+
+async fn decide(
+    frontend: &mut Party,
+    approval_id: &str,
+    approve: bool,
+    approver: &str,
+    valid_for: i64,
+) -> Result<mandate::api::v1::Approval, tonic::Status> {
+    frontend
+        .approvals
+        .decide_approval(DecideApprovalRequest {
+            approval_id: approval_id.into(),
+            approve,
+            valid_for_seconds: valid_for,
+            approver: approver.into(),
+        })
+        .await
+        .map(|r| r.into_inner().approval.unwrap())
+}
+
+/// Asks for `delete` on `repo:acme/payments` until it needs approval;
+/// returns the approval id.
+async fn needs_approval(patcher: &mut Party, token: &str) -> String {
+    let r = call(patcher, token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::NeedsApproval, "{r:?}");
+    assert_eq!(r.reasons, ["forbidden-by-policy", "needs-approval"]);
+    assert_eq!(
+        r.determining_policies,
+        ["destructive-actions-need-approval"]
+    );
+    assert!(!r.approval_id.is_empty());
+    r.approval_id
+}
+
+#[tokio::test]
+async fn an_approval_lifts_the_forbid_for_its_task_action_and_resource() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let (task, token) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read", "delete"], &["repos"], 1),
+    )
+    .await;
+
+    let approval_id = needs_approval(&mut patcher, &token).await;
+    // Asking again names the same pending approval: one per subject.
+    assert_eq!(needs_approval(&mut patcher, &token).await, approval_id);
+    let pending = frontend
+        .approvals
+        .list_approvals(ListApprovalsRequest {
+            state: ApprovalState::Pending as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, approval_id);
+    assert_eq!(pending[0].task_id, task);
+    assert_eq!(pending[0].requested_by, PATCHER);
+    assert!(!pending[0].current);
+
+    let approved = decide(&mut frontend, &approval_id, true, "alice", 600)
+        .await
+        .unwrap();
+    assert_eq!(approved.state, ApprovalState::Approved as i32);
+    assert_eq!(approved.approver, "alice");
+    assert!(approved.current);
+
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Allow, "{r:?}");
+    assert_eq!(r.determining_policies, ["agents-act-within-their-task"]);
+    // The approval is for this resource only.
+    let other = call(&mut patcher, &token, "delete", "repo:acme/web").await;
+    assert_eq!(decision(&other), Decision::NeedsApproval, "{other:?}");
+    assert_ne!(other.approval_id, approval_id);
+
+    // Revoked, it no longer counts: a new approval is needed.
+    frontend
+        .approvals
+        .revoke_approval(RevokeApprovalRequest {
+            approval_id: approval_id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap();
+    let again = needs_approval(&mut patcher, &token).await;
+    assert_ne!(again, approval_id);
+}
+
+#[tokio::test]
+async fn an_approval_goes_stale_when_the_task_scope_changes() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let (task, token) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read", "delete"], &["repo:acme/payments"], 1),
+    )
+    .await;
+    let approval_id = needs_approval(&mut patcher, &token).await;
+    let approved = decide(&mut frontend, &approval_id, true, "alice", 600)
+        .await
+        .unwrap();
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Allow, "{r:?}");
+
+    // The front end widens the task: what alice approved is not what the
+    // task is any more.
+    let amended = frontend
+        .tasks
+        .amend_task(AmendTaskRequest {
+            task_id: task.clone(),
+            scope: Some(scope(
+                &["read", "delete"],
+                &["repo:acme/payments", "repo:acme/web"],
+                1,
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_ne!(amended.scope_digest, approved.scope_digest);
+    assert_eq!(amended.version, 1);
+
+    let fresh = needs_approval(&mut patcher, &token).await;
+    assert_ne!(fresh, approval_id);
+    let old = frontend
+        .approvals
+        .list_approvals(ListApprovalsRequest {
+            task_id: task,
+            state: ApprovalState::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    assert_eq!(old.len(), 1);
+    assert!(!old[0].current, "approved for another scope: {old:?}");
+}
+
+#[tokio::test]
+async fn an_approval_expires_and_a_denial_is_a_deny() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let (_, token) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read", "delete"], &["repos"], 1),
+    )
+    .await;
+    let approval_id = needs_approval(&mut patcher, &token).await;
+    decide(&mut frontend, &approval_id, true, "alice", 60)
+        .await
+        .unwrap();
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Allow, "{r:?}");
+    server.clock.advance(60);
+    let expired = needs_approval(&mut patcher, &token).await;
+    assert_ne!(expired, approval_id);
+
+    // Alice says no: a deny that names the denial, and no new request.
+    decide(&mut frontend, &expired, false, "alice", 600)
+        .await
+        .unwrap();
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Deny, "{r:?}");
+    assert!(r.reasons.contains(&"approval-denied".to_owned()), "{r:?}");
+    assert!(r.approval_id.is_empty());
+    // Deciding twice is refused.
+    let status = decide(&mut frontend, &expired, true, "alice", 600)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+}
+
+#[tokio::test]
+async fn only_allowed_approvers_decide() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let (_, token) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read", "delete"], &["repos"], 1),
+    )
+    .await;
+    let approval_id = needs_approval(&mut patcher, &token).await;
+
+    // bob neither started the task nor is an approver.
+    let status = decide(&mut frontend, &approval_id, true, "bob", 600)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("no-permit"), "{status:?}");
+    // The admin workload is not an approval front end, even for alice.
+    let mut admin = party(&server, "/workloads/admin").await;
+    let status = decide(&mut admin, &approval_id, true, "alice", 600)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // The agent cannot approve its own request: `approve` is for workloads.
+    let status = decide(&mut patcher, &approval_id, true, "alice", 600)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // Nothing was decided by the refused calls.
+    let still = needs_approval(&mut patcher, &token).await;
+    assert_eq!(still, approval_id);
+
+    // carol is in `approvers`: her decision counts although the task is
+    // alice's.
+    let approved = decide(&mut frontend, &approval_id, true, "carol", 600)
+        .await
+        .unwrap();
+    assert_eq!(approved.approver, "carol");
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Allow, "{r:?}");
+}
+
+#[tokio::test]
+async fn needs_approval_only_when_the_approval_policy_is_the_sole_reason() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    // The task does not allow `delete`: the guard denies too, so no
+    // approval could help.
+    let (_, token) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read"], &["repos"], 1),
+    )
+    .await;
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Deny, "{r:?}");
+    assert!(r.approval_id.is_empty());
+    assert!(
+        r.determining_policies
+            .contains(&"mandate.guard.action-not-in-task.delete".to_owned()),
+        "{r:?}"
+    );
+    assert!(!r.reasons.contains(&"needs-approval".to_owned()));
+
+    // Without a token nothing permits an agent's delete at all.
+    let r = call(&mut patcher, "", "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Deny, "{r:?}");
+    assert!(r.approval_id.is_empty());
+
+    // Nothing was asked of a human by these calls.
+    let all = frontend
+        .approvals
+        .list_approvals(ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    assert!(all.is_empty(), "{all:?}");
+}
+
+#[tokio::test]
+async fn agents_ask_for_approvals_of_their_own_tasks_only() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let (task, _) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read", "delete"], &["repos"], 1),
+    )
+    .await;
+    let request = |action: &str| RequestApprovalRequest {
+        task_id: task.clone(),
+        action: action.into(),
+        resource: Some(ApprovalResource {
+            r#type: String::new(),
+            id: "repo:acme/web".into(),
+        }),
+        justification: "the repo is archived".into(),
+    };
+    let asked = patcher
+        .approvals
+        .request_approval(request("delete"))
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap();
+    assert_eq!(asked.state, ApprovalState::Pending as i32);
+    assert_eq!(asked.justification, "the repo is archived");
+    assert_eq!(asked.resource.unwrap().r#type, "Mandate::Resource");
+
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let status = reviewer
+        .approvals
+        .request_approval(request("delete"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().starts_with("not-delegatee"), "{status:?}");
+    // The reviewer is no party of the task: it cannot see the approval.
+    let seen = reviewer
+        .approvals
+        .list_approvals(ListApprovalsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .approvals;
+    assert!(seen.is_empty(), "{seen:?}");
+    let status = patcher
+        .approvals
+        .request_approval(request("no-such-action"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+/// A policy set where an agent may delete `repo:acme/web` without a task,
+/// so the approval policy is the only reason for a deny, but there is no
+/// task to hold an approval.
+#[tokio::test]
+async fn needs_approval_without_a_task_is_a_plain_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(common::repo().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("extra.cedar"),
+        r#"@id("agents-delete-web")
+permit (principal is Mandate::Agent, action == Mandate::Action::"delete",
+        resource == Mandate::Resource::"repo:acme/web");"#,
+    )
+    .unwrap();
+    let server = TestServer::start_with(common::Setup {
+        policies: dir.path().to_owned(),
+        ..Default::default()
+    })
+    .await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let r = call(&mut patcher, "", "delete", "repo:acme/web").await;
+    assert_eq!(decision(&r), Decision::Deny, "{r:?}");
+    assert_eq!(r.reasons, ["forbidden-by-policy", "approval-needs-task"]);
+    assert!(r.approval_id.is_empty());
+}
