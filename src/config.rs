@@ -236,7 +236,7 @@ impl Settings {
         }
         let sensitivity = match raw.sensitivity_levels.clone() {
             Some(levels) => SensitivityScale::new(levels).unwrap_or_else(|e| {
-                problems.push(format!("`sensitivity-levels`: {e}"));
+                problems.push(format!("`sensitivity_levels`: {e}"));
                 SensitivityScale::default()
             }),
             None => SensitivityScale::default(),

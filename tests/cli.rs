@@ -325,3 +325,154 @@ async fn a_task_from_the_command_line_end_to_end() {
     .await;
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// `out` exited with `code`; returns its stdout.
+fn expect(out: &Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_from_the_command_line() {
+    let server = TestServer::start().await;
+    let frontend = files(&server, "/workloads/frontend");
+    let patcher = files(&server, "/agents/patcher");
+    let created = mandate(
+        &frontend,
+        &server.addr,
+        &[
+            "task",
+            "create",
+            "--intent",
+            "delete the old repo",
+            "--delegatee",
+            "spiffe://mandate.local/agents/patcher",
+            "--on-behalf-of",
+            "alice",
+            "--action",
+            "delete",
+            "--resource",
+            "repo:acme/web",
+            "--max-sensitivity",
+            "1",
+            "--json",
+        ],
+    )
+    .await;
+    let task: serde_json::Value = serde_json::from_str(&expect(&created, 0)).unwrap();
+    let task_id = task["id"].as_str().unwrap().to_owned();
+    let token = mandate(
+        &patcher,
+        &server.addr,
+        &["task", "token", "--task", &task_id],
+    )
+    .await;
+    let token = expect(&token, 0).trim().to_owned();
+    let delete = [
+        "authorize",
+        "--action",
+        "delete",
+        "--resource",
+        "repo:acme/web",
+        "--token",
+        &token,
+        "--json",
+    ];
+    let held = mandate(&patcher, &server.addr, &delete).await;
+    let held: serde_json::Value = serde_json::from_str(&expect(&held, 1)).unwrap();
+    assert_eq!(held["decision"], "needs_approval");
+    let approval_id = held["approval_id"].as_str().unwrap().to_owned();
+
+    let pending = mandate(
+        &frontend,
+        &server.addr,
+        &["approval", "list", "--state", "pending"],
+    )
+    .await;
+    assert!(expect(&pending, 0).contains(&approval_id));
+    let decided = mandate(
+        &frontend,
+        &server.addr,
+        &[
+            "approval",
+            "decide",
+            "--approval",
+            &approval_id,
+            "--approve",
+            "--approver",
+            "alice",
+            "--json",
+        ],
+    )
+    .await;
+    let decided: serde_json::Value = serde_json::from_str(&expect(&decided, 0)).unwrap();
+    assert_eq!(decided["state"], "approved");
+    assert_eq!(decided["current"], true);
+    let allowed = mandate(&patcher, &server.addr, &delete).await;
+    let allowed: serde_json::Value = serde_json::from_str(&expect(&allowed, 0)).unwrap();
+    assert_eq!(allowed["decision"], "allow");
+
+    // `--approve` and `--deny` together are a usage error.
+    let both = mandate(
+        &frontend,
+        &server.addr,
+        &[
+            "approval",
+            "decide",
+            "--approval",
+            &approval_id,
+            "--approve",
+            "--deny",
+            "--approver",
+            "alice",
+        ],
+    )
+    .await;
+    expect(&both, 2);
+}
+
+#[test]
+fn agent_checksum_prints_the_canonical_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = dir.path().join("prompt.txt");
+    let tools = dir.path().join("tools.json");
+    let config = dir.path().join("config.json");
+    std::fs::write(&prompt, "You fix failing builds.\n").unwrap();
+    std::fs::write(&tools, r#"[{"name": "git"}]"#).unwrap();
+    std::fs::write(&config, r#"{"temperature": 0, "model": "m-1"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["agent", "checksum", "--prompt"])
+        .arg(&prompt)
+        .arg("--tools")
+        .arg(&tools)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let expected = mandate::integrity::agent_checksum(
+        "You fix failing builds.\n",
+        &serde_json::json!([{ "name": "git" }]),
+        &serde_json::json!({ "model": "m-1", "temperature": 0 }),
+    )
+    .unwrap();
+    assert_eq!(expect(&out, 0).trim(), expected);
+
+    std::fs::write(&tools, "not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(["agent", "checksum", "--prompt"])
+        .arg(&prompt)
+        .arg("--tools")
+        .arg(&tools)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not JSON"));
+}

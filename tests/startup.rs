@@ -137,6 +137,55 @@ fn an_unknown_key_in_mandate_toml_is_refused() {
 }
 
 #[test]
+fn a_bad_catalog_refuses_start_and_names_every_entry_at_fault() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(
+        dir.path().join("catalog.toml"),
+        "[[agents]]\nspiffe_id = \"spiffe://mandate.local/agents/a\"\ngroups = [\"ghosts\"]\n\n[[resources]]\nid = \"r\"\nsensitivity = \"secret\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &["--catalog", "catalog.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("serving"), "{stderr}");
+    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 2, "{stderr}");
+    assert!(
+        stderr.contains("catalog `catalog.toml`: agent `spiffe://mandate.local/agents/a`: group `ghosts` is not registered"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("resource `r`"), "{stderr}");
+    assert!(stderr.contains("`secret` is not on the scale"), "{stderr}");
+}
+
+#[test]
+fn a_catalog_beside_the_config_file_is_loaded_and_its_syntax_checked() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(dir.path().join("mandate.toml"), "# defaults\n").unwrap();
+    std::fs::write(
+        dir.path().join("catalog.toml"),
+        "[[groups]]\nid = \"ops\"\n\n[[resources]\nid = \"x\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("catalog.toml"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+}
+
+#[test]
+fn a_bad_sensitivity_scale_is_refused() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(
+        dir.path().join("mandate.toml"),
+        "sensitivity_levels = [\"low\", \"low\"]\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("listed twice"), "{stderr}");
+}
+
+#[test]
 fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     let mut child = mandate()
