@@ -436,6 +436,14 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // The task does not allow `write`: no human is asked for it.
+    let status = patcher
+        .approvals
+        .request_approval(request("write"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().starts_with("outside-task"), "{status:?}");
 }
 
 /// A policy set where an agent may delete `repo:acme/web` without a task,

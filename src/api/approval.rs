@@ -19,7 +19,7 @@ use crate::approval::{
     APPROVAL_TYPE, Approval, ApprovalFilter, ApprovalState, Subject, approval_entity,
 };
 use crate::decision::{DEFAULT_RESOURCE_TYPE, task_entities};
-use crate::graph::{TaskState, chain_state};
+use crate::graph::{ResourceHierarchy, TaskState, chain_state};
 use crate::registry::Kind;
 
 const DEFAULT_PAGE_SIZE: usize = 50;
@@ -177,6 +177,22 @@ impl ApprovalService for ApprovalApi {
                 "task-not-active: task `{}` is {}",
                 task.id,
                 state.as_str()
+            ))
+            .into());
+        }
+        // An approval lifts only approval policies, never the task's own
+        // bounds: asking a human for something the task cannot do would
+        // only be noise.
+        let registry = self.state.registry.snapshot();
+        let in_scope = (resource.r#type.is_empty() || resource.r#type == DEFAULT_RESOURCE_TYPE)
+            && task
+                .scope
+                .iter()
+                .any(|root| registry.within(&resource.id, root));
+        if !task.actions.contains(&r.action) || !in_scope {
+            return Err(ApiError::FailedPrecondition(format!(
+                "outside-task: task `{}` does not allow `{}` on `{}`; an approval cannot widen a task",
+                task.id, r.action, resource.id
             ))
             .into());
         }
