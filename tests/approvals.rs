@@ -232,6 +232,7 @@ async fn an_approval_goes_stale_when_the_task_scope_changes() {
                 &["repo:acme/payments", "repo:acme/web"],
                 1,
             )),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -400,6 +401,7 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
             id: "repo:acme/web".into(),
         }),
         justification: "the repo is archived".into(),
+        ..Default::default()
     };
     let asked = patcher
         .approvals
@@ -473,4 +475,69 @@ permit (principal is Mandate::Agent, action == Mandate::Action::"delete",
     assert_eq!(decision(&r), Decision::Deny, "{r:?}");
     assert_eq!(r.reasons, ["forbidden-by-policy", "approval-needs-task"]);
     assert!(r.approval_id.is_empty());
+}
+
+#[tokio::test]
+async fn withdrawing_a_newer_decision_never_brings_an_older_approval_back() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let (task, token) = task_and_token(
+        &server,
+        &mut frontend,
+        &mut patcher,
+        scope(&["read", "delete"], &["repos"], 1),
+    )
+    .await;
+    let first = needs_approval(&mut patcher, &token).await;
+    decide(&mut frontend, &first, true, "alice", 30 * 24 * 3600)
+        .await
+        .unwrap();
+    // While the first approval counts, the agent asks again...
+    let second = patcher
+        .approvals
+        .request_approval(RequestApprovalRequest {
+            task_id: task.clone(),
+            action: "delete".into(),
+            resource: Some(ApprovalResource {
+                r#type: String::new(),
+                id: "repo:acme/payments".into(),
+            }),
+            justification: "once more".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .approval
+        .unwrap()
+        .id;
+    // ...and alice says no this time.
+    decide(&mut frontend, &second, false, "alice", 600)
+        .await
+        .unwrap();
+    let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
+    assert_eq!(decision(&r), Decision::Deny, "{r:?}");
+    // The agent cannot withdraw a human's decision...
+    let status = patcher
+        .approvals
+        .revoke_approval(RevokeApprovalRequest {
+            approval_id: second.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // ...and when the front end does, the older approval stays spent.
+    frontend
+        .approvals
+        .revoke_approval(RevokeApprovalRequest {
+            approval_id: second.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let again = needs_approval(&mut patcher, &token).await;
+    assert_ne!(again, first);
+    assert_ne!(again, second);
 }

@@ -19,7 +19,8 @@ use mandate::api::v1::task_service_client::TaskServiceClient;
 use mandate::api::v1::{
     AgentEntry, AuthorizeRequest, AuthorizeResponse, CreateTaskRequest, Decision,
     DelegateTaskRequest, Entry, EntryKind, GroupEntry, IssueTaskTokenRequest, ListRequest,
-    RegisterRequest, RemoveRequest, Resource, ResourceEntry, TaskScope, UpdateRequest, entry,
+    RegisterRequest, RemoveRequest, Resource, ResourceEntry, TaskScope, UpdateRequest,
+    WorkloadEntry, entry,
 };
 use mandate::integrity::agent_checksum;
 use tonic::Code;
@@ -201,6 +202,22 @@ async fn registry_writes_are_authorized_and_take_effect_on_the_next_decision() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("not on the scale"), "{status:?}");
+
+    // An agent's SPIFFE ID cannot be registered as a workload: it would
+    // escape every policy written for agents.
+    let status = admin
+        .registry
+        .register(RegisterRequest {
+            entry: Some(Entry {
+                entry: Some(entry::Entry::Workload(WorkloadEntry {
+                    spiffe_id: "spiffe://mandate.local/agents/sneaky".into(),
+                    groups: Vec::new(),
+                })),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
     // `repos` has children: it cannot go.
     let status = admin
@@ -386,6 +403,7 @@ async fn agents_delegate_only_within_their_class() {
             expires_at: 0,
             ttl_seconds: 600,
         }),
+        ..Default::default()
     };
     // The helpdesk agent is of class `support`; the patcher of `coding`.
     let status = patcher
@@ -438,6 +456,51 @@ async fn a_tampered_agent_gets_no_token_and_re_registering_retires_old_tokens() 
     let valid = token(&mut patcher, &task, &good).await.unwrap();
     let r = call(&mut patcher, &valid, "read", "repo:acme/payments").await;
     assert_eq!(decision(&r), Decision::Allow, "{r:?}");
+    // Without a token there is no proof: the agent is denied even what
+    // any agent may do.
+    let r = call(&mut patcher, "", "read", "handbook").await;
+    assert_eq!(decision(&r), Decision::Deny, "{r:?}");
+    assert_eq!(r.reasons, ["agent-proof-required"]);
+    // Delegating needs the proof too.
+    let delegate = |proof: &str| DelegateTaskRequest {
+        parent_id: task.clone(),
+        intent: "review".into(),
+        delegatee: "spiffe://mandate.local/agents/reviewer".into(),
+        scope: Some(TaskScope {
+            actions: vec!["read".into()],
+            resources: vec!["repos".into()],
+            max_sensitivity: 1,
+            expires_at: 0,
+            ttl_seconds: 600,
+        }),
+        agent_proof: proof.into(),
+    };
+    let status = patcher
+        .tasks
+        .delegate_task(delegate(&tampered))
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("agent-checksum-mismatch"),
+        "{status:?}"
+    );
+    patcher.tasks.delegate_task(delegate(&good)).await.unwrap();
+    // The agent sees its registration, but not the checksum it would
+    // otherwise only have to replay.
+    let own = patcher
+        .registry
+        .list(ListRequest {
+            kind: EntryKind::Agent as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    match &own[0].entry {
+        Some(entry::Entry::Agent(a)) => assert_eq!(a.checksum, "(redacted)"),
+        other => panic!("{other:?}"),
+    }
 
     // The agent is rebuilt and re-registered: tokens proving the old build
     // deny from the next call on.

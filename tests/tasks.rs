@@ -94,6 +94,7 @@ async fn delegate(
             intent: intent.into(),
             delegatee: delegatee.into(),
             scope: Some(scope),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -210,6 +211,7 @@ async fn sub_delegation_narrows_or_is_refused_by_name() {
         intent: "review the fix".into(),
         delegatee: delegatee.into(),
         scope: Some(scope),
+        ..Default::default()
     };
     let child = patcher
         .tasks
@@ -297,6 +299,7 @@ async fn depth_is_limited_by_configuration() {
             intent: "test".into(),
             delegatee: TESTER.into(),
             scope: Some(scope(&["read"], &["repos"], 1, 60)),
+            ..Default::default()
         })
         .await
         .unwrap_err();

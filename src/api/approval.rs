@@ -8,17 +8,14 @@ use spiffe::SpiffeId;
 use tonic::{Request, Response, Status};
 
 use super::authorization::caller;
-use super::control::ControlRequest;
 use super::v1::approval_service_server::ApprovalService;
 use super::v1::{
     self, ApprovalResponse, DecideApprovalRequest, ListApprovalsRequest, ListApprovalsResponse,
     RequestApprovalRequest, RevokeApprovalRequest,
 };
 use super::{ApiError, DecisionState};
-use crate::approval::{
-    APPROVAL_TYPE, Approval, ApprovalFilter, ApprovalState, Subject, approval_entity,
-};
-use crate::decision::{DEFAULT_RESOURCE_TYPE, task_entities};
+use crate::approval::{Approval, ApprovalFilter, ApprovalState, Subject};
+use crate::decision::DEFAULT_RESOURCE_TYPE;
 use crate::graph::{ResourceHierarchy, TaskState, chain_state};
 use crate::registry::Kind;
 
@@ -43,8 +40,6 @@ impl ApprovalApi {
         self.state.clock.now()
     }
 
-    /// Asks Cedar whether `caller` may `action` `approval`; the slice holds
-    /// the approval, its task's chain and `more`.
     fn authorize(
         &self,
         caller: &SpiffeId,
@@ -53,34 +48,8 @@ impl ApprovalApi {
         context: Vec<(String, RestrictedExpression)>,
         more: Vec<cedar_policy::Entity>,
     ) -> Result<(), ApiError> {
-        let chain = self
-            .state
-            .graph
-            .chain(&approval.subject.task_id)
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "task `{}` of approval `{}` does not exist",
-                    approval.subject.task_id, approval.id
-                ))
-            })?;
-        let originator = chain
-            .last()
-            .map(|t| t.originator.clone())
-            .unwrap_or_default();
-        let mut entities =
-            vec![approval_entity(approval, &originator).map_err(ApiError::Internal)?];
-        entities.extend(task_entities(&chain, self.now()).map_err(ApiError::Internal)?);
-        entities.extend(more);
-        self.state.authorize_control(
-            caller,
-            ControlRequest {
-                action,
-                resource_type: APPROVAL_TYPE,
-                resource_id: &approval.id,
-                entities,
-                context,
-            },
-        )
+        self.state
+            .authorize_on_approval(caller, action, approval, context, more)
     }
 
     fn approval(&self, id: &str) -> Result<Approval, ApiError> {
@@ -118,7 +87,7 @@ impl ApprovalApi {
             decided_by: approval.decided_by.clone().unwrap_or_default(),
             decided_at: approval.decided_at.unwrap_or_default(),
             expires_at: approval.expires_at.unwrap_or_default(),
-            scope_digest: approval.scope_digest.clone().unwrap_or_default(),
+            scope_digest: approval.scope_digest.clone(),
             current,
         }
     }
@@ -153,6 +122,10 @@ impl ApprovalService for ApprovalApi {
             ))
             .into());
         }
+        if r.task_id.is_empty() {
+            return Err(ApiError::InvalidArgument("`task_id` is required".to_owned()).into());
+        }
+        self.state.check_agent_proof(&caller, &r.agent_proof)?;
         let chain =
             self.state.graph.chain(&r.task_id).ok_or_else(|| {
                 ApiError::NotFound(format!("task `{}` does not exist", r.task_id))
@@ -218,7 +191,7 @@ impl ApprovalService for ApprovalApi {
             decided_by: None,
             decided_at: None,
             expires_at: None,
-            scope_digest: None,
+            scope_digest: task.scope_digest.clone(),
         };
         self.authorize(
             &caller,
@@ -230,7 +203,13 @@ impl ApprovalService for ApprovalApi {
         let (approval, created, revision) = self
             .state
             .approvals
-            .request(subject, &r.justification, &caller.to_string(), now)
+            .request(
+                subject,
+                &r.justification,
+                &caller.to_string(),
+                &task.scope_digest,
+                now,
+            )
             .map_err(ApiError::from)?;
         if created {
             tracing::info!(approval_id = %approval.id, task_id = %task.id, action = %r.action, resource_id = %resource.id, spiffe_id = %caller, revision, "approval requested");
@@ -247,9 +226,9 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<ApprovalResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
-        if r.approver.is_empty() {
+        if r.approver.is_empty() || r.approver.len() > crate::registry::MAX_ID_LEN {
             return Err(ApiError::InvalidArgument(
-                "`approver` (the user who decides) is required".to_owned(),
+                "`approver` (the user who decides) is required, at most 1024 bytes".to_owned(),
             )
             .into());
         }

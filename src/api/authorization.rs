@@ -12,7 +12,7 @@ use super::v1::{
     Subject,
 };
 use super::{ApiError, PeerIdentity, context::struct_to_json};
-use crate::approval::{ApprovalBook, ApprovalState, Subject as ApprovalSubject};
+use crate::approval::{Approval, ApprovalBook, ApprovalState, Subject as ApprovalSubject};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::{
@@ -66,11 +66,43 @@ impl DecisionState {
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
     ) -> Outcome {
-        let registry = self.registry.snapshot();
+        self.decide_with(
+            &self.registry.snapshot(),
+            principal,
+            certificate_der,
+            request,
+            resource,
+        )
+    }
+
+    /// [`DecisionState::decide_as`] against one registry snapshot, so every
+    /// part of a decision sees the same registry.
+    pub fn decide_with(
+        &self,
+        registry: &Snapshot,
+        principal: &SpiffeId,
+        certificate_der: Option<&[u8]>,
+        request: &AuthorizeRequest,
+        resource: &super::v1::Resource,
+    ) -> Outcome {
+        // INVARIANT: an agent registered with a checksum acts only through
+        // task tokens, which carry the proof of its checksum.
+        if request.token.is_empty()
+            && registry
+                .agent(&principal.to_string())
+                .is_some_and(|a| a.checksum.is_some())
+        {
+            return Outcome::deny(
+                reason::AGENT_PROOF_REQUIRED,
+                format!(
+                    "`{principal}` is registered with a checksum: call with a task token, which carries its proof"
+                ),
+            );
+        }
         let task = if request.token.is_empty() {
             None
         } else {
-            match self.task_facts(&registry, &request.token, principal, certificate_der) {
+            match self.task_facts(registry, &request.token, principal, certificate_der) {
                 Ok(facts) => Some(facts),
                 Err(outcome) => return outcome,
             }
@@ -119,7 +151,7 @@ impl DecisionState {
             .to_owned();
         let mut outcome = self.decider.decide(
             &self.engine,
-            &registry,
+            registry,
             DecisionRequest {
                 task,
                 entities,
@@ -141,7 +173,7 @@ impl DecisionState {
             self.hold_for_approval(
                 &mut outcome,
                 principal,
-                approval_subject.map(|(s, _)| s),
+                approval_subject,
                 current.map(|a| a.state),
                 &justification,
                 now,
@@ -157,7 +189,7 @@ impl DecisionState {
         &self,
         outcome: &mut Outcome,
         principal: &SpiffeId,
-        subject: Option<ApprovalSubject>,
+        subject: Option<(ApprovalSubject, String)>,
         current: Option<ApprovalState>,
         justification: &str,
         now: i64,
@@ -168,7 +200,7 @@ impl DecisionState {
             outcome.reasons.push(reason);
             outcome.errors.push(error);
         };
-        let Some(subject) = subject else {
+        let Some((subject, digest)) = subject else {
             return deny(
                 reason::APPROVAL_NEEDS_TASK,
                 "an approval would allow this, but approvals are given to a task: call with a task token".to_owned(),
@@ -183,9 +215,33 @@ impl DecisionState {
                 ),
             );
         }
+        // Asking a human is a `request_approval` like any other: policy
+        // may refuse it.
+        let would_be = Approval {
+            id: "(new)".to_owned(),
+            subject: subject.clone(),
+            justification: justification.to_owned(),
+            requested_by: principal.to_string(),
+            requested_at: now,
+            state: ApprovalState::Pending,
+            approver: None,
+            decided_by: None,
+            decided_at: None,
+            expires_at: None,
+            scope_digest: digest.clone(),
+        };
+        if let Err(refused) = self.authorize_on_approval(
+            principal,
+            "request_approval",
+            &would_be,
+            Vec::new(),
+            Vec::new(),
+        ) {
+            return deny(reason::APPROVAL_NOT_REQUESTED, refused.to_string());
+        }
         match self
             .approvals
-            .request(subject, justification, &principal.to_string(), now)
+            .request(subject, justification, &principal.to_string(), &digest, now)
         {
             Ok((approval, created, revision)) => {
                 if created {
@@ -193,7 +249,7 @@ impl DecisionState {
                 }
                 outcome.approval_id = Some(approval.id);
             }
-            Err(e) => deny(reason::INTERNAL_ERROR, e.to_string()),
+            Err(e) => deny(reason::APPROVAL_NOT_REQUESTED, e.to_string()),
         }
     }
 
@@ -347,9 +403,10 @@ impl AuthorizationApi {
                 Err(error) => return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error),
             }
         };
+        let registry = self.state.registry.snapshot();
         let check = self.state.decider.decide(
             &self.state.engine,
-            &self.state.registry.snapshot(),
+            &registry,
             DecisionRequest::new(
                 caller,
                 CHECK_ACTION,
@@ -370,8 +427,13 @@ impl AuthorizationApi {
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
             return outcome;
         }
-        self.state
-            .decide_as(subject_id, subject_leaf.as_deref(), request, resource)
+        self.state.decide_with(
+            &registry,
+            subject_id,
+            subject_leaf.as_deref(),
+            request,
+            resource,
+        )
     }
 }
 

@@ -5,7 +5,8 @@ use cedar_policy::{Entity, RestrictedExpression};
 use spiffe::SpiffeId;
 
 use super::{ApiError, DecisionState};
-use crate::decision::DecisionRequest;
+use crate::approval::{APPROVAL_TYPE, Approval, approval_entity};
+use crate::decision::{DecisionRequest, reason, task_entities};
 
 /// One control-plane question: may the caller `action` this resource?
 #[derive(Debug)]
@@ -56,6 +57,68 @@ impl DecisionState {
         Err(ApiError::PermissionDenied(format!(
             "`{caller}` may not `{}` `{}`: {why}",
             request.action, request.resource_id
+        )))
+    }
+
+    /// Asks Cedar whether `caller` may `action` `approval`; the slice holds
+    /// the approval, its task's chain and `more`.
+    pub(crate) fn authorize_on_approval(
+        &self,
+        caller: &SpiffeId,
+        action: &str,
+        approval: &Approval,
+        context: Vec<(String, RestrictedExpression)>,
+        more: Vec<Entity>,
+    ) -> Result<(), ApiError> {
+        let chain = self.graph.chain(&approval.subject.task_id).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "task `{}` of approval `{}` does not exist",
+                approval.subject.task_id, approval.id
+            ))
+        })?;
+        let originator = chain
+            .last()
+            .map(|t| t.originator.clone())
+            .unwrap_or_default();
+        let mut entities =
+            vec![approval_entity(approval, &originator).map_err(ApiError::Internal)?];
+        entities.extend(task_entities(&chain, self.clock.now()).map_err(ApiError::Internal)?);
+        entities.extend(more);
+        self.authorize_control(
+            caller,
+            ControlRequest {
+                action,
+                resource_type: APPROVAL_TYPE,
+                resource_id: &approval.id,
+                entities,
+                context,
+            },
+        )
+    }
+
+    /// INVARIANT: an agent registered with a checksum acts on its tasks
+    /// (gets a token, delegates, amends, asks for approvals) only by
+    /// proving that checksum; a mismatch is logged.
+    pub(crate) fn check_agent_proof(&self, agent: &SpiffeId, proof: &str) -> Result<(), ApiError> {
+        if !proof.is_empty() {
+            crate::integrity::check_checksum_format(proof)
+                .map_err(|e| ApiError::InvalidArgument(format!("`agent_proof`: {e}")))?;
+        }
+        let registry = self.registry.snapshot();
+        let Some(expected) = registry
+            .agent(&agent.to_string())
+            .and_then(|a| a.checksum.as_deref())
+        else {
+            return Ok(());
+        };
+        if proof == expected {
+            return Ok(());
+        }
+        tracing::warn!(spiffe_id = %agent, proof = %proof, "agent checksum mismatch: call refused");
+        Err(ApiError::PermissionDenied(format!(
+            "{}: `{agent}` is registered with another checksum than the one it proved ({}); re-register the agent if it changed on purpose",
+            reason::AGENT_CHECKSUM_MISMATCH,
+            if proof.is_empty() { "none" } else { proof }
         )))
     }
 }

@@ -65,9 +65,10 @@ impl From<crate::approval::ApprovalError> for ApiError {
         let message = error.to_string();
         match error {
             ApprovalError::NotFound(_) => Self::NotFound(message),
-            ApprovalError::NotPending { .. } | ApprovalError::AlreadyRevoked(_) => {
-                Self::FailedPrecondition(message)
-            }
+            ApprovalError::NotPending { .. }
+            | ApprovalError::AlreadyRevoked(_)
+            | ApprovalError::TaskChanged(_)
+            | ApprovalError::TooManyPending(_) => Self::FailedPrecondition(message),
             ApprovalError::Invalid(_) => Self::InvalidArgument(message),
         }
     }

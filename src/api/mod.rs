@@ -16,7 +16,7 @@ pub use approval::ApprovalApi;
 pub use authorization::{AuthorizationApi, DecisionState};
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
-pub use registry::{RegistryApi, entry_from_proto, entry_to_proto};
+pub use registry::{RegistryApi, entry_from_proto, entry_to_proto, refuse_workload_on_agent_path};
 pub use task::TaskApi;
 
 /// Generated types of `proto/mandate/v1`.

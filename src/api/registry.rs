@@ -16,12 +16,15 @@ use super::v1::{
     RemoveRequest, UpdateRequest, entry,
 };
 use super::{ApiError, DecisionState};
+use crate::decision::AgentPattern;
 use crate::registry::{
     AgentEntry, Entry, GroupEntry, Kind, Level, RegistryError, ResourceEntry, Snapshot, UserEntry,
     WorkloadEntry,
 };
 
 const DEFAULT_PAGE_SIZE: usize = 50;
+/// What a caller that may not update an agent sees of its checksum.
+const REDACTED: &str = "(redacted)";
 const MAX_PAGE_SIZE: usize = 500;
 
 /// The gRPC service.
@@ -78,6 +81,10 @@ impl RegistryApi {
         update: bool,
     ) -> Result<u64, ApiError> {
         let entry = entry_from_proto(entry)?;
+        entry.check().map_err(|e| {
+            ApiError::InvalidArgument(format!("{} `{}`: {e}", entry.kind(), entry.id()))
+        })?;
+        refuse_workload_on_agent_path(&entry, self.state.decider.agents())?;
         let (kind, id) = (entry.kind(), entry.id().to_owned());
         let action = if update { "update" } else { "register" };
         let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);
@@ -90,6 +97,20 @@ impl RegistryApi {
         tracing::info!(kind = %kind, id = %id, spiffe_id = %caller, revision, "registry {action}");
         Ok(revision)
     }
+}
+
+/// A SPIFFE ID the agent pattern makes an agent cannot be registered as a
+/// workload: it would escape every policy written for agents.
+pub fn refuse_workload_on_agent_path(entry: &Entry, agents: &AgentPattern) -> Result<(), ApiError> {
+    if let Entry::Workload(workload) = entry
+        && SpiffeId::new(&workload.spiffe_id).is_ok_and(|id| agents.matches(&id))
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "workload `{}` has an agent's SPIFFE ID (the agent path pattern); register it as an agent",
+            workload.spiffe_id
+        )));
+    }
+    Ok(())
 }
 
 fn kind_from_proto(kind: i32) -> Result<Kind, ApiError> {
@@ -113,7 +134,7 @@ fn set(values: &[String]) -> BTreeSet<String> {
     values.iter().cloned().collect()
 }
 
-/// A registry entry from its message, checked on its own.
+/// A registry entry from its message (not checked: see [`Entry::check`]).
 pub fn entry_from_proto(entry: Option<&v1::Entry>) -> Result<Entry, ApiError> {
     let entry = entry
         .and_then(|e| e.entry.as_ref())
@@ -151,9 +172,6 @@ pub fn entry_from_proto(entry: Option<&v1::Entry>) -> Result<Entry, ApiError> {
             trust_domain: optional(&r.trust_domain),
         }),
     };
-    entry.check().map_err(|e| {
-        ApiError::InvalidArgument(format!("{} `{}`: {e}", entry.kind(), entry.id()))
-    })?;
     Ok(entry)
 }
 
@@ -254,14 +272,29 @@ impl RegistryService for RegistryApi {
         } else {
             String::new()
         };
-        // Entries the caller may not inspect are left out of the page.
+        // Entries the caller may not inspect are left out of the page. An
+        // agent's checksum is shown only to who may update the entry: an
+        // agent that could read its own would only have to replay it.
         let entries = page
             .into_iter()
             .filter(|e| {
                 self.authorize(&caller, "inspect", kind, e.id(), &snapshot)
                     .is_ok()
             })
-            .map(entry_to_proto)
+            .map(|e| match e {
+                Entry::Agent(agent)
+                    if agent.checksum.is_some()
+                        && self
+                            .authorize(&caller, "update", kind, e.id(), &snapshot)
+                            .is_err() =>
+                {
+                    entry_to_proto(&Entry::Agent(AgentEntry {
+                        checksum: Some(REDACTED.to_owned()),
+                        ..agent.clone()
+                    }))
+                }
+                other => entry_to_proto(other),
+            })
             .collect();
         Ok(Response::new(ListResponse {
             entries,

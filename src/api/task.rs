@@ -19,7 +19,7 @@ use super::v1::{
     WriteResponse,
 };
 use super::{ApiError, DecisionState};
-use crate::decision::{reason, task_entities};
+use crate::decision::task_entities;
 use crate::graph::{Amendment, Task, TaskFilter, TaskSpec, TaskState, chain_state};
 
 const TASK_TYPE: &str = "Mandate::Task";
@@ -95,27 +95,6 @@ impl TaskApi {
             .into_iter()
             .collect();
         self.authorize_task_with(caller, "delegate", chain, context)
-    }
-
-    /// INVARIANT: an agent registered with a checksum gets a token only by
-    /// proving that checksum (agent integrity); a mismatch is logged.
-    fn check_agent_proof(&self, agent: &SpiffeId, proof: &str) -> Result<(), ApiError> {
-        let registry = self.state.registry.snapshot();
-        let Some(expected) = registry
-            .agent(&agent.to_string())
-            .and_then(|a| a.checksum.as_deref())
-        else {
-            return Ok(());
-        };
-        if proof == expected {
-            return Ok(());
-        }
-        tracing::warn!(spiffe_id = %agent, proof = %proof, "agent checksum mismatch: token refused");
-        Err(ApiError::PermissionDenied(format!(
-            "{}: `{agent}` is registered with checksum `{expected}`, but proved `{}`; re-register the agent if it changed on purpose",
-            reason::AGENT_CHECKSUM_MISMATCH,
-            if proof.is_empty() { "nothing" } else { proof }
-        )))
     }
 
     fn chain(&self, id: &str) -> Result<Vec<Arc<Task>>, ApiError> {
@@ -245,6 +224,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<TaskResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
+        self.state.check_agent_proof(&caller, &r.agent_proof)?;
         let now = self.now();
         let parent_chain = self.chain(&r.parent_id)?;
         let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
@@ -280,6 +260,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<TaskResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
+        self.state.check_agent_proof(&caller, &r.agent_proof)?;
         let now = self.now();
         let chain = self.chain(&r.task_id)?;
         let current = chain
@@ -351,7 +332,8 @@ impl TaskService for TaskApi {
             .into());
         }
         self.authorize_task(&peer.spiffe_id, "issue_token", &chain)?;
-        self.check_agent_proof(&peer.spiffe_id, &r.agent_proof)?;
+        self.state
+            .check_agent_proof(&peer.spiffe_id, &r.agent_proof)?;
         let leaf = peer
             .certificates
             .first()

@@ -73,8 +73,10 @@ pub struct Approval {
     pub decided_at: Option<i64>,
     /// Until when the decision counts, Unix seconds.
     pub expires_at: Option<i64>,
-    /// The task's scope digest when decided.
-    pub scope_digest: Option<String>,
+    /// The task's scope digest when the approval was asked for; a decision
+    /// is refused if the task changed since, so the human decides on the
+    /// bounds the agent asked under.
+    pub scope_digest: String,
 }
 
 impl Approval {
@@ -83,7 +85,7 @@ impl Approval {
     pub fn is_current(&self, digest: &str, now: i64) -> bool {
         matches!(self.state, ApprovalState::Approved | ApprovalState::Denied)
             && self.expires_at.is_some_and(|e| now < e)
-            && self.scope_digest.as_deref() == Some(digest)
+            && self.scope_digest == digest
     }
 }
 
@@ -104,6 +106,14 @@ pub enum ApprovalError {
     /// Already revoked.
     #[error("approval `{0}` is already revoked")]
     AlreadyRevoked(String),
+    /// The task changed after the approval was asked for.
+    #[error("the task of approval `{0}` changed after it was asked for; the agent must ask again")]
+    TaskChanged(String),
+    /// Too many approvals of one task wait for a decision.
+    #[error(
+        "task `{0}` already has {MAX_PENDING_PER_TASK} pending approvals; decide or revoke some first"
+    )]
+    TooManyPending(String),
     /// Bad input.
     #[error("{0}")]
     Invalid(String),
@@ -124,6 +134,9 @@ pub struct ApprovalFilter {
 pub const MAX_VALID_FOR_SECS: i64 = 30 * 24 * 3600;
 /// Longest justification, bytes.
 pub const MAX_JUSTIFICATION_BYTES: usize = 2048;
+/// Most approvals of one task pending at once, so an agent cannot flood
+/// its humans.
+pub const MAX_PENDING_PER_TASK: usize = 64;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -131,6 +144,12 @@ struct Inner {
     by_id: BTreeMap<String, Approval>,
     /// Ids per subject, oldest first.
     by_subject: HashMap<Subject, Vec<String>>,
+    /// The approval decided last for each subject. INVARIANT: only this
+    /// one can count; revoking it or letting it expire never lets an
+    /// older decision count again.
+    last_decided: HashMap<Subject, String>,
+    /// Pending approvals per task.
+    pending_per_task: HashMap<String, usize>,
 }
 
 /// The live approvals.
@@ -164,11 +183,13 @@ impl ApprovalBook {
 
     /// The pending approval for `subject`, or a new one. Returns it, whether
     /// it was created, and the revision (unchanged when it already existed).
+    /// `scope_digest` is the task's digest now.
     pub fn request(
         &self,
         subject: Subject,
         justification: &str,
         requested_by: &str,
+        scope_digest: &str,
         now: i64,
     ) -> Result<(Approval, bool, u64), ApprovalError> {
         if justification.len() > MAX_JUSTIFICATION_BYTES {
@@ -177,8 +198,22 @@ impl ApprovalBook {
             )));
         }
         let mut inner = self.write();
-        if let Some(pending) = pending_of(&inner, &subject) {
+        if let Some(pending) = pending_of(&inner, &subject)
+            && pending.scope_digest == scope_digest
+        {
             return Ok((pending.clone(), false, self.revision.current()));
+        }
+        // A pending approval asked under other bounds can never be
+        // decided; it is replaced.
+        if let Some(stale) = pending_of(&inner, &subject).map(|a| a.id.clone()) {
+            set_state(&mut inner, &stale, ApprovalState::Revoked);
+        }
+        if inner
+            .pending_per_task
+            .get(&subject.task_id)
+            .is_some_and(|n| *n >= MAX_PENDING_PER_TASK)
+        {
+            return Err(ApprovalError::TooManyPending(subject.task_id));
         }
         let approval = Approval {
             id: uuid::Uuid::now_v7().to_string(),
@@ -191,8 +226,12 @@ impl ApprovalBook {
             decided_by: None,
             decided_at: None,
             expires_at: None,
-            scope_digest: None,
+            scope_digest: scope_digest.to_owned(),
         };
+        *inner
+            .pending_per_task
+            .entry(subject.task_id.clone())
+            .or_default() += 1;
         inner
             .by_subject
             .entry(subject)
@@ -203,7 +242,8 @@ impl ApprovalBook {
     }
 
     /// Records a decision on a pending approval, valid for `valid_for`
-    /// seconds, against the task's current `scope_digest`.
+    /// seconds. `scope_digest` is the task's digest now: it must be the one
+    /// the approval was asked under.
     #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &self,
@@ -231,17 +271,29 @@ impl ApprovalBook {
                 state: approval.state.as_str(),
             });
         }
-        approval.state = if granted {
-            ApprovalState::Approved
-        } else {
-            ApprovalState::Denied
-        };
+        if approval.scope_digest != scope_digest {
+            return Err(ApprovalError::TaskChanged(id.to_owned()));
+        }
         approval.approver = Some(approver.to_owned());
         approval.decided_by = Some(decided_by.to_owned());
         approval.decided_at = Some(now);
         approval.expires_at = Some(now.saturating_add(valid_for));
-        approval.scope_digest = Some(scope_digest.to_owned());
-        let approval = approval.clone();
+        let subject = approval.subject.clone();
+        set_state(
+            &mut inner,
+            id,
+            if granted {
+                ApprovalState::Approved
+            } else {
+                ApprovalState::Denied
+            },
+        );
+        inner.last_decided.insert(subject, id.to_owned());
+        let approval = inner
+            .by_id
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
         Ok((approval, self.revision.bump()))
     }
 
@@ -255,22 +307,24 @@ impl ApprovalBook {
         if approval.state == ApprovalState::Revoked {
             return Err(ApprovalError::AlreadyRevoked(id.to_owned()));
         }
-        approval.state = ApprovalState::Revoked;
-        let approval = approval.clone();
+        set_state(&mut inner, id, ApprovalState::Revoked);
+        let approval = inner
+            .by_id
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
         Ok((approval, self.revision.bump()))
     }
 
-    /// The latest decision on `subject` that is current for a task whose
-    /// scope digest is `digest`.
+    /// The last decision on `subject`, if it is current for a task whose
+    /// scope digest is `digest`. Only the last decision can count.
     pub fn current(&self, subject: &Subject, digest: &str, now: i64) -> Option<Approval> {
         let inner = self.read();
+        let id = inner.last_decided.get(subject)?;
         inner
-            .by_subject
-            .get(subject)?
-            .iter()
-            .rev()
-            .filter_map(|id| inner.by_id.get(id))
-            .find(|a| a.is_current(digest, now))
+            .by_id
+            .get(id)
+            .filter(|a| a.is_current(digest, now))
             .cloned()
     }
 
@@ -308,6 +362,21 @@ impl ApprovalBook {
             .take(limit)
             .cloned()
             .collect()
+    }
+}
+
+/// Moves an approval to `state`, keeping the pending count right.
+fn set_state(inner: &mut Inner, id: &str, state: ApprovalState) {
+    let Some(approval) = inner.by_id.get_mut(id) else {
+        return;
+    };
+    let was_pending = approval.state == ApprovalState::Pending;
+    approval.state = state;
+    if was_pending
+        && state != ApprovalState::Pending
+        && let Some(n) = inner.pending_per_task.get_mut(&approval.subject.task_id)
+    {
+        *n = n.saturating_sub(1);
     }
 }
 

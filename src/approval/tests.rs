@@ -9,24 +9,26 @@ fn subject() -> Subject {
     }
 }
 
+const AGENT: &str = "spiffe://x/agents/a";
+const FRONTEND: &str = "spiffe://x/fe";
+
+fn ask(book: &ApprovalBook, digest: &str, now: i64) -> (Approval, bool) {
+    let (a, created, _) = book.request(subject(), "why", AGENT, digest, now).unwrap();
+    (a, created)
+}
+
 #[test]
 fn one_pending_approval_per_subject_until_it_is_decided() {
     let book = ApprovalBook::default();
-    let (first, created, r1) = book
-        .request(subject(), "why", "spiffe://x/agents/a", 10)
-        .unwrap();
+    let (first, created, r1) = book.request(subject(), "why", AGENT, "d1", 10).unwrap();
     assert!(created);
-    let (again, created, r2) = book
-        .request(subject(), "again", "spiffe://x/agents/a", 11)
-        .unwrap();
+    let (again, created, r2) = book.request(subject(), "again", AGENT, "d1", 11).unwrap();
     assert!(!created);
     assert_eq!(again.id, first.id);
     assert_eq!(r1, r2, "no write, no new revision");
-    book.decide(&first.id, true, "alice", "spiffe://x/fe", 60, "d1", 20)
+    book.decide(&first.id, true, "alice", FRONTEND, 60, "d1", 20)
         .unwrap();
-    let (next, created, _) = book
-        .request(subject(), "later", "spiffe://x/agents/a", 30)
-        .unwrap();
+    let (next, created) = ask(&book, "d1", 30);
     assert!(created);
     assert_ne!(next.id, first.id);
 }
@@ -34,16 +36,14 @@ fn one_pending_approval_per_subject_until_it_is_decided() {
 #[test]
 fn a_decision_counts_only_while_current() {
     let book = ApprovalBook::default();
-    let (a, _, _) = book
-        .request(subject(), "", "spiffe://x/agents/a", 0)
-        .unwrap();
+    let (a, _) = ask(&book, "d1", 0);
     assert!(
         book.current(&subject(), "d1", 1).is_none(),
         "pending is not a decision"
     );
-    let err = book.decide(&a.id, true, "alice", "spiffe://x/fe", 0, "d1", 1);
+    let err = book.decide(&a.id, true, "alice", FRONTEND, 0, "d1", 1);
     assert!(matches!(err, Err(ApprovalError::Invalid(_))));
-    book.decide(&a.id, true, "alice", "spiffe://x/fe", 100, "d1", 10)
+    book.decide(&a.id, true, "alice", FRONTEND, 100, "d1", 10)
         .unwrap();
     assert_eq!(book.current(&subject(), "d1", 50).unwrap().id, a.id);
     // The scope changed: stale.
@@ -52,7 +52,7 @@ fn a_decision_counts_only_while_current() {
     assert!(book.current(&subject(), "d1", 110).is_none());
     // Deciding twice is refused.
     assert!(matches!(
-        book.decide(&a.id, false, "alice", "spiffe://x/fe", 100, "d1", 20),
+        book.decide(&a.id, false, "alice", FRONTEND, 100, "d1", 20),
         Err(ApprovalError::NotPending { .. })
     ));
     book.revoke(&a.id).unwrap();
@@ -64,17 +64,78 @@ fn a_decision_counts_only_while_current() {
 }
 
 #[test]
+fn an_older_approval_never_counts_again_after_a_newer_decision() {
+    let book = ApprovalBook::default();
+    let (a1, _) = ask(&book, "d", 0);
+    book.decide(&a1.id, true, "alice", FRONTEND, 10_000, "d", 1)
+        .unwrap();
+    // While A1 counts, the agent asks again, and a human says no.
+    let (a2, _) = ask(&book, "d", 2);
+    book.decide(&a2.id, false, "alice", FRONTEND, 60, "d", 3)
+        .unwrap();
+    assert_eq!(book.current(&subject(), "d", 4).unwrap().id, a2.id);
+    // Revoked or expired, the denial does not bring A1 back.
+    assert!(
+        book.current(&subject(), "d", 100).is_none(),
+        "expired denial"
+    );
+    book.revoke(&a2.id).unwrap();
+    assert!(book.current(&subject(), "d", 4).is_none(), "revoked denial");
+}
+
+#[test]
+fn a_decision_is_on_the_bounds_the_agent_asked_under() {
+    let book = ApprovalBook::default();
+    let (a, _) = ask(&book, "before", 0);
+    // The task was amended between the request and the decision.
+    assert!(matches!(
+        book.decide(&a.id, true, "alice", FRONTEND, 60, "after", 1),
+        Err(ApprovalError::TaskChanged(_))
+    ));
+    // Asking under the new bounds replaces the stale pending request.
+    let (b, created) = ask(&book, "after", 2);
+    assert!(created);
+    assert_eq!(book.get(&a.id).unwrap().state, ApprovalState::Revoked);
+    book.decide(&b.id, true, "alice", FRONTEND, 60, "after", 3)
+        .unwrap();
+    assert!(book.current(&subject(), "after", 4).is_some());
+}
+
+#[test]
+fn pending_approvals_per_task_are_bounded() {
+    let book = ApprovalBook::default();
+    for n in 0..MAX_PENDING_PER_TASK {
+        let subject = Subject {
+            resource_id: format!("r{n}"),
+            ..subject()
+        };
+        book.request(subject, "", AGENT, "d", 0).unwrap();
+    }
+    let one_more = Subject {
+        resource_id: "one-more".into(),
+        ..subject()
+    };
+    assert!(matches!(
+        book.request(one_more.clone(), "", AGENT, "d", 0),
+        Err(ApprovalError::TooManyPending(_))
+    ));
+    // Deciding one makes room.
+    let first = book.list(&ApprovalFilter::default(), None, 1).remove(0);
+    book.decide(&first.id, false, "alice", FRONTEND, 60, "d", 1)
+        .unwrap();
+    book.request(one_more, "", AGENT, "d", 2).unwrap();
+}
+
+#[test]
 fn lists_filter_by_state_task_and_approver() {
     let book = ApprovalBook::default();
-    let (a, _, _) = book
-        .request(subject(), "", "spiffe://x/agents/a", 0)
-        .unwrap();
+    let (a, _) = ask(&book, "d", 0);
     let other = Subject {
         task_id: "t2".into(),
         ..subject()
     };
-    let (b, _, _) = book.request(other, "", "spiffe://x/agents/a", 0).unwrap();
-    book.decide(&b.id, false, "carol", "spiffe://x/fe", 100, "d", 1)
+    let (b, _, _) = book.request(other, "", AGENT, "d", 0).unwrap();
+    book.decide(&b.id, false, "carol", FRONTEND, 100, "d", 1)
         .unwrap();
     let ids = |f: ApprovalFilter| -> Vec<String> {
         book.list(&f, None, 10).into_iter().map(|a| a.id).collect()

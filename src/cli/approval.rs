@@ -41,6 +41,9 @@ pub(super) struct RequestArgs {
     /// Why, for the approver.
     #[arg(long, default_value = "")]
     justification: String,
+    /// Your checksum, when you are an agent registered with one.
+    #[arg(long, value_name = "sha256:HEX")]
+    agent_proof: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -189,6 +192,7 @@ async fn execute(command: ApprovalCommand) -> Result<(), Failure> {
                         id: resource.id,
                     }),
                     justification: args.justification,
+                    agent_proof: args.agent_proof.unwrap_or_default(),
                 })
                 .await
                 .map_err(refused)?

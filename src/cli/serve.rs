@@ -10,6 +10,7 @@ use cedar_policy::Entities;
 use clap::Args;
 
 use super::{EXIT_USAGE, init_logging, runtime};
+use crate::api::refuse_workload_on_agent_path;
 use crate::approval::ApprovalBook;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{RawConfig, Settings, defaults};
@@ -248,6 +249,16 @@ async fn serve(
     let agent_trust_domains = settings
         .agent_trust_domains
         .unwrap_or_else(|| vec![own_trust_domain.clone()]);
+    let agents = AgentPattern::new(settings.agent_path_prefixes.clone(), agent_trust_domains);
+    let misfiled: Vec<String> = registry_input
+        .entries
+        .iter()
+        .filter_map(|e| refuse_workload_on_agent_path(e, &agents).err())
+        .map(|e| format!("catalog: {e}"))
+        .collect();
+    if !misfiled.is_empty() {
+        return usage_error(&misfiled);
+    }
     let revision = Arc::new(Revision::default());
     let entry_count = registry_input.entries.len();
     let registry = match Registry::new(
@@ -302,7 +313,7 @@ async fn serve(
         tokens,
         clock,
         identity,
-        agents: AgentPattern::new(settings.agent_path_prefixes, agent_trust_domains),
+        agents,
         max_batch_size: settings.max_batch_size,
         handshake_timeout: settings.handshake_timeout,
         shutdown_grace: settings.shutdown_grace,

@@ -107,6 +107,9 @@ pub(super) struct DelegateArgs {
     /// Your task, to delegate from.
     #[arg(long, value_name = "TASK_ID")]
     parent: String,
+    /// Your checksum, when you are an agent registered with one.
+    #[arg(long, value_name = "sha256:HEX")]
+    agent_proof: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -119,6 +122,9 @@ pub(super) struct AmendArgs {
     /// The task to amend.
     #[arg(long, value_name = "TASK_ID")]
     task: String,
+    /// Your checksum, when you are an agent registered with one.
+    #[arg(long, value_name = "sha256:HEX")]
+    agent_proof: Option<String>,
     #[command(flatten)]
     bounds: BoundsArgs,
     /// Print JSON.
@@ -292,6 +298,7 @@ async fn execute(command: TaskCommand) -> Result<(), Failure> {
                     intent: args.scope.intent.clone(),
                     delegatee: args.scope.delegatee.clone(),
                     scope: Some(args.scope.scope()),
+                    agent_proof: args.agent_proof.unwrap_or_default(),
                 })
                 .await
                 .map_err(refused)?
@@ -304,6 +311,7 @@ async fn execute(command: TaskCommand) -> Result<(), Failure> {
                 .amend_task(AmendTaskRequest {
                     task_id: args.task,
                     scope: Some(args.bounds.scope()),
+                    agent_proof: args.agent_proof.unwrap_or_default(),
                 })
                 .await
                 .map_err(refused)?

@@ -46,28 +46,28 @@ impl AgentPattern {
         }
     }
 
-    /// The principal entity for `id`: what the registry says it is when
-    /// registered, else `Mandate::Agent` when it matches the pattern, else
-    /// `Mandate::Workload`. Registered attributes and groups are kept;
-    /// `spiffe_id`, `trust_domain` and `path` always come from the verified
-    /// ID.
-    pub fn entity(&self, registry: &Snapshot, id: &SpiffeId) -> Result<Entity, String> {
-        let store = registry.entities();
-        let agent = uid(&self.agent_type, id);
-        let workload = uid(&self.workload_type, id);
-        let uid = if store.get(&agent).is_some() {
-            agent
-        } else if store.get(&workload).is_some() {
-            workload
-        } else if self.trust_domains.contains(id.trust_domain())
+    /// Whether `id` is an agent by the pattern alone (registered or not).
+    pub fn matches(&self, id: &SpiffeId) -> bool {
+        self.trust_domains.contains(id.trust_domain())
             && self
                 .path_prefixes
                 .iter()
                 .any(|prefix| id.path().starts_with(prefix.as_str()))
-        {
+    }
+
+    /// The principal entity for `id`: `Mandate::Agent` when registered as
+    /// an agent or matching the pattern, otherwise `Mandate::Workload`
+    /// (DESIGN §2). Registering an ID as a workload never takes it out of
+    /// the agent policies: such registrations are refused. Registered
+    /// attributes and groups are kept; `spiffe_id`, `trust_domain` and
+    /// `path` always come from the verified ID.
+    pub fn entity(&self, registry: &Snapshot, id: &SpiffeId) -> Result<Entity, String> {
+        let store = registry.entities();
+        let agent = uid(&self.agent_type, id);
+        let uid = if store.get(&agent).is_some() || self.matches(id) {
             agent
         } else {
-            workload
+            uid(&self.workload_type, id)
         };
         let (mut attrs, parents) = match store.get(&uid) {
             Some(registered) => {

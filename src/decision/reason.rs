@@ -28,9 +28,15 @@ pub const INTERNAL_ERROR: &str = "internal-error";
 pub const UNKNOWN_TASK: &str = "unknown-task";
 /// Denied only by policies an approval lifts; the answer is "needs approval".
 pub const NEEDS_APPROVAL: &str = "needs-approval";
+/// The agent is registered with a checksum and called without a task
+/// token, the only carrier of its proof.
+pub const AGENT_PROOF_REQUIRED: &str = "agent-proof-required";
 /// An approval was asked for and the approver said no.
 pub const APPROVAL_DENIED: &str = "approval-denied";
 /// An approval would lift the deny, but the call has no task to hold one.
 pub const APPROVAL_NEEDS_TASK: &str = "approval-needs-task";
 /// The agent's registered checksum is not the one its token proved.
 pub const AGENT_CHECKSUM_MISMATCH: &str = "agent-checksum-mismatch";
+/// An approval would lift the deny, but none could be asked for (policy
+/// refused `request_approval`, or too many are pending).
+pub const APPROVAL_NOT_REQUESTED: &str = "approval-not-requested";

@@ -146,20 +146,26 @@ impl Task {
         }
     }
 
-    /// A hash of what an approval was given for: the actions, scope, max
-    /// sensitivity and deadline. An approval counts only while it is
-    /// unchanged (DESIGN §3.5). `sha256:` and hex over the canonical JSON
-    /// (RFC 8785) of those four fields.
+    /// A hash of what an approval was given for: the task (id and
+    /// version) and its actions, scope, max sensitivity and deadline. An
+    /// approval counts only while it is unchanged (DESIGN §3.5); with the
+    /// version in it, changing the bounds and changing them back still
+    /// makes earlier approvals stale. `sha256:` and hex over the canonical
+    /// JSON (RFC 8785) of those fields.
     pub fn compute_scope_digest(&self) -> String {
         let document = serde_json::json!({
+            "task": self.id,
+            "version": self.version,
             "actions": self.actions,
             "scope": self.scope,
             "max_sensitivity": self.max_sensitivity,
             "expires_at": self.expires_at,
         });
-        // Serialising strings, sets and integers cannot fail; an empty
-        // input would only make every approval stale, never current.
-        let canonical = serde_json_canonicalizer::to_vec(&document).unwrap_or_default();
+        // Canonicalising strings, sets and integers does not fail; if it
+        // ever did, a digest no other task shares keeps approvals from
+        // matching anything else.
+        let canonical = serde_json_canonicalizer::to_vec(&document)
+            .unwrap_or_else(|_| uuid::Uuid::now_v7().to_string().into_bytes());
         let digest = <sha2::Sha256 as sha2::Digest>::digest(&canonical);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         format!("sha256:{hex}")

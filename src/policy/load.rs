@@ -206,9 +206,11 @@ pub(super) fn validate(
     }
 }
 
-/// Entity types that only live state may hold: a static copy could shadow
-/// a live task or approval.
-const LIVE_ONLY_TYPES: &[&str] = &["Mandate::Task", "Mandate::Approval"];
+/// The entities file is for types a user schema adds in its own
+/// namespace: `Mandate::` entities come from the catalog (registry) or from
+/// live state (tasks, approvals), where they are checked and kept in one
+/// place.
+const MANAGED_NAMESPACE: &str = "Mandate::";
 
 /// Reads a Cedar entities JSON file, checked against the schema.
 pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyError> {
@@ -219,12 +221,12 @@ pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyE
         })?;
     let problems: Vec<Problem> = entities
         .iter()
-        .filter(|e| LIVE_ONLY_TYPES.contains(&e.uid().type_name().to_string().as_str()))
+        .filter(|e| e.uid().type_name().to_string().starts_with(MANAGED_NAMESPACE))
         .map(|e| Problem {
             file: path.to_owned(),
             location: None,
             message: format!(
-                "`{}` cannot be declared here: tasks and approvals come from live state only",
+                "`{}` cannot be declared here: agents, workloads, users, groups and resources belong in the catalog, tasks and approvals come from live state only",
                 e.uid()
             ),
         })

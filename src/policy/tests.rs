@@ -106,6 +106,14 @@ fn tasks_cannot_be_declared_in_the_static_entities() {
     let engine = PolicyEngine::load(dir.path(), &schema()).unwrap();
     let err = engine.load_entities(&entities).unwrap_err();
     assert!(err.to_string().contains("live state only"), "{err}");
+    // Registry types belong in the catalog, where they are checked.
+    std::fs::write(
+        &entities,
+        r#"[{"uid": {"type": "Mandate::Resource", "id": "r"}, "attrs": {}, "parents": []}]"#,
+    )
+    .unwrap();
+    let err = engine.load_entities(&entities).unwrap_err();
+    assert!(err.to_string().contains("belong in the catalog"), "{err}");
 }
 
 #[test]

@@ -138,54 +138,44 @@ impl Registry {
     }
 
     /// Adds an entry that does not exist yet. `authorize` sees the
-    /// registry as it would be, with the entry in it, and can refuse.
+    /// registry as it would be, with the entry in it, and can refuse; it
+    /// runs before the caller learns whether the entry exists.
     pub fn register<E: From<RegistryError>>(
         &self,
         entry: Entry,
         schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        self.write(schema, authorize, |entries, snapshot| {
-            let key = (entry.kind(), entry.id().to_owned());
-            if entries.contains_key(&key) {
-                return Err(RegistryError::AlreadyExists {
-                    kind: key.0,
-                    id: key.1,
-                }
-                .into());
+        let (kind, id) = (entry.kind(), entry.id().to_owned());
+        self.put(entry, schema, authorize, |current| {
+            if current.get(kind, &id).is_some() {
+                return Err(RegistryError::AlreadyExists { kind, id }.into());
             }
-            refuse_static(snapshot, entry.kind(), entry.id())?;
-            entries.insert(key, entry);
+            refuse_static(current, kind, &id)?;
             Ok(())
         })
     }
 
     /// Replaces an existing entry; `authorize` sees the registry as it
-    /// would be.
+    /// would be, before the caller learns whether the entry exists.
     pub fn update<E: From<RegistryError>>(
         &self,
         entry: Entry,
         schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        self.write(schema, authorize, |entries, _| {
-            let key = (entry.kind(), entry.id().to_owned());
-            match entries.get_mut(&key) {
-                Some(place) => {
-                    *place = entry;
-                    Ok(())
-                }
-                None => Err(RegistryError::NotFound {
-                    kind: key.0,
-                    id: key.1,
-                }
-                .into()),
+        let (kind, id) = (entry.kind(), entry.id().to_owned());
+        self.put(entry, schema, authorize, |current| {
+            if current.get(kind, &id).is_none() {
+                refuse_static(current, kind, &id)?;
+                return Err(RegistryError::NotFound { kind, id }.into());
             }
+            Ok(())
         })
     }
 
     /// Removes an entry no other entry names; `authorize` sees the
-    /// registry as it is, with the entry still in it.
+    /// registry as it is, with the entry still in it, and runs first.
     pub fn remove<E: From<RegistryError>>(
         &self,
         kind: Kind,
@@ -193,50 +183,57 @@ impl Registry {
         schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let mut authorize = Some(authorize);
-        self.write(
-            schema,
-            |_: &Snapshot| Ok::<(), E>(()),
-            |entries, snapshot| {
-                if entries.remove(&(kind, id.to_owned())).is_none() {
-                    refuse_static(snapshot, kind, id)?;
-                    return Err(RegistryError::NotFound {
-                        kind,
-                        id: id.to_owned(),
-                    }
-                    .into());
-                }
-                let referents = snapshot.referents(kind, id);
-                if !referents.is_empty() {
-                    return Err(RegistryError::InUse {
-                        kind,
-                        id: id.to_owned(),
-                        referents,
-                    }
-                    .into());
-                }
-                match authorize.take() {
-                    Some(authorize) => authorize(snapshot),
-                    None => Ok(()),
-                }
-            },
-        )
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot();
+        authorize(&current)?;
+        let mut entries = current.entries().clone();
+        if entries.remove(&(kind, id.to_owned())).is_none() {
+            refuse_static(&current, kind, id)?;
+            return Err(RegistryError::NotFound {
+                kind,
+                id: id.to_owned(),
+            }
+            .into());
+        }
+        let referents = current.referents(kind, id);
+        if !referents.is_empty() {
+            return Err(RegistryError::InUse {
+                kind,
+                id: id.to_owned(),
+                referents,
+            }
+            .into());
+        }
+        let next = self.build(entries, schema)?;
+        Ok(self.swap(next))
     }
 
-    /// Applies `change` to a copy of the entries, validates the result,
-    /// asks `authorize` about it and swaps it in. The revision is bumped
-    /// before the writer lock is released (see [`Revision`]).
-    fn write<E: From<RegistryError>>(
+    /// Puts `entry` into a copy of the entries, validates the result, asks
+    /// `authorize` about it, then `check` about the current registry, and
+    /// swaps it in.
+    fn put<E: From<RegistryError>>(
         &self,
+        entry: Entry,
         schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
-        change: impl FnOnce(&mut Entries, &Snapshot) -> Result<(), E>,
+        check: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         let mut entries = current.entries().clone();
-        change(&mut entries, &current)?;
-        let next = Snapshot::build(
+        entries.insert((entry.kind(), entry.id().to_owned()), entry);
+        let next = self.build(entries, schema)?;
+        authorize(&next)?;
+        check(&current)?;
+        Ok(self.swap(next))
+    }
+
+    fn build<E: From<RegistryError>>(
+        &self,
+        entries: Entries,
+        schema: &Schema,
+    ) -> Result<Snapshot, E> {
+        Snapshot::build(
             entries,
             &Inputs {
                 schema,
@@ -245,10 +242,14 @@ impl Registry {
                 static_entities: &self.static_entities,
             },
         )
-        .map_err(|problems| E::from(RegistryError::Invalid(problems)))?;
-        authorize(&next)?;
+        .map_err(|problems| E::from(RegistryError::Invalid(problems)))
+    }
+
+    /// Swaps `next` in and bumps the revision; the caller holds the writer
+    /// lock, so the bump happens before another write (see [`Revision`]).
+    fn swap(&self, next: Snapshot) -> u64 {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
-        Ok(self.revision.bump())
+        self.revision.bump()
     }
 }
 

@@ -2,7 +2,7 @@
 //! every registry write (writes are rare, reads are every decision) and
 //! swapped in, so the decision path never waits for a writer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use cedar_policy::{
@@ -323,40 +323,88 @@ fn cycles(entries: &Entries) -> Vec<String> {
                 (id.as_str(), next)
             })
             .collect();
-        let mut done: BTreeSet<&str> = BTreeSet::new();
-        for start in edges.keys() {
-            let mut path: Vec<&str> = Vec::new();
-            if let Some(cycle) = visit(start, &edges, &mut path, &mut done) {
-                problems.push(format!("{kind} cycle: {cycle}"));
-                // Report each cycle once, not once per member.
-                done.extend(path);
-            }
-        }
+        problems.extend(
+            find_cycles(&edges)
+                .into_iter()
+                .map(|c| format!("{kind} cycle: {c}")),
+        );
     }
     problems
 }
 
-fn visit<'a>(
-    node: &'a str,
-    edges: &BTreeMap<&'a str, Vec<&'a str>>,
-    path: &mut Vec<&'a str>,
-    done: &mut BTreeSet<&'a str>,
-) -> Option<String> {
-    if done.contains(node) {
-        return None;
+/// Every cycle of a graph where each node has a few successors, found with
+/// an iterative depth-first walk (no recursion, so a deep hierarchy cannot
+/// overflow the stack). Each cycle is reported once, as `a -> b -> a`.
+fn find_cycles<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        OnPath,
+        Done,
     }
-    if let Some(at) = path.iter().position(|n| *n == node) {
-        let mut cycle: Vec<&str> = path.get(at..).unwrap_or_default().to_vec();
-        cycle.push(node);
-        return Some(cycle.join(" -> "));
-    }
-    path.push(node);
-    for next in edges.get(node).into_iter().flatten() {
-        if let Some(cycle) = visit(next, edges, path, done) {
-            return Some(cycle);
+    let mut marks: HashMap<&str, Mark> = HashMap::new();
+    let mut cycles = Vec::new();
+    for start in edges.keys() {
+        if marks.contains_key(start) {
+            continue;
+        }
+        // The path from `start`, each node with the index of its next
+        // successor to visit.
+        let mut path: Vec<(&str, usize)> = vec![(start, 0)];
+        marks.insert(start, Mark::OnPath);
+        while let Some((node, next)) = path.last().copied() {
+            let successor = edges.get(node).and_then(|s| s.get(next)).copied();
+            if let Some(top) = path.last_mut() {
+                top.1 += 1;
+            }
+            match successor {
+                None => {
+                    marks.insert(node, Mark::Done);
+                    path.pop();
+                }
+                Some(succ) => match marks.get(succ) {
+                    Some(Mark::Done) => {}
+                    Some(Mark::OnPath) => {
+                        let from = path.iter().position(|(n, _)| *n == succ).unwrap_or(0);
+                        let mut cycle: Vec<&str> =
+                            path.iter().skip(from).map(|(n, _)| *n).collect();
+                        cycle.push(succ);
+                        cycles.push(cycle.join(" -> "));
+                    }
+                    None => {
+                        marks.insert(succ, Mark::OnPath);
+                        path.push((succ, 0));
+                    }
+                },
+            }
         }
     }
-    path.pop();
-    done.insert(node);
-    None
+    cycles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_are_found_once_each_and_deep_chains_do_not_overflow() {
+        // a -> b -> a and b -> c -> b share `b`; d -> d stands alone.
+        let edges: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+            ("a", vec!["b"]),
+            ("b", vec!["a", "c"]),
+            ("c", vec!["b"]),
+            ("d", vec!["d"]),
+            ("e", vec!["a"]),
+        ]);
+        let cycles = find_cycles(&edges);
+        assert_eq!(cycles, ["a -> b -> a", "b -> c -> b", "d -> d"]);
+
+        let names: Vec<String> = (0..200_000).map(|i| format!("n{i}")).collect();
+        let mut deep: BTreeMap<&str, Vec<&str>> = names
+            .windows(2)
+            .map(|w| (w[0].as_str(), vec![w[1].as_str()]))
+            .collect();
+        assert!(find_cycles(&deep).is_empty());
+        deep.insert(names[199_999].as_str(), vec![names[0].as_str()]);
+        assert_eq!(find_cycles(&deep).len(), 1);
+    }
 }
