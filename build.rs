@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mandate/v1/task.proto",
         "proto/mandate/v1/registry.proto",
         "proto/mandate/v1/approval.proto",
+        "proto/mandate/v1/policy.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

@@ -18,7 +18,7 @@ use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider, DecisionRequest};
 use mandate::graph::TaskGraph;
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
-use mandate::policy::PolicyEngine;
+use mandate::policy::{PolicyEngine, PolicyStore};
 use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::server::{ServerOptions, start};
 
@@ -99,7 +99,7 @@ fn over_mtls(c: &mut Criterion) {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
             registry: Arc::new(registry(&engine)),
-            engine: Arc::new(engine),
+            policies: Arc::new(PolicyStore::new(engine, None, 0)),
             graph: Arc::new(TaskGraph::default()),
             approvals: Arc::default(),
             revision: Arc::default(),
@@ -117,6 +117,7 @@ fn over_mtls(c: &mut Criterion) {
             max_batch_size: 100,
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
+            policy_poll: None,
         })
         .await
         .unwrap();

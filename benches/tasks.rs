@@ -25,7 +25,7 @@ use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider};
 use mandate::graph::{TaskGraph, TaskSpec};
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
-use mandate::policy::PolicyEngine;
+use mandate::policy::{PolicyEngine, PolicyStore};
 use mandate::registry::{Catalog, Registry, SensitivityScale, Snapshot};
 use mandate::revision::Revision;
 
@@ -187,7 +187,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let state = DecisionState {
-        engine,
+        policies: Arc::new(PolicyStore::new(Arc::try_unwrap(engine).unwrap(), None, 0)),
         decider: Decider::new(AgentPattern::new(
             DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
             [trust_domain],

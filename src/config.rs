@@ -28,6 +28,8 @@ pub mod defaults {
     pub const SCHEMA: &str = "./schemas/mandate.cedarschema";
     /// Config file read when present and `--config` is not given.
     pub const CONFIG_FILE: &str = "./mandate.toml";
+    /// How often policy files are checked for changes, ms.
+    pub const POLICY_POLL_MS: u64 = 1000;
     /// Catalog file name looked for beside the config file.
     pub const CATALOG_FILE: &str = "catalog.toml";
     /// Trust domain of the dev identity.
@@ -73,6 +75,8 @@ pub struct RawConfig {
     pub catalog: Option<PathBuf>,
     /// Sensitivity level names, lowest first.
     pub sensitivity_levels: Option<Vec<String>>,
+    /// How often policy files are checked for changes, ms; 0 turns it off.
+    pub policy_poll_ms: Option<u64>,
     /// Our SVID chain (PEM).
     pub svid_cert: Option<PathBuf>,
     /// Our SVID key (PEM).
@@ -122,6 +126,7 @@ impl RawConfig {
             entities: self.entities.or(file.entities),
             catalog: self.catalog.or(file.catalog),
             sensitivity_levels: self.sensitivity_levels.or(file.sensitivity_levels),
+            policy_poll_ms: self.policy_poll_ms.or(file.policy_poll_ms),
             svid_cert: self.svid_cert.or(file.svid_cert),
             svid_key: self.svid_key.or(file.svid_key),
             trust_bundles: self.trust_bundles.or(file.trust_bundles),
@@ -159,6 +164,8 @@ pub struct Settings {
     pub catalog: Option<PathBuf>,
     /// The sensitivity scale.
     pub sensitivity: SensitivityScale,
+    /// How often policy files are checked for changes; `None`: never.
+    pub policy_poll: Option<Duration>,
     /// Where our identity comes from.
     pub identity: IdentitySource,
     /// Most requests in one `BatchAuthorize`.
@@ -323,6 +330,10 @@ impl Settings {
                 entities: raw.entities,
                 catalog: raw.catalog,
                 sensitivity,
+                policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
                 identity,
                 max_batch_size,
                 agent_path_prefixes,

@@ -12,10 +12,11 @@ use tonic_health::ServingStatus;
 
 use crate::api::v1::approval_service_server::ApprovalServiceServer;
 use crate::api::v1::authorization_service_server::AuthorizationServiceServer;
+use crate::api::v1::policy_service_server::PolicyServiceServer;
 use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
-    ApprovalApi, AuthorizationApi, DecisionState, RegistryApi, TaskApi, http, listener,
+    ApprovalApi, AuthorizationApi, DecisionState, PolicyApi, RegistryApi, TaskApi, http, listener,
 };
 use crate::approval::ApprovalBook;
 use crate::clock::Clock;
@@ -23,7 +24,7 @@ use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityError, IdentityWatch};
-use crate::policy::PolicyEngine;
+use crate::policy::PolicyStore;
 use crate::registry::Registry;
 use crate::revision::Revision;
 
@@ -37,6 +38,7 @@ const HEALTH_NAMES: &[&str] = &[
     TASK_SERVICE_NAME,
     "mandate.v1.RegistryService",
     "mandate.v1.ApprovalService",
+    "mandate.v1.PolicyService",
     "",
 ];
 
@@ -47,8 +49,8 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     /// HTTP listen address for `/healthz` and `/readyz`.
     pub http_listen: SocketAddr,
-    /// Loaded and validated policies.
-    pub engine: Arc<PolicyEngine>,
+    /// The policy set in use, reloadable.
+    pub policies: Arc<PolicyStore>,
     /// The live task graph.
     pub graph: Arc<TaskGraph>,
     /// The registry.
@@ -71,6 +73,9 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// How long in-flight calls may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// How often the policy files are checked for changes; `None` turns
+    /// the watch off (reloads then come from SIGHUP or `PolicyService`).
+    pub policy_poll: Option<Duration>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -95,6 +100,8 @@ pub enum ServerError {
 /// A running server; [`RunningServer::shutdown`] stops it gracefully.
 #[derive(Debug)]
 pub struct RunningServer {
+    state: Arc<DecisionState>,
+    watcher: Option<JoinHandle<()>>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     readiness: http::Readiness,
@@ -137,7 +144,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     )?;
 
     let state = Arc::new(DecisionState {
-        engine: options.engine,
+        policies: options.policies,
         decider: Decider::new(options.agents),
         identity: options.identity,
         graph: options.graph,
@@ -170,7 +177,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             )))
             .add_service(TaskServiceServer::new(TaskApi::new(state.clone())))
             .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
-            .add_service(ApprovalServiceServer::new(ApprovalApi::new(state)))
+            .add_service(ApprovalServiceServer::new(ApprovalApi::new(state.clone())))
+            .add_service(PolicyServiceServer::new(PolicyApi::new(state.clone())))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = grpc_stopped.await;
             }),
@@ -179,7 +187,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let readiness = http::Readiness::default();
     readiness.set(true);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let router = http::router(readiness.clone(), options.tokens);
+    let router = http::router(readiness.clone(), options.tokens, state.policies.clone());
+    let watcher = options
+        .policy_poll
+        .map(|interval| tokio::spawn(crate::api::watch_policies(state.clone(), interval)));
     let http = tokio::spawn(async move {
         axum::serve(http_listener, router)
             .with_graceful_shutdown(async {
@@ -190,6 +201,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "serving");
     Ok(RunningServer {
+        state,
+        watcher,
         grpc_addr,
         http_addr,
         readiness,
@@ -214,6 +227,15 @@ impl RunningServer {
         self.http_addr
     }
 
+    /// Reloads the policy files (as on SIGHUP); see
+    /// [`DecisionState::reload_policies`].
+    pub async fn reload_policies(&self, trigger: &'static str) -> Result<bool, Vec<String>> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.reload_policies(trigger))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]))
+    }
+
     /// Health to NOT_SERVING, stop accepting, let in-flight calls finish
     /// within the grace period, then stop.
     pub async fn shutdown(self) -> Result<(), ServerError> {
@@ -224,6 +246,9 @@ impl RunningServer {
                 .await;
         }
         self.accept.abort();
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
         let _ = self.stop_grpc.send(());
         let result = match tokio::time::timeout(self.grace, self.grpc).await {
             Ok(Ok(Ok(()))) => Ok(()),

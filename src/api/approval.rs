@@ -115,7 +115,7 @@ impl ApprovalService for ApprovalApi {
             .as_ref()
             .filter(|res| !res.id.is_empty())
             .ok_or_else(|| ApiError::InvalidArgument("`resource.id` is required".to_owned()))?;
-        if self.state.engine.action(&r.action).is_none() {
+        if self.state.policies.current().action(&r.action).is_none() {
             return Err(ApiError::InvalidArgument(format!(
                 "action `{}` is not declared in the schema",
                 r.action

@@ -20,7 +20,7 @@ use crate::decision::{
 };
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityWatch, TrustBundles, Usage};
-use crate::policy::PolicyEngine;
+use crate::policy::{PolicyEngine, PolicyStore};
 use crate::registry::{Registry, Snapshot};
 use crate::revision::Revision;
 
@@ -32,8 +32,8 @@ const TASK_TYPE: &str = "Mandate::Task";
 /// Everything the decision path reads, shared by every request.
 #[derive(Debug)]
 pub struct DecisionState {
-    /// The current policies.
-    pub engine: Arc<PolicyEngine>,
+    /// The policy set in use, swapped whole on reload.
+    pub policies: Arc<PolicyStore>,
     /// The decider.
     pub decider: Decider,
     /// Our identity, for the trust bundles that verify subject certificates.
@@ -67,6 +67,7 @@ impl DecisionState {
         resource: &super::v1::Resource,
     ) -> Outcome {
         self.decide_with(
+            &self.policies.current(),
             &self.registry.snapshot(),
             principal,
             certificate_der,
@@ -75,10 +76,11 @@ impl DecisionState {
         )
     }
 
-    /// [`DecisionState::decide_as`] against one registry snapshot, so every
-    /// part of a decision sees the same registry.
+    /// [`DecisionState::decide_as`] against one policy set and one registry
+    /// snapshot, so every part of a decision sees the same of each.
     pub fn decide_with(
         &self,
+        engine: &PolicyEngine,
         registry: &Snapshot,
         principal: &SpiffeId,
         certificate_der: Option<&[u8]>,
@@ -150,7 +152,7 @@ impl DecisionState {
             .unwrap_or_default()
             .to_owned();
         let mut outcome = self.decider.decide(
-            &self.engine,
+            engine,
             registry,
             DecisionRequest {
                 task,
@@ -330,14 +332,28 @@ impl AuthorizationApi {
         // The revision is read before the state it describes, so a client
         // waiting for revision N never sees a decision made before N.
         let revision = self.state.revision.current();
+        let engine = self.state.policies.current();
+        let registry = self.state.registry.snapshot();
         let outcome = match (&request.subject, &subject_id) {
-            (Some(subject), Some(subject_id)) => {
-                self.decide_for_subject(&caller.spiffe_id, subject, subject_id, request, resource)
-            }
+            (Some(subject), Some(subject_id)) => self.decide_for_subject(
+                &engine,
+                &registry,
+                &caller.spiffe_id,
+                subject,
+                subject_id,
+                request,
+                resource,
+            ),
             _ => {
                 let leaf = caller.certificates.first().map(|c| c.as_ref());
-                self.state
-                    .decide_as(&caller.spiffe_id, leaf, request, resource)
+                self.state.decide_with(
+                    &engine,
+                    &registry,
+                    &caller.spiffe_id,
+                    leaf,
+                    request,
+                    resource,
+                )
             }
         };
 
@@ -354,6 +370,7 @@ impl AuthorizationApi {
             policies = ?outcome.determining_policies,
             reasons = ?outcome.reasons,
             revision,
+            policy_hash = %engine.hash(),
             "decision"
         );
         Ok(AuthorizeResponse {
@@ -370,6 +387,7 @@ impl AuthorizationApi {
             errors: outcome.errors,
             reasons: outcome.reasons.into_iter().map(str::to_owned).collect(),
             revision,
+            policy_hash: engine.hash().to_string(),
         })
     }
 
@@ -377,8 +395,11 @@ impl AuthorizationApi {
     /// its certificate (when sent) must verify, the caller must be allowed
     /// `check` on the resource for this subject, and then the subject is the
     /// principal.
+    #[allow(clippy::too_many_arguments)]
     fn decide_for_subject(
         &self,
+        engine: &PolicyEngine,
+        registry: &Snapshot,
         caller: &SpiffeId,
         subject: &Subject,
         subject_id: &SpiffeId,
@@ -403,10 +424,9 @@ impl AuthorizationApi {
                 Err(error) => return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error),
             }
         };
-        let registry = self.state.registry.snapshot();
         let check = self.state.decider.decide(
-            &self.state.engine,
-            &registry,
+            engine,
+            registry,
             DecisionRequest::new(
                 caller,
                 CHECK_ACTION,
@@ -428,7 +448,8 @@ impl AuthorizationApi {
             return outcome;
         }
         self.state.decide_with(
-            &registry,
+            engine,
+            registry,
             subject_id,
             subject_leaf.as_deref(),
             request,

@@ -30,7 +30,7 @@ impl DecisionState {
         request: ControlRequest<'_>,
     ) -> Result<(), ApiError> {
         let outcome = self.decider.decide(
-            &self.engine,
+            &self.policies.current(),
             &self.registry.snapshot(),
             DecisionRequest {
                 entities: request.entities,

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::credential::TaskTokens;
+use crate::policy::PolicyStore;
 
 /// Shared readiness flag, cleared first thing on shutdown.
 #[derive(Debug, Clone, Default)]
@@ -30,20 +31,41 @@ impl Readiness {
 }
 
 /// The router for the HTTP listener.
-pub fn router(readiness: Readiness, tokens: Arc<TaskTokens>) -> Router {
+pub fn router(readiness: Readiness, tokens: Arc<TaskTokens>, policies: Arc<PolicyStore>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready).with_state(readiness))
+        .route("/readyz", get(ready).with_state((readiness, policies)))
         .route(
             "/.well-known/jwks.json",
             get(|| async move { Json(tokens.keys().jwks()) }),
         )
 }
 
-async fn ready(State(readiness): State<Readiness>) -> (StatusCode, &'static str) {
-    if readiness.get() {
-        (StatusCode::OK, "ready\n")
+/// 200 while serving, 503 once shutting down; the body says which policy
+/// set is in use and whether the last reload was refused (the server keeps
+/// serving the previous set then, so it stays ready).
+async fn ready(
+    State((readiness, policies)): State<(Readiness, Arc<PolicyStore>)>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let status = policies.status();
+    let body = serde_json::json!({
+        "ready": readiness.get(),
+        "policies": {
+            "policy_hash": status.hash.as_ref(),
+            "policy_count": status.policy_count,
+            "loaded_at": status.loaded_at,
+            "reloads": status.reloads,
+            "failed_reloads": status.failed_reloads,
+            "last_error": status.last_error.as_ref().map(|e| serde_json::json!({
+                "at": e.at,
+                "problems": e.problems,
+            })),
+        },
+    });
+    let code = if readiness.get() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
 }

@@ -9,6 +9,7 @@ mod error;
 pub mod http;
 pub mod listener;
 mod peer;
+mod policy;
 mod registry;
 mod task;
 
@@ -16,6 +17,7 @@ pub use approval::ApprovalApi;
 pub use authorization::{AuthorizationApi, DecisionState};
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
+pub use policy::{PolicyApi, watch as watch_policies};
 pub use registry::{RegistryApi, entry_from_proto, entry_to_proto, refuse_workload_on_agent_path};
 pub use task::TaskApi;
 

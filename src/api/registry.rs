@@ -88,7 +88,8 @@ impl RegistryApi {
         let (kind, id) = (entry.kind(), entry.id().to_owned());
         let action = if update { "update" } else { "register" };
         let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);
-        let schema = self.state.engine.schema();
+        let engine = self.state.policies.current();
+        let schema = engine.schema();
         let revision = if update {
             self.state.registry.update(entry, schema, authorize)?
         } else {
@@ -249,7 +250,7 @@ impl RegistryService for RegistryApi {
         let revision = self.state.registry.remove(
             kind,
             &r.id,
-            self.state.engine.schema(),
+            self.state.policies.current().schema(),
             |current: &Snapshot| self.authorize(&caller, "remove", kind, &r.id, current),
         )?;
         tracing::info!(kind = %kind, id = %r.id, spiffe_id = %caller, revision, "registry remove");

@@ -18,10 +18,10 @@ use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
 use crate::graph::TaskGraph;
 use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
-use crate::policy::{PolicyEngine, PolicyError};
+use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore};
 use crate::registry::{Catalog, Entry, Registry};
 use crate::revision::Revision;
-use crate::server::{ServerOptions, start};
+use crate::server::{RunningServer, ServerOptions, start};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -156,7 +156,10 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         }
         Err(e) => return usage_error(&[e.to_string()]),
     };
-    tracing::info!(policies = engine.len(), dir = %settings.policies.display(), "policies loaded");
+    tracing::info!(policies = engine.len(), dir = %settings.policies.display(), policy_hash = %engine.hash(), "policies loaded");
+    for warning in engine.warnings() {
+        tracing::warn!("policy warning: {warning}");
+    }
     if engine.is_empty() {
         tracing::warn!(dir = %settings.policies.display(), "no policies found: every request will be denied");
     }
@@ -302,7 +305,15 @@ async fn serve(
     let server = match start(ServerOptions {
         listen: settings.listen,
         http_listen: settings.http_listen,
-        engine: Arc::new(engine),
+        policies: Arc::new(PolicyStore::new(
+            engine,
+            Some(PolicyPaths {
+                policies: settings.policies.clone(),
+                schema: settings.schema.clone(),
+                unknown_sensitivity: settings.sensitivity.max(),
+            }),
+            clock.now(),
+        )),
         graph: Arc::new(TaskGraph::with_revision(
             settings.max_delegation_depth,
             revision.clone(),
@@ -317,6 +328,7 @@ async fn serve(
         max_batch_size: settings.max_batch_size,
         handshake_timeout: settings.handshake_timeout,
         shutdown_grace: settings.shutdown_grace,
+        policy_poll: settings.policy_poll,
     })
     .await
     {
@@ -327,7 +339,7 @@ async fn serve(
         }
     };
 
-    wait_for_signal().await;
+    wait_for_signal(&server).await;
     tracing::info!("shutting down");
     match server.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -338,18 +350,25 @@ async fn serve(
     }
 }
 
-async fn wait_for_signal() {
+/// Serves until SIGTERM or SIGINT; SIGHUP reloads the policy files.
+async fn wait_for_signal(server: &RunningServer) {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot watch SIGTERM or SIGHUP; only Ctrl-C stops the server");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => {
+                // The outcome is logged and kept for status reports.
+                let _ = server.reload_policies("SIGHUP").await;
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

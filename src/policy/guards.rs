@@ -22,6 +22,9 @@ const CONTROL_ACTIONS: &[&str] = &[
     "update",
     "remove",
     "inspect",
+    "read_policies",
+    "validate_policies",
+    "reload_policies",
 ];
 
 /// The resource operations among the schema's actions, sorted.

@@ -23,10 +23,70 @@ fn read(path: &Path) -> Result<String, PolicyError> {
     })
 }
 
+/// The text of a policy set: every policy file and the schema, read once,
+/// so a set can be loaded from disk or from a request (`Validate`) alike.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The directory policy ids are named relative to.
+    pub dir: PathBuf,
+    /// `*.cedar` files and their text, in a stable order.
+    pub files: Vec<(PathBuf, std::sync::Arc<str>)>,
+    /// The schema file's name.
+    pub schema_path: PathBuf,
+    /// The schema's text (Cedar schema syntax).
+    pub schema_text: String,
+}
+
+impl Sources {
+    /// Reads every `*.cedar` under `dir` (recursively) and the schema.
+    pub fn read(dir: &Path, schema_file: &Path) -> Result<Self, PolicyError> {
+        let files = cedar_files(dir)?
+            .into_iter()
+            .map(|f| read(&f).map(|text| (f, text.into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            files,
+            schema_path: schema_file.to_owned(),
+            schema_text: read(schema_file)?,
+        })
+    }
+
+    /// `sha256:` and hex over every file's name (relative to `dir`) and
+    /// text, then the schema's text: the id of a policy set in decisions,
+    /// status and logs.
+    pub fn hash(&self, unknown_sensitivity: i64) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let mut files: Vec<(String, &str)> = self
+            .files
+            .iter()
+            .map(|(path, text)| {
+                let name = path.strip_prefix(&self.dir).unwrap_or(path);
+                (name.to_string_lossy().into_owned(), text.as_ref())
+            })
+            .collect();
+        files.sort();
+        for (name, text) in files {
+            for part in [name.as_bytes(), b"\0", text.as_bytes(), b"\0"] {
+                hasher.update(part);
+            }
+        }
+        hasher.update(b"schema\0");
+        hasher.update(self.schema_text.as_bytes());
+        hasher.update(format!("\0unknown-sensitivity={unknown_sensitivity}").as_bytes());
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("sha256:{hex}")
+    }
+}
+
 /// Parses a schema in the Cedar schema syntax.
-pub(super) fn schema(path: &Path) -> Result<Schema, PolicyError> {
-    let text = read(path)?;
-    match Schema::from_cedarschema_str(&text) {
+pub(super) fn schema(path: &Path, text: &str) -> Result<Schema, PolicyError> {
+    match Schema::from_cedarschema_str(text) {
         Ok((schema, warnings)) => {
             for warning in warnings {
                 tracing::warn!(file = %path.display(), %warning, "schema warning");
@@ -34,7 +94,7 @@ pub(super) fn schema(path: &Path) -> Result<Schema, PolicyError> {
             Ok(schema)
         }
         Err(e) => Err(PolicyError::Invalid {
-            problems: vec![Problem::from_diagnostic(path, &text, &e)],
+            problems: vec![Problem::from_diagnostic(path, text, &e)],
         }),
     }
 }
@@ -72,13 +132,14 @@ fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 /// so equal file names in two folders cannot collide).
 pub(super) fn policies(
     dir: &Path,
+    files: &[(PathBuf, std::sync::Arc<str>)],
 ) -> Result<(PolicySet, HashMap<PolicyId, PolicySource>), PolicyError> {
     let mut set = PolicySet::new();
     let mut sources = HashMap::new();
     let mut problems = Vec::new();
 
-    for file in cedar_files(dir)? {
-        let text: std::sync::Arc<str> = read(&file)?.into();
+    for (file, text) in files {
+        let (file, text) = (file.clone(), text.clone());
         let parsed = match PolicySet::from_str(&text) {
             Ok(parsed) => parsed,
             Err(errors) => {
@@ -176,12 +237,12 @@ pub(super) fn policies(
 }
 
 /// Strict validation of the whole set against the schema. Warnings (such as
-/// a policy that can never apply) are logged; errors refuse the set.
+/// a policy that can never apply) are returned; errors refuse the set.
 pub(super) fn validate(
     schema: &Schema,
     policies: &PolicySet,
     sources: &HashMap<PolicyId, PolicySource>,
-) -> Result<(), PolicyError> {
+) -> Result<Vec<Problem>, PolicyError> {
     let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
     let problem = |id: &PolicyId, diagnostic: &dyn miette::Diagnostic| match sources.get(id) {
         Some(source) => Problem::from_diagnostic(&source.file, &source.text, diagnostic),
@@ -191,16 +252,16 @@ pub(super) fn validate(
             message: diagnostic.to_string(),
         },
     };
-    for warning in result.validation_warnings() {
-        let located = problem(warning.policy_id(), warning);
-        tracing::warn!(policy_id = %warning.policy_id(), "{located}");
-    }
+    let warnings: Vec<Problem> = result
+        .validation_warnings()
+        .map(|warning| problem(warning.policy_id(), warning))
+        .collect();
     let problems: Vec<Problem> = result
         .validation_errors()
         .map(|error| problem(error.policy_id(), error))
         .collect();
     if problems.is_empty() {
-        Ok(())
+        Ok(warnings)
     } else {
         Err(PolicyError::Invalid { problems })
     }

@@ -5,15 +5,19 @@ mod approval;
 mod error;
 pub mod guards;
 mod load;
+pub mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema};
 
 pub use approval::{APPROVAL_ANNOTATION, NEEDS_APPROVAL};
 
 pub use error::{PolicyError, Problem};
+pub use load::Sources;
+pub use store::{PolicyPaths, PolicyStatus, PolicyStore, ReloadFailure};
 
 /// What the sensitivity guard counts a resource without one as, on the
 /// default scale (`restricted`).
@@ -40,6 +44,8 @@ pub struct PolicyEngine {
     action_entities: Entities,
     entity_types: HashSet<EntityTypeName>,
     sources: HashMap<PolicyId, load::PolicySource>,
+    hash: Arc<str>,
+    warnings: Vec<Problem>,
 }
 
 impl PolicyEngine {
@@ -56,8 +62,21 @@ impl PolicyEngine {
         schema_file: &Path,
         unknown_sensitivity: i64,
     ) -> Result<Self, PolicyError> {
-        let schema = load::schema(schema_file)?;
-        let (mut policies, sources) = load::policies(policies_dir)?;
+        Self::from_sources(
+            &Sources::read(policies_dir, schema_file)?,
+            unknown_sensitivity,
+        )
+    }
+
+    /// Parses and validates a policy set from its text (files read from
+    /// disk, or sent in a `Validate` request).
+    pub fn from_sources(
+        sources_in: &Sources,
+        unknown_sensitivity: i64,
+    ) -> Result<Self, PolicyError> {
+        let schema_file = sources_in.schema_path.as_path();
+        let schema = load::schema(schema_file, &sources_in.schema_text)?;
+        let (mut policies, sources) = load::policies(&sources_in.dir, &sources_in.files)?;
         let actions: HashMap<String, EntityUid> = schema
             .actions()
             .filter(|uid| uid.type_name().to_string() == format!("{NAMESPACE}::Action"))
@@ -84,7 +103,7 @@ impl PolicyEngine {
                     message: e.to_string(),
                 })?;
         }
-        load::validate(&schema, &policies, &sources)?;
+        let warnings = load::validate(&schema, &policies, &sources)?;
         let action_entities = schema.action_entities().map_err(|e| PolicyError::Schema {
             path: schema_file.to_owned(),
             message: e.to_string(),
@@ -100,6 +119,8 @@ impl PolicyEngine {
             action_entities,
             entity_types,
             sources,
+            hash: sources_in.hash(unknown_sensitivity).into(),
+            warnings,
         })
     }
 
@@ -162,6 +183,26 @@ impl PolicyEngine {
     /// Whether no policy is loaded (every request is then denied).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The policy set's hash (`sha256:...` over the files and the
+    /// schema); every decision reports the hash of the set it used.
+    pub fn hash(&self) -> &Arc<str> {
+        &self.hash
+    }
+
+    /// Validation warnings, such as a policy that can never apply.
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
+    /// The user's policies (not the built-in guards), with where each was
+    /// written.
+    pub fn user_policies(&self) -> impl Iterator<Item = (&cedar_policy::Policy, String)> {
+        self.policies
+            .policies()
+            .filter(|p| !p.id().to_string().starts_with(guards::RESERVED_PREFIX))
+            .map(|p| (p, self.source_of(p.id()).unwrap_or_default()))
     }
 
     /// Where a policy was written: `file:line`.

@@ -245,6 +245,33 @@ impl Registry {
         .map_err(|problems| E::from(RegistryError::Invalid(problems)))
     }
 
+    /// Rebuilds the registry against a new schema, under the writer lock;
+    /// when it fits, runs `install` (which puts the new schema's policy set
+    /// in use) and swaps the rebuilt registry in, so no write slips in
+    /// between. The entries do not change, so the revision does not move.
+    pub fn revalidate(&self, schema: &Schema, install: impl FnOnce()) -> Result<(), Vec<String>> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.snapshot();
+        let next = Snapshot::build(
+            current.entries().clone(),
+            &Inputs {
+                schema,
+                scale: &self.scale,
+                home_trust_domain: &self.home_trust_domain,
+                static_entities: &self.static_entities,
+            },
+        )
+        .map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| format!("the registry does not fit the new schema: {p}"))
+                .collect::<Vec<_>>()
+        })?;
+        install();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
     /// Swaps `next` in and bumps the revision; the caller holds the writer
     /// lock, so the bump happens before another write (see [`Revision`]).
     fn swap(&self, next: Snapshot) -> u64 {

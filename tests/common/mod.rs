@@ -16,7 +16,7 @@ use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 use mandate::graph::TaskGraph;
 use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
-use mandate::policy::PolicyEngine;
+use mandate::policy::{PolicyEngine, PolicyPaths, PolicyStore};
 use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::revision::Revision;
 use mandate::server::{RunningServer, ServerOptions, start};
@@ -196,6 +196,8 @@ pub struct Setup {
     /// Extra trust domains and their CAs, besides the server's own.
     pub extra_bundles: Vec<(TrustDomain, CertificateDer<'static>)>,
     pub max_delegation_depth: u32,
+    /// Watch the policy files this often (off by default in tests).
+    pub policy_poll: Option<Duration>,
 }
 
 impl Default for Setup {
@@ -206,6 +208,7 @@ impl Default for Setup {
             max_batch_size: 4,
             extra_bundles: Vec::new(),
             max_delegation_depth: mandate::graph::DEFAULT_MAX_DEPTH,
+            policy_poll: None,
         }
     }
 }
@@ -267,7 +270,15 @@ impl TestServer {
         let server = start(ServerOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
-            engine: Arc::new(engine),
+            policies: Arc::new(PolicyStore::new(
+                engine,
+                Some(PolicyPaths {
+                    policies: setup.policies.clone(),
+                    schema: repo().join("schemas/mandate.cedarschema"),
+                    unknown_sensitivity: mandate::policy::DEFAULT_UNKNOWN_SENSITIVITY,
+                }),
+                0,
+            )),
             graph: graph.clone(),
             registry: registry.clone(),
             approvals: approvals.clone(),
@@ -282,6 +293,7 @@ impl TestServer {
             max_batch_size: setup.max_batch_size,
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
+            policy_poll: setup.policy_poll,
         })
         .await
         .unwrap();
