@@ -242,3 +242,87 @@ fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    // No file watch: only the signal reloads.
+    std::fs::write(dir.path().join("mandate.toml"), "policy_poll_ms = 0\n").unwrap();
+    let mut child = mandate()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut wait_for = |text: &str, seen: &mut Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen.iter().any(|l| l.contains(text)) {
+            let line = receiver
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("never logged `{text}`: {seen:?}"));
+            seen.push(line);
+        }
+    };
+    let hup = |child: &std::process::Child| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    wait_for("serving", &mut seen);
+
+    std::fs::write(
+        dir.path().join("policies/more.cedar"),
+        "@id(\"more\")\npermit (principal, action == Mandate::Action::\"write\", resource);\n",
+    )
+    .unwrap();
+    hup(&child);
+    wait_for("policies reloaded", &mut seen);
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("policies reloaded") && l.contains("SIGHUP")),
+        "{seen:?}"
+    );
+
+    std::fs::write(
+        dir.path().join("policies/broken.cedar"),
+        "permit (principal,\n",
+    )
+    .unwrap();
+    hup(&child);
+    wait_for("policy reload refused", &mut seen);
+    assert!(seen.iter().any(|l| l.contains("broken.cedar")), "{seen:?}");
+    // Still serving: a refused reload keeps the previous set.
+    assert!(child.try_wait().unwrap().is_none());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
