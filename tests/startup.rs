@@ -269,7 +269,7 @@ fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
         }
     });
     let mut seen: Vec<String> = Vec::new();
-    let mut wait_for = |text: &str, seen: &mut Vec<String>| {
+    let wait_for = |text: &str, seen: &mut Vec<String>| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !seen.iter().any(|l| l.contains(text)) {
             let line = receiver
