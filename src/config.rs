@@ -77,6 +77,8 @@ pub struct RawConfig {
     pub sensitivity_levels: Option<Vec<String>>,
     /// How often policy files are checked for changes, ms; 0 turns it off.
     pub policy_poll_ms: Option<u64>,
+    /// Cedar level-based validation of the policies at this level.
+    pub policy_validation_level: Option<u32>,
     /// Our SVID chain (PEM).
     pub svid_cert: Option<PathBuf>,
     /// Our SVID key (PEM).
@@ -127,6 +129,9 @@ impl RawConfig {
             catalog: self.catalog.or(file.catalog),
             sensitivity_levels: self.sensitivity_levels.or(file.sensitivity_levels),
             policy_poll_ms: self.policy_poll_ms.or(file.policy_poll_ms),
+            policy_validation_level: self
+                .policy_validation_level
+                .or(file.policy_validation_level),
             svid_cert: self.svid_cert.or(file.svid_cert),
             svid_key: self.svid_key.or(file.svid_key),
             trust_bundles: self.trust_bundles.or(file.trust_bundles),
@@ -166,6 +171,8 @@ pub struct Settings {
     pub sensitivity: SensitivityScale,
     /// How often policy files are checked for changes; `None`: never.
     pub policy_poll: Option<Duration>,
+    /// Cedar level-based validation level, if any.
+    pub policy_validation_level: Option<u32>,
     /// Where our identity comes from.
     pub identity: IdentitySource,
     /// Most requests in one `BatchAuthorize`.
@@ -330,6 +337,7 @@ impl Settings {
                 entities: raw.entities,
                 catalog: raw.catalog,
                 sensitivity,
+                policy_validation_level: raw.policy_validation_level,
                 policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
                     0 => None,
                     ms => Some(Duration::from_millis(ms)),

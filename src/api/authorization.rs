@@ -196,27 +196,14 @@ impl DecisionState {
         justification: &str,
         now: i64,
     ) {
-        let mut deny = |reason: &'static str, error: String| {
-            outcome.needs_approval = false;
-            outcome.reasons.retain(|r| *r != reason::NEEDS_APPROVAL);
-            outcome.reasons.push(reason);
-            outcome.errors.push(error);
-        };
-        let Some((subject, digest)) = subject else {
-            return deny(
-                reason::APPROVAL_NEEDS_TASK,
-                "an approval would allow this, but approvals are given to a task: call with a task token".to_owned(),
-            );
-        };
-        if current == Some(ApprovalState::Denied) {
-            return deny(
-                reason::APPROVAL_DENIED,
-                format!(
-                    "the approver denied `{}` on `{}` for task `{}`",
-                    subject.action, subject.resource_id, subject.task_id
-                ),
-            );
+        let has_task = subject.is_some();
+        if !outcome.settle_approval(has_task, current == Some(ApprovalState::Denied)) {
+            return;
         }
+        let Some((subject, digest)) = subject else {
+            return;
+        };
+        let mut deny = |code: &'static str, error: String| outcome.refuse_approval(code, error);
         // Asking a human is a `request_approval` like any other: policy
         // may refuse it.
         let would_be = Approval {

@@ -18,7 +18,7 @@ use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
 use crate::graph::TaskGraph;
 use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
-use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore};
+use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore, Sources};
 use crate::registry::{Catalog, Entry, Registry};
 use crate::revision::Revision;
 use crate::server::{RunningServer, ServerOptions, start};
@@ -144,11 +144,13 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(problems) => return usage_error(&problems),
     };
-    let engine = match PolicyEngine::load_for_scale(
-        &settings.policies,
-        &settings.schema,
-        settings.sensitivity.max(),
-    ) {
+    let engine = match Sources::read(&settings.policies, &settings.schema).and_then(|sources| {
+        PolicyEngine::from_sources_at_level(
+            &sources,
+            settings.sensitivity.max(),
+            settings.policy_validation_level,
+        )
+    }) {
         Ok(engine) => engine,
         Err(PolicyError::Invalid { problems }) => {
             let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -311,6 +313,7 @@ async fn serve(
                 policies: settings.policies.clone(),
                 schema: settings.schema.clone(),
                 unknown_sensitivity: settings.sensitivity.max(),
+                validation_level: settings.policy_validation_level,
             }),
             clock.now(),
         )),

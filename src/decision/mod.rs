@@ -99,7 +99,64 @@ pub struct Outcome {
     pub approval_id: Option<String>,
 }
 
+/// The three answers a decision can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed.
+    Allow,
+    /// Denied.
+    Deny,
+    /// Denied until a human approves.
+    NeedsApproval,
+}
+
 impl Outcome {
+    /// Settles a "needs approval" outcome for a call that has a task
+    /// (`has_task`) and whose current approval is a denial
+    /// (`approval_denied`): without a task there is nothing to hold an
+    /// approval, and after a human's no there is nothing to ask. Returns
+    /// whether the outcome still needs an approval.
+    pub fn settle_approval(&mut self, has_task: bool, approval_denied: bool) -> bool {
+        if !self.needs_approval {
+            return false;
+        }
+        let (code, error) = if !has_task {
+            (
+                reason::APPROVAL_NEEDS_TASK,
+                "an approval would allow this, but approvals are given to a task: call with a task token",
+            )
+        } else if approval_denied {
+            (
+                reason::APPROVAL_DENIED,
+                "the approver denied this task's request for this action on this resource",
+            )
+        } else {
+            return true;
+        };
+        self.refuse_approval(code, error.to_owned());
+        false
+    }
+
+    /// Turns a "needs approval" outcome into a plain deny for `code`.
+    pub fn refuse_approval(&mut self, code: &'static str, error: String) {
+        self.needs_approval = false;
+        self.reasons.retain(|r| *r != reason::NEEDS_APPROVAL);
+        self.reasons.push(code);
+        self.errors.push(error);
+    }
+
+    /// The answer: allow, deny, or needs approval (which the API gives only
+    /// with a pending approval's id).
+    pub fn verdict(&self) -> Verdict {
+        if self.allowed {
+            Verdict::Allow
+        } else if self.needs_approval {
+            Verdict::NeedsApproval
+        } else {
+            Verdict::Deny
+        }
+    }
+
     /// A deny that never reached policy evaluation.
     pub fn deny(reason: &'static str, error: impl Into<String>) -> Self {
         Self {
@@ -143,11 +200,24 @@ impl Decider {
         registry: &Snapshot,
         request: DecisionRequest<'_>,
     ) -> Outcome {
+        self.decide_explained(engine, registry, request).0
+    }
+
+    /// Like [`Decider::decide`], also returning the entity slice the policies
+    /// were evaluated over (none when the request never reached them), for
+    /// `mandate policy explain` and decision records.
+    pub fn decide_explained(
+        &self,
+        engine: &PolicyEngine,
+        registry: &Snapshot,
+        request: DecisionRequest<'_>,
+    ) -> (Outcome, Option<Entities>) {
+        let outcome = |o: Outcome| (o, None);
         let Some(action) = engine.action(request.action) else {
-            return Outcome::deny(
+            return outcome(Outcome::deny(
                 reason::UNKNOWN_ACTION,
                 format!("action `{}` is not declared in the schema", request.action),
-            );
+            ));
         };
         let resource_type = if request.resource_type.is_empty() {
             DEFAULT_RESOURCE_TYPE
@@ -159,28 +229,31 @@ impl Decider {
                 EntityUid::from_type_name_and_id(type_name, EntityId::new(request.resource_id))
             }
             _ => {
-                return Outcome::deny(
+                return outcome(Outcome::deny(
                     reason::UNKNOWN_RESOURCE_TYPE,
                     format!("resource type `{resource_type}` is not declared in the schema"),
-                );
+                ));
             }
         };
         let fields = match request.context {
             serde_json::Value::Object(map) => map,
             _ => {
-                return Outcome::deny(reason::INVALID_CONTEXT, "context must be an object");
+                return outcome(Outcome::deny(
+                    reason::INVALID_CONTEXT,
+                    "context must be an object",
+                ));
             }
         };
         if let Some(key) = RESERVED_CONTEXT_KEYS
             .iter()
             .find(|k| fields.contains_key(**k))
         {
-            return Outcome::deny(
+            return outcome(Outcome::deny(
                 reason::INVALID_CONTEXT,
                 format!(
                     "context key `{key}` is set by Mandate from the task token, not by callers"
                 ),
-            );
+            ));
         }
         // An empty caller context needs no parsing; what Mandate adds may
         // be required by the schema, and `Request::new` below checks the
@@ -195,13 +268,13 @@ impl Decider {
         };
         let mut context = match parsed {
             Ok(context) => context,
-            Err(e) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
+            Err(e) => return outcome(Outcome::deny(reason::INVALID_CONTEXT, e.to_string())),
         };
         let mut pairs = request.mandate_context;
         if let Some(facts) = &request.task {
             match task::context_pairs(facts) {
                 Ok(more) => pairs.extend(more),
-                Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+                Err(e) => return outcome(Outcome::deny(reason::INTERNAL_ERROR, e)),
             }
         }
         if let Some(approval) = &request.approval {
@@ -218,12 +291,12 @@ impl Decider {
         if !pairs.is_empty() {
             context = match context.merge(pairs) {
                 Ok(context) => context,
-                Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e.to_string()),
+                Err(e) => return outcome(Outcome::deny(reason::INTERNAL_ERROR, e.to_string())),
             };
         }
         let principal = match self.agents.entity(registry, request.principal) {
             Ok(principal) => principal,
-            Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+            Err(e) => return outcome(Outcome::deny(reason::INTERNAL_ERROR, e)),
         };
         let principal_uid = principal.uid();
         let cedar_request = match Request::new(
@@ -237,19 +310,19 @@ impl Decider {
             Err(
                 e @ (RequestValidationError::InvalidContext(_)
                 | RequestValidationError::TypeOfContext(_)),
-            ) => return Outcome::deny(reason::INVALID_CONTEXT, e.to_string()),
-            Err(e) => return Outcome::deny(reason::INVALID_REQUEST, e.to_string()),
+            ) => return outcome(Outcome::deny(reason::INVALID_CONTEXT, e.to_string())),
+            Err(e) => return outcome(Outcome::deny(reason::INVALID_REQUEST, e.to_string())),
         };
         let mut extra = request.entities;
         if let Some(facts) = &request.task {
             match self.tasks.chain(&facts.chain, facts.now) {
                 Ok(tasks) => extra.extend(tasks),
-                Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+                Err(e) => return outcome(Outcome::deny(reason::INTERNAL_ERROR, e)),
             }
         }
         let entities = match entity_slice(engine, registry, principal, action, &resource, extra) {
             Ok(entities) => entities,
-            Err(e) => return Outcome::deny(reason::INTERNAL_ERROR, e.to_string()),
+            Err(e) => return outcome(Outcome::deny(reason::INTERNAL_ERROR, e.to_string())),
         };
 
         let response = self
@@ -300,14 +373,17 @@ impl Decider {
         if needs_approval {
             reasons.push(reason::NEEDS_APPROVAL);
         }
-        Outcome {
-            allowed,
-            determining_policies,
-            errors,
-            reasons,
-            needs_approval,
-            approval_id: None,
-        }
+        (
+            Outcome {
+                allowed,
+                determining_policies,
+                errors,
+                reasons,
+                needs_approval,
+                approval_id: None,
+            },
+            Some(entities),
+        )
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) fn split(
         let problem = |message: String| {
             let source = sources.get(policy.id());
             Problem {
+                excerpt: None,
                 file: source.map(|s| s.file.clone()).unwrap_or_default(),
                 location: source.map(|s| (s.line, 1)),
                 message,

@@ -12,14 +12,62 @@ pub struct Problem {
     pub location: Option<(usize, usize)>,
     /// What is wrong, and how to fix it when Cedar says.
     pub message: String,
+    /// The text the problem is in and the byte span it points at, for a
+    /// caret excerpt.
+    pub excerpt: Option<Excerpt>,
+}
+
+/// Where in a file's text a problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    /// The whole text of the file.
+    pub text: std::sync::Arc<str>,
+    /// Byte offset of the span.
+    pub offset: usize,
+    /// Byte length of the span (at least 1 when rendered).
+    pub len: usize,
+}
+
+impl Problem {
+    /// A problem with no location.
+    pub fn unlocated(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            location: None,
+            message: message.into(),
+            excerpt: None,
+        }
+    }
+
+    /// The problem rendered with a caret excerpt of its source (miette's
+    /// graphical report, without colour), or its one-line form.
+    pub fn render(&self) -> String {
+        let Some(excerpt) = &self.excerpt else {
+            return format!("error: {self}");
+        };
+        let label =
+            miette::LabeledSpan::at(excerpt.offset..excerpt.offset + excerpt.len.max(1), "here");
+        let diagnostic = miette::MietteDiagnostic::new(format!("{self}")).with_labels([label]);
+        let report = miette::Report::new(diagnostic).with_source_code(miette::NamedSource::new(
+            self.file.display().to_string(),
+            excerpt.text.to_string(),
+        ));
+        let mut out = String::new();
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+        match handler.render_report(&mut out, report.as_ref()) {
+            Ok(()) => out,
+            Err(_) => format!("error: {self}"),
+        }
+    }
 }
 
 impl Problem {
     /// A problem located by a miette diagnostic's first label in `text`.
     pub fn from_diagnostic(file: &Path, text: &str, diagnostic: &dyn miette::Diagnostic) -> Self {
-        let location = diagnostic
-            .labels()
-            .and_then(|mut labels| labels.next())
+        let label = diagnostic.labels().and_then(|mut labels| labels.next());
+        let location = label
+            .as_ref()
             .map(|label| line_column(text, label.offset()));
         let mut message = diagnostic.to_string();
         if let Some(help) = diagnostic.help() {
@@ -29,6 +77,11 @@ impl Problem {
             file: file.to_owned(),
             location,
             message,
+            excerpt: label.map(|label| Excerpt {
+                text: text.into(),
+                offset: label.offset(),
+                len: label.len(),
+            }),
         }
     }
 }

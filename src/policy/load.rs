@@ -153,6 +153,7 @@ pub(super) fn policies(
         };
         if parsed.templates().next().is_some() {
             problems.push(Problem {
+                excerpt: None,
                 file: file.clone(),
                 location: None,
                 message: "policy templates are not supported yet".to_owned(),
@@ -188,6 +189,7 @@ pub(super) fn policies(
             let (line, _) = super::error::line_column(&text, offset);
             if id.starts_with(super::guards::RESERVED_PREFIX) {
                 problems.push(Problem {
+                    excerpt: None,
                     file: file.clone(),
                     location: Some((line, 1)),
                     message: format!(
@@ -201,6 +203,7 @@ pub(super) fn policies(
             if let Some(existing) = sources.get(&id) {
                 let existing: &PolicySource = existing;
                 problems.push(Problem {
+                    excerpt: None,
                     file: file.clone(),
                     location: Some((line, 1)),
                     message: format!(
@@ -213,6 +216,7 @@ pub(super) fn policies(
             }
             if let Err(e) = set.add(policy.new_id(id.clone())) {
                 problems.push(Problem {
+                    excerpt: None,
                     file: file.clone(),
                     location: Some((line, 1)),
                     message: e.to_string(),
@@ -242,11 +246,19 @@ pub(super) fn validate(
     schema: &Schema,
     policies: &PolicySet,
     sources: &HashMap<PolicyId, PolicySource>,
+    level: Option<u32>,
 ) -> Result<Vec<Problem>, PolicyError> {
-    let result = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    let validator = Validator::new(schema.clone());
+    // Level-based validation also bounds how deep policies may follow
+    // entity references, which bounds the entity slice a decision needs.
+    let result = match level {
+        Some(level) => validator.validate_with_level(policies, ValidationMode::Strict, level),
+        None => validator.validate(policies, ValidationMode::Strict),
+    };
     let problem = |id: &PolicyId, diagnostic: &dyn miette::Diagnostic| match sources.get(id) {
         Some(source) => Problem::from_diagnostic(&source.file, &source.text, diagnostic),
         None => Problem {
+            excerpt: None,
             file: PathBuf::from(id.to_string()),
             location: None,
             message: diagnostic.to_string(),
@@ -284,6 +296,7 @@ pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyE
         .iter()
         .filter(|e| e.uid().type_name().to_string().starts_with(MANAGED_NAMESPACE))
         .map(|e| Problem {
+            excerpt: None,
             file: path.to_owned(),
             location: None,
             message: format!(

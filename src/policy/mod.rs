@@ -74,6 +74,16 @@ impl PolicyEngine {
         sources_in: &Sources,
         unknown_sensitivity: i64,
     ) -> Result<Self, PolicyError> {
+        Self::from_sources_at_level(sources_in, unknown_sensitivity, None)
+    }
+
+    /// Like [`PolicyEngine::from_sources`], with Cedar's level-based
+    /// validation at `level` when given.
+    pub fn from_sources_at_level(
+        sources_in: &Sources,
+        unknown_sensitivity: i64,
+        level: Option<u32>,
+    ) -> Result<Self, PolicyError> {
         let schema_file = sources_in.schema_path.as_path();
         let schema = load::schema(schema_file, &sources_in.schema_text)?;
         let (mut policies, sources) = load::policies(&sources_in.dir, &sources_in.files)?;
@@ -103,7 +113,7 @@ impl PolicyEngine {
                     message: e.to_string(),
                 })?;
         }
-        let warnings = load::validate(&schema, &policies, &sources)?;
+        let warnings = load::validate(&schema, &policies, &sources, level)?;
         let action_entities = schema.action_entities().map_err(|e| PolicyError::Schema {
             path: schema_file.to_owned(),
             message: e.to_string(),

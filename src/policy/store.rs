@@ -20,6 +20,8 @@ pub struct PolicyPaths {
     pub schema: PathBuf,
     /// What the sensitivity guard counts a resource without a level as.
     pub unknown_sensitivity: i64,
+    /// Cedar level-based validation at this level, when set.
+    pub validation_level: Option<u32>,
 }
 
 /// A reload that was refused.
@@ -103,9 +105,13 @@ impl PolicyStore {
         if *sources.hash(paths.unknown_sensitivity) == **self.current().hash() {
             return Ok(None);
         }
-        PolicyEngine::from_sources(&sources, paths.unknown_sensitivity)
-            .map(Some)
-            .map_err(problems)
+        PolicyEngine::from_sources_at_level(
+            &sources,
+            paths.unknown_sensitivity,
+            paths.validation_level,
+        )
+        .map(Some)
+        .map_err(problems)
     }
 
     /// Serialises reloads; hold the guard across read, checks and install.

@@ -276,6 +276,7 @@ impl TestServer {
                     policies: setup.policies.clone(),
                     schema: repo().join("schemas/mandate.cedarschema"),
                     unknown_sensitivity: mandate::policy::DEFAULT_UNKNOWN_SENSITIVITY,
+                    validation_level: None,
                 }),
                 0,
             )),
