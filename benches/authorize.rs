@@ -118,6 +118,8 @@ fn over_mtls(c: &mut Criterion) {
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             policy_poll: None,
+            decision_log: None,
+            decision_log_capacity: 1,
         })
         .await
         .unwrap();

@@ -200,6 +200,7 @@ fn benches(c: &mut Criterion) {
         tokens,
         clock,
         max_batch_size: 100,
+        decision_log: None,
     };
     let resource = Resource {
         r#type: String::new(),

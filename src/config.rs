@@ -28,6 +28,8 @@ pub mod defaults {
     pub const SCHEMA: &str = "./schemas/mandate.cedarschema";
     /// Config file read when present and `--config` is not given.
     pub const CONFIG_FILE: &str = "./mandate.toml";
+    /// Decision records waiting to be written before new ones are dropped.
+    pub const DECISION_LOG_CAPACITY: usize = 10_000;
     /// How often policy files are checked for changes, ms.
     pub const POLICY_POLL_MS: u64 = 1000;
     /// Catalog file name looked for beside the config file.
@@ -79,6 +81,10 @@ pub struct RawConfig {
     pub policy_poll_ms: Option<u64>,
     /// Cedar level-based validation of the policies at this level.
     pub policy_validation_level: Option<u32>,
+    /// JSON-lines file of decision records.
+    pub decision_log: Option<PathBuf>,
+    /// Most decision records waiting to be written.
+    pub decision_log_capacity: Option<usize>,
     /// Our SVID chain (PEM).
     pub svid_cert: Option<PathBuf>,
     /// Our SVID key (PEM).
@@ -132,6 +138,8 @@ impl RawConfig {
             policy_validation_level: self
                 .policy_validation_level
                 .or(file.policy_validation_level),
+            decision_log: self.decision_log.or(file.decision_log),
+            decision_log_capacity: self.decision_log_capacity.or(file.decision_log_capacity),
             svid_cert: self.svid_cert.or(file.svid_cert),
             svid_key: self.svid_key.or(file.svid_key),
             trust_bundles: self.trust_bundles.or(file.trust_bundles),
@@ -173,6 +181,10 @@ pub struct Settings {
     pub policy_poll: Option<Duration>,
     /// Cedar level-based validation level, if any.
     pub policy_validation_level: Option<u32>,
+    /// JSON-lines file of decision records, if any.
+    pub decision_log: Option<PathBuf>,
+    /// Most decision records waiting to be written.
+    pub decision_log_capacity: usize,
     /// Where our identity comes from.
     pub identity: IdentitySource,
     /// Most requests in one `BatchAuthorize`.
@@ -256,6 +268,13 @@ impl Settings {
             None => SensitivityScale::default(),
         };
 
+        let decision_log_capacity = raw
+            .decision_log_capacity
+            .unwrap_or(defaults::DECISION_LOG_CAPACITY);
+        if decision_log_capacity == 0 {
+            problems.push("`decision_log_capacity` must be at least 1".to_owned());
+        }
+
         let max_batch_size = raw.max_batch_size.unwrap_or(defaults::MAX_BATCH_SIZE);
         if !(1..=MAX_BATCH_SIZE_LIMIT).contains(&max_batch_size) {
             problems.push(format!(
@@ -338,6 +357,8 @@ impl Settings {
                 catalog: raw.catalog,
                 sensitivity,
                 policy_validation_level: raw.policy_validation_level,
+                decision_log: raw.decision_log,
+                decision_log_capacity,
                 policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
                     0 => None,
                     ms => Some(Duration::from_millis(ms)),

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -19,6 +19,7 @@ use crate::api::{
     ApprovalApi, AuthorizationApi, DecisionState, PolicyApi, RegistryApi, TaskApi, http, listener,
 };
 use crate::approval::ApprovalBook;
+use crate::audit::{DecisionLog, DecisionLogWriter};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
@@ -76,6 +77,10 @@ pub struct ServerOptions {
     /// How often the policy files are checked for changes; `None` turns
     /// the watch off (reloads then come from SIGHUP or `PolicyService`).
     pub policy_poll: Option<Duration>,
+    /// A JSON-lines file decision records are appended to, if any.
+    pub decision_log: Option<std::path::PathBuf>,
+    /// Most decision records waiting to be written; more are dropped.
+    pub decision_log_capacity: usize,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -95,6 +100,14 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(String),
+    /// The decision log cannot be opened or written.
+    #[error("decision log `{path}`: {source}")]
+    DecisionLog {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// A running server; [`RunningServer::shutdown`] stops it gracefully.
@@ -102,6 +115,7 @@ pub enum ServerError {
 pub struct RunningServer {
     state: Arc<DecisionState>,
     watcher: Option<JoinHandle<()>>,
+    log_writer: Option<DecisionLogWriter>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     readiness: http::Readiness,
@@ -143,7 +157,20 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         options.handshake_timeout,
     )?;
 
+    let (decision_log, log_writer) = match &options.decision_log {
+        Some(path) => {
+            let (log, writer) = DecisionLog::open(path, options.decision_log_capacity)
+                .await
+                .map_err(|source| ServerError::DecisionLog {
+                    path: path.clone(),
+                    source,
+                })?;
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
+    };
     let state = Arc::new(DecisionState {
+        decision_log,
         policies: options.policies,
         decider: Decider::new(options.agents),
         identity: options.identity,
@@ -203,6 +230,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     Ok(RunningServer {
         state,
         watcher,
+        log_writer,
         grpc_addr,
         http_addr,
         readiness,
@@ -261,6 +289,19 @@ impl RunningServer {
         };
         let _ = self.stop_http.send(());
         let _ = tokio::time::timeout(self.grace, self.http).await;
+        // The writer ends once the last handle to the log is gone: the
+        // services are, the watcher is aborted, ours goes now.
+        if let Some(watcher) = self.watcher {
+            let _ = watcher.await;
+        }
+        drop(self.state);
+        if let Some(writer) = self.log_writer {
+            match tokio::time::timeout(self.grace, writer.finish()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "decision log not flushed"),
+                Err(_) => tracing::warn!("decision log not flushed within the grace period"),
+            }
+        }
         result
     }
 }

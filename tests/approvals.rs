@@ -456,7 +456,9 @@ async fn needs_approval_without_a_task_is_a_plain_deny() {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(common::repo().join("policies")).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
     }
     std::fs::write(
         dir.path().join("extra.cedar"),

@@ -13,6 +13,7 @@ use super::v1::{
 };
 use super::{ApiError, PeerIdentity, context::struct_to_json};
 use crate::approval::{Approval, ApprovalBook, ApprovalState, Subject as ApprovalSubject};
+use crate::audit::{DecisionLog, DecisionRecord, RECORD_VERSION};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::{
@@ -52,6 +53,8 @@ pub struct DecisionState {
     pub clock: Arc<dyn Clock>,
     /// Most requests accepted in one `BatchAuthorize`.
     pub max_batch_size: usize,
+    /// Where decision records go, when configured.
+    pub decision_log: Option<DecisionLog>,
 }
 
 impl DecisionState {
@@ -87,6 +90,27 @@ impl DecisionState {
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
     ) -> Outcome {
+        self.decide_full(
+            engine,
+            registry,
+            principal,
+            certificate_der,
+            request,
+            resource,
+        )
+        .outcome
+    }
+
+    /// The decision and what a decision record keeps of it.
+    fn decide_full(
+        &self,
+        engine: &PolicyEngine,
+        registry: &Snapshot,
+        principal: &SpiffeId,
+        certificate_der: Option<&[u8]>,
+        request: &AuthorizeRequest,
+        resource: &super::v1::Resource,
+    ) -> Decided {
         // INVARIANT: an agent registered with a checksum acts only through
         // task tokens, which carry the proof of its checksum.
         if request.token.is_empty()
@@ -94,19 +118,19 @@ impl DecisionState {
                 .agent(&principal.to_string())
                 .is_some_and(|a| a.checksum.is_some())
         {
-            return Outcome::deny(
+            return Decided::early(Outcome::deny(
                 reason::AGENT_PROOF_REQUIRED,
                 format!(
                     "`{principal}` is registered with a checksum: call with a task token, which carries its proof"
                 ),
-            );
+            ));
         }
         let task = if request.token.is_empty() {
             None
         } else {
             match self.task_facts(registry, &request.token, principal, certificate_der) {
                 Ok(facts) => Some(facts),
-                Err(outcome) => return outcome,
+                Err(outcome) => return Decided::early(outcome),
             }
         };
         let resource_type = if resource.r#type.is_empty() {
@@ -139,7 +163,7 @@ impl DecisionState {
                 .map(|chain| task_entities(&chain, self.clock.now()))
             {
                 Some(Ok(entities)) => entities,
-                Some(Err(e)) => return Outcome::deny(reason::INTERNAL_ERROR, e),
+                Some(Err(e)) => return Decided::early(Outcome::deny(reason::INTERNAL_ERROR, e)),
                 None => Vec::new(),
             }
         } else {
@@ -151,7 +175,12 @@ impl DecisionState {
             .and_then(|p| p.as_str())
             .unwrap_or_default()
             .to_owned();
-        let mut outcome = self.decider.decide(
+        let task_chain: Vec<String> = task
+            .as_ref()
+            .map(|f| f.chain.iter().map(|t| t.id.clone()).collect())
+            .unwrap_or_default();
+        let token_jti = task.as_ref().map(|f| f.token_jti.clone());
+        let (mut outcome, evaluated) = self.decider.decide_explained(
             engine,
             registry,
             DecisionRequest {
@@ -181,7 +210,12 @@ impl DecisionState {
                 now,
             );
         }
-        outcome
+        Decided {
+            outcome,
+            evaluated,
+            task_chain,
+            token_jti,
+        }
     }
 
     /// Turns a "needs approval" outcome into an answer: the pending
@@ -285,6 +319,26 @@ impl DecisionState {
     }
 }
 
+/// A decision and what its record keeps.
+struct Decided {
+    outcome: Outcome,
+    evaluated: Option<crate::decision::Evaluated>,
+    task_chain: Vec<String>,
+    token_jti: Option<String>,
+}
+
+impl Decided {
+    /// A decision that never reached the policies.
+    fn early(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            evaluated: None,
+            task_chain: Vec::new(),
+            token_jti: None,
+        }
+    }
+}
+
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct AuthorizationApi {
@@ -318,10 +372,11 @@ impl AuthorizationApi {
 
         // The revision is read before the state it describes, so a client
         // waiting for revision N never sees a decision made before N.
+        let started = std::time::Instant::now();
         let revision = self.state.revision.current();
         let engine = self.state.policies.current();
         let registry = self.state.registry.snapshot();
-        let outcome = match (&request.subject, &subject_id) {
+        let decided = match (&request.subject, &subject_id) {
             (Some(subject), Some(subject_id)) => self.decide_for_subject(
                 &engine,
                 &registry,
@@ -333,7 +388,7 @@ impl AuthorizationApi {
             ),
             _ => {
                 let leaf = caller.certificates.first().map(|c| c.as_ref());
-                self.state.decide_with(
+                self.state.decide_full(
                     &engine,
                     &registry,
                     &caller.spiffe_id,
@@ -344,7 +399,59 @@ impl AuthorizationApi {
             }
         };
 
+        let Decided {
+            outcome,
+            evaluated,
+            task_chain,
+            token_jti,
+        } = decided;
         let decision_id = uuid::Uuid::now_v7().to_string();
+        let verdict = if outcome.allowed {
+            Decision::Allow
+        } else if outcome.approval_id.is_some() {
+            Decision::NeedsApproval
+        } else {
+            Decision::Deny
+        };
+        if let Some(log) = &self.state.decision_log {
+            log.record(
+                DecisionRecord {
+                    version: RECORD_VERSION,
+                    decision_id: decision_id.clone(),
+                    time_ms: i64::try_from(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_millis(),
+                    )
+                    .unwrap_or(i64::MAX),
+                    caller: caller.spiffe_id.to_string(),
+                    subject: subject_id.as_ref().unwrap_or(&caller.spiffe_id).to_string(),
+                    action: request.action.clone(),
+                    resource_type: resource.r#type.clone(),
+                    resource_id: resource.id.clone(),
+                    task_id: task_chain.first().cloned(),
+                    root_task_id: task_chain.last().cloned(),
+                    chain: task_chain,
+                    token_jti,
+                    decision: match verdict {
+                        Decision::Allow => "allow",
+                        Decision::NeedsApproval => "needs_approval",
+                        _ => "deny",
+                    }
+                    .to_owned(),
+                    approval_id: outcome.approval_id.clone(),
+                    determining_policies: outcome.determining_policies.clone(),
+                    reasons: outcome.reasons.iter().map(|r| (*r).to_owned()).collect(),
+                    errors: outcome.errors.clone(),
+                    policy_hash: engine.hash().to_string(),
+                    revision,
+                    latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    cedar: None,
+                },
+                evaluated,
+            );
+        }
         tracing::info!(
             decision_id = %decision_id,
             spiffe_id = %caller.spiffe_id,
@@ -361,13 +468,7 @@ impl AuthorizationApi {
             "decision"
         );
         Ok(AuthorizeResponse {
-            decision: if outcome.allowed {
-                Decision::Allow
-            } else if outcome.approval_id.is_some() {
-                Decision::NeedsApproval
-            } else {
-                Decision::Deny
-            } as i32,
+            decision: verdict as i32,
             approval_id: outcome.approval_id.unwrap_or_default(),
             decision_id,
             determining_policies: outcome.determining_policies,
@@ -392,23 +493,28 @@ impl AuthorizationApi {
         subject_id: &SpiffeId,
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
-    ) -> Outcome {
+    ) -> Decided {
         let bundles = self.state.identity.borrow().bundles.clone();
         if !bundles.trusts(subject_id.trust_domain()) {
-            return Outcome::deny(
+            return Decided::early(Outcome::deny(
                 reason::UNTRUSTED_SUBJECT,
                 format!(
                     "subject trust domain `{}` is not trusted",
                     subject_id.trust_domain_name()
                 ),
-            );
+            ));
         }
         let subject_leaf = if subject.certificate_pem.is_empty() {
             None
         } else {
             match verify_subject_certificate(&bundles, subject, subject_id) {
                 Ok(leaf) => Some(leaf),
-                Err(error) => return Outcome::deny(reason::SUBJECT_CERTIFICATE_INVALID, error),
+                Err(error) => {
+                    return Decided::early(Outcome::deny(
+                        reason::SUBJECT_CERTIFICATE_INVALID,
+                        error,
+                    ));
+                }
             }
         };
         let check = self.state.decider.decide(
@@ -432,9 +538,9 @@ impl AuthorizationApi {
         if !check.allowed {
             let mut outcome = check;
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
-            return outcome;
+            return Decided::early(outcome);
         }
-        self.state.decide_with(
+        self.state.decide_full(
             engine,
             registry,
             subject_id,

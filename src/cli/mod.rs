@@ -9,6 +9,7 @@ mod authorize;
 mod connection;
 mod dev;
 mod failure;
+mod policy;
 mod registry;
 mod serve;
 mod task;
@@ -53,6 +54,9 @@ enum Command {
     /// Agent helpers: the integrity checksum.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
+    /// Policy authors' tools: validate, fmt, test, explain, replay.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Approval(command) => approval::run(command),
         Command::Registry(command) => registry::run(command),
         Command::Agent(command) => agent::run(command),
+        Command::Policy(command) => policy::run(command),
     }
 }
 

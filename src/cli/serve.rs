@@ -50,6 +50,10 @@ pub(super) struct ServeArgs {
     /// Cedar entities JSON, for entity types a user schema adds.
     #[arg(long, value_name = "FILE")]
     entities: Option<PathBuf>,
+    /// Append a JSON-lines record of every decision to this file (for
+    /// `mandate policy replay`).
+    #[arg(long, value_name = "FILE")]
+    decision_log: Option<PathBuf>,
     /// Our X.509-SVID chain (PEM, leaf first). Without it, a dev trust
     /// domain is used.
     #[arg(long, value_name = "FILE")]
@@ -92,6 +96,7 @@ impl ServeArgs {
             schema: self.schema,
             entities: self.entities,
             catalog: self.catalog,
+            decision_log: self.decision_log,
             svid_cert: self.svid_cert,
             svid_key: self.svid_key,
             trust_bundles: (!bundles.is_empty()).then_some(bundles),
@@ -332,6 +337,8 @@ async fn serve(
         handshake_timeout: settings.handshake_timeout,
         shutdown_grace: settings.shutdown_grace,
         policy_poll: settings.policy_poll,
+        decision_log: settings.decision_log.clone(),
+        decision_log_capacity: settings.decision_log_capacity,
     })
     .await
     {

@@ -211,7 +211,7 @@ impl Decider {
         engine: &PolicyEngine,
         registry: &Snapshot,
         request: DecisionRequest<'_>,
-    ) -> (Outcome, Option<Entities>) {
+    ) -> (Outcome, Option<Evaluated>) {
         let outcome = |o: Outcome| (o, None);
         let Some(action) = engine.action(request.action) else {
             return outcome(Outcome::deny(
@@ -325,65 +325,88 @@ impl Decider {
             Err(e) => return outcome(Outcome::deny(reason::INTERNAL_ERROR, e.to_string())),
         };
 
-        let response = self
-            .authorizer
-            .is_authorized(&cedar_request, engine.policies(), &entities);
-        let diagnostics = response.diagnostics();
-        let determining_policies: Vec<String> =
-            diagnostics.reason().map(ToString::to_string).collect();
-        let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
-        let forbidden = diagnostics.reason().any(|id| {
-            engine
-                .policies()
-                .policy(id)
-                .is_some_and(|p| p.effect() == Effect::Forbid)
-        });
-
-        let mut reasons = Vec::new();
-        // INVARIANT: an evaluation error denies even when the remaining
-        // policies would allow (DESIGN §3.6); Cedar alone would skip the
-        // erroring policy.
-        if !errors.is_empty() {
-            reasons.push(reason::EVALUATION_ERROR);
-        }
-        let allowed = errors.is_empty() && response.decision() == Decision::Allow;
-        if !allowed && response.decision() == Decision::Deny {
-            reasons.push(if forbidden {
-                reason::FORBIDDEN_BY_POLICY
-            } else {
-                reason::NO_PERMIT
-            });
-        }
-        // "Needs approval" only when every forbid that matched is one an
-        // approval lifts and the rest of the policies would allow: an
-        // approval must never be asked for what would be denied anyway.
-        let needs_approval = !allowed
-            && errors.is_empty()
-            && forbidden
-            && diagnostics.reason().all(|id| engine.lifted_by_approval(id))
-            && {
-                let without = self.authorizer.is_authorized(
-                    &cedar_request,
-                    engine.policies_without_approval(),
-                    &entities,
-                );
-                without.decision() == Decision::Allow
-                    && without.diagnostics().errors().next().is_none()
-            };
-        if needs_approval {
-            reasons.push(reason::NEEDS_APPROVAL);
-        }
+        let outcome = evaluate(&self.authorizer, engine, &cedar_request, &entities);
         (
-            Outcome {
-                allowed,
-                determining_policies,
-                errors,
-                reasons,
-                needs_approval,
-                approval_id: None,
-            },
-            Some(entities),
+            outcome,
+            Some(Evaluated {
+                request: cedar_request,
+                entities,
+            }),
         )
+    }
+}
+
+/// The Cedar request a decision evaluated and the entity slice it used:
+/// what `mandate policy explain` shows and a decision record keeps, so the
+/// decision can be replayed against another policy set.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// Principal, action, resource and the full context.
+    pub request: Request,
+    /// The entity slice.
+    pub entities: Entities,
+}
+
+/// Evaluates a built request against `engine`'s policies: the decision,
+/// the determining policies, evaluation errors (a deny: DESIGN §3.6) and
+/// whether an approval alone would lift the deny.
+pub fn evaluate(
+    authorizer: &Authorizer,
+    engine: &PolicyEngine,
+    cedar_request: &Request,
+    entities: &Entities,
+) -> Outcome {
+    let response = authorizer.is_authorized(cedar_request, engine.policies(), entities);
+    let diagnostics = response.diagnostics();
+    let determining_policies: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+    let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
+    let forbidden = diagnostics.reason().any(|id| {
+        engine
+            .policies()
+            .policy(id)
+            .is_some_and(|p| p.effect() == Effect::Forbid)
+    });
+
+    let mut reasons = Vec::new();
+    // INVARIANT: an evaluation error denies even when the remaining
+    // policies would allow (DESIGN §3.6); Cedar alone would skip the
+    // erroring policy.
+    if !errors.is_empty() {
+        reasons.push(reason::EVALUATION_ERROR);
+    }
+    let allowed = errors.is_empty() && response.decision() == Decision::Allow;
+    if !allowed && response.decision() == Decision::Deny {
+        reasons.push(if forbidden {
+            reason::FORBIDDEN_BY_POLICY
+        } else {
+            reason::NO_PERMIT
+        });
+    }
+    // "Needs approval" only when every forbid that matched is one an
+    // approval lifts and the rest of the policies would allow: an
+    // approval must never be asked for what would be denied anyway.
+    let needs_approval = !allowed
+        && errors.is_empty()
+        && forbidden
+        && diagnostics.reason().all(|id| engine.lifted_by_approval(id))
+        && {
+            let without = authorizer.is_authorized(
+                cedar_request,
+                engine.policies_without_approval(),
+                entities,
+            );
+            without.decision() == Decision::Allow && without.diagnostics().errors().next().is_none()
+        };
+    if needs_approval {
+        reasons.push(reason::NEEDS_APPROVAL);
+    }
+    Outcome {
+        allowed,
+        determining_policies,
+        errors,
+        reasons,
+        needs_approval,
+        approval_id: None,
     }
 }
 

@@ -198,6 +198,8 @@ pub struct Setup {
     pub max_delegation_depth: u32,
     /// Watch the policy files this often (off by default in tests).
     pub policy_poll: Option<Duration>,
+    /// Where decision records go, if anywhere.
+    pub decision_log: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -209,6 +211,7 @@ impl Default for Setup {
             extra_bundles: Vec::new(),
             max_delegation_depth: mandate::graph::DEFAULT_MAX_DEPTH,
             policy_poll: None,
+            decision_log: None,
         }
     }
 }
@@ -295,6 +298,8 @@ impl TestServer {
             handshake_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             policy_poll: setup.policy_poll,
+            decision_log: setup.decision_log.clone(),
+            decision_log_capacity: 10_000,
         })
         .await
         .unwrap();

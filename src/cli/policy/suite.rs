@@ -1,0 +1,499 @@
+//! Policy test suites (`mandate policy test`) and single-request
+//! explanations (`mandate policy explain`), decided in-process by the same
+//! decision code as the server, over a registry and task chains the suite
+//! describes.
+//!
+//! A suite is a JSON file:
+//!
+//! ```json
+//! {
+//!   "description": "what this suite covers",
+//!   "catalog": "../../examples/catalog.toml",
+//!   "now": 1800000000,
+//!   "tasks": [{ "id": "t1", "delegator": "spiffe://mandate.local/workloads/frontend",
+//!               "delegatee": "spiffe://mandate.local/agents/patcher", "originator": "alice",
+//!               "actions": ["read"], "resources": ["repos"], "max_sensitivity": 1 }],
+//!   "cases": [{ "name": "the patcher reads a repo within its task",
+//!               "principal": "spiffe://mandate.local/agents/patcher",
+//!               "action": "read", "resource": "repo:acme/payments", "task": "t1",
+//!               "expect": "allow", "policies": ["agents-act-within-their-task"] }]
+//! }
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cedar_policy::Entities;
+use clap::Args;
+use serde::Deserialize;
+use spiffe::{SpiffeId, TrustDomain};
+
+use super::{Failure, SetArgs};
+use crate::cli::authorize::parse_resource;
+use crate::decision::{
+    AgentPattern, ApprovalView, DEFAULT_AGENT_PATH_PREFIXES, Decider, DecisionRequest, Outcome,
+    TaskFacts, Verdict,
+};
+use crate::graph::{Task, TaskSpec, TaskState};
+use crate::policy::PolicyEngine;
+use crate::registry::{Catalog, Registry, SensitivityScale, Snapshot};
+
+/// Default time of a suite, so expiries are reproducible.
+const DEFAULT_NOW: i64 = 1_800_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Suite {
+    #[serde(default)]
+    description: String,
+    /// A catalog file, relative to the suite file.
+    catalog: Option<PathBuf>,
+    /// Registry entries given in the suite, in the catalog's shape.
+    registry: Option<Catalog>,
+    /// Mandate's own trust domain.
+    #[serde(default = "default_trust_domain")]
+    trust_domain: String,
+    /// The time of every case, Unix seconds.
+    #[serde(default = "default_now")]
+    now: i64,
+    #[serde(default)]
+    tasks: Vec<SuiteTask>,
+    cases: Vec<Case>,
+}
+
+fn default_trust_domain() -> String {
+    crate::config::defaults::DEV_TRUST_DOMAIN.to_owned()
+}
+
+fn default_now() -> i64 {
+    DEFAULT_NOW
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuiteTask {
+    id: String,
+    #[serde(default)]
+    intent: String,
+    delegator: String,
+    delegatee: String,
+    /// The user at the root; children inherit it.
+    #[serde(default)]
+    originator: String,
+    parent: Option<String>,
+    actions: BTreeSet<String>,
+    resources: BTreeSet<String>,
+    max_sensitivity: i64,
+    /// Seconds after `now`; default an hour.
+    #[serde(default = "default_expires_in")]
+    expires_in: i64,
+    /// `active` (default), `completed` or `revoked`.
+    #[serde(default)]
+    state: Option<String>,
+}
+
+fn default_expires_in() -> i64 {
+    3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    principal: String,
+    action: String,
+    /// `Type::"id"` or a `Mandate::Resource` id.
+    resource: String,
+    #[serde(default = "empty_object")]
+    context: serde_json::Value,
+    /// The task whose token the call presents.
+    task: Option<String>,
+    /// A current approval of this task, action and resource.
+    approval: Option<CaseApproval>,
+    expect: Expect,
+    /// The exact determining policy ids, when given.
+    policies: Option<Vec<String>>,
+    /// The exact reason codes, when given.
+    reasons: Option<Vec<String>>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseApproval {
+    granted: bool,
+    approver: String,
+    #[serde(default)]
+    age_seconds: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Expect {
+    Allow,
+    Deny,
+    NeedsApproval,
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "deny",
+        Verdict::NeedsApproval => "needs_approval",
+    }
+}
+
+/// A suite made ready to decide: its registry and task chains.
+struct World {
+    registry: Arc<Snapshot>,
+    tasks: HashMap<String, Arc<Task>>,
+    decider: Decider,
+    now: i64,
+}
+
+fn load_suite(path: &Path) -> Result<Suite, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| Failure::Usage(format!("`{}`: {e}", path.display())))
+}
+
+fn world(path: &Path, suite: &Suite, engine: &PolicyEngine) -> Result<World, Failure> {
+    let usage = |e: String| Failure::Usage(format!("`{}`: {e}", path.display()));
+    let mut entries = Vec::new();
+    if let Some(catalog) = &suite.catalog {
+        let file = path.parent().unwrap_or(Path::new(".")).join(catalog);
+        entries.extend(
+            Catalog::load(&file)
+                .map_err(usage)?
+                .into_entries()
+                .map_err(|p| usage(p.join("; ")))?,
+        );
+    }
+    if let Some(inline) = &suite.registry {
+        entries.extend(
+            inline
+                .clone()
+                .into_entries()
+                .map_err(|p| usage(p.join("; ")))?,
+        );
+    }
+    let registry = Registry::new(
+        entries,
+        &Entities::empty(),
+        engine.schema(),
+        SensitivityScale::default(),
+        &suite.trust_domain,
+        Arc::default(),
+    )
+    .map_err(|p| usage(p.join("; ")))?;
+    let mut tasks: HashMap<String, Arc<Task>> = HashMap::new();
+    for t in &suite.tasks {
+        let parent = match &t.parent {
+            Some(p) => Some(tasks.get(p).cloned().ok_or_else(|| {
+                usage(format!(
+                    "task `{}` names parent `{p}` before it is listed",
+                    t.id
+                ))
+            })?),
+            None => None,
+        };
+        let id =
+            |s: &str| SpiffeId::new(s).map_err(|e| usage(format!("task `{}`: `{s}`: {e}", t.id)));
+        let spec = TaskSpec {
+            intent: t.intent.clone(),
+            delegatee: id(&t.delegatee)?,
+            actions: t.actions.clone(),
+            scope: t.resources.clone(),
+            max_sensitivity: t.max_sensitivity,
+            expires_at: suite.now.saturating_add(t.expires_in),
+        };
+        let mut task = Task::new(
+            t.id.clone(),
+            spec,
+            id(&t.delegator)?,
+            t.originator.clone(),
+            parent.as_deref(),
+            suite.now,
+        );
+        task.state = match t.state.as_deref() {
+            None | Some("active") => TaskState::Active,
+            Some("completed") => TaskState::Completed,
+            Some("revoked") => TaskState::Revoked,
+            Some(other) => {
+                return Err(usage(format!(
+                    "task `{}`: state `{other}` must be active, completed or revoked",
+                    t.id
+                )));
+            }
+        };
+        tasks.insert(t.id.clone(), Arc::new(task));
+    }
+    let trust_domain = TrustDomain::new(&suite.trust_domain).map_err(|e| usage(e.to_string()))?;
+    Ok(World {
+        registry: registry.snapshot(),
+        tasks,
+        decider: Decider::new(AgentPattern::new(
+            DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
+            [trust_domain],
+        )),
+        now: suite.now,
+    })
+}
+
+impl World {
+    fn chain(&self, id: &str) -> Option<Vec<Arc<Task>>> {
+        let mut chain = Vec::new();
+        let mut next = Some(id.to_owned());
+        while let Some(id) = next {
+            let task = self.tasks.get(&id)?.clone();
+            next = task.parent.clone();
+            chain.push(task);
+        }
+        Some(chain)
+    }
+
+    /// Decides a case as the server would, approval rules included.
+    fn decide(
+        &self,
+        engine: &PolicyEngine,
+        case: &Case,
+    ) -> Result<(Outcome, Option<Entities>), String> {
+        let principal = SpiffeId::new(&case.principal)
+            .map_err(|e| format!("principal `{}`: {e}", case.principal))?;
+        let resource = parse_resource(&case.resource);
+        let task = match &case.task {
+            Some(id) => Some(TaskFacts {
+                chain: self
+                    .chain(id)
+                    .ok_or_else(|| format!("task `{id}` is not in the suite"))?,
+                now: self.now,
+                token_jti: "test".to_owned(),
+            }),
+            None => None,
+        };
+        let has_task = task.is_some();
+        let (mut outcome, evaluated) = self.decider.decide_explained(
+            engine,
+            &self.registry,
+            DecisionRequest {
+                task,
+                approval: case.approval.as_ref().map(|a| ApprovalView {
+                    granted: a.granted,
+                    approver: a.approver.clone(),
+                    age_seconds: a.age_seconds,
+                }),
+                ..DecisionRequest::new(
+                    &principal,
+                    &case.action,
+                    &resource.r#type,
+                    &resource.id,
+                    case.context.clone(),
+                )
+            },
+        );
+        let denied = case.approval.as_ref().is_some_and(|a| !a.granted);
+        outcome.settle_approval(has_task, denied);
+        Ok((outcome, evaluated.map(|e| e.entities)))
+    }
+}
+
+#[derive(Debug, Args)]
+pub(in crate::cli) struct TestArgs {
+    /// A suite file or a directory of them [default: ./policies/tests].
+    #[arg(default_value = "./policies/tests")]
+    path: PathBuf,
+    #[command(flatten)]
+    set: SetArgs,
+}
+
+fn suite_files(path: &Path) -> Result<Vec<PathBuf>, Failure> {
+    if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| Failure::Usage(format!("cannot read `{}`: {e}", path.display())))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Failure::Usage(format!(
+            "no `*.json` suites in `{}`",
+            path.display()
+        )));
+    }
+    Ok(files)
+}
+
+fn describe(outcome: &Outcome) -> String {
+    let mut out = format!(
+        "{} (policies: [{}]",
+        verdict_name(outcome.verdict()),
+        outcome.determining_policies.join(", ")
+    );
+    if !outcome.reasons.is_empty() {
+        out.push_str(&format!("; reasons: {}", outcome.reasons.join(", ")));
+    }
+    if !outcome.errors.is_empty() {
+        out.push_str(&format!("; errors: {}", outcome.errors.join(" | ")));
+    }
+    out.push(')');
+    out
+}
+
+/// What is wrong with `outcome` for `case`, if anything.
+fn mismatch(case: &Case, outcome: &Outcome) -> Option<String> {
+    let verdict = verdict_name(outcome.verdict());
+    let expected = match case.expect {
+        Expect::Allow => "allow",
+        Expect::Deny => "deny",
+        Expect::NeedsApproval => "needs_approval",
+    };
+    let mut sorted = outcome.determining_policies.clone();
+    sorted.sort();
+    let policies_differ = case.policies.as_ref().is_some_and(|p| {
+        let mut p = p.clone();
+        p.sort();
+        p != sorted
+    });
+    let reasons_differ = case.reasons.as_ref().is_some_and(|r| {
+        *r != outcome
+            .reasons
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>()
+    });
+    if verdict == expected && !policies_differ && !reasons_differ {
+        return None;
+    }
+    let mut want = expected.to_owned();
+    if let Some(p) = &case.policies {
+        want.push_str(&format!(" (policies: [{}])", p.join(", ")));
+    }
+    if let Some(r) = &case.reasons {
+        want.push_str(&format!(" (reasons: {})", r.join(", ")));
+    }
+    Some(format!(
+        "        expected: {want}\n        actual:   {}",
+        describe(outcome)
+    ))
+}
+
+pub(super) fn run_tests(args: &TestArgs) -> Result<(), Failure> {
+    let engine = args.set.load()?;
+    let (mut passed, mut failed) = (0, 0);
+    for file in suite_files(&args.path)? {
+        let suite = load_suite(&file)?;
+        let world = world(&file, &suite, &engine)?;
+        println!("{}  {}", file.display(), suite.description);
+        for case in &suite.cases {
+            let result = world.decide(&engine, case).map_err(|e| {
+                Failure::Usage(format!("`{}`: case `{}`: {e}", file.display(), case.name))
+            })?;
+            match mismatch(case, &result.0) {
+                None => {
+                    passed += 1;
+                    println!("  ok    {}", case.name);
+                }
+                Some(diff) => {
+                    failed += 1;
+                    println!("  FAIL  {}\n{diff}", case.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(Failure::Failed(vec![format!("{failed} case(s) failed")]));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(in crate::cli) struct ExplainArgs {
+    /// A suite file holding the request (as a case).
+    #[arg(long, value_name = "FILE")]
+    request: PathBuf,
+    /// The case to explain [default: the first].
+    #[arg(long, value_name = "NAME")]
+    case: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    set: SetArgs,
+}
+
+pub(super) fn explain(args: &ExplainArgs) -> Result<(), Failure> {
+    let engine = args.set.load()?;
+    let suite = load_suite(&args.request)?;
+    let world = world(&args.request, &suite, &engine)?;
+    let case = match &args.case {
+        Some(name) => suite.cases.iter().find(|c| &c.name == name),
+        None => suite.cases.first(),
+    }
+    .ok_or_else(|| Failure::Usage("no such case in the request file".to_owned()))?;
+    let (outcome, entities) = world
+        .decide(&engine, case)
+        .map_err(|e| Failure::Usage(format!("case `{}`: {e}", case.name)))?;
+    let slice = entities
+        .map(|e| e.to_json_value().map_err(|e| e.to_string()))
+        .transpose()
+        .map_err(|e| Failure::Usage(format!("cannot show the entity slice: {e}")))?
+        .unwrap_or(serde_json::Value::Null);
+    let policies: Vec<serde_json::Value> = outcome
+        .determining_policies
+        .iter()
+        .map(|id| {
+            let source = engine
+                .source_of(&cedar_policy::PolicyId::new(id))
+                .unwrap_or_default();
+            serde_json::json!({ "id": id, "source": source })
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "case": case.name,
+                "decision": verdict_name(outcome.verdict()),
+                "determining_policies": policies,
+                "reasons": outcome.reasons,
+                "errors": outcome.errors,
+                "policy_hash": engine.hash().as_ref(),
+                "entities": slice,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{}\n  decision:   {}",
+        case.name,
+        verdict_name(outcome.verdict()).to_uppercase()
+    );
+    for p in &policies {
+        println!(
+            "  policy:     {} at {}",
+            p["id"].as_str().unwrap_or_default(),
+            p["source"].as_str().unwrap_or_default()
+        );
+    }
+    if !outcome.reasons.is_empty() {
+        println!("  reasons:    {}", outcome.reasons.join(", "));
+    }
+    for error in &outcome.errors {
+        println!("  error:      {error}");
+    }
+    println!("  policy set: {}", engine.hash());
+    println!(
+        "  entities:\n{}",
+        serde_json::to_string_pretty(&slice).unwrap_or_default()
+    );
+    Ok(())
+}
