@@ -17,9 +17,9 @@ use mandate::api::v1::approval_service_client::ApprovalServiceClient;
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
 use mandate::api::v1::{
-    AmendTaskRequest, ApprovalResource, ApprovalState, AuthorizeRequest, AuthorizeResponse,
-    CreateTaskRequest, DecideApprovalRequest, Decision, IssueTaskTokenRequest,
-    ListApprovalsRequest, RequestApprovalRequest, Resource, RevokeApprovalRequest, TaskScope,
+    AmendTaskRequest, ApprovalResource, ApprovalState, AuthorizeResponse, CreateTaskRequest,
+    DecideApprovalRequest, Decision, IssueTaskTokenRequest, ListApprovalsRequest,
+    RequestApprovalRequest, RevokeApprovalRequest, TaskScope,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -89,20 +89,7 @@ async fn task_and_token(
 }
 
 async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
-    party
-        .authz
-        .authorize(AuthorizeRequest {
-            action: action.into(),
-            resource: Some(Resource {
-                r#type: String::new(),
-                id: resource.into(),
-            }),
-            token: token.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    common::call(&mut party.authz, token, action, resource).await
 }
 
 fn decision(r: &AuthorizeResponse) -> Decision {
@@ -453,20 +440,12 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
 /// task to hold an approval.
 #[tokio::test]
 async fn needs_approval_without_a_task_is_a_plain_deny() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::repo().join("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::write(
-        dir.path().join("extra.cedar"),
+    let dir = common::policies_with(&[(
+        "extra.cedar",
         r#"@id("agents-delete-web")
 permit (principal is Mandate::Agent, action == Mandate::Action::"delete",
         resource == Mandate::Resource::"repo:acme/web");"#,
-    )
-    .unwrap();
+    )]);
     let server = TestServer::start_with(common::Setup {
         policies: dir.path().to_owned(),
         ..Default::default()

@@ -34,21 +34,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A copy of the shipped policies, plus `extra` files.
-fn policies_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::repo().join("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    for (name, body) in extra {
-        std::fs::write(dir.path().join(name), body).unwrap();
-    }
-    dir
-}
-
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -66,7 +51,7 @@ fn the_shipped_policies_validate_are_formatted_and_pass_their_suite() {
 
 #[test]
 fn validate_shows_the_problem_with_a_caret_and_exits_1() {
-    let dir = policies_with(&[(
+    let dir = common::policies_with(&[(
         "typo.cedar",
         "@id(\"typo\")\npermit (principal, action == Mandate::Action::\"read\", resource is Mandate::Resource)\nwhen { resource.colour == \"red\" };\n",
     )]);
@@ -240,7 +225,7 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
     assert!(text(&out).contains("0 would change"), "{}", text(&out));
 
     // A new permit flips exactly the customer-db read: a widening.
-    let widened = policies_with(&[(
+    let widened = common::policies_with(&[(
         "extra.cedar",
         "@id(\"agents-read-customer-db\")\npermit (principal is Mandate::Agent, action == Mandate::Action::\"read\", resource == Mandate::Resource::\"customer-db\");\n",
     )]);
@@ -277,7 +262,7 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
 
     // Removing the agents' read permit narrows: reported, not a failure.
     // The handbook stays readable through `anyone-reads-handbook`.
-    let narrowed = policies_with(&[]);
+    let narrowed = common::policies_with(&[]);
     std::fs::remove_file(narrowed.path().join("agents.cedar")).unwrap();
     let out = mandate(&[
         "policy",

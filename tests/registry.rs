@@ -17,10 +17,9 @@ use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::registry_service_client::RegistryServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
 use mandate::api::v1::{
-    AgentEntry, AuthorizeRequest, AuthorizeResponse, CreateTaskRequest, Decision,
-    DelegateTaskRequest, Entry, EntryKind, GroupEntry, IssueTaskTokenRequest, ListRequest,
-    RegisterRequest, RemoveRequest, Resource, ResourceEntry, TaskScope, UpdateRequest,
-    WorkloadEntry, entry,
+    AgentEntry, AuthorizeResponse, CreateTaskRequest, Decision, DelegateTaskRequest, Entry,
+    EntryKind, GroupEntry, IssueTaskTokenRequest, ListRequest, RegisterRequest, RemoveRequest,
+    ResourceEntry, TaskScope, UpdateRequest, WorkloadEntry, entry,
 };
 use mandate::integrity::agent_checksum;
 use tonic::Code;
@@ -66,20 +65,7 @@ fn agent(spiffe_id: &str, checksum: &str, class: &str) -> Entry {
 }
 
 async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
-    party
-        .authz
-        .authorize(AuthorizeRequest {
-            action: action.into(),
-            resource: Some(Resource {
-                r#type: String::new(),
-                id: resource.into(),
-            }),
-            token: token.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    common::call(&mut party.authz, token, action, resource).await
 }
 
 fn decision(r: &AuthorizeResponse) -> Decision {

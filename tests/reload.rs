@@ -26,18 +26,6 @@ use mandate::api::v1::{
 };
 use tonic::Code;
 
-/// A copy of the shipped policies in a directory the test may edit.
-fn policies_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(common::repo().join("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
-}
-
 async fn start(dir: &Path, poll: Option<Duration>) -> TestServer {
     TestServer::start_with(Setup {
         policies: dir.to_owned(),
@@ -87,7 +75,7 @@ fn decision(r: &AuthorizeResponse) -> Decision {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_under_load_changes_the_decision_and_fails_no_call() {
-    let dir = policies_copy();
+    let dir = common::policies_with(&[]);
     let server = start(dir.path(), None).await;
     let mut admin = PolicyServiceClient::new(server.channel("/workloads/admin").await);
     let before = admin
@@ -166,7 +154,7 @@ async fn a_reload_under_load_changes_the_decision_and_fails_no_call() {
 
 #[tokio::test]
 async fn a_broken_file_keeps_the_previous_set_and_says_why() {
-    let dir = policies_copy();
+    let dir = common::policies_with(&[]);
     let server = start(dir.path(), None).await;
     let mut admin = PolicyServiceClient::new(server.channel("/workloads/admin").await);
     let mut patcher = AuthorizationServiceClient::new(server.channel("/agents/patcher").await);
@@ -239,7 +227,7 @@ async fn readyz(server: &TestServer) -> String {
 
 #[tokio::test]
 async fn the_file_watch_reloads_a_changed_set() {
-    let dir = policies_copy();
+    let dir = common::policies_with(&[]);
     let server = start(dir.path(), Some(Duration::from_millis(50))).await;
     let mut patcher = AuthorizationServiceClient::new(server.channel("/agents/patcher").await);
     let before = patcher
@@ -268,7 +256,7 @@ async fn the_file_watch_reloads_a_changed_set() {
 
 #[tokio::test]
 async fn policy_service_lists_validates_and_is_authorized() {
-    let dir = policies_copy();
+    let dir = common::policies_with(&[]);
     let server = start(dir.path(), None).await;
     let mut admin = PolicyServiceClient::new(server.channel("/workloads/admin").await);
     let listed = admin

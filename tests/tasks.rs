@@ -118,20 +118,7 @@ async fn issue(party: &mut Party, task_id: &str) -> String {
 }
 
 async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
-    party
-        .authz
-        .authorize(AuthorizeRequest {
-            action: action.into(),
-            resource: Some(Resource {
-                r#type: String::new(),
-                id: resource.into(),
-            }),
-            token: token.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    common::call(&mut party.authz, token, action, resource).await
 }
 
 /// `policy` is among the policies that determined `r`.

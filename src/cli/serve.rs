@@ -309,6 +309,7 @@ async fn serve(
         clock.clone(),
     ));
 
+    let signals = Signals::install();
     let server = match start(ServerOptions {
         listen: settings.listen,
         http_listen: settings.http_listen,
@@ -349,7 +350,7 @@ async fn serve(
         }
     };
 
-    wait_for_signal(&server).await;
+    wait_for_signal(&server, signals).await;
     tracing::info!("shutting down");
     match server.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -360,22 +361,43 @@ async fn serve(
     }
 }
 
+/// The signals `serve` handles, installed before the server starts so a
+/// signal that arrives as soon as it serves is not the default action.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate())
+            .map_err(|error| tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server"))
+            .ok();
+        let hup = signal(SignalKind::hangup())
+            .map_err(
+                |error| tracing::warn!(%error, "cannot watch SIGHUP; reload through PolicyService"),
+            )
+            .ok();
+        Self { term, hup }
+    }
+}
+
 /// Serves until SIGTERM or SIGINT; SIGHUP reloads the policy files.
-async fn wait_for_signal(server: &RunningServer) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::warn!("cannot watch SIGTERM or SIGHUP; only Ctrl-C stops the server");
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
+async fn wait_for_signal(server: &RunningServer, mut signals: Signals) {
+    async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
     loop {
         tokio::select! {
-            _ = term.recv() => return,
+            _ = next(&mut signals.term) => return,
             _ = tokio::signal::ctrl_c() => return,
-            _ = hup.recv() => {
+            _ = next(&mut signals.hup) => {
                 // The outcome is logged and kept for status reports.
                 let _ = server.reload_policies("SIGHUP").await;
             }

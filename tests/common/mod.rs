@@ -36,6 +36,45 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A copy of the shipped policies (not their tests) in a directory the test
+/// may edit, plus `extra` files.
+pub fn policies_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for (name, body) in extra {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    dir
+}
+
+/// One `Authorize` of `action` on the `Mandate::Resource` `resource`,
+/// presenting `token` (none when empty).
+pub async fn call(
+    client: &mut AuthorizationServiceClient<Channel>,
+    token: &str,
+    action: &str,
+    resource: &str,
+) -> mandate::api::v1::AuthorizeResponse {
+    client
+        .authorize(mandate::api::v1::AuthorizeRequest {
+            action: action.into(),
+            resource: Some(mandate::api::v1::Resource {
+                r#type: String::new(),
+                id: resource.into(),
+            }),
+            token: token.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// A certificate authority for one trust domain.
 pub struct TestCa {
     pub trust_domain: String,
