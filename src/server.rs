@@ -214,7 +214,12 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let readiness = http::Readiness::default();
     readiness.set(true);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
-    let router = http::router(readiness.clone(), options.tokens, state.policies.clone());
+    let router = http::router(
+        readiness.clone(),
+        options.tokens,
+        state.policies.clone(),
+        state.decision_log.clone(),
+    );
     let watcher = options
         .policy_poll
         .map(|interval| tokio::spawn(crate::api::watch_policies(state.clone(), interval)));
@@ -278,12 +283,17 @@ impl RunningServer {
             watcher.abort();
         }
         let _ = self.stop_grpc.send(());
-        let result = match tokio::time::timeout(self.grace, self.grpc).await {
+        let mut grpc = self.grpc;
+        let result = match tokio::time::timeout(self.grace, &mut grpc).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(ServerError::Grpc(e.to_string())),
             Ok(Err(e)) => Err(ServerError::Grpc(e.to_string())),
             Err(_) => {
                 tracing::warn!(grace = ?self.grace, "in-flight calls did not finish in time");
+                // Stopped, so the services let go of the decision log and
+                // it can be flushed below.
+                grpc.abort();
+                let _ = grpc.await;
                 Ok(())
             }
         };

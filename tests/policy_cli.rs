@@ -281,3 +281,99 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
         "{shown}"
     );
 }
+
+#[test]
+fn validate_warns_about_a_policy_that_can_never_apply() {
+    let dir = common::policies_with(&[(
+        "never.cedar",
+        "@id(\"never\")\npermit (principal, action == Mandate::Action::\"read\", resource)\nwhen { false };\n",
+    )]);
+    let out = mandate(&["policy", "validate", "--policies", arg(dir.path())]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("1 warning(s)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("policy is impossible"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_keep_neither_tokens_nor_checksums() {
+    use mandate::api::v1::registry_service_client::RegistryServiceClient;
+    use mandate::api::v1::task_service_client::TaskServiceClient;
+    use mandate::api::v1::{
+        AgentEntry, CreateTaskRequest, Entry, IssueTaskTokenRequest, TaskScope, UpdateRequest,
+        entry,
+    };
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("decisions.jsonl");
+    let server = TestServer::start_with(Setup {
+        decision_log: Some(log.clone()),
+        ..Default::default()
+    })
+    .await;
+    let checksum = format!("sha256:{}", "ab".repeat(32));
+    RegistryServiceClient::new(server.channel("/workloads/admin").await)
+        .update(UpdateRequest {
+            entry: Some(Entry {
+                entry: Some(entry::Entry::Agent(AgentEntry {
+                    spiffe_id: "spiffe://mandate.local/agents/patcher".into(),
+                    checksum: checksum.clone(),
+                    ..Default::default()
+                })),
+            }),
+        })
+        .await
+        .unwrap();
+    let task = TaskServiceClient::new(server.channel("/workloads/frontend").await)
+        .create_task(CreateTaskRequest {
+            intent: "records".into(),
+            delegatee: "spiffe://mandate.local/agents/patcher".into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(TaskScope {
+                actions: vec!["read".into()],
+                resources: vec!["repos".into()],
+                max_sensitivity: 1,
+                expires_at: 0,
+                ttl_seconds: 600,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let channel = server.channel("/agents/patcher").await;
+    let token = TaskServiceClient::new(channel.clone())
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task.clone(),
+            ttl_seconds: 0,
+            agent_proof: checksum.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut patcher = AuthorizationServiceClient::new(channel);
+    let r = common::call(&mut patcher, &token, "read", "repo:acme/payments").await;
+    assert_eq!(
+        r.decision,
+        mandate::api::v1::Decision::Allow as i32,
+        "{r:?}"
+    );
+    drop(patcher);
+    server.server.shutdown().await.unwrap();
+
+    let written = std::fs::read_to_string(&log).unwrap();
+    let record: serde_json::Value = serde_json::from_str(written.lines().next().unwrap()).unwrap();
+    assert_eq!(record["task_id"], task.as_str());
+    assert!(record["token_jti"].is_string());
+    assert!(!written.contains(&token), "the token leaked: {written}");
+    assert!(
+        !written.contains(&checksum),
+        "the checksum leaked: {written}"
+    );
+    assert!(written.contains("(redacted)"), "{written}");
+}

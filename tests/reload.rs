@@ -329,3 +329,54 @@ async fn policy_service_lists_validates_and_is_authorized() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_schema_the_registry_does_not_fit_is_refused() {
+    // The test server reads the repository's schema; a copy lets the test
+    // change it without touching the repository.
+    let dir = common::policies_with(&[]);
+    let schema_dir = tempfile::tempdir().unwrap();
+    let schema = schema_dir.path().join("mandate.cedarschema");
+    let original =
+        std::fs::read_to_string(common::repo().join("schemas/mandate.cedarschema")).unwrap();
+    std::fs::write(&schema, &original).unwrap();
+    let server = TestServer::start_with(Setup {
+        policies: dir.path().to_owned(),
+        schema: Some(schema.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut admin = PolicyServiceClient::new(server.channel("/workloads/admin").await);
+    // Agents lose `class`, which the example catalog gives them.
+    let without_class = original.replace("    class?: String,\n", "");
+    assert_ne!(without_class, original);
+    std::fs::write(&schema, without_class).unwrap();
+    // The policies that use `class` no longer validate either; drop them.
+    let tasks = std::fs::read_to_string(dir.path().join("tasks.cedar")).unwrap();
+    let start = tasks
+        .find("@id(\"agents-delegate-within-their-class\")")
+        .unwrap();
+    let end = start + tasks[start..].find("};").unwrap() + 2;
+    std::fs::write(
+        dir.path().join("tasks.cedar"),
+        format!("{}{}", &tasks[..start], &tasks[end..]),
+    )
+    .unwrap();
+    let refused = admin
+        .reload(ReloadPoliciesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!refused.ok && !refused.reloaded, "{refused:?}");
+    assert!(
+        refused
+            .problems
+            .iter()
+            .any(|p| p.contains("the registry does not fit the new schema")),
+        "{refused:?}"
+    );
+    // The old set still decides.
+    let mut patcher = AuthorizationServiceClient::new(server.channel("/agents/patcher").await);
+    let r = common::call(&mut patcher, "", "read", "repo:acme/web").await;
+    assert_eq!(decision(&r), Decision::Allow, "{r:?}");
+}

@@ -319,6 +319,29 @@ impl DecisionState {
     }
 }
 
+/// What a decision reads, loaded in an order that keeps it consistent.
+struct View {
+    revision: u64,
+    engine: Arc<PolicyEngine>,
+    registry: Arc<Snapshot>,
+}
+
+impl View {
+    /// INVARIANT: the revision is read before the state it describes, so a
+    /// client waiting for revision N never sees a decision made before N;
+    /// the policies before the registry (see `Registry::revalidate`).
+    fn now(state: &DecisionState) -> Self {
+        let revision = state.revision.current();
+        let engine = state.policies.current();
+        let registry = state.registry.snapshot();
+        Self {
+            revision,
+            engine,
+            registry,
+        }
+    }
+}
+
 /// A decision and what its record keeps.
 struct Decided {
     outcome: Outcome,
@@ -355,7 +378,9 @@ impl AuthorizationApi {
         &self,
         caller: &PeerIdentity,
         request: &AuthorizeRequest,
+        view: &View,
     ) -> Result<AuthorizeResponse, ApiError> {
+        let (revision, engine, registry) = (view.revision, &view.engine, &*view.registry);
         let resource = request
             .resource
             .as_ref()
@@ -370,16 +395,11 @@ impl AuthorizationApi {
         }
         let subject_id = request.subject.as_ref().map(subject_id).transpose()?;
 
-        // The revision is read before the state it describes, so a client
-        // waiting for revision N never sees a decision made before N.
         let started = std::time::Instant::now();
-        let revision = self.state.revision.current();
-        let engine = self.state.policies.current();
-        let registry = self.state.registry.snapshot();
         let decided = match (&request.subject, &subject_id) {
             (Some(subject), Some(subject_id)) => self.decide_for_subject(
-                &engine,
-                &registry,
+                engine,
+                registry,
                 &caller.spiffe_id,
                 subject,
                 subject_id,
@@ -388,14 +408,8 @@ impl AuthorizationApi {
             ),
             _ => {
                 let leaf = caller.certificates.first().map(|c| c.as_ref());
-                self.state.decide_full(
-                    &engine,
-                    &registry,
-                    &caller.spiffe_id,
-                    leaf,
-                    request,
-                    resource,
-                )
+                self.state
+                    .decide_full(engine, registry, &caller.spiffe_id, leaf, request, resource)
             }
         };
 
@@ -517,7 +531,7 @@ impl AuthorizationApi {
                 }
             }
         };
-        let check = self.state.decider.decide(
+        let (check, check_evaluated) = self.state.decider.decide_explained(
             engine,
             registry,
             DecisionRequest::new(
@@ -538,7 +552,12 @@ impl AuthorizationApi {
         if !check.allowed {
             let mut outcome = check;
             outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
-            return Decided::early(outcome);
+            // The record keeps the `check` request: a policy change that
+            // would let this enforcement point ask shows in a replay.
+            return Decided {
+                evaluated: check_evaluated,
+                ..Decided::early(outcome)
+            };
         }
         self.state.decide_full(
             engine,
@@ -608,7 +627,12 @@ impl AuthorizationService for AuthorizationApi {
         request: Request<AuthorizeRequest>,
     ) -> Result<Response<AuthorizeResponse>, Status> {
         let caller = caller(&request)?;
-        Ok(Response::new(self.decide(&caller, request.get_ref())?))
+        let view = View::now(&self.state);
+        Ok(Response::new(self.decide(
+            &caller,
+            request.get_ref(),
+            &view,
+        )?))
     }
 
     async fn batch_authorize(
@@ -625,11 +649,13 @@ impl AuthorizationService for AuthorizationApi {
             ))
             .into());
         }
+        // One policy set and one registry for the whole batch.
+        let view = View::now(&self.state);
         let responses = requests
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                self.decide(&caller, r).map_err(|e| match e {
+                self.decide(&caller, r, &view).map_err(|e| match e {
                     ApiError::InvalidArgument(m) => {
                         ApiError::InvalidArgument(format!("requests[{i}]: {m}"))
                     }

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::audit::DecisionLog;
 use crate::credential::TaskTokens;
 use crate::policy::PolicyStore;
 
@@ -31,10 +32,18 @@ impl Readiness {
 }
 
 /// The router for the HTTP listener.
-pub fn router(readiness: Readiness, tokens: Arc<TaskTokens>, policies: Arc<PolicyStore>) -> Router {
+pub fn router(
+    readiness: Readiness,
+    tokens: Arc<TaskTokens>,
+    policies: Arc<PolicyStore>,
+    decision_log: Option<DecisionLog>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready).with_state((readiness, policies)))
+        .route(
+            "/readyz",
+            get(ready).with_state((readiness, policies, decision_log)),
+        )
         .route(
             "/.well-known/jwks.json",
             get(|| async move { Json(tokens.keys().jwks()) }),
@@ -45,10 +54,17 @@ pub fn router(readiness: Readiness, tokens: Arc<TaskTokens>, policies: Arc<Polic
 /// set is in use and whether the last reload was refused (the server keeps
 /// serving the previous set then, so it stays ready).
 async fn ready(
-    State((readiness, policies)): State<(Readiness, Arc<PolicyStore>)>,
+    State((readiness, policies, decision_log)): State<(
+        Readiness,
+        Arc<PolicyStore>,
+        Option<DecisionLog>,
+    )>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let status = policies.status();
     let body = serde_json::json!({
+        "decision_log": decision_log.as_ref().map(|log| serde_json::json!({
+            "dropped": log.dropped(),
+        })),
         "ready": readiness.get(),
         "policies": {
             "policy_hash": status.hash.as_ref(),

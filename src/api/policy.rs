@@ -34,6 +34,7 @@ impl DecisionState {
         let now = self.clock.now();
         let outcome = self.policies.read().and_then(|next| {
             let Some(engine) = next else {
+                self.policies.clear_failure();
                 return Ok(false);
             };
             let schema = engine.schema().clone();
@@ -111,8 +112,9 @@ fn problem_to_proto(problem: &Problem) -> v1::PolicyProblem {
 fn validate_candidate(
     files: &[PolicyFile],
     schema: &str,
-    current_schema_text: Option<String>,
+    current_schema_text: &str,
     unknown_sensitivity: i64,
+    level: Option<u32>,
 ) -> Result<ValidatePoliciesResponse, ApiError> {
     let size: usize = files.iter().map(|f| f.text.len()).sum::<usize>() + schema.len();
     if size > MAX_CANDIDATE_BYTES {
@@ -130,11 +132,7 @@ fn validate_candidate(
         }
     }
     let schema_text = if schema.is_empty() {
-        current_schema_text.ok_or_else(|| {
-            ApiError::InvalidArgument(
-                "send `schema`: the server's own schema text is not available".to_owned(),
-            )
-        })?
+        current_schema_text.to_owned()
     } else {
         schema.to_owned()
     };
@@ -152,7 +150,7 @@ fn validate_candidate(
         schema_text,
     };
     Ok(
-        match PolicyEngine::from_sources(&sources, unknown_sensitivity) {
+        match PolicyEngine::from_sources_at_level(&sources, unknown_sensitivity, level) {
             Ok(engine) => ValidatePoliciesResponse {
                 valid: true,
                 problems: Vec::new(),
@@ -227,13 +225,20 @@ impl PolicyService for PolicyApi {
         request: Request<ValidatePoliciesRequest>,
     ) -> Result<Response<ValidatePoliciesResponse>, Status> {
         self.authorize(&request, "validate_policies")?;
-        let r = request.get_ref();
+        let r = request.into_inner();
         let paths = self.state.policies.paths();
-        let current_schema = paths.and_then(|p| std::fs::read_to_string(&p.schema).ok());
         let unknown = paths.map_or(crate::policy::DEFAULT_UNKNOWN_SENSITIVITY, |p| {
             p.unknown_sensitivity
         });
-        let response = validate_candidate(&r.files, &r.schema, current_schema, unknown)?;
+        let level = paths.and_then(|p| p.validation_level);
+        // The schema in use, not the file on disk: they differ after a
+        // refused reload.
+        let engine = self.state.policies.current();
+        let response = tokio::task::spawn_blocking(move || {
+            validate_candidate(&r.files, &r.schema, engine.schema_text(), unknown, level)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
         Ok(Response::new(response))
     }
 
@@ -261,13 +266,17 @@ impl PolicyService for PolicyApi {
 
 /// Polls the policy files every `interval` and reloads when they changed
 /// and then stayed the same for one more interval (an editor's save, or a
-/// `git pull` of many files, lands as one reload). Polling rather than
-/// file-system events: it also sees Kubernetes ConfigMap symlink swaps.
+/// `git pull` of many files, lands as one reload). Polling the content
+/// rather than file-system events: it also sees a Kubernetes ConfigMap's
+/// symlink swap, which replaces the files without writing them.
 pub async fn watch(state: Arc<DecisionState>, interval: std::time::Duration) {
     let Some(paths) = state.policies.paths().cloned() else {
         return;
     };
-    let mut seen = store::fingerprint(&paths);
+    // Nothing seen yet: the first look reloads if the files changed since
+    // the set in use was read at start (a reload of unchanged files is a
+    // no-op, by hash).
+    let mut seen = Vec::new();
     let mut pending: Option<Vec<_>> = None;
     loop {
         tokio::time::sleep(interval).await;

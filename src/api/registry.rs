@@ -88,12 +88,10 @@ impl RegistryApi {
         let (kind, id) = (entry.kind(), entry.id().to_owned());
         let action = if update { "update" } else { "register" };
         let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);
-        let engine = self.state.policies.current();
-        let schema = engine.schema();
         let revision = if update {
-            self.state.registry.update(entry, schema, authorize)?
+            self.state.registry.update(entry, authorize)?
         } else {
-            self.state.registry.register(entry, schema, authorize)?
+            self.state.registry.register(entry, authorize)?
         };
         tracing::info!(kind = %kind, id = %id, spiffe_id = %caller, revision, "registry {action}");
         Ok(revision)
@@ -247,12 +245,12 @@ impl RegistryService for RegistryApi {
         if r.id.is_empty() {
             return Err(ApiError::InvalidArgument("`id` is required".to_owned()).into());
         }
-        let revision = self.state.registry.remove(
-            kind,
-            &r.id,
-            self.state.policies.current().schema(),
-            |current: &Snapshot| self.authorize(&caller, "remove", kind, &r.id, current),
-        )?;
+        let revision = self
+            .state
+            .registry
+            .remove(kind, &r.id, |current: &Snapshot| {
+                self.authorize(&caller, "remove", kind, &r.id, current)
+            })?;
         tracing::info!(kind = %kind, id = %r.id, spiffe_id = %caller, revision, "registry remove");
         Ok(Response::new(RegistryWriteResponse { revision }))
     }

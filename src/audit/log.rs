@@ -44,27 +44,29 @@ impl DecisionLog {
             .open(path)
             .await?;
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let task = tokio::spawn(write(file, receiver, path.to_owned()));
-        Ok((
-            Self {
-                sender,
-                dropped: Arc::default(),
-            },
-            DecisionLogWriter { task },
-        ))
+        let dropped = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(write(file, receiver, path.to_owned(), dropped.clone()));
+        Ok((Self { sender, dropped }, DecisionLogWriter { task }))
     }
 
     /// Queues a record; never waits. A full queue drops it.
     pub fn record(&self, record: DecisionRecord, evaluated: Option<Evaluated>) {
-        if self.sender.try_send(Pending { record, evaluated }).is_err() {
+        if let Err(error) = self.sender.try_send(Pending { record, evaluated }) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
-                tracing::warn!(dropped, "decision log queue full: records dropped");
+                match error {
+                    mpsc::error::TrySendError::Full(_) => {
+                        tracing::warn!(dropped, "decision log queue full: records dropped");
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        tracing::error!(dropped, "decision log writer stopped: records dropped");
+                    }
+                }
             }
         }
     }
 
-    /// Records dropped so far.
+    /// Records dropped so far (queue full or not writable).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -84,6 +86,7 @@ async fn write(
     file: tokio::fs::File,
     mut receiver: mpsc::Receiver<Pending>,
     path: PathBuf,
+    dropped: Arc<AtomicU64>,
 ) -> std::io::Result<()> {
     let mut out = tokio::io::BufWriter::new(file);
     while let Some(pending) = receiver.recv().await {
@@ -96,14 +99,22 @@ async fn write(
                 }
             }
         }
-        let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        if let Err(error) = out.write_all(&line).await {
-            tracing::error!(file = %path.display(), %error, "cannot write the decision log");
-            return Err(error);
-        }
-        if receiver.is_empty() {
-            out.flush().await?;
+        // A record that cannot be written is counted and logged; the
+        // writer goes on, so one bad moment does not stop the log.
+        let written = match serde_json::to_vec(&record) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                let mut result = out.write_all(&line).await;
+                if result.is_ok() && receiver.is_empty() {
+                    result = out.flush().await;
+                }
+                result
+            }
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        if let Err(error) = written {
+            let dropped = dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(file = %path.display(), %error, dropped, "cannot write the decision log");
         }
     }
     out.flush().await

@@ -97,10 +97,12 @@ impl CedarRequest {
                 Some(context) => context_json(context)?,
                 None => serde_json::json!({}),
             },
-            entities: evaluated
-                .entities
-                .to_json_value()
-                .map_err(|e| e.to_string())?,
+            entities: redact(
+                evaluated
+                    .entities
+                    .to_json_value()
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 
@@ -122,6 +124,28 @@ impl CedarRequest {
             Entities::from_json_value(self.entities.clone(), None).map_err(|e| e.to_string())?;
         Ok((request, entities))
     }
+}
+
+/// What a record shows instead of a secret.
+pub const REDACTED: &str = "(redacted)";
+
+/// Agents' registered checksums are kept out of records: an agent that
+/// could read one would only have to replay it as its proof. (A policy that
+/// compares `principal.checksum` therefore replays against the placeholder.)
+fn redact(mut entities: serde_json::Value) -> serde_json::Value {
+    for entity in entities.as_array_mut().into_iter().flatten() {
+        let is_agent = entity
+            .get("uid")
+            .and_then(|u| u.get("type"))
+            .and_then(serde_json::Value::as_str)
+            == Some("Mandate::Agent");
+        if is_agent
+            && let Some(checksum) = entity.get_mut("attrs").and_then(|a| a.get_mut("checksum"))
+        {
+            *checksum = serde_json::Value::String(REDACTED.to_owned());
+        }
+    }
+    entities
 }
 
 /// A context in Cedar's JSON form. Cedar has no direct serialiser for a

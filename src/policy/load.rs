@@ -100,7 +100,11 @@ pub(super) fn schema(path: &Path, text: &str) -> Result<Schema, PolicyError> {
 }
 
 /// Every `*.cedar` file under `dir`, recursively, in a stable order.
-fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+/// Hidden entries (`.git`, Kubernetes ConfigMap's `..data` and its
+/// timestamped directories) are skipped, and symbolic links to directories
+/// are not followed, so a ConfigMap's files load once and a link loop
+/// cannot trap the walk; links to files are read.
+pub(crate) fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(current) = pending.pop() {
@@ -115,6 +119,14 @@ fn cedar_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
                     source,
                 })?
                 .path();
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            let linked_dir =
+                std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) && path.is_dir();
+            if hidden || linked_dir {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
             } else if path.extension().is_some_and(|ext| ext == "cedar") {

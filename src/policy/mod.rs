@@ -46,6 +46,7 @@ pub struct PolicyEngine {
     sources: HashMap<PolicyId, load::PolicySource>,
     hash: Arc<str>,
     warnings: Vec<Problem>,
+    schema_text: Arc<str>,
 }
 
 impl PolicyEngine {
@@ -131,6 +132,7 @@ impl PolicyEngine {
             sources,
             hash: sources_in.hash(unknown_sensitivity).into(),
             warnings,
+            schema_text: sources_in.schema_text.as_str().into(),
         })
     }
 
@@ -199,6 +201,11 @@ impl PolicyEngine {
     /// schema); every decision reports the hash of the set it used.
     pub fn hash(&self) -> &Arc<str> {
         &self.hash
+    }
+
+    /// The schema's text, as loaded.
+    pub fn schema_text(&self) -> &str {
+        &self.schema_text
     }
 
     /// Validation warnings, such as a policy that can never apply.

@@ -4,7 +4,7 @@
 //! only a valid set is swapped in. A failed reload keeps the previous set
 //! and is remembered for status reports.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -128,6 +128,11 @@ impl PolicyStore {
         counters.reloads += 1;
     }
 
+    /// The files are the set in use again: an earlier refusal is over.
+    pub fn clear_failure(&self) {
+        self.counters().last_error = None;
+    }
+
     /// Records a refused reload; the set in use stays.
     pub fn record_failure(&self, problems: Vec<String>, now: i64) {
         let mut counters = self.counters();
@@ -162,34 +167,20 @@ pub fn problems(error: PolicyError) -> Vec<String> {
     }
 }
 
-/// A fingerprint of the files a reload would read, to notice changes
-/// cheaply: each file's path, length and modification time.
-pub fn fingerprint(paths: &PolicyPaths) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut out = Vec::new();
-    let mut pending = vec![paths.policies.clone()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "cedar") {
-                out.push(stamp(&path));
-            }
-        }
-    }
-    out.push(stamp(&paths.schema));
-    out.sort();
-    out
-}
-
-fn stamp(path: &Path) -> (PathBuf, u64, Option<std::time::SystemTime>) {
-    let meta = std::fs::metadata(path).ok();
-    (
-        path.to_owned(),
-        meta.as_ref().map_or(0, std::fs::Metadata::len),
-        meta.and_then(|m| m.modified().ok()),
-    )
+/// A fingerprint of the files a reload would read, to notice changes:
+/// each file's path and the SHA-256 of its content (sizes and times miss a
+/// same-size save within one timestamp tick).
+pub fn fingerprint(paths: &PolicyPaths) -> Vec<(PathBuf, [u8; 32])> {
+    use sha2::{Digest, Sha256};
+    let mut files = super::load::cedar_files(&paths.policies).unwrap_or_default();
+    files.push(paths.schema.clone());
+    files
+        .into_iter()
+        .map(|path| {
+            let digest: [u8; 32] = std::fs::read(&path)
+                .map(|bytes| Sha256::digest(&bytes).into())
+                .unwrap_or_default();
+            (path, digest)
+        })
+        .collect()
 }

@@ -69,8 +69,10 @@ pub enum RegistryError {
 #[derive(Debug)]
 pub struct Registry {
     current: RwLock<Arc<Snapshot>>,
-    /// Serialises writers; readers never take it.
-    writer: Mutex<()>,
+    /// Serialises writers and holds the schema entries are validated
+    /// against; a reload with a new schema replaces it under this lock, so
+    /// no write can validate against a schema that is no longer in use.
+    writer: Mutex<Schema>,
     static_entities: Vec<Entity>,
     scale: SensitivityScale,
     home_trust_domain: String,
@@ -104,24 +106,12 @@ impl Registry {
         )?;
         Ok(Self {
             current: RwLock::new(Arc::new(snapshot)),
-            writer: Mutex::new(()),
+            writer: Mutex::new(schema.clone()),
             static_entities,
             scale,
             home_trust_domain: home_trust_domain.to_owned(),
             revision,
         })
-    }
-
-    /// An empty registry with the default scale (tests, tools).
-    pub fn empty(home_trust_domain: &str) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(Snapshot::empty())),
-            writer: Mutex::new(()),
-            static_entities: Vec::new(),
-            scale: SensitivityScale::default(),
-            home_trust_domain: home_trust_domain.to_owned(),
-            revision: Arc::default(),
-        }
     }
 
     /// The current snapshot; cheap, never blocks on a writer for long.
@@ -143,11 +133,10 @@ impl Registry {
     pub fn register<E: From<RegistryError>>(
         &self,
         entry: Entry,
-        schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
         let (kind, id) = (entry.kind(), entry.id().to_owned());
-        self.put(entry, schema, authorize, |current| {
+        self.put(entry, authorize, |current| {
             if current.get(kind, &id).is_some() {
                 return Err(RegistryError::AlreadyExists { kind, id }.into());
             }
@@ -161,11 +150,10 @@ impl Registry {
     pub fn update<E: From<RegistryError>>(
         &self,
         entry: Entry,
-        schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
         let (kind, id) = (entry.kind(), entry.id().to_owned());
-        self.put(entry, schema, authorize, |current| {
+        self.put(entry, authorize, |current| {
             if current.get(kind, &id).is_none() {
                 refuse_static(current, kind, &id)?;
                 return Err(RegistryError::NotFound { kind, id }.into());
@@ -180,10 +168,9 @@ impl Registry {
         &self,
         kind: Kind,
         id: &str,
-        schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         authorize(&current)?;
         let mut entries = current.entries().clone();
@@ -204,7 +191,7 @@ impl Registry {
             }
             .into());
         }
-        let next = self.build(entries, schema)?;
+        let next = self.build(entries, &schema)?;
         Ok(self.swap(next))
     }
 
@@ -214,15 +201,14 @@ impl Registry {
     fn put<E: From<RegistryError>>(
         &self,
         entry: Entry,
-        schema: &Schema,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
         check: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         let mut entries = current.entries().clone();
         entries.insert((entry.kind(), entry.id().to_owned()), entry);
-        let next = self.build(entries, schema)?;
+        let next = self.build(entries, &schema)?;
         authorize(&next)?;
         check(&current)?;
         Ok(self.swap(next))
@@ -246,11 +232,11 @@ impl Registry {
     }
 
     /// Rebuilds the registry against a new schema, under the writer lock;
-    /// when it fits, runs `install` (which puts the new schema's policy set
-    /// in use) and swaps the rebuilt registry in, so no write slips in
-    /// between. The entries do not change, so the revision does not move.
+    /// when it fits, swaps the rebuilt registry in, keeps the schema for
+    /// later writes and runs `install` (which puts the new schema's policy
+    /// set in use), so no write slips in between. The entries do not change, so the revision does not move.
     pub fn revalidate(&self, schema: &Schema, install: impl FnOnce()) -> Result<(), Vec<String>> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writer_schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.snapshot();
         let next = Snapshot::build(
             current.entries().clone(),
@@ -267,8 +253,12 @@ impl Registry {
                 .map(|p| format!("the registry does not fit the new schema: {p}"))
                 .collect::<Vec<_>>()
         })?;
-        install();
+        // The registry first, then the policies: a decision loads the
+        // policies first, so one that sees the new policies sees the
+        // registry built for their schema.
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *writer_schema = schema.clone();
+        install();
         Ok(())
     }
 

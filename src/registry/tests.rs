@@ -155,8 +155,6 @@ fn allow(_: &Snapshot) -> Result<(), RegistryError> {
 
 #[test]
 fn writes_check_existence_references_and_bump_the_revision() {
-    let engine = engine();
-    let schema = engine.schema();
     let registry = catalog("[[groups]]\nid = \"ops\"\n").unwrap();
     let group = |id: &str| {
         Entry::Group(GroupEntry {
@@ -171,30 +169,30 @@ fn writes_check_existence_references_and_bump_the_revision() {
         class: Some("coding".into()),
         groups: ["ops".to_owned()].into(),
     });
-    let r1 = registry.register(agent.clone(), schema, allow).unwrap();
+    let r1 = registry.register(agent.clone(), allow).unwrap();
     assert!(matches!(
-        registry.register(agent.clone(), schema, allow),
+        registry.register(agent.clone(), allow),
         Err(RegistryError::AlreadyExists { .. })
     ));
     assert!(matches!(
-        registry.update(group("other"), schema, allow),
+        registry.update(group("other"), allow),
         Err(RegistryError::NotFound { .. })
     ));
     assert!(matches!(
-        registry.remove(Kind::Group, "ops", schema, allow),
+        registry.remove(Kind::Group, "ops", allow),
         Err(RegistryError::InUse { referents, .. }) if referents == ["agent `spiffe://home.example/agents/a`"]
     ));
     // A refused authorization leaves the registry as it was.
-    let refused = registry.register(group("g2"), schema, |_: &Snapshot| {
+    let refused = registry.register(group("g2"), |_: &Snapshot| {
         Err(RegistryError::Invalid(vec!["no".into()]))
     });
     assert!(refused.is_err());
     assert!(registry.snapshot().get(Kind::Group, "g2").is_none());
     let r2 = registry
-        .remove(Kind::Agent, "spiffe://home.example/agents/a", schema, allow)
+        .remove(Kind::Agent, "spiffe://home.example/agents/a", allow)
         .unwrap();
     assert!(r2 > r1);
-    registry.remove(Kind::Group, "ops", schema, allow).unwrap();
+    registry.remove(Kind::Group, "ops", allow).unwrap();
     assert!(registry.snapshot().list(Kind::Group, None, 10).is_empty());
 }
 

@@ -239,6 +239,8 @@ pub struct Setup {
     pub policy_poll: Option<Duration>,
     /// Where decision records go, if anywhere.
     pub decision_log: Option<PathBuf>,
+    /// Another schema file than the repository's.
+    pub schema: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -251,6 +253,7 @@ impl Default for Setup {
             max_delegation_depth: mandate::graph::DEFAULT_MAX_DEPTH,
             policy_poll: None,
             decision_log: None,
+            schema: None,
         }
     }
 }
@@ -271,9 +274,11 @@ impl TestServer {
         let identity =
             Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
         let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
-        let engine =
-            PolicyEngine::load(&setup.policies, &repo().join("schemas/mandate.cedarschema"))
-                .unwrap();
+        let schema = setup
+            .schema
+            .clone()
+            .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema"));
+        let engine = PolicyEngine::load(&setup.policies, &schema).unwrap();
         let entries = match &setup.catalog {
             Some(path) => Catalog::load(path).unwrap().into_entries().unwrap(),
             None => Vec::new(),
@@ -316,7 +321,7 @@ impl TestServer {
                 engine,
                 Some(PolicyPaths {
                     policies: setup.policies.clone(),
-                    schema: repo().join("schemas/mandate.cedarschema"),
+                    schema: schema.clone(),
                     unknown_sensitivity: mandate::policy::DEFAULT_UNKNOWN_SENSITIVITY,
                     validation_level: None,
                 }),

@@ -14,8 +14,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::defaults;
-use crate::policy::{DEFAULT_UNKNOWN_SENSITIVITY, PolicyEngine, Problem, Sources};
+use crate::config::{RawConfig, defaults};
+use crate::policy::{PolicyEngine, Problem, Sources};
+use crate::registry::SensitivityScale;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PolicyCommand {
@@ -42,14 +43,39 @@ pub(in crate::cli) struct SetArgs {
     /// Cedar schema [default: ./schemas/mandate.cedarschema].
     #[arg(long, value_name = "FILE", default_value = defaults::SCHEMA)]
     schema: PathBuf,
-    /// Cedar level-based validation at this level.
+    /// Cedar level-based validation at this level [default: the config's
+    /// `policy_validation_level`].
     #[arg(long, value_name = "N")]
     level: Option<u32>,
+    /// A `mandate.toml` whose `sensitivity_levels` and
+    /// `policy_validation_level` to use, so the checks match the server's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 impl SetArgs {
+    /// The sensitivity scale and validation level of `--config`, if given.
+    fn settings(&self) -> Result<(SensitivityScale, Option<u32>), Failure> {
+        let Some(path) = &self.config else {
+            return Ok((SensitivityScale::default(), self.level));
+        };
+        let raw = RawConfig::from_file(path).map_err(Failure::Usage)?;
+        let scale = match raw.sensitivity_levels {
+            Some(levels) => SensitivityScale::new(levels)
+                .map_err(|e| Failure::Usage(format!("`{}`: {e}", path.display())))?,
+            None => SensitivityScale::default(),
+        };
+        Ok((scale, self.level.or(raw.policy_validation_level)))
+    }
+
+    /// The sensitivity scale the set is checked with.
+    fn scale(&self) -> Result<SensitivityScale, Failure> {
+        self.settings().map(|(scale, _)| scale)
+    }
+
     /// Loads the set; problems are returned rendered, ready to print.
     fn load(&self) -> Result<PolicyEngine, Failure> {
+        let (scale, level) = self.settings()?;
         if !self.policies.is_dir() {
             return Err(Failure::Usage(format!(
                 "policies directory `{}` does not exist",
@@ -63,8 +89,7 @@ impl SetArgs {
             )));
         }
         let sources = Sources::read(&self.policies, &self.schema).map_err(invalid)?;
-        PolicyEngine::from_sources_at_level(&sources, DEFAULT_UNKNOWN_SENSITIVITY, self.level)
-            .map_err(invalid)
+        PolicyEngine::from_sources_at_level(&sources, scale.max(), level).map_err(invalid)
     }
 }
 

@@ -12,7 +12,7 @@ use cedar_policy::Authorizer;
 use clap::Args;
 
 use super::{Failure, SetArgs};
-use crate::audit::DecisionRecord;
+use crate::audit::{DecisionRecord, RECORD_VERSION};
 use crate::decision::{Verdict, evaluate};
 
 #[derive(Debug, Args)]
@@ -65,6 +65,14 @@ pub(super) fn run(args: &ReplayArgs) -> Result<(), Failure> {
                 n + 1
             ))
         })?;
+        if record.version > RECORD_VERSION {
+            return Err(Failure::Usage(format!(
+                "{}:{}: record version {} is newer than this tool reads ({RECORD_VERSION})",
+                args.decisions.display(),
+                n + 1,
+                record.version
+            )));
+        }
         let Some(cedar) = &record.cedar else {
             // Denied before the policies ran (a bad token, say): no policy
             // change can alter it.
@@ -85,7 +93,12 @@ pub(super) fn run(args: &ReplayArgs) -> Result<(), Failure> {
         outcome.settle_approval(has_task, denied);
         replayed += 1;
         let now = name(outcome.verdict());
-        if now == record.decision {
+        // A server that could not ask for an approval answered deny; the
+        // same request needing approval again is no change.
+        let unasked = record.decision == "deny"
+            && record.reasons.iter().any(|r| r == "approval-not-requested")
+            && outcome.verdict() == Verdict::NeedsApproval;
+        if now == record.decision || unasked {
             continue;
         }
         if outcome.verdict() == Verdict::Allow {
@@ -108,7 +121,7 @@ pub(super) fn run(args: &ReplayArgs) -> Result<(), Failure> {
     }
     let changed: usize = changes.values().map(Vec::len).sum();
     println!(
-        "replayed {replayed} decision(s) with {} ({skipped} decided before the policies, skipped); {changed} would change",
+        "replayed {replayed} decision(s) with {} ({skipped} denied before any policy ran, by token or identity checks no policy changes; skipped); {changed} would change",
         engine.hash()
     );
     for ((flip, by), list) in &changes {

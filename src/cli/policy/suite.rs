@@ -161,7 +161,12 @@ fn load_suite(path: &Path) -> Result<Suite, Failure> {
     serde_json::from_str(&text).map_err(|e| Failure::Usage(format!("`{}`: {e}", path.display())))
 }
 
-fn world(path: &Path, suite: &Suite, engine: &PolicyEngine) -> Result<World, Failure> {
+fn world(
+    path: &Path,
+    suite: &Suite,
+    engine: &PolicyEngine,
+    scale: SensitivityScale,
+) -> Result<World, Failure> {
     let usage = |e: String| Failure::Usage(format!("`{}`: {e}", path.display()));
     let mut entries = Vec::new();
     if let Some(catalog) = &suite.catalog {
@@ -185,7 +190,7 @@ fn world(path: &Path, suite: &Suite, engine: &PolicyEngine) -> Result<World, Fai
         entries,
         &Entities::empty(),
         engine.schema(),
-        SensitivityScale::default(),
+        scale,
         &suite.trust_domain,
         Arc::default(),
     )
@@ -390,7 +395,7 @@ pub(super) fn run_tests(args: &TestArgs) -> Result<(), Failure> {
     let (mut passed, mut failed) = (0, 0);
     for file in suite_files(&args.path)? {
         let suite = load_suite(&file)?;
-        let world = world(&file, &suite, &engine)?;
+        let world = world(&file, &suite, &engine, args.set.scale()?)?;
         println!("{}  {}", file.display(), suite.description);
         for case in &suite.cases {
             let result = world.decide(&engine, case).map_err(|e| {
@@ -433,7 +438,7 @@ pub(in crate::cli) struct ExplainArgs {
 pub(super) fn explain(args: &ExplainArgs) -> Result<(), Failure> {
     let engine = args.set.load()?;
     let suite = load_suite(&args.request)?;
-    let world = world(&args.request, &suite, &engine)?;
+    let world = world(&args.request, &suite, &engine, args.set.scale()?)?;
     let case = match &args.case {
         Some(name) => suite.cases.iter().find(|c| &c.name == name),
         None => suite.cases.first(),
