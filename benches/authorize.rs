@@ -7,55 +7,16 @@
 #![allow(missing_docs, reason = "criterion generates the entry point")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::api::v1::{AuthorizeRequest, Resource};
-use mandate::clock::SystemClock;
-use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
-use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider, DecisionRequest};
-use mandate::graph::TaskGraph;
-use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
-use mandate::policy::{PolicyEngine, PolicyStore};
-use mandate::registry::{Catalog, Registry, SensitivityScale};
-use mandate::server::{ServerOptions, start};
+use mandate::decision::{Decider, DecisionRequest};
+use mandate::identity::SpiffeId;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-fn engine() -> PolicyEngine {
-    PolicyEngine::load(
-        &repo().join("policies"),
-        &repo().join("schemas/mandate.cedarschema"),
-    )
-    .unwrap()
-}
-
-/// The example catalog's registry.
-fn registry(engine: &PolicyEngine) -> Registry {
-    Registry::new(
-        Catalog::load(&repo().join("examples/catalog.toml"))
-            .unwrap()
-            .into_entries()
-            .unwrap(),
-        &cedar_policy::Entities::empty(),
-        engine.schema(),
-        SensitivityScale::default(),
-        "mandate.local",
-        Arc::default(),
-    )
-    .unwrap()
-}
-
-fn agents() -> AgentPattern {
-    AgentPattern::new(
-        DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
-        [TrustDomain::new("mandate.local").unwrap()],
-    )
-}
+use common::{DevServer, agents, engine, registry};
 
 fn in_process(c: &mut Criterion) {
     let engine = engine();
@@ -82,60 +43,15 @@ fn over_mtls(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let trust_domain = TrustDomain::new("mandate.local").unwrap();
-    let dev = DevTrustDomain::init(dir.path(), &trust_domain, &[]).unwrap();
-    let sample = dev.samples.first().unwrap().clone();
-
     let (server, mut client, mut health) = runtime.block_on(async {
-        let identity = IdentitySource::Dev {
-            dir: dir.path().to_owned(),
-            trust_domain,
-        }
-        .open()
-        .await
-        .unwrap();
-        let engine = engine();
-        let server = start(ServerOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            http_listen: "127.0.0.1:0".parse().unwrap(),
-            registry: Arc::new(registry(&engine)),
-            policies: Arc::new(PolicyStore::new(engine, None, 0)),
-            graph: Arc::new(TaskGraph::default()),
-            approvals: Arc::default(),
-            revision: Arc::default(),
-            tokens: Arc::new(TaskTokens::new(
-                Arc::new(SigningKeys::ephemeral(
-                    KeyRotation::default(),
-                    Arc::new(SystemClock),
-                )),
-                TokenSettings::default(),
-                Arc::new(SystemClock),
-            )),
-            clock: Arc::new(SystemClock),
-            identity,
-            agents: agents(),
-            max_batch_size: 100,
-            handshake_timeout: Duration::from_secs(5),
-            shutdown_grace: Duration::from_secs(5),
-            policy_poll: None,
-            decision_log: None,
-            decision_log_capacity: 1,
-        })
-        .await
-        .unwrap();
-        let identity =
-            mandate::client::identity_from_files(&sample.cert, &sample.key, &dev.bundle, None)
-                .unwrap();
-        let addr = server.grpc_addr().to_string();
-        let channel = mandate::client::channel(&addr, &identity, None)
-            .await
-            .unwrap();
+        let dev = DevServer::start(dir.path()).await;
+        let channel = dev.channel().await;
         let client =
             mandate::api::v1::authorization_service_client::AuthorizationServiceClient::new(
                 channel.clone(),
             );
         let health = tonic_health::pb::health_client::HealthClient::new(channel);
-        (server, client, health)
+        (dev.server, client, health)
     });
 
     let request = AuthorizeRequest {

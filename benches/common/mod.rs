@@ -1,0 +1,123 @@
+//! Set-up shared by the benches: the shipped policies and example catalog,
+//! and a Mandate server on a dev trust domain with a client's channel.
+
+#![allow(dead_code, reason = "each bench uses part of it")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mandate::clock::SystemClock;
+use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
+use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
+use mandate::graph::TaskGraph;
+use mandate::identity::{IdentitySource, TrustDomain, dev::DevTrustDomain};
+use mandate::policy::{PolicyEngine, PolicyStore};
+use mandate::registry::{Catalog, Registry, SensitivityScale};
+use mandate::server::{RunningServer, ServerOptions, start};
+use tonic::transport::Channel;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped policies.
+pub fn engine() -> PolicyEngine {
+    PolicyEngine::load(
+        &repo().join("policies"),
+        &repo().join("schemas/mandate.cedarschema"),
+    )
+    .unwrap()
+}
+
+/// The example catalog's registry.
+pub fn registry(engine: &PolicyEngine) -> Registry {
+    Registry::new(
+        Catalog::load(&repo().join("examples/catalog.toml"))
+            .unwrap()
+            .into_entries()
+            .unwrap(),
+        &cedar_policy::Entities::empty(),
+        engine.schema(),
+        SensitivityScale::default(),
+        "mandate.local",
+        Arc::default(),
+    )
+    .unwrap()
+}
+
+pub fn agents() -> AgentPattern {
+    AgentPattern::new(
+        DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
+        [TrustDomain::new("mandate.local").unwrap()],
+    )
+}
+
+/// A server on a fresh dev trust domain under `dir`, and a way to open
+/// channels presenting the sample agent's SVID (each a new mTLS
+/// connection).
+pub struct DevServer {
+    pub server: RunningServer,
+    addr: String,
+    identity: Arc<mandate::identity::Identity>,
+}
+
+impl DevServer {
+    pub async fn start(dir: &std::path::Path) -> Self {
+        let trust_domain = TrustDomain::new("mandate.local").unwrap();
+        let dev = DevTrustDomain::init(dir, &trust_domain, &[]).unwrap();
+        let sample = dev.samples.first().unwrap().clone();
+        let identity = IdentitySource::Dev {
+            dir: dir.to_owned(),
+            trust_domain,
+        }
+        .open()
+        .await
+        .unwrap();
+        let engine = engine();
+        let server = start(ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            registry: Arc::new(registry(&engine)),
+            policies: Arc::new(PolicyStore::new(engine, None, 0)),
+            graph: Arc::new(TaskGraph::default()),
+            approvals: Arc::default(),
+            revision: Arc::default(),
+            tokens: Arc::new(TaskTokens::new(
+                Arc::new(SigningKeys::ephemeral(
+                    KeyRotation::default(),
+                    Arc::new(SystemClock),
+                )),
+                TokenSettings::default(),
+                Arc::new(SystemClock),
+            )),
+            clock: Arc::new(SystemClock),
+            identity,
+            agents: agents(),
+            max_batch_size: 100,
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+            policy_poll: None,
+            decision_log: None,
+            decision_log_capacity: 1,
+        })
+        .await
+        .unwrap();
+        let identity =
+            mandate::client::identity_from_files(&sample.cert, &sample.key, &dev.bundle, None)
+                .unwrap();
+        let addr = server.grpc_addr().to_string();
+        Self {
+            server,
+            addr,
+            identity,
+        }
+    }
+
+    /// A new mTLS connection as the sample agent.
+    pub async fn channel(&self) -> Channel {
+        mandate::client::channel(&self.addr, &self.identity, None)
+            .await
+            .unwrap()
+    }
+}
