@@ -160,7 +160,7 @@ impl DecisionState {
             match self
                 .graph
                 .chain(&resource.id)
-                .map(|chain| task_entities(&chain, self.clock.now()))
+                .map(|chain| task_entities(&chain, now))
             {
                 Some(Ok(entities)) => entities,
                 Some(Err(e)) => return Decided::early(Outcome::deny(reason::INTERNAL_ERROR, e)),
@@ -175,11 +175,15 @@ impl DecisionState {
             .and_then(|p| p.as_str())
             .unwrap_or_default()
             .to_owned();
-        let task_chain: Vec<String> = task
-            .as_ref()
-            .map(|f| f.chain.iter().map(|t| t.id.clone()).collect())
-            .unwrap_or_default();
-        let token_jti = task.as_ref().map(|f| f.token_jti.clone());
+        // Only a decision record needs these; the decision path does not
+        // pay for them otherwise.
+        let (task_chain, token_jti) = match (&self.decision_log, &task) {
+            (Some(_), Some(f)) => (
+                f.chain.iter().map(|t| t.id.clone()).collect(),
+                Some(f.token_jti.clone()),
+            ),
+            _ => (Vec::new(), None),
+        };
         let (mut outcome, evaluated) = self.decider.decide_explained(
             engine,
             registry,

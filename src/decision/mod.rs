@@ -356,7 +356,11 @@ pub fn evaluate(
     cedar_request: &Request,
     entities: &Entities,
 ) -> Outcome {
-    let response = authorizer.is_authorized(cedar_request, engine.policies(), entities);
+    let (policies, without_approval) = match cedar_request.action() {
+        Some(action) => engine.policies_for(action),
+        None => (engine.policies(), engine.policies_without_approval()),
+    };
+    let response = authorizer.is_authorized(cedar_request, policies, entities);
     let diagnostics = response.diagnostics();
     let determining_policies: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
     let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
@@ -390,11 +394,7 @@ pub fn evaluate(
         && forbidden
         && diagnostics.reason().all(|id| engine.lifted_by_approval(id))
         && {
-            let without = authorizer.is_authorized(
-                cedar_request,
-                engine.policies_without_approval(),
-                entities,
-            );
+            let without = authorizer.is_authorized(cedar_request, without_approval, entities);
             without.decision() == Decision::Allow && without.diagnostics().errors().next().is_none()
         };
     if needs_approval {

@@ -47,6 +47,10 @@ pub struct PolicyEngine {
     hash: Arc<str>,
     warnings: Vec<Problem>,
     schema_text: Arc<str>,
+    /// For each action, the policies whose action scope can match it (and
+    /// the same without the approval policies): Cedar evaluates every
+    /// policy it is given, and most are about other actions.
+    by_action: HashMap<EntityUid, (PolicySet, PolicySet)>,
 }
 
 impl PolicyEngine {
@@ -120,6 +124,11 @@ impl PolicyEngine {
             message: e.to_string(),
         })?;
         let entity_types = schema.entity_types().cloned().collect();
+        let by_action = by_action(&schema, &action_entities, &policies, &without_approval)
+            .map_err(|message| PolicyError::Schema {
+                path: schema_file.to_owned(),
+                message,
+            })?;
         Ok(Self {
             schema,
             policies,
@@ -133,6 +142,7 @@ impl PolicyEngine {
             hash: sources_in.hash(unknown_sensitivity).into(),
             warnings,
             schema_text: sources_in.schema_text.as_str().into(),
+            by_action,
         })
     }
 
@@ -156,6 +166,16 @@ impl PolicyEngine {
     /// schema's `RequestContext`), rather than on Mandate itself.
     pub fn is_resource_operation(&self, action: &str) -> bool {
         self.resource_operations.contains(action)
+    }
+
+    /// The policies that can apply to `action`, and the same without the
+    /// approval policies; the whole sets for an action the schema does not
+    /// declare (such a request is refused before evaluation anyway).
+    pub fn policies_for(&self, action: &EntityUid) -> (&PolicySet, &PolicySet) {
+        self.by_action.get(action).map_or(
+            (&self.policies, &self.without_approval),
+            |(all, without)| (all, without),
+        )
     }
 
     /// The policy set without the policies an approval lifts.
@@ -231,6 +251,51 @@ impl PolicyEngine {
             .get(id)
             .map(|s| format!("{}:{}", s.file.display(), s.line))
     }
+}
+
+/// Splits the policy sets by action. A policy goes to an action when its
+/// action scope is unconstrained, names the action, or names a group the
+/// action is in (or has a form this code does not know: kept, never lost).
+/// Leaving out a policy whose scope cannot match changes no decision: Cedar
+/// neither satisfies nor evaluates such a policy.
+fn by_action(
+    schema: &Schema,
+    action_entities: &Entities,
+    policies: &PolicySet,
+    without_approval: &PolicySet,
+) -> Result<HashMap<EntityUid, (PolicySet, PolicySet)>, String> {
+    let mut out = HashMap::new();
+    for action in schema.actions() {
+        let groups: HashSet<&EntityUid> = action_entities
+            .ancestors(action)
+            .into_iter()
+            .flatten()
+            .collect();
+        let applies = |policy: &cedar_policy::Policy| match policy.action_constraint() {
+            cedar_policy::ActionConstraint::Any => true,
+            cedar_policy::ActionConstraint::Eq(uid) => uid == *action,
+            cedar_policy::ActionConstraint::In(uids) => {
+                uids.iter().any(|uid| uid == action || groups.contains(uid))
+            }
+            #[allow(
+                unreachable_patterns,
+                reason = "a form this code does not know is kept"
+            )]
+            _ => true,
+        };
+        let subset = |set: &PolicySet| -> Result<PolicySet, String> {
+            let mut subset = PolicySet::new();
+            for policy in set.policies().filter(|p| applies(p)) {
+                subset.add(policy.clone()).map_err(|e| e.to_string())?;
+            }
+            Ok(subset)
+        };
+        out.insert(
+            action.clone(),
+            (subset(policies)?, subset(without_approval)?),
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

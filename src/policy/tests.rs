@@ -156,3 +156,67 @@ forbid (principal, action == Mandate::Action::"delete", resource);"#,
     let err = PolicyEngine::load(dir.path(), &schema()).unwrap_err();
     assert!(err.to_string().contains("is not known"), "{err}");
 }
+
+#[test]
+fn policies_are_split_by_the_actions_their_scope_can_match() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let engine = PolicyEngine::load(&root.join("policies"), &schema()).unwrap();
+    let ids = |action: &str| -> Vec<String> {
+        let uid = engine.action(action).unwrap();
+        engine
+            .policies_for(uid)
+            .0
+            .policies()
+            .map(|p| p.id().to_string())
+            .collect()
+    };
+    let read = ids("read");
+    assert!(read.contains(&"anyone-reads-handbook".to_owned()));
+    assert!(read.contains(&"operators-manage-resources".to_owned()));
+    assert!(read.contains(&"mandate.guard.action-not-in-task.read".to_owned()));
+    assert!(!read.contains(&"mandate.guard.action-not-in-task.write".to_owned()));
+    assert!(!read.contains(&"operators-manage-registry".to_owned()));
+    // `action in [...]` goes to each listed action only.
+    let catalog_only = "operators-group-only-from-the-catalog".to_owned();
+    assert!(ids("register").contains(&catalog_only));
+    assert!(ids("update").contains(&catalog_only));
+    assert!(!ids("remove").contains(&catalog_only));
+    assert!(ids("revoke").contains(&"operators-revoke".to_owned()));
+    assert!(!ids("delete").contains(&"operators-revoke".to_owned()));
+    // Every policy is somewhere.
+    let all: std::collections::HashSet<String> = engine
+        .actions
+        .values()
+        .flat_map(|uid| {
+            engine
+                .policies_for(uid)
+                .0
+                .policies()
+                .map(|p| p.id().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(all.len(), engine.len());
+}
+
+#[test]
+fn an_unconstrained_action_scope_goes_to_every_action() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        r#"@id("any") forbid (principal, action, resource is Mandate::Resource) when { resource has owner && resource.owner == "x" };"#,
+    )
+    .unwrap();
+    let engine = PolicyEngine::load(dir.path(), &schema()).unwrap();
+    for action in ["read", "delete", "check", "register"] {
+        let uid = engine.action(action).unwrap();
+        assert!(
+            engine
+                .policies_for(uid)
+                .0
+                .policy(&cedar_policy::PolicyId::new("any"))
+                .is_some(),
+            "{action}"
+        );
+    }
+}
