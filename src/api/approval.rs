@@ -19,8 +19,6 @@ use crate::decision::DEFAULT_RESOURCE_TYPE;
 use crate::graph::{ResourceHierarchy, TaskState, chain_state};
 use crate::registry::Kind;
 
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 500;
 /// How long a decision counts when the request does not say.
 const DEFAULT_VALID_FOR_SECS: i64 = 3600;
 
@@ -291,10 +289,7 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<ListApprovalsResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
-        let limit = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
+        let limit = super::page_limit(r.page_size);
         let state = match v1::ApprovalState::try_from(r.state) {
             Ok(v1::ApprovalState::Unspecified) => None,
             Ok(v1::ApprovalState::Pending) => Some(ApprovalState::Pending),

@@ -21,6 +21,21 @@ pub use policy::{PolicyApi, watch as watch_policies};
 pub use registry::{RegistryApi, entry_from_proto, entry_to_proto, refuse_workload_on_agent_path};
 pub use task::TaskApi;
 
+/// Page size of list calls that ask for none.
+const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest page of list calls.
+const MAX_PAGE_SIZE: usize = 500;
+
+/// The page size a list call gets for the `page_size` it asked for.
+fn page_limit(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_PAGE_SIZE,
+        n => usize::try_from(n)
+            .unwrap_or(MAX_PAGE_SIZE)
+            .min(MAX_PAGE_SIZE),
+    }
+}
+
 /// Generated types of `proto/mandate/v1`.
 pub mod v1 {
     #![allow(missing_docs, reason = "generated from proto/; documented there")]

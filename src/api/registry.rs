@@ -22,10 +22,8 @@ use crate::registry::{
     WorkloadEntry,
 };
 
-const DEFAULT_PAGE_SIZE: usize = 50;
 /// What a caller that may not update an agent sees of its checksum.
 const REDACTED: &str = "(redacted)";
-const MAX_PAGE_SIZE: usize = 500;
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -259,10 +257,7 @@ impl RegistryService for RegistryApi {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
         let kind = kind_from_proto(r.kind)?;
-        let limit = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
+        let limit = super::page_limit(r.page_size);
         let snapshot = self.state.registry.snapshot();
         let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
         let page = snapshot.list(kind, after, limit);

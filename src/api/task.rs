@@ -23,8 +23,6 @@ use crate::decision::task_entities;
 use crate::graph::{Amendment, Task, TaskFilter, TaskSpec, TaskState, chain_state};
 
 const TASK_TYPE: &str = "Mandate::Task";
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 500;
 /// Graph pages one `ListTasks` call examines at most; past that it answers
 /// a short page with a token to go on, so no call scans the whole graph.
 const MAX_SCAN_PAGES: usize = 10;
@@ -443,10 +441,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<ListTasksResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
-        let limit = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
+        let limit = super::page_limit(r.page_size);
         let state = match v1::TaskState::try_from(r.state) {
             Ok(v1::TaskState::Unspecified) => None,
             Ok(v1::TaskState::Active) => Some(TaskState::Active),
