@@ -185,37 +185,83 @@ fn a_bad_sensitivity_scale_is_refused() {
     assert!(stderr.contains("listed twice"), "{stderr}");
 }
 
+/// `mandate serve` running in a work directory, its stderr followed line by
+/// line.
+struct Served {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(dir: &Path) -> Self {
+        let mut child = mandate()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut served = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        served.wait_for("serving");
+        served
+    }
+
+    /// Waits (at most 30 s) until a line containing `text` was logged.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("never logged `{text}`: {:?}", self.seen));
+            self.seen.push(line);
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> Option<i32> {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
     let dir = workdir(&[("good.cedar", GOOD)]);
-    let mut child = mandate()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("serving")) {
-        let line = receiver
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("server did not start: {seen:?}"));
-        seen.push(line);
-    }
+    let served = Served::start(dir.path());
     assert!(dir.path().join("data/dev/bundle.pem").is_file());
     assert!(
         dir.path()
@@ -223,24 +269,11 @@ fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
             .is_file()
     );
     assert!(
-        seen.iter().any(|l| l.contains("mandate authorize")),
-        "{seen:?}"
+        served.seen.iter().any(|l| l.contains("mandate authorize")),
+        "{:?}",
+        served.seen
     );
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(served.stop(), Some(0));
 }
 
 #[test]
@@ -248,56 +281,22 @@ fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     // No file watch: only the signal reloads.
     std::fs::write(dir.path().join("mandate.toml"), "policy_poll_ms = 0\n").unwrap();
-    let mut child = mandate()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut seen: Vec<String> = Vec::new();
-    let wait_for = |text: &str, seen: &mut Vec<String>| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !seen.iter().any(|l| l.contains(text)) {
-            let line = receiver
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("never logged `{text}`: {seen:?}"));
-            seen.push(line);
-        }
-    };
-    let hup = |child: &std::process::Child| {
-        let status = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    wait_for("serving", &mut seen);
+    let mut served = Served::start(dir.path());
 
     std::fs::write(
         dir.path().join("policies/more.cedar"),
         "@id(\"more\")\npermit (principal, action == Mandate::Action::\"write\", resource);\n",
     )
     .unwrap();
-    hup(&child);
-    wait_for("policies reloaded", &mut seen);
+    served.signal("HUP");
+    served.wait_for("policies reloaded");
     assert!(
-        seen.iter()
+        served
+            .seen
+            .iter()
             .any(|l| l.contains("policies reloaded") && l.contains("SIGHUP")),
-        "{seen:?}"
+        "{:?}",
+        served.seen
     );
 
     std::fs::write(
@@ -305,24 +304,14 @@ fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
         "permit (principal,\n",
     )
     .unwrap();
-    hup(&child);
-    wait_for("policy reload refused", &mut seen);
-    assert!(seen.iter().any(|l| l.contains("broken.cedar")), "{seen:?}");
+    served.signal("HUP");
+    served.wait_for("policy reload refused");
+    assert!(
+        served.seen.iter().any(|l| l.contains("broken.cedar")),
+        "{:?}",
+        served.seen
+    );
     // Still serving: a refused reload keeps the previous set.
-    assert!(child.try_wait().unwrap().is_none());
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    assert!(served.child.try_wait().unwrap().is_none());
+    assert_eq!(served.stop(), Some(0));
 }
