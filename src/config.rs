@@ -11,6 +11,7 @@ use spiffe::TrustDomain;
 
 use crate::credential::{KeyRotation, TokenSettings};
 use crate::decision::DEFAULT_AGENT_PATH_PREFIXES;
+use crate::envoy::EnvoySettings;
 use crate::identity::{FilesSource, IdentitySource};
 use crate::registry::SensitivityScale;
 
@@ -113,6 +114,77 @@ pub struct RawConfig {
     pub key_rotation_secs: Option<i64>,
     /// How long a retired signing key still verifies, seconds.
     pub key_overlap_secs: Option<i64>,
+    /// Envoy ext_authz (`[envoy]`).
+    pub envoy: Option<RawEnvoy>,
+}
+
+/// The `[envoy]` table of `mandate.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvoy {
+    /// Route map file (TOML).
+    pub route_map: Option<PathBuf>,
+    /// The header carrying the task token.
+    pub token_header: Option<String>,
+    /// Also accept `authorization: Bearer <token>`.
+    pub accept_bearer: Option<bool>,
+    /// Refuse requests without a task token (401).
+    pub require_token: Option<bool>,
+    /// Refuse requests whose downstream certificate was not forwarded.
+    pub require_certificate: Option<bool>,
+    /// Read the subject from `x-forwarded-client-cert`.
+    pub trust_xfcc: Option<bool>,
+    /// Add `x-mandate-task` to allowed requests.
+    pub task_header: Option<bool>,
+    /// Request headers shown to policies in `context.http.headers`.
+    pub context_headers: Option<Vec<String>>,
+}
+
+impl RawEnvoy {
+    fn or(self, file: Self) -> Self {
+        Self {
+            route_map: self.route_map.or(file.route_map),
+            token_header: self.token_header.or(file.token_header),
+            accept_bearer: self.accept_bearer.or(file.accept_bearer),
+            require_token: self.require_token.or(file.require_token),
+            require_certificate: self.require_certificate.or(file.require_certificate),
+            trust_xfcc: self.trust_xfcc.or(file.trust_xfcc),
+            task_header: self.task_header.or(file.task_header),
+            context_headers: self.context_headers.or(file.context_headers),
+        }
+    }
+
+    /// Settings with defaults applied; problems pushed to `problems`.
+    fn resolve(self, problems: &mut Vec<String>) -> EnvoySettings {
+        let base = EnvoySettings::default();
+        let settings = EnvoySettings {
+            route_map: self.route_map,
+            token_header: self
+                .token_header
+                .map_or(base.token_header, |h| h.to_ascii_lowercase()),
+            accept_bearer: self.accept_bearer.unwrap_or(base.accept_bearer),
+            require_token: self.require_token.unwrap_or(base.require_token),
+            require_certificate: self.require_certificate.unwrap_or(base.require_certificate),
+            trust_xfcc: self.trust_xfcc.unwrap_or(base.trust_xfcc),
+            task_header: self.task_header.unwrap_or(base.task_header),
+            context_headers: self
+                .context_headers
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        };
+        if let Some(path) = &settings.route_map
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "`envoy.route_map` `{}` does not exist",
+                path.display()
+            ));
+        }
+        problems.extend(settings.validate());
+        settings
+    }
 }
 
 impl RawConfig {
@@ -154,6 +226,10 @@ impl RawConfig {
             token_max_ttl_secs: self.token_max_ttl_secs.or(file.token_max_ttl_secs),
             key_rotation_secs: self.key_rotation_secs.or(file.key_rotation_secs),
             key_overlap_secs: self.key_overlap_secs.or(file.key_overlap_secs),
+            envoy: match (self.envoy, file.envoy) {
+                (Some(flags), Some(file)) => Some(flags.or(file)),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 }
@@ -203,6 +279,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// Signing key rotation.
     pub key_rotation: KeyRotation,
+    /// Envoy ext_authz.
+    pub envoy: EnvoySettings,
 }
 
 impl Settings {
@@ -339,6 +417,7 @@ impl Settings {
                 tokens.max_ttl.saturating_add(tokens.leeway)
             ));
         }
+        let envoy = raw.envoy.unwrap_or_default().resolve(&mut problems);
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -375,6 +454,7 @@ impl Settings {
                 max_delegation_depth,
                 tokens,
                 key_rotation,
+                envoy,
             }),
             _ => Err(problems),
         }

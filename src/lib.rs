@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod decision;
+pub mod envoy;
 pub mod graph;
 pub mod identity;
 pub mod integrity;

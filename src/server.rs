@@ -10,19 +10,23 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+
 use crate::api::v1::approval_service_server::ApprovalServiceServer;
 use crate::api::v1::authorization_service_server::AuthorizationServiceServer;
 use crate::api::v1::policy_service_server::PolicyServiceServer;
 use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
-    ApprovalApi, AuthorizationApi, DecisionState, PolicyApi, RegistryApi, TaskApi, http, listener,
+    ApprovalApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi, TaskApi, http,
+    listener, watch_routes,
 };
 use crate::approval::ApprovalBook;
 use crate::audit::{DecisionLog, DecisionLogWriter};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
+use crate::envoy::{EnvoySettings, RouteTable};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityError, IdentityWatch};
 use crate::policy::PolicyStore;
@@ -40,8 +44,11 @@ const HEALTH_NAMES: &[&str] = &[
     "mandate.v1.RegistryService",
     "mandate.v1.ApprovalService",
     "mandate.v1.PolicyService",
+    ENVOY_SERVICE_NAME,
     "",
 ];
+/// Envoy's ext_authz service, served on the same port.
+pub const ENVOY_SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
 
 /// Everything needed to run a server, already validated.
 #[derive(Debug)]
@@ -81,6 +88,10 @@ pub struct ServerOptions {
     pub decision_log: Option<std::path::PathBuf>,
     /// Most decision records waiting to be written; more are dropped.
     pub decision_log_capacity: usize,
+    /// How Envoy's `Check` reads requests.
+    pub envoy: EnvoySettings,
+    /// The route map of Envoy's `Check`, reloadable.
+    pub routes: Arc<RouteTable>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -115,6 +126,8 @@ pub enum ServerError {
 pub struct RunningServer {
     state: Arc<DecisionState>,
     watcher: Option<JoinHandle<()>>,
+    route_watcher: Option<JoinHandle<()>>,
+    routes: Arc<RouteTable>,
     log_writer: Option<DecisionLogWriter>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
@@ -206,6 +219,11 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
             .add_service(ApprovalServiceServer::new(ApprovalApi::new(state.clone())))
             .add_service(PolicyServiceServer::new(PolicyApi::new(state.clone())))
+            .add_service(AuthorizationServer::new(EnvoyApi::new(
+                AuthorizationApi::new(state.clone()),
+                Arc::new(options.envoy),
+                options.routes.clone(),
+            )))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = grpc_stopped.await;
             }),
@@ -219,10 +237,18 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         options.tokens,
         state.policies.clone(),
         state.decision_log.clone(),
+        options.routes.clone(),
     );
     let watcher = options
         .policy_poll
         .map(|interval| tokio::spawn(crate::api::watch_policies(state.clone(), interval)));
+    let route_watcher = options.policy_poll.map(|interval| {
+        tokio::spawn(watch_routes(
+            options.routes.clone(),
+            state.policies.clone(),
+            interval,
+        ))
+    });
     let http = tokio::spawn(async move {
         axum::serve(http_listener, router)
             .with_graceful_shutdown(async {
@@ -235,6 +261,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     Ok(RunningServer {
         state,
         watcher,
+        route_watcher,
+        routes: options.routes,
         log_writer,
         grpc_addr,
         http_addr,
@@ -269,6 +297,15 @@ impl RunningServer {
             .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]))
     }
 
+    /// Reloads the route map of Envoy's `Check` (as on SIGHUP); `Ok(false)`
+    /// when it is unchanged or there is none.
+    pub async fn reload_routes(&self) -> Result<bool, Vec<String>> {
+        let (routes, policies) = (self.routes.clone(), self.state.policies.clone());
+        tokio::task::spawn_blocking(move || routes.reload(&policies.current()))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]))
+    }
+
     /// Health to NOT_SERVING, stop accepting, let in-flight calls finish
     /// within the grace period, then stop.
     pub async fn shutdown(self) -> Result<(), ServerError> {
@@ -280,6 +317,9 @@ impl RunningServer {
         }
         self.accept.abort();
         if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
+        if let Some(watcher) = &self.route_watcher {
             watcher.abort();
         }
         let _ = self.stop_grpc.send(());

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mandate::clock::SystemClock;
 use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
+use mandate::envoy::{EnvoySettings, RouteTable};
 use mandate::graph::TaskGraph;
 use mandate::identity::{IdentitySource, TrustDomain, dev::DevTrustDomain};
 use mandate::policy::{PolicyEngine, PolicyStore};
@@ -75,6 +76,7 @@ impl DevServer {
         .await
         .unwrap();
         let engine = engine();
+        let engine_for_routes = self::engine();
         let server = start(ServerOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
@@ -100,6 +102,14 @@ impl DevServer {
             policy_poll: None,
             decision_log: None,
             decision_log_capacity: 1,
+            envoy: EnvoySettings::default(),
+            routes: Arc::new(
+                RouteTable::load(
+                    &repo().join("examples/envoy/routes.toml"),
+                    &engine_for_routes,
+                )
+                .unwrap(),
+            ),
         })
         .await
         .unwrap();

@@ -15,7 +15,7 @@ use super::{ApiError, PeerIdentity, context::struct_to_json};
 use crate::approval::{Approval, ApprovalBook, ApprovalState, Subject as ApprovalSubject};
 use crate::audit::{DecisionLog, DecisionRecord, RECORD_VERSION};
 use crate::clock::Clock;
-use crate::credential::TaskTokens;
+use crate::credential::{TaskTokens, thumbprint};
 use crate::decision::{
     ApprovalView, Decider, DecisionRequest, Outcome, TaskFacts, reason, task_entities,
 };
@@ -94,22 +94,27 @@ impl DecisionState {
             engine,
             registry,
             principal,
-            certificate_der,
+            certificate_der.map(thumbprint).as_deref(),
             request,
             resource,
+            Extras::default(),
         )
         .outcome
     }
 
-    /// The decision and what a decision record keeps of it.
+    /// The decision and what a decision record keeps of it; `binding` is
+    /// the `x5t#S256` of the principal's certificate, for the token's
+    /// `cnf`.
+    #[allow(clippy::too_many_arguments)]
     fn decide_full(
         &self,
         engine: &PolicyEngine,
         registry: &Snapshot,
         principal: &SpiffeId,
-        certificate_der: Option<&[u8]>,
+        binding: Option<&str>,
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
+        extras: Extras,
     ) -> Decided {
         // INVARIANT: an agent registered with a checksum acts only through
         // task tokens, which carry the proof of its checksum.
@@ -128,7 +133,7 @@ impl DecisionState {
         let task = if request.token.is_empty() {
             None
         } else {
-            match self.task_facts(registry, &request.token, principal, certificate_der) {
+            match self.task_facts(registry, &request.token, principal, binding) {
                 Ok(facts) => Some(facts),
                 Err(outcome) => return Decided::early(outcome),
             }
@@ -156,7 +161,7 @@ impl DecisionState {
             .as_ref()
             .and_then(|(subject, digest)| self.approvals.current(subject, digest, now));
         // A task as the resource comes from the live graph, never from files.
-        let entities = if resource.r#type == TASK_TYPE {
+        let mut entities = if resource.r#type == TASK_TYPE {
             match self
                 .graph
                 .chain(&resource.id)
@@ -169,6 +174,7 @@ impl DecisionState {
         } else {
             Vec::new()
         };
+        entities.extend(extras.entities);
         let context = struct_to_json(request.context.as_ref());
         let justification = context
             .get("purpose")
@@ -177,6 +183,10 @@ impl DecisionState {
             .to_owned();
         // Only a decision record needs these; the decision path does not
         // pay for them otherwise.
+        let task_id = task
+            .as_ref()
+            .and_then(|f| f.chain.first())
+            .map(|t| t.id.clone());
         let (task_chain, token_jti) = match (&self.decision_log, &task) {
             (Some(_), Some(f)) => (
                 f.chain.iter().map(|t| t.id.clone()).collect(),
@@ -195,6 +205,7 @@ impl DecisionState {
                     approver: a.approver.clone().unwrap_or_default(),
                     age_seconds: now.saturating_sub(a.decided_at.unwrap_or(now)),
                 }),
+                mandate_context: extras.context,
                 ..DecisionRequest::new(
                     principal,
                     &request.action,
@@ -217,6 +228,7 @@ impl DecisionState {
         Decided {
             outcome,
             evaluated,
+            task_id,
             task_chain,
             token_jti,
         }
@@ -288,11 +300,11 @@ impl DecisionState {
         registry: &Snapshot,
         token: &str,
         subject: &SpiffeId,
-        certificate_der: Option<&[u8]>,
+        binding: Option<&str>,
     ) -> Result<TaskFacts, Outcome> {
         let claims = self
             .tokens
-            .verify(token, subject, certificate_der)
+            .verify_bound(token, subject, binding)
             .map_err(|e| Outcome::deny(e.reason(), e.to_string()))?;
         // INVARIANT: a token proves the agent's checksum at issue time; once
         // the registered checksum changes (or one is registered), the
@@ -323,8 +335,22 @@ impl DecisionState {
     }
 }
 
+/// What Mandate adds to a request on its own authority (the Envoy
+/// adapter's `context.http` and the entities it refers to), and the
+/// subject's certificate thumbprint when only that was forwarded.
+#[derive(Debug, Default)]
+pub(super) struct Extras {
+    /// Context pairs beyond the caller's.
+    pub context: Vec<(String, cedar_policy::RestrictedExpression)>,
+    /// Entities those pairs refer to.
+    pub entities: Vec<cedar_policy::Entity>,
+    /// `x5t#S256` of the subject's certificate, when no certificate was
+    /// forwarded but its hash was.
+    pub subject_thumbprint: Option<String>,
+}
+
 /// What a decision reads, loaded in an order that keeps it consistent.
-struct View {
+pub(super) struct View {
     revision: u64,
     engine: Arc<PolicyEngine>,
     registry: Arc<Snapshot>,
@@ -334,7 +360,7 @@ impl View {
     /// INVARIANT: the revision is read before the state it describes, so a
     /// client waiting for revision N never sees a decision made before N;
     /// the policies before the registry (see `Registry::revalidate`).
-    fn now(state: &DecisionState) -> Self {
+    pub(super) fn now(state: &DecisionState) -> Self {
         let revision = state.revision.current();
         let engine = state.policies.current();
         let registry = state.registry.snapshot();
@@ -350,6 +376,7 @@ impl View {
 struct Decided {
     outcome: Outcome,
     evaluated: Option<crate::decision::Evaluated>,
+    task_id: Option<String>,
     task_chain: Vec<String>,
     token_jti: Option<String>,
 }
@@ -360,6 +387,7 @@ impl Decided {
         Self {
             outcome,
             evaluated: None,
+            task_id: None,
             task_chain: Vec::new(),
             token_jti: None,
         }
@@ -378,12 +406,30 @@ impl AuthorizationApi {
         Self { state }
     }
 
+    /// The state every decision reads.
+    pub(super) fn state(&self) -> &DecisionState {
+        &self.state
+    }
+
     fn decide(
         &self,
         caller: &PeerIdentity,
         request: &AuthorizeRequest,
         view: &View,
     ) -> Result<AuthorizeResponse, ApiError> {
+        self.decide_extended(caller, request, view, Extras::default())
+            .map(|(response, _)| response)
+    }
+
+    /// [`AuthorizationApi::decide`] with what Mandate adds on its own
+    /// authority; also returns the id of the token's task, if any.
+    pub(super) fn decide_extended(
+        &self,
+        caller: &PeerIdentity,
+        request: &AuthorizeRequest,
+        view: &View,
+        extras: Extras,
+    ) -> Result<(AuthorizeResponse, Option<String>), ApiError> {
         let (revision, engine, registry) = (view.revision, &view.engine, &*view.registry);
         let resource = request
             .resource
@@ -409,17 +455,26 @@ impl AuthorizationApi {
                 subject_id,
                 request,
                 resource,
+                extras,
             ),
             _ => {
-                let leaf = caller.certificates.first().map(|c| c.as_ref());
-                self.state
-                    .decide_full(engine, registry, &caller.spiffe_id, leaf, request, resource)
+                let binding = caller.certificates.first().map(|c| thumbprint(c));
+                self.state.decide_full(
+                    engine,
+                    registry,
+                    &caller.spiffe_id,
+                    binding.as_deref(),
+                    request,
+                    resource,
+                    extras,
+                )
             }
         };
 
         let Decided {
             outcome,
             evaluated,
+            task_id,
             task_chain,
             token_jti,
         } = decided;
@@ -436,13 +491,7 @@ impl AuthorizationApi {
                 DecisionRecord {
                     version: RECORD_VERSION,
                     decision_id: decision_id.clone(),
-                    time_ms: i64::try_from(
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_millis(),
-                    )
-                    .unwrap_or(i64::MAX),
+                    time_ms: unix_ms(),
                     caller: caller.spiffe_id.to_string(),
                     subject: subject_id.as_ref().unwrap_or(&caller.spiffe_id).to_string(),
                     action: request.action.clone(),
@@ -485,16 +534,77 @@ impl AuthorizationApi {
             policy_hash = %engine.hash(),
             "decision"
         );
-        Ok(AuthorizeResponse {
-            decision: verdict as i32,
-            approval_id: outcome.approval_id.unwrap_or_default(),
-            decision_id,
-            determining_policies: outcome.determining_policies,
-            errors: outcome.errors,
-            reasons: outcome.reasons.into_iter().map(str::to_owned).collect(),
-            revision,
-            policy_hash: engine.hash().to_string(),
-        })
+        Ok((
+            AuthorizeResponse {
+                decision: verdict as i32,
+                approval_id: outcome.approval_id.unwrap_or_default(),
+                decision_id,
+                determining_policies: outcome.determining_policies,
+                errors: outcome.errors,
+                reasons: outcome.reasons.into_iter().map(str::to_owned).collect(),
+                revision,
+                policy_hash: engine.hash().to_string(),
+            },
+            task_id,
+        ))
+    }
+
+    /// Records and logs a request refused before any policy saw it (the
+    /// Envoy adapter's `no-route`, `token-required`, ...); returns its
+    /// decision id. `target` is (action, resource type, resource id) when
+    /// known.
+    pub(super) fn record_refusal(
+        &self,
+        caller: &SpiffeId,
+        subject: &str,
+        target: (&str, &str, &str),
+        refusal: (&'static str, &str),
+        view: &View,
+    ) -> String {
+        let ((action, resource_type, resource_id), (reason, error)) = (target, refusal);
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        if let Some(log) = &self.state.decision_log {
+            log.record(
+                DecisionRecord {
+                    version: RECORD_VERSION,
+                    decision_id: decision_id.clone(),
+                    time_ms: unix_ms(),
+                    caller: caller.to_string(),
+                    subject: subject.to_owned(),
+                    action: action.to_owned(),
+                    resource_type: resource_type.to_owned(),
+                    resource_id: resource_id.to_owned(),
+                    task_id: None,
+                    root_task_id: None,
+                    chain: Vec::new(),
+                    token_jti: None,
+                    decision: "deny".to_owned(),
+                    approval_id: None,
+                    determining_policies: Vec::new(),
+                    reasons: vec![reason.to_owned()],
+                    errors: vec![error.to_owned()],
+                    policy_hash: view.engine.hash().to_string(),
+                    revision: view.revision,
+                    latency_us: 0,
+                    cedar: None,
+                },
+                None,
+            );
+        }
+        tracing::info!(
+            decision_id = %decision_id,
+            spiffe_id = %caller,
+            subject,
+            action,
+            resource_type,
+            resource_id,
+            allowed = false,
+            reasons = ?[reason],
+            error,
+            revision = view.revision,
+            "decision"
+        );
+        decision_id
     }
 
     /// Enforcement-point mode: the subject's trust domain must be trusted,
@@ -511,6 +621,7 @@ impl AuthorizationApi {
         subject_id: &SpiffeId,
         request: &AuthorizeRequest,
         resource: &super::v1::Resource,
+        extras: Extras,
     ) -> Decided {
         let bundles = self.state.identity.borrow().bundles.clone();
         if !bundles.trusts(subject_id.trust_domain()) {
@@ -563,15 +674,33 @@ impl AuthorizationApi {
                 ..Decided::early(outcome)
             };
         }
+        // A forwarded certificate binds the token; without one, a
+        // forwarded hash of it may.
+        let binding = subject_leaf
+            .as_deref()
+            .map(thumbprint)
+            .or_else(|| extras.subject_thumbprint.clone());
         self.state.decide_full(
             engine,
             registry,
             subject_id,
-            subject_leaf.as_deref(),
+            binding.as_deref(),
             request,
             resource,
+            extras,
         )
     }
+}
+
+/// Now, Unix milliseconds.
+fn unix_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 /// The subject's SPIFFE ID; it must name a workload, not a trust domain.

@@ -13,6 +13,7 @@ use axum::routing::get;
 
 use crate::audit::DecisionLog;
 use crate::credential::TaskTokens;
+use crate::envoy::RouteTable;
 use crate::policy::PolicyStore;
 
 /// Shared readiness flag, cleared first thing on shutdown.
@@ -31,18 +32,33 @@ impl Readiness {
     }
 }
 
+/// What `/readyz` reports on.
+#[derive(Clone)]
+struct ReadyState {
+    readiness: Readiness,
+    policies: Arc<PolicyStore>,
+    decision_log: Option<DecisionLog>,
+    routes: Arc<RouteTable>,
+}
+
 /// The router for the HTTP listener.
 pub fn router(
     readiness: Readiness,
     tokens: Arc<TaskTokens>,
     policies: Arc<PolicyStore>,
     decision_log: Option<DecisionLog>,
+    routes: Arc<RouteTable>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
-            get(ready).with_state((readiness, policies, decision_log)),
+            get(ready).with_state(ReadyState {
+                readiness,
+                policies,
+                decision_log,
+                routes,
+            }),
         )
         .route(
             "/.well-known/jwks.json",
@@ -54,11 +70,12 @@ pub fn router(
 /// set is in use and whether the last reload was refused (the server keeps
 /// serving the previous set then, so it stays ready).
 async fn ready(
-    State((readiness, policies, decision_log)): State<(
-        Readiness,
-        Arc<PolicyStore>,
-        Option<DecisionLog>,
-    )>,
+    State(ReadyState {
+        readiness,
+        policies,
+        decision_log,
+        routes,
+    }): State<ReadyState>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let status = policies.status();
     let body = serde_json::json!({
@@ -77,6 +94,11 @@ async fn ready(
                 "problems": e.problems,
             })),
         },
+        "route_map": routes.path().map(|path| serde_json::json!({
+            "file": path.display().to_string(),
+            "routes": routes.current().routes().len(),
+            "last_error": routes.last_error(),
+        })),
     });
     let code = if readiness.get() {
         StatusCode::OK

@@ -5,6 +5,7 @@ mod approval;
 mod authorization;
 mod context;
 mod control;
+mod envoy;
 mod error;
 pub mod http;
 pub mod listener;
@@ -15,6 +16,7 @@ mod task;
 
 pub use approval::ApprovalApi;
 pub use authorization::{AuthorizationApi, DecisionState};
+pub use envoy::{EnvoyApi, watch_routes};
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
 pub use policy::{PolicyApi, watch as watch_policies};

@@ -13,9 +13,10 @@ use super::{EXIT_USAGE, init_logging, runtime};
 use crate::api::refuse_workload_on_agent_path;
 use crate::approval::ApprovalBook;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{RawConfig, Settings, defaults};
+use crate::config::{RawConfig, RawEnvoy, Settings, defaults};
 use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
+use crate::envoy::RouteTable;
 use crate::graph::TaskGraph;
 use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
 use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore, Sources};
@@ -70,6 +71,10 @@ pub(super) struct ServeArgs {
     /// Most requests in one BatchAuthorize [default: 100].
     #[arg(long, value_name = "N")]
     max_batch_size: Option<usize>,
+    /// Route map (TOML) of Envoy's ext_authz `Check`; without one every
+    /// `Check` is denied `no-route`.
+    #[arg(long, value_name = "FILE")]
+    route_map: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -102,6 +107,10 @@ impl ServeArgs {
             trust_bundles: (!bundles.is_empty()).then_some(bundles),
             dev_trust_domain: self.dev_trust_domain,
             max_batch_size: self.max_batch_size,
+            envoy: self.route_map.map(|route_map| RawEnvoy {
+                route_map: Some(route_map),
+                ..RawEnvoy::default()
+            }),
             ..RawConfig::default()
         };
         let default_file = PathBuf::from(defaults::CONFIG_FILE);
@@ -174,12 +183,21 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         Ok(input) => input,
         Err(problems) => return usage_error(&problems),
     };
+    // The route map is checked against the schema before anything is
+    // bound, like the policies.
+    let routes = match &settings.envoy.route_map {
+        Some(path) => match RouteTable::load(path, &engine) {
+            Ok(table) => table,
+            Err(problems) => return usage_error(&problems),
+        },
+        None => RouteTable::empty(),
+    };
 
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    runtime.block_on(serve(settings, engine, registry_input))
+    runtime.block_on(serve(settings, engine, registry_input, routes))
 }
 
 /// What the registry starts with: the catalog's entries and the entities
@@ -223,6 +241,7 @@ async fn serve(
     settings: Settings,
     engine: PolicyEngine,
     registry_input: RegistryInput,
+    routes: RouteTable,
 ) -> ExitCode {
     if let IdentitySource::Dev { dir, trust_domain } = &settings.identity {
         match DevTrustDomain::open_or_init(dir, trust_domain) {
@@ -340,6 +359,8 @@ async fn serve(
         policy_poll: settings.policy_poll,
         decision_log: settings.decision_log.clone(),
         decision_log_capacity: settings.decision_log_capacity,
+        envoy: settings.envoy.clone(),
+        routes: Arc::new(routes),
     })
     .await
     {
@@ -398,8 +419,9 @@ async fn wait_for_signal(server: &RunningServer, mut signals: Signals) {
             _ = next(&mut signals.term) => return,
             _ = tokio::signal::ctrl_c() => return,
             _ = next(&mut signals.hup) => {
-                // The outcome is logged and kept for status reports.
+                // The outcomes are logged and kept for status reports.
                 let _ = server.reload_policies("SIGHUP").await;
+                let _ = server.reload_routes().await;
             }
         }
     }

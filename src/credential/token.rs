@@ -204,6 +204,18 @@ impl TaskTokens {
         subject: &SpiffeId,
         certificate_der: Option<&[u8]>,
     ) -> Result<TaskClaims, TokenError> {
+        self.verify_bound(token, subject, certificate_der.map(thumbprint).as_deref())
+    }
+
+    /// [`TaskTokens::verify`] against the `x5t#S256` of the presented
+    /// certificate, for callers that know only its hash (an enforcement
+    /// point forwarding `x-forwarded-client-cert`'s `Hash`).
+    pub fn verify_bound(
+        &self,
+        token: &str,
+        subject: &SpiffeId,
+        presented_thumbprint: Option<&str>,
+    ) -> Result<TaskClaims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed(format!(
                 "longer than {MAX_TOKEN_BYTES} bytes"
@@ -245,8 +257,8 @@ impl TaskTokens {
         }
         // INVARIANT: proof of possession (DESIGN §3.4). Without the
         // certificate of this call there is nothing to bind to: deny.
-        match certificate_der {
-            Some(der) if thumbprint(der) == claims.cnf.x5t_s256 => Ok(claims.clone()),
+        match presented_thumbprint {
+            Some(presented) if presented == claims.cnf.x5t_s256 => Ok(claims.clone()),
             _ => Err(TokenError::NotBound),
         }
     }

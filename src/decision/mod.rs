@@ -250,9 +250,7 @@ impl Decider {
         {
             return outcome(Outcome::deny(
                 reason::INVALID_CONTEXT,
-                format!(
-                    "context key `{key}` is set by Mandate from the task token, not by callers"
-                ),
+                format!("context key `{key}` is set by Mandate, not by callers"),
             ));
         }
         // An empty caller context needs no parsing; what Mandate adds may

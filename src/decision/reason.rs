@@ -40,3 +40,20 @@ pub const AGENT_CHECKSUM_MISMATCH: &str = "agent-checksum-mismatch";
 /// An approval would lift the deny, but none could be asked for (policy
 /// refused `request_approval`, or too many are pending).
 pub const APPROVAL_NOT_REQUESTED: &str = "approval-not-requested";
+/// Envoy `Check`: no route map rule matches the request.
+pub const NO_ROUTE: &str = "no-route";
+/// Envoy `Check`: no usable downstream SPIFFE ID (no `source.principal`,
+/// or one that is not a workload's SPIFFE ID, or sources that disagree).
+pub const NO_SUBJECT: &str = "no-subject";
+/// Envoy `Check`: the configuration requires the downstream certificate
+/// and Envoy did not forward it.
+pub const SUBJECT_CERTIFICATE_REQUIRED: &str = "subject-certificate-required";
+/// Envoy `Check`: the configuration requires a task token and the request
+/// has none.
+pub const TOKEN_REQUIRED: &str = "token-required";
+/// Envoy `Check`: the path has dot, empty or encoded-separator segments,
+/// whose meaning upstream could differ from the route map's.
+pub const INVALID_PATH: &str = "invalid-path";
+/// Envoy `Check`: the request lacks what every check needs (the HTTP
+/// attributes).
+pub const INVALID_CHECK_REQUEST: &str = "invalid-check-request";

@@ -19,6 +19,7 @@ pub const RESERVED_CONTEXT_KEYS: &[&str] = &[
     "approval",
     "cross_trust_domain",
     "delegatee_class",
+    "http",
 ];
 
 /// A verified task token and the live chain it names.

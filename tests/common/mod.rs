@@ -14,6 +14,7 @@ use mandate::approval::ApprovalBook;
 use mandate::clock::{Clock, ManualClock};
 use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
+use mandate::envoy::{EnvoySettings, RouteTable};
 use mandate::graph::TaskGraph;
 use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
 use mandate::policy::{PolicyEngine, PolicyPaths, PolicyStore};
@@ -241,6 +242,10 @@ pub struct Setup {
     pub decision_log: Option<PathBuf>,
     /// Another schema file than the repository's.
     pub schema: Option<PathBuf>,
+    /// How Envoy's `Check` reads requests.
+    pub envoy: EnvoySettings,
+    /// The route map of Envoy's `Check`, if any.
+    pub route_map: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -254,6 +259,8 @@ impl Default for Setup {
             policy_poll: None,
             decision_log: None,
             schema: None,
+            envoy: EnvoySettings::default(),
+            route_map: None,
         }
     }
 }
@@ -279,6 +286,7 @@ impl TestServer {
             .clone()
             .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema"));
         let engine = PolicyEngine::load(&setup.policies, &schema).unwrap();
+        let engine_for_routes = PolicyEngine::load(&setup.policies, &schema).unwrap();
         let entries = match &setup.catalog {
             Some(path) => Catalog::load(path).unwrap().into_entries().unwrap(),
             None => Vec::new(),
@@ -344,6 +352,11 @@ impl TestServer {
             policy_poll: setup.policy_poll,
             decision_log: setup.decision_log.clone(),
             decision_log_capacity: 10_000,
+            envoy: setup.envoy.clone(),
+            routes: Arc::new(match &setup.route_map {
+                Some(path) => RouteTable::load(path, &engine_for_routes).unwrap(),
+                None => RouteTable::empty(),
+            }),
         })
         .await
         .unwrap();
