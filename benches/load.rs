@@ -1,28 +1,48 @@
-//! Load generator (DESIGN §8): `Authorize` throughput over SPIFFE mTLS on
-//! loopback against a do-nothing call (`grpc.health.v1.Health/Check`) on
-//! the same server, TLS set-up and connections, in the same run. The
-//! budget: `Authorize` at least 80% of the baseline's throughput.
+//! Load generator (DESIGN §8): `Authorize` and Envoy's ext_authz `Check`
+//! over SPIFFE mTLS on loopback, against the floor: a do-nothing gRPC call
+//! (`grpc.health.v1.Health/Check`) on the same server, TLS set-up, HTTP/2
+//! stack and connections, in the same run. The budget: each at least 80%
+//! of the floor's throughput.
+//!
+//! Both decision calls are the realistic agent path: the patcher presents a
+//! task token bound to its SVID and reads `repo:acme/payments` (allowed).
+//! `Check` comes from the sample Envoy SVID, on behalf of the patcher,
+//! with its forwarded certificate, through the example route map.
 //!
 //! Run: `cargo bench --bench load`. Knobs (environment): `LOAD_SECONDS`
-//! (per mode, default 5), `LOAD_CONNECTIONS` (default 4),
-//! `LOAD_CONCURRENCY` (calls in flight in all, default 32). The server and
-//! the load share the machine, as they do for the baseline.
+//! (per mode, default 5), `LOAD_CONNECTIONS` (per client identity, default
+//! 4), `LOAD_CONCURRENCY` (calls in flight in all, default 32), `LOAD_RATE`
+//! (calls/s in all; 0, the default, is closed-loop at the concurrency;
+//! with a rate, latency counts from each call's scheduled start, so a
+//! server that falls behind shows in the tail instead of slowing the
+//! load), `LOAD_MODES` (comma-separated, default
+//! `floor,authorize,check,floor`). The server and the load share the
+//! machine, as they do for the floor.
 
 #![allow(missing_docs, reason = "a bench binary")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "benchmark set-up"
 )]
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::DevServer;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use mandate::api::v1::{AuthorizeRequest, Decision, Resource};
+use mandate::api::v1::task_service_client::TaskServiceClient;
+use mandate::api::v1::{
+    AuthorizeRequest, CreateTaskRequest, Decision, IssueTaskTokenRequest, Resource, TaskScope,
+};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -34,47 +54,110 @@ fn knob(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
-    Baseline,
+    Floor,
     Authorize,
+    Check,
 }
 
-/// Calls made and each call's latency, in microseconds.
-async fn drive(channels: &[Channel], mode: Mode, concurrency: usize, for_: Duration) -> Vec<u64> {
-    let deadline = Instant::now() + for_;
+impl Mode {
+    fn parse(name: &str) -> Self {
+        match name.trim() {
+            "floor" => Self::Floor,
+            "authorize" => Self::Authorize,
+            "check" => Self::Check,
+            other => panic!("LOAD_MODES: unknown mode `{other}` (floor, authorize, check)"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Floor => "floor: health check",
+            Self::Authorize => "Authorize",
+            Self::Check => "ext_authz Check",
+        }
+    }
+}
+
+/// What each mode sends, prepared once.
+#[derive(Clone)]
+struct Calls {
+    agent: Vec<Channel>,
+    envoy: Vec<Channel>,
+    authorize: AuthorizeRequest,
+    check: CheckRequest,
+}
+
+/// One call of `mode` on `channel`; panics unless it was allowed, so the
+/// figures are never those of an error path.
+async fn one(mode: Mode, channel: &Channel, calls: &Calls) {
+    match mode {
+        Mode::Floor => {
+            HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        Mode::Authorize => {
+            let r = AuthorizationServiceClient::new(channel.clone())
+                .authorize(calls.authorize.clone())
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.decision, Decision::Allow as i32, "{r:?}");
+        }
+        Mode::Check => {
+            let r = AuthorizationClient::new(channel.clone())
+                .check(calls.check.clone())
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.status.as_ref().map(|s| s.code), Some(0), "{r:?}");
+        }
+    }
+}
+
+/// Each call's latency in microseconds, for `for_`.
+async fn drive(
+    calls: &Calls,
+    mode: Mode,
+    concurrency: usize,
+    rate: u64,
+    for_: Duration,
+) -> Vec<u64> {
+    let channels = if mode == Mode::Check {
+        &calls.envoy
+    } else {
+        &calls.agent
+    };
+    let started = Instant::now();
+    let deadline = started + for_;
+    // With a rate, each worker sends every `interval`, the workers spread
+    // over one interval.
+    let interval = (rate > 0).then(|| Duration::from_secs_f64(concurrency as f64 / rate as f64));
     let mut workers = Vec::new();
     for n in 0..concurrency {
         let channel = channels[n % channels.len()].clone();
+        let calls = calls.clone();
         workers.push(tokio::spawn(async move {
-            let mut authz = AuthorizationServiceClient::new(channel.clone());
-            let mut health = HealthClient::new(channel);
-            let request = AuthorizeRequest {
-                action: "read".into(),
-                resource: Some(Resource {
-                    r#type: String::new(),
-                    id: "repo:acme/payments".into(),
-                }),
-                ..Default::default()
-            };
             let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let start = Instant::now();
-                match mode {
-                    Mode::Baseline => {
-                        health
-                            .check(HealthCheckRequest {
-                                service: String::new(),
-                            })
-                            .await
-                            .unwrap();
+            let mut next = interval.map(|i| started + i.mul_f64(n as f64 / concurrency as f64));
+            loop {
+                let start = match (next, interval) {
+                    (Some(at), Some(i)) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        next = Some(at + i);
+                        at
                     }
-                    Mode::Authorize => {
-                        let r = authz.authorize(request.clone()).await.unwrap().into_inner();
-                        // A real decision every time, not an error path.
-                        assert_eq!(r.decision, Decision::Allow as i32);
-                    }
+                    _ => Instant::now(),
+                };
+                if start >= deadline {
+                    break;
                 }
+                one(mode, &channel, &calls).await;
                 latencies.push(u64::try_from(start.elapsed().as_micros()).unwrap());
             }
             latencies
@@ -89,19 +172,97 @@ async fn drive(channels: &[Channel], mode: Mode, concurrency: usize, for_: Durat
 
 struct Figures {
     per_second: f64,
-    p50_us: u64,
-    p99_us: u64,
+    quantiles: [u64; 4],
     calls: usize,
 }
 
 fn figures(mut latencies: Vec<u64>, seconds: f64) -> Figures {
     latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     Figures {
         per_second: latencies.len() as f64 / seconds,
-        p50_us: at(0.50),
-        p99_us: at(0.99),
+        quantiles: [at(0.50), at(0.90), at(0.99), at(0.999)],
         calls: latencies.len(),
+    }
+}
+
+/// A task for the patcher (read on the repos, an hour) and its token,
+/// bound to the patcher's sample SVID.
+async fn token(dev: &DevServer) -> String {
+    let mut frontend = TaskServiceClient::new(dev.channel_as("workloads/frontend").await);
+    let task = frontend
+        .create_task(CreateTaskRequest {
+            intent: "load".into(),
+            delegatee: dev.sample("agents/patcher").spiffe_id.clone(),
+            on_behalf_of: "alice".into(),
+            scope: Some(TaskScope {
+                actions: vec!["read".into()],
+                resources: vec!["repos".into()],
+                max_sensitivity: 1,
+                expires_at: 0,
+                ttl_seconds: 3600,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    TaskServiceClient::new(dev.channel_as("agents/patcher").await)
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task,
+            ttl_seconds: 3600,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+}
+
+async fn prepare(dev: &DevServer, connections: usize) -> Calls {
+    let token = token(dev).await;
+    let patcher = dev.sample("agents/patcher");
+    let pem = std::fs::read_to_string(&patcher.cert).unwrap();
+    let mut agent = Vec::new();
+    let mut envoy = Vec::new();
+    for _ in 0..connections {
+        agent.push(dev.channel_as("agents/patcher").await);
+        envoy.push(dev.channel_as("workloads/envoy").await);
+    }
+    Calls {
+        agent,
+        envoy,
+        authorize: AuthorizeRequest {
+            action: "read".into(),
+            resource: Some(Resource {
+                r#type: String::new(),
+                id: "repo:acme/payments".into(),
+            }),
+            token: token.clone(),
+            ..Default::default()
+        },
+        check: CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(Peer {
+                    principal: patcher.spiffe_id.clone(),
+                    certificate: utf8_percent_encode(&pem, NON_ALPHANUMERIC).to_string(),
+                    ..Default::default()
+                }),
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        host: "tools.acme.internal".into(),
+                        path: "/repos/acme/payments".into(),
+                        headers: HashMap::from([("x-mandate-token".to_owned(), token)]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        },
     }
 }
 
@@ -110,6 +271,12 @@ fn main() {
     let seconds = knob("LOAD_SECONDS", 5);
     let connections = knob("LOAD_CONNECTIONS", 4).max(1) as usize;
     let concurrency = knob("LOAD_CONCURRENCY", 32).max(1) as usize;
+    let rate = knob("LOAD_RATE", 0);
+    let modes: Vec<Mode> = std::env::var("LOAD_MODES")
+        .unwrap_or_else(|_| "floor,authorize,check,floor".to_owned())
+        .split(',')
+        .map(Mode::parse)
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,39 +284,52 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let dev = DevServer::start(dir.path()).await;
-        let mut channels = Vec::new();
-        for _ in 0..connections {
-            channels.push(dev.channel().await);
-        }
+        let calls = prepare(&dev, connections).await;
         let window = Duration::from_secs(seconds);
-        // Warm both paths (TLS sessions, caches), then measure each, the
-        // baseline first and again last to see the machine drift.
-        drive(&channels, Mode::Baseline, concurrency, Duration::from_secs(1)).await;
-        drive(&channels, Mode::Authorize, concurrency, Duration::from_secs(1)).await;
-        let before = figures(drive(&channels, Mode::Baseline, concurrency, window).await, seconds as f64);
-        let authorize = figures(drive(&channels, Mode::Authorize, concurrency, window).await, seconds as f64);
-        let after = figures(drive(&channels, Mode::Baseline, concurrency, window).await, seconds as f64);
-        let baseline = (before.per_second + after.per_second) / 2.0;
+        // Warm every path (connections, caches) before measuring.
+        for mode in [Mode::Floor, Mode::Authorize, Mode::Check] {
+            drive(&calls, mode, concurrency, 0, Duration::from_secs(1)).await;
+        }
+        let mut results = Vec::new();
+        for mode in &modes {
+            let latencies = drive(&calls, *mode, concurrency, rate, window).await;
+            results.push((*mode, figures(latencies, seconds as f64)));
+        }
         println!(
-            "load: {connections} mTLS connection(s), {concurrency} calls in flight, {seconds} s per mode, {} core(s)",
+            "load: {connections} mTLS connection(s) per identity, {concurrency} calls in flight, {}, {seconds} s per mode, {} core(s)",
+            if rate == 0 {
+                "closed loop".to_owned()
+            } else {
+                format!("{rate} calls/s offered")
+            },
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        println!("| mode | calls | calls/s | p50 µs | p99 µs |");
-        println!("| --- | --- | --- | --- | --- |");
-        for (name, f) in [
-            ("health check (baseline, before)", &before),
-            ("Authorize", &authorize),
-            ("health check (baseline, after)", &after),
-        ] {
+        println!("| mode | calls | calls/s | p50 µs | p90 µs | p99 µs | p99.9 µs |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        for (mode, f) in &results {
+            let [p50, p90, p99, p999] = f.quantiles;
             println!(
-                "| {name} | {} | {:.0} | {} | {} |",
-                f.calls, f.per_second, f.p50_us, f.p99_us
+                "| {} | {} | {:.0} | {p50} | {p90} | {p99} | {p999} |",
+                mode.label(),
+                f.calls,
+                f.per_second
             );
         }
-        println!(
-            "Authorize / baseline throughput: {:.1}% (budget: at least 80%)",
-            100.0 * authorize.per_second / baseline
-        );
+        let floors: Vec<f64> = results
+            .iter()
+            .filter(|(m, _)| *m == Mode::Floor)
+            .map(|(_, f)| f.per_second)
+            .collect();
+        if !floors.is_empty() {
+            let floor = floors.iter().sum::<f64>() / floors.len() as f64;
+            for (mode, f) in results.iter().filter(|(m, _)| *m != Mode::Floor) {
+                println!(
+                    "{} / floor throughput: {:.1}% (budget: at least 80%)",
+                    mode.label(),
+                    100.0 * f.per_second / floor
+                );
+            }
+        }
         dev.server.shutdown().await.unwrap();
     });
 }

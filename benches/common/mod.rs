@@ -61,6 +61,7 @@ pub struct DevServer {
     pub server: RunningServer,
     addr: String,
     identity: Arc<mandate::identity::Identity>,
+    dev: DevTrustDomain,
 }
 
 impl DevServer {
@@ -121,7 +122,28 @@ impl DevServer {
             server,
             addr,
             identity,
+            dev,
         }
+    }
+
+    /// The dev sample SVID for `path` (such as `workloads/envoy`).
+    pub fn sample(&self, path: &str) -> &mandate::identity::dev::SvidFiles {
+        self.dev
+            .samples
+            .iter()
+            .find(|s| s.spiffe_id.ends_with(&format!("/{path}")))
+            .unwrap()
+    }
+
+    /// A new mTLS connection presenting the sample SVID for `path`.
+    pub async fn channel_as(&self, path: &str) -> Channel {
+        let sample = self.sample(path);
+        let identity =
+            mandate::client::identity_from_files(&sample.cert, &sample.key, &self.dev.bundle, None)
+                .unwrap();
+        mandate::client::channel(&self.addr, &identity, None)
+            .await
+            .unwrap()
     }
 
     /// A new mTLS connection as the sample agent.
