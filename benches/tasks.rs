@@ -201,6 +201,7 @@ fn benches(c: &mut Criterion) {
         clock,
         max_batch_size: 100,
         decision_log: None,
+        forwarded: Default::default(),
     };
     let resource = Resource {
         r#type: String::new(),

@@ -194,6 +194,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tokens: options.tokens.clone(),
         clock: options.clock,
         max_batch_size: options.max_batch_size,
+        forwarded: Default::default(),
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in HEALTH_NAMES {

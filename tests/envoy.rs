@@ -677,3 +677,38 @@ async fn a_route_map_change_is_taken_on_reload_and_a_broken_one_refused() {
         tonic::Code::Ok
     );
 }
+
+#[tokio::test]
+async fn an_enforcement_point_taken_out_of_its_group_is_refused_at_once() {
+    let server = server_with(EnvoySettings::default(), None).await;
+    let (leaf, _, token) = agent_with_token(&server, &["read"]).await;
+    let mut envoy = envoy(&server).await;
+    let ask = || {
+        request(
+            PATCHER,
+            Some(&leaf),
+            "GET",
+            "/repos/acme/payments",
+            &[("x-mandate-token", token.as_str())],
+        )
+    };
+    // Allowed twice: the second answer may come from the remembered
+    // `check`.
+    for _ in 0..2 {
+        assert_eq!(code(&check(&mut envoy, ask()).await), tonic::Code::Ok);
+    }
+    server
+        .registry
+        .update::<mandate::registry::RegistryError>(
+            mandate::registry::Entry::Workload(mandate::registry::WorkloadEntry {
+                spiffe_id: "spiffe://mandate.local/workloads/envoy".into(),
+                groups: Default::default(),
+            }),
+            |_| Ok(()),
+        )
+        .unwrap();
+    let response = check(&mut envoy, ask()).await;
+    let (status, body) = denial(&response);
+    assert_eq!(status, 403);
+    assert_eq!(reasons(&body)[0], "not-an-enforcement-point");
+}

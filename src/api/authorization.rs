@@ -6,6 +6,7 @@ use rustls_pki_types::UnixTime;
 use spiffe::SpiffeId;
 use tonic::{Request, Response, Status};
 
+use super::check_cache::{CheckCache, CheckKey};
 use super::v1::authorization_service_server::AuthorizationService;
 use super::v1::{
     AuthorizeRequest, AuthorizeResponse, BatchAuthorizeRequest, BatchAuthorizeResponse, Decision,
@@ -20,7 +21,7 @@ use crate::decision::{
     ApprovalView, Decider, DecisionRequest, Outcome, TaskFacts, reason, task_entities,
 };
 use crate::graph::TaskGraph;
-use crate::identity::{IdentityWatch, TrustBundles, Usage};
+use crate::identity::{ForwardedSubjects, IdentityWatch, TrustBundles};
 use crate::policy::{PolicyEngine, PolicyStore};
 use crate::registry::{Registry, Snapshot};
 use crate::revision::Revision;
@@ -55,6 +56,8 @@ pub struct DecisionState {
     pub max_batch_size: usize,
     /// Where decision records go, when configured.
     pub decision_log: Option<DecisionLog>,
+    /// Subject certificates enforcement points forwarded, once verified.
+    pub forwarded: ForwardedSubjects,
 }
 
 impl DecisionState {
@@ -398,12 +401,16 @@ impl Decided {
 #[derive(Debug, Clone)]
 pub struct AuthorizationApi {
     state: Arc<DecisionState>,
+    checks: Arc<CheckCache>,
 }
 
 impl AuthorizationApi {
     /// A service over `state`.
     pub fn new(state: Arc<DecisionState>) -> Self {
-        Self { state }
+        Self {
+            state,
+            checks: Arc::default(),
+        }
     }
 
     /// The state every decision reads.
@@ -448,8 +455,7 @@ impl AuthorizationApi {
         let started = std::time::Instant::now();
         let decided = match (&request.subject, &subject_id) {
             (Some(subject), Some(subject_id)) => self.decide_for_subject(
-                engine,
-                registry,
+                view,
                 &caller.spiffe_id,
                 subject,
                 subject_id,
@@ -549,6 +555,27 @@ impl AuthorizationApi {
         ))
     }
 
+    /// Verifies a forwarded subject SVID against our bundles; returns the
+    /// thumbprint of its leaf.
+    fn verify_subject_certificate(
+        &self,
+        bundles: &Arc<TrustBundles>,
+        subject: &Subject,
+        expected: &SpiffeId,
+    ) -> Result<String, String> {
+        let verified =
+            self.state
+                .forwarded
+                .verify(bundles, &subject.certificate_pem, UnixTime::now())?;
+        if verified.spiffe_id != *expected {
+            return Err(format!(
+                "subject certificate is for `{}`, not `{expected}`",
+                verified.spiffe_id
+            ));
+        }
+        Ok(verified.thumbprint)
+    }
+
     /// Records and logs a request refused before any policy saw it (the
     /// Envoy adapter's `no-route`, `token-required`, ...); returns its
     /// decision id. `target` is (action, resource type, resource id) when
@@ -614,8 +641,7 @@ impl AuthorizationApi {
     #[allow(clippy::too_many_arguments)]
     fn decide_for_subject(
         &self,
-        engine: &PolicyEngine,
-        registry: &Snapshot,
+        view: &View,
         caller: &SpiffeId,
         subject: &Subject,
         subject_id: &SpiffeId,
@@ -633,11 +659,11 @@ impl AuthorizationApi {
                 ),
             ));
         }
-        let subject_leaf = if subject.certificate_pem.is_empty() {
+        let subject_thumbprint = if subject.certificate_pem.is_empty() {
             None
         } else {
-            match verify_subject_certificate(&bundles, subject, subject_id) {
-                Ok(leaf) => Some(leaf),
+            match self.verify_subject_certificate(&bundles, subject, subject_id) {
+                Ok(thumbprint) => Some(thumbprint),
                 Err(error) => {
                     return Decided::early(Outcome::deny(
                         reason::SUBJECT_CERTIFICATE_INVALID,
@@ -646,40 +672,48 @@ impl AuthorizationApi {
                 }
             }
         };
-        let (check, check_evaluated) = self.state.decider.decide_explained(
-            engine,
-            registry,
-            DecisionRequest::new(
-                caller,
-                CHECK_ACTION,
-                &resource.r#type,
-                &resource.id,
-                serde_json::json!({
-                    "subject": {
-                        "spiffe_id": subject_id.to_string(),
-                        "trust_domain": subject_id.trust_domain_name(),
-                        "path": subject_id.path(),
-                        "certificate_verified": subject_leaf.is_some(),
-                    }
-                }),
-            ),
-        );
-        if !check.allowed {
-            let mut outcome = check;
-            outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
-            // The record keeps the `check` request: a policy change that
-            // would let this enforcement point ask shows in a replay.
-            return Decided {
-                evaluated: check_evaluated,
-                ..Decided::early(outcome)
-            };
+        let (engine, registry) = (&view.engine, &view.registry);
+        let key = CheckKey {
+            caller: caller.to_string(),
+            resource: (resource.r#type.clone(), resource.id.clone()),
+            subject: subject_id.to_string(),
+            certificate_verified: subject_thumbprint.is_some(),
+        };
+        if !self.checks.allowed(engine, registry, &key) {
+            let (check, check_evaluated) = self.state.decider.decide_explained(
+                engine,
+                registry,
+                DecisionRequest::new(
+                    caller,
+                    CHECK_ACTION,
+                    &resource.r#type,
+                    &resource.id,
+                    serde_json::json!({
+                        "subject": {
+                            "spiffe_id": subject_id.to_string(),
+                            "trust_domain": subject_id.trust_domain_name(),
+                            "path": subject_id.path(),
+                            "certificate_verified": subject_thumbprint.is_some(),
+                        }
+                    }),
+                ),
+            );
+            if !check.allowed {
+                let mut outcome = check;
+                outcome.reasons.insert(0, reason::NOT_AN_ENFORCEMENT_POINT);
+                // The record keeps the `check` request: a policy change
+                // that would let this enforcement point ask shows in a
+                // replay.
+                return Decided {
+                    evaluated: check_evaluated,
+                    ..Decided::early(outcome)
+                };
+            }
+            self.checks.remember(engine, registry, key);
         }
         // A forwarded certificate binds the token; without one, a
         // forwarded hash of it may.
-        let binding = subject_leaf
-            .as_deref()
-            .map(thumbprint)
-            .or_else(|| extras.subject_thumbprint.clone());
+        let binding = subject_thumbprint.or_else(|| extras.subject_thumbprint.clone());
         self.state.decide_full(
             engine,
             registry,
@@ -717,30 +751,6 @@ fn subject_id(subject: &Subject) -> Result<SpiffeId, ApiError> {
         )));
     }
     Ok(id)
-}
-
-/// Verifies a forwarded subject SVID against our bundles; returns its leaf.
-fn verify_subject_certificate(
-    bundles: &TrustBundles,
-    subject: &Subject,
-    expected: &SpiffeId,
-) -> Result<Vec<u8>, String> {
-    let chain = rustls_pemfile::certs(&mut subject.certificate_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("subject certificate PEM cannot be read: {e}"))?;
-    let actual = bundles
-        .verify(&chain, UnixTime::now(), Usage::Client)
-        .map_err(|e| format!("subject certificate: {e}"))?;
-    if actual != *expected {
-        return Err(format!(
-            "subject certificate is for `{actual}`, not `{expected}`"
-        ));
-    }
-    chain
-        .into_iter()
-        .next()
-        .map(|leaf| leaf.to_vec())
-        .ok_or_else(|| "subject certificate is empty".to_owned())
 }
 
 pub(super) fn caller<T>(request: &Request<T>) -> Result<PeerIdentity, ApiError> {

@@ -3,6 +3,7 @@
 
 mod approval;
 mod authorization;
+mod check_cache;
 mod context;
 mod control;
 mod envoy;

@@ -286,7 +286,12 @@ fn by_action(
         let subset = |set: &PolicySet| -> Result<PolicySet, String> {
             let mut subset = PolicySet::new();
             for policy in set.policies().filter(|p| applies(p)) {
-                subset.add(policy.clone()).map_err(|e| e.to_string())?;
+                let specialised = match policy.action_constraint() {
+                    cedar_policy::ActionConstraint::Eq(_)
+                    | cedar_policy::ActionConstraint::In(_) => any_action(policy),
+                    _ => policy.clone(),
+                };
+                subset.add(specialised).map_err(|e| e.to_string())?;
             }
             Ok(subset)
         };
@@ -296,6 +301,20 @@ fn by_action(
         );
     }
     Ok(out)
+}
+
+/// `policy` with its action scope widened to any action, for the split set
+/// of one action it applies to: every request that set decides has that
+/// action, so the scope is true there, and Cedar would otherwise build the
+/// set of an `action in [...]` scope on every evaluation. Same id,
+/// annotations and conditions; the original is kept when the rewrite
+/// fails.
+fn any_action(policy: &cedar_policy::Policy) -> cedar_policy::Policy {
+    let rewritten = policy.to_json().ok().and_then(|mut json| {
+        *json.get_mut("action")? = serde_json::json!({ "op": "All" });
+        cedar_policy::Policy::from_json(Some(policy.id().clone()), json).ok()
+    });
+    rewritten.unwrap_or_else(|| policy.clone())
 }
 
 #[cfg(test)]

@@ -220,3 +220,30 @@ fn an_unconstrained_action_scope_goes_to_every_action() {
         );
     }
 }
+
+#[test]
+fn split_sets_drop_the_action_scope_but_keep_ids_and_conditions() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let engine = PolicyEngine::load(&root.join("policies"), &schema()).unwrap();
+    let read = engine.action("read").unwrap();
+    let (split, _) = engine.policies_for(read);
+    let guard = cedar_policy::PolicyId::new("mandate.guard.task-not-active");
+    let original = engine.policies().policy(&guard).unwrap();
+    let specialised = split.policy(&guard).unwrap();
+    assert!(matches!(
+        original.action_constraint(),
+        cedar_policy::ActionConstraint::In(_)
+    ));
+    assert_eq!(
+        specialised.action_constraint(),
+        cedar_policy::ActionConstraint::Any
+    );
+    assert_eq!(specialised.effect(), original.effect());
+    let condition = |p: &cedar_policy::Policy| p.to_json().unwrap()["conditions"].clone();
+    assert_eq!(condition(specialised), condition(original));
+    let lifted = cedar_policy::PolicyId::new("restricted-data-needs-approval");
+    assert_eq!(
+        split.policy(&lifted).unwrap().annotation("mandate_outcome"),
+        Some("needs_approval")
+    );
+}
