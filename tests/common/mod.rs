@@ -4,6 +4,8 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
 
+pub mod workload_api;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,9 @@ use mandate::clock::{Clock, ManualClock};
 use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 use mandate::graph::TaskGraph;
-use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
+use mandate::identity::{
+    Identity, IdentityFeed, IdentityStatus, SpiffeServerVerifier, TrustBundles, TrustDomain,
+};
 use mandate::policy::{PolicyEngine, PolicyPaths, PolicyStore};
 use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::revision::Revision;
@@ -140,8 +144,26 @@ impl TestCa {
         self.leaf(&format!("spiffe://{}{path}", self.trust_domain), Flaw::None)
     }
 
+    /// A good SVID for `path` that expires `lifetime` from now.
+    pub fn svid_for(&self, path: &str, lifetime: std::time::Duration) -> Leaf {
+        let uri = format!("spiffe://{}{path}", self.trust_domain);
+        self.leaf_until(
+            &uri,
+            Flaw::None,
+            OffsetDateTime::now_utc() + time::Duration::try_from(lifetime).unwrap(),
+        )
+    }
+
     /// A leaf for `uri` with the given flaw.
     pub fn leaf(&self, uri: &str, flaw: Flaw) -> Leaf {
+        self.leaf_until(
+            uri,
+            flaw,
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+        )
+    }
+
+    fn leaf_until(&self, uri: &str, flaw: Flaw, not_after: OffsetDateTime) -> Leaf {
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
         match flaw {
@@ -174,7 +196,7 @@ impl TestCa {
             params.not_after = now - time::Duration::days(1);
         } else {
             params.not_before = now - time::Duration::minutes(5);
-            params.not_after = now + time::Duration::days(1);
+            params.not_after = not_after;
         }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -241,6 +263,11 @@ pub struct Setup {
     pub decision_log: Option<PathBuf>,
     /// Another schema file than the repository's.
     pub schema: Option<PathBuf>,
+    /// An identity from a source (files, the workload API) and the CA the
+    /// test's clients use, instead of a fresh CA handed over whole.
+    pub identity: Option<(TestCa, IdentityFeed)>,
+    /// Revoke a withdrawn trust domain's agents' tasks.
+    pub revoke_on_trust_withdrawal: bool,
 }
 
 impl Default for Setup {
@@ -254,6 +281,8 @@ impl Default for Setup {
             policy_poll: None,
             decision_log: None,
             schema: None,
+            identity: None,
+            revoke_on_trust_withdrawal: true,
         }
     }
 }
@@ -264,16 +293,23 @@ impl TestServer {
         Self::start_with(Setup::default()).await
     }
 
-    pub async fn start_with(setup: Setup) -> Self {
-        let ca = TestCa::new(TRUST_DOMAIN);
-        let leaf = ca.svid("/mandate");
-        let mut bundles = ca.bundles();
-        for (td, cert) in &setup.extra_bundles {
-            bundles.add(td.clone(), std::slice::from_ref(cert)).unwrap();
-        }
-        let identity =
-            Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
-        let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
+    pub async fn start_with(mut setup: Setup) -> Self {
+        let (ca, identity, identity_status) = match setup.identity.take() {
+            Some((ca, feed)) => (ca, feed.watch, feed.status),
+            None => {
+                let ca = TestCa::new(TRUST_DOMAIN);
+                let leaf = ca.svid("/mandate");
+                let mut bundles = ca.bundles();
+                for (td, cert) in &setup.extra_bundles {
+                    bundles.add(td.clone(), std::slice::from_ref(cert)).unwrap();
+                }
+                let identity =
+                    Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles)
+                        .unwrap();
+                let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
+                (ca, identity, IdentityStatus::default())
+            }
+        };
         let schema = setup
             .schema
             .clone()
@@ -334,6 +370,8 @@ impl TestServer {
             tokens,
             clock: clock.clone(),
             identity,
+            identity_status,
+            revoke_on_trust_withdrawal: setup.revoke_on_trust_withdrawal,
             agents: AgentPattern::new(
                 DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
                 [ca.td()],
