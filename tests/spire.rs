@@ -235,10 +235,9 @@ async fn a_federated_bundle_is_trusted_once_listed_and_its_withdrawal_revokes() 
         TaskState::Active
     );
     assert!(try_call(&server.addr, &partner_client).await.is_err());
-    let status = partner_open
-        .authorize(on_behalf_of(PARTNER_AGENT))
-        .await
-        .unwrap_err();
+    let mut direct = on_behalf_of(PARTNER_AGENT);
+    direct.subject = None;
+    let status = partner_open.authorize(direct).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     let after = envoy.authorize(on_behalf_of(PARTNER_AGENT)).await.unwrap().into_inner();
     assert_eq!(after.reasons, ["untrusted-subject"], "{after:?}");

@@ -85,6 +85,9 @@ pub struct TestCa {
     pub cert: CertificateDer<'static>,
     pub pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// What `issuer` was made from, so the CA can be duplicated.
+    params: CertificateParams,
+    key_pem: String,
 }
 
 /// A leaf certificate and its key.
@@ -135,7 +138,24 @@ impl TestCa {
             trust_domain: trust_domain.to_owned(),
             cert: cert.der().clone(),
             pem: cert.pem(),
-            issuer: Issuer::new(params, key),
+            key_pem: key.serialize_pem(),
+            issuer: Issuer::new(params.clone(), key),
+            params,
+        }
+    }
+
+    /// The same CA (same certificate and key), for a second server.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            trust_domain: self.trust_domain.clone(),
+            cert: self.cert.clone(),
+            pem: self.pem.clone(),
+            key_pem: self.key_pem.clone(),
+            issuer: Issuer::new(
+                self.params.clone(),
+                KeyPair::from_pem(&self.key_pem).unwrap(),
+            ),
+            params: self.params.clone(),
         }
     }
 
