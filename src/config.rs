@@ -396,37 +396,37 @@ impl Settings {
                 if problems.is_empty() =>
             {
                 Ok(Self {
-                listen,
-                http_listen,
-                data_dir,
-                policies,
-                schema,
-                entities: raw.entities,
-                catalog: raw.catalog,
-                sensitivity,
-                policy_validation_level: raw.policy_validation_level,
-                decision_log: raw.decision_log,
-                decision_log_capacity,
-                policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
-                    0 => None,
-                    ms => Some(Duration::from_millis(ms)),
-                },
-                identity,
-                identity_follow,
-                revoke_on_trust_withdrawal: raw
-                    .revoke_on_trust_withdrawal
-                    .unwrap_or(defaults::REVOKE_ON_TRUST_WITHDRAWAL),
-                max_batch_size,
-                agent_path_prefixes,
-                agent_trust_domains,
-                handshake_timeout: Duration::from_secs(handshake_timeout),
-                shutdown_grace: Duration::from_secs(
-                    raw.shutdown_grace_secs
-                        .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
-                ),
-                max_delegation_depth,
-                tokens,
-                key_rotation,
+                    listen,
+                    http_listen,
+                    data_dir,
+                    policies,
+                    schema,
+                    entities: raw.entities,
+                    catalog: raw.catalog,
+                    sensitivity,
+                    policy_validation_level: raw.policy_validation_level,
+                    decision_log: raw.decision_log,
+                    decision_log_capacity,
+                    policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
+                        0 => None,
+                        ms => Some(Duration::from_millis(ms)),
+                    },
+                    identity,
+                    identity_follow,
+                    revoke_on_trust_withdrawal: raw
+                        .revoke_on_trust_withdrawal
+                        .unwrap_or(defaults::REVOKE_ON_TRUST_WITHDRAWAL),
+                    max_batch_size,
+                    agent_path_prefixes,
+                    agent_trust_domains,
+                    handshake_timeout: Duration::from_secs(handshake_timeout),
+                    shutdown_grace: Duration::from_secs(
+                        raw.shutdown_grace_secs
+                            .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
+                    ),
+                    max_delegation_depth,
+                    tokens,
+                    key_rotation,
                 })
             }
             _ => Err(problems),

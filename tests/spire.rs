@@ -18,9 +18,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::workload_api::{SECURITY_HEADER, TestAgent, pb, raw_client, svid_response};
-use common::{
-    Flaw, Setup, TRUST_DOMAIN, TestCa, TestServer, client_identity, readyz, try_call,
-};
+use common::{Flaw, Setup, TRUST_DOMAIN, TestCa, TestServer, client_identity, readyz, try_call};
 use mandate::api::v1::{AuthorizeRequest, Resource, Subject};
 use mandate::clock::Clock;
 use mandate::graph::{TaskSpec, TaskState};
@@ -62,9 +60,7 @@ fn socket(dir: &tempfile::TempDir) -> std::path::PathBuf {
 }
 
 fn refused_updates(feed: &IdentityFeed) -> u64 {
-    feed.status
-        .report(&feed.watch.borrow(), 0)
-        .refused_updates
+    feed.status.report(&feed.watch.borrow(), 0).refused_updates
 }
 
 #[tokio::test]
@@ -198,13 +194,22 @@ async fn a_federated_bundle_is_trusted_once_listed_and_its_withdrawal_revokes() 
     assert!(try_call(&server.addr, &partner_client).await.is_err());
     assert!(try_call(&server.addr, &other_client).await.is_err());
     let (_, body) = readyz(&server).await;
-    assert_eq!(body["identity"]["trust_domains"], serde_json::json!(["mandate.local"]));
-    assert_eq!(body["identity"]["ignored_trust_domains"], serde_json::json!(["other.example"]));
+    assert_eq!(
+        body["identity"]["trust_domains"],
+        serde_json::json!(["mandate.local"])
+    );
+    assert_eq!(
+        body["identity"]["ignored_trust_domains"],
+        serde_json::json!(["other.example"])
+    );
 
     // The partner's bundle appears: its callers are accepted; the other
     // trust domain's never are, bundle or not.
     agent.push(federation(&svid, &server.ca, Some(&partner), &other));
-    eventually!("the partner is accepted", try_call(&server.addr, &partner_client).await.is_ok());
+    eventually!(
+        "the partner is accepted",
+        try_call(&server.addr, &partner_client).await.is_ok()
+    );
     assert!(try_call(&server.addr, &other_client).await.is_err());
 
     let now = server.clock.now();
@@ -215,7 +220,13 @@ async fn a_federated_bundle_is_trusted_once_listed_and_its_withdrawal_revokes() 
     ] {
         server
             .graph
-            .create_root(id.into(), task_spec(delegatee, now), frontend.clone(), "alice".into(), now)
+            .create_root(
+                id.into(),
+                task_spec(delegatee, now),
+                frontend.clone(),
+                "alice".into(),
+                now,
+            )
             .unwrap();
     }
     let mut partner_open = mandate::client::connect(&server.addr, &partner_client, None)
@@ -223,13 +234,23 @@ async fn a_federated_bundle_is_trusted_once_listed_and_its_withdrawal_revokes() 
         .unwrap();
     common::call(&mut partner_open, "", "read", "handbook").await;
     let mut envoy = server.client("/workloads/envoy").await;
-    let before = envoy.authorize(on_behalf_of(PARTNER_AGENT)).await.unwrap().into_inner();
-    assert!(!before.reasons.iter().any(|r| r == "untrusted-subject"), "{before:?}");
+    let before = envoy
+        .authorize(on_behalf_of(PARTNER_AGENT))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !before.reasons.iter().any(|r| r == "untrusted-subject"),
+        "{before:?}"
+    );
 
     // Withdrawn: the partner's tasks are revoked, its handshakes and its
     // calls on the open connection refused, and decisions about it deny.
     agent.push(federation(&svid, &server.ca, None, &other));
-    eventually!("the partner's task is revoked", server.graph.get("partner-task").unwrap().state_at(now) == TaskState::Revoked);
+    eventually!(
+        "the partner's task is revoked",
+        server.graph.get("partner-task").unwrap().state_at(now) == TaskState::Revoked
+    );
     assert_eq!(
         server.graph.get("our-task").unwrap().state_at(now),
         TaskState::Active
@@ -239,7 +260,11 @@ async fn a_federated_bundle_is_trusted_once_listed_and_its_withdrawal_revokes() 
     direct.subject = None;
     let status = partner_open.authorize(direct).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    let after = envoy.authorize(on_behalf_of(PARTNER_AGENT)).await.unwrap().into_inner();
+    let after = envoy
+        .authorize(on_behalf_of(PARTNER_AGENT))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(after.reasons, ["untrusted-subject"], "{after:?}");
     let (code, body) = readyz(&server).await;
     assert_eq!(code, 200);
@@ -255,7 +280,11 @@ async fn revocation_on_withdrawal_can_be_turned_off() {
     let partner = TestCa::new("partner.example");
     let other = TestCa::new("other.example");
     let svid = ca.svid("/mandate");
-    let agent = TestAgent::start(&socket(&dir), federation(&svid, &ca, Some(&partner), &other)).await;
+    let agent = TestAgent::start(
+        &socket(&dir),
+        federation(&svid, &ca, Some(&partner), &other),
+    )
+    .await;
     let feed = follow(&agent, TrustPolicy::allow([ca.td(), partner.td()])).await;
     let server = TestServer::start_with(Setup {
         identity: Some((ca, feed)),
@@ -267,10 +296,19 @@ async fn revocation_on_withdrawal_can_be_turned_off() {
     let frontend = SpiffeId::new("spiffe://mandate.local/workloads/frontend").unwrap();
     server
         .graph
-        .create_root("partner-task".into(), task_spec(PARTNER_AGENT, now), frontend, "alice".into(), now)
+        .create_root(
+            "partner-task".into(),
+            task_spec(PARTNER_AGENT, now),
+            frontend,
+            "alice".into(),
+            now,
+        )
         .unwrap();
     agent.push(federation(&svid, &server.ca, None, &other));
-    eventually!("the withdrawal is recorded", readyz(&server).await.1["identity"]["withdrawals"][0]["trust_domain"] == "partner.example");
+    eventually!(
+        "the withdrawal is recorded",
+        readyz(&server).await.1["identity"]["withdrawals"][0]["trust_domain"] == "partner.example"
+    );
     let (_, body) = readyz(&server).await;
     assert_eq!(body["identity"]["withdrawals"][0]["revoked_tasks"], 0);
     assert_eq!(
@@ -318,16 +356,27 @@ async fn without_the_agent_the_last_svid_is_kept_until_it_expires() {
 
     // Gone again; the SVID runs out: not serving, not ready.
     agent.stop().await;
-    eventually!("health reports NOT_SERVING", health(&mut health_client).await == ServingStatus::NotServing);
+    eventually!(
+        "health reports NOT_SERVING",
+        health(&mut health_client).await == ServingStatus::NotServing
+    );
     let (code, body) = readyz(&server).await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["identity"]["svid_valid"], false);
     assert_eq!(body["ready"], false);
 
     // Back with a valid SVID: serving again, on the same connection.
-    agent.push(svid_response(MANDATE_ID, &server.ca.svid("/mandate"), &[&server.ca], &[]));
+    agent.push(svid_response(
+        MANDATE_ID,
+        &server.ca.svid("/mandate"),
+        &[&server.ca],
+        &[],
+    ));
     agent.restart().await;
-    eventually!("health reports SERVING again", health(&mut health_client).await == ServingStatus::Serving);
+    eventually!(
+        "health reports SERVING again",
+        health(&mut health_client).await == ServingStatus::Serving
+    );
     assert_eq!(readyz(&server).await.0, 200);
 }
 
@@ -345,8 +394,16 @@ async fn bad_material_from_the_agent_is_refused_and_the_last_good_kept() {
 
     // Signed by a CA its own bundle does not hold.
     let stranger = TestCa::new(TRUST_DOMAIN);
-    agent.push(svid_response(MANDATE_ID, &stranger.svid("/mandate"), &[&server.ca], &[]));
-    eventually!("the stranger's SVID is refused", refused_updates(&feed) == 1);
+    agent.push(svid_response(
+        MANDATE_ID,
+        &stranger.svid("/mandate"),
+        &[&server.ca],
+        &[],
+    ));
+    eventually!(
+        "the stranger's SVID is refused",
+        refused_updates(&feed) == 1
+    );
     // Expired.
     let expired = server.ca.leaf(MANDATE_ID, Flaw::Expired);
     agent.push(svid_response(MANDATE_ID, &expired, &[&server.ca], &[]));
@@ -356,12 +413,20 @@ async fn bad_material_from_the_agent_is_refused_and_the_last_good_kept() {
     let (code, body) = readyz(&server).await;
     assert_eq!(code, 200, "{body}");
     assert!(
-        body["identity"]["last_error"]["message"].as_str().unwrap().contains("SVID"),
+        body["identity"]["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SVID"),
         "{body}"
     );
 
     // A good one is taken again and clears the error.
-    agent.push(svid_response(MANDATE_ID, &server.ca.svid("/mandate"), &[&server.ca], &[]));
+    agent.push(svid_response(
+        MANDATE_ID,
+        &server.ca.svid("/mandate"),
+        &[&server.ca],
+        &[],
+    ));
     eventually!("the good SVID is taken", feed.status.rotations() == 1);
     let (_, body) = readyz(&server).await;
     assert!(body["identity"]["last_error"].is_null(), "{body}");

@@ -88,9 +88,7 @@ fn files(raw: &RawConfig, problems: &mut Vec<String>) -> Option<IdentitySource> 
         }
     }
     let (Some(cert), Some(key)) = (&raw.svid_cert, &raw.svid_key) else {
-        problems.push(
-            "the files identity needs `svid-cert` and `svid-key`, given together".to_owned(),
-        );
+        problems.push("`svid-cert` and `svid-key` must be given together".to_owned());
         return None;
     };
     for (flag, path) in [("svid-cert", cert), ("svid-key", key)] {

@@ -81,9 +81,7 @@ pub enum IdentityError {
     #[error("cannot generate certificates: {0}")]
     Generate(String),
     /// Our own SVID is outside its validity window.
-    #[error(
-        "SVID `{id}` is not valid now: valid from {not_before} to {not_after} (Unix seconds)"
-    )]
+    #[error("SVID `{id}` is not valid now: valid from {not_before} to {not_after} (Unix seconds)")]
     NotValidNow {
         /// Our SPIFFE ID.
         id: String,

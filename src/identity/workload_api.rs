@@ -69,10 +69,7 @@ impl WorkloadApiSource {
             .build()
             .await
             .map_err(|e| {
-                IdentityError::WorkloadApi(format!(
-                    "no usable SVID from `{}`: {e}",
-                    self.endpoint
-                ))
+                IdentityError::WorkloadApi(format!("no usable SVID from `{}`: {e}", self.endpoint))
             })
     }
 

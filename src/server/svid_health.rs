@@ -67,7 +67,11 @@ pub(super) async fn follow(
             }
             set(&health, names, valid).await;
         }
-        let next_edge = if now < not_before { not_before } else { not_after };
+        let next_edge = if now < not_before {
+            not_before
+        } else {
+            not_after
+        };
         let wait = u64::try_from(next_edge.saturating_sub(now))
             .map(Duration::from_secs)
             .unwrap_or_default()

@@ -143,7 +143,11 @@ mod tests {
         task(&graph, "ours", "spiffe://example.org/agents/patcher");
         // More than a page, so paging is exercised.
         for i in 0..(PAGE + 3) {
-            task(&graph, &format!("p{i:04}"), "spiffe://partner.example/agents/a");
+            task(
+                &graph,
+                &format!("p{i:04}"),
+                "spiffe://partner.example/agents/a",
+            );
         }
         task(&graph, "partner-b", "spiffe://partner.example/agents/b");
         let (revoked, _) =

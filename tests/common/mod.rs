@@ -324,8 +324,7 @@ impl TestServer {
                     bundles.add(td.clone(), std::slice::from_ref(cert)).unwrap();
                 }
                 let identity =
-                    Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles)
-                        .unwrap();
+                    Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
                 let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
                 (ca, identity, IdentityStatus::default())
             }
@@ -476,7 +475,7 @@ pub async fn readyz(server: &TestServer) -> (u16, serde_json::Value) {
     let code = response
         .get(9..12)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+        .expect("an HTTP status line");
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (code, serde_json::from_str(body).unwrap())
 }
