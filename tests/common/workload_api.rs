@@ -18,7 +18,11 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
-use super::{Leaf, TestCa};
+use mandate::identity::{
+    FollowOptions, IdentityFeed, IdentitySource, TrustPolicy, WorkloadApiSource,
+};
+
+use super::{Leaf, Setup, TestCa, TestServer};
 
 /// Generated from `proto/spiffe/workload.proto` by build.rs.
 pub mod pb {
@@ -293,4 +297,35 @@ pub async fn raw_client(
         .await
         .unwrap();
     pb::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
+}
+
+/// Mandate's identity from `agent`, reconnecting quickly.
+pub async fn follow(agent: &TestAgent, trust: TrustPolicy) -> IdentityFeed {
+    IdentitySource::WorkloadApi(WorkloadApiSource {
+        startup_timeout: Duration::from_secs(10),
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        ..WorkloadApiSource::new(agent.endpoint())
+    })
+    .follow(&FollowOptions { trust, poll: None })
+    .await
+    .unwrap()
+}
+
+pub async fn start(
+    agent: &TestAgent,
+    ca: TestCa,
+    trust: TrustPolicy,
+) -> (TestServer, IdentityFeed) {
+    let feed = follow(agent, trust).await;
+    let server = TestServer::start_with(Setup {
+        identity: Some((ca, feed.clone())),
+        ..Setup::default()
+    })
+    .await;
+    (server, feed)
+}
+
+pub fn socket(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("agent.sock")
 }
