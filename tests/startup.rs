@@ -368,3 +368,39 @@ fn an_unreachable_spire_agent_fails_start_after_the_timeout() {
     assert!(stderr.contains("/nonexistent/agent.sock"), "{stderr}");
     assert!(!stderr.contains("serving"), "{stderr}");
 }
+
+#[test]
+fn the_spire_example_serves_against_an_agent_for_its_trust_domain() {
+    use common::workload_api::{TestAgent, svid_response};
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    for file in ["mandate.toml", "catalog.toml"] {
+        std::fs::copy(
+            common::repo().join("examples/spire").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acme = common::TestCa::new("acme.org");
+    let partner = common::TestCa::new("partner.example");
+    let id = "spiffe://acme.org/mandate";
+    let agent = runtime.block_on(TestAgent::start(
+        &dir.path().join("agent.sock"),
+        svid_response(id, &acme.svid("/mandate"), &[&acme], &[&partner]),
+    ));
+    let mut served = Served::start_with(
+        dir.path(),
+        &["--workload-api-socket", &agent.endpoint()],
+        &[],
+    );
+    served.wait_for("catalog loaded");
+    assert!(
+        served.seen.iter().any(|l| l.contains("identity ready")
+            && l.contains(id)
+            && l.contains("partner.example")),
+        "{:?}",
+        served.seen
+    );
+    assert_eq!(served.stop(), Some(0));
+    drop(agent);
+}

@@ -288,4 +288,26 @@ mod tests {
             "{problems:?}"
         );
     }
+
+    #[test]
+    fn the_spire_example_config_resolves() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let raw = RawConfig::from_file(&root.join("examples/spire/mandate.toml")).unwrap();
+        let raw = RawConfig {
+            policies: Some(root.join("policies")),
+            schema: Some(root.join("schemas/mandate.cedarschema")),
+            ..raw
+        };
+        let settings = super::super::Settings::resolve_with_env(raw, None).unwrap();
+        let IdentitySource::WorkloadApi(api) = &settings.identity else {
+            panic!("expected the workload API source");
+        };
+        assert_eq!(api.endpoint, "unix:///run/spire/sockets/agent.sock");
+        let allowed = settings.identity_follow.trust.allowed().unwrap_or_default();
+        assert_eq!(allowed.len(), 2);
+        crate::registry::Catalog::load(&root.join("examples/spire/catalog.toml"))
+            .unwrap()
+            .into_entries()
+            .unwrap();
+    }
 }
