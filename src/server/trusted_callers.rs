@@ -11,7 +11,7 @@
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
-use crate::api::PeerIdentity;
+use crate::api::{ApiError, PeerIdentity};
 use crate::identity::IdentityWatch;
 
 /// The interceptor; cheap to clone (one per connection).
@@ -38,9 +38,10 @@ impl Interceptor for TrustedCallers {
             return Ok(request);
         }
         tracing::info!(spiffe_id = %peer.spiffe_id, remote_addr = %peer.remote_addr, "call refused: the caller's trust domain is no longer trusted");
-        Err(Status::unauthenticated(format!(
+        Err(ApiError::Unauthenticated(format!(
             "trust domain `{}` is no longer trusted",
             peer.spiffe_id.trust_domain_name()
-        )))
+        ))
+        .into())
     }
 }
