@@ -144,6 +144,16 @@ async fn without_the_agent_the_last_svid_is_kept_until_it_expires() {
     agent.push(svid_response(MANDATE_ID, &short, &[&server.ca], &[]));
     agent.restart().await;
     eventually!("the new SVID is taken", feed.status.rotations() == 1);
+    // The lost connection shows in `/readyz`.
+    let (_, body) = readyz(&server).await;
+    let connection = &body["identity"]["workload_api"];
+    assert!(connection["reconnects"].as_u64().unwrap() >= 1, "{body}");
+    assert!(
+        connection["errors"]
+            .as_object()
+            .is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     let mut health_client = HealthClient::new(server.channel("/workloads/envoy").await);
     assert_eq!(health(&mut health_client).await, ServingStatus::Serving);
 

@@ -3,7 +3,7 @@
 //! as it happens; until a metrics endpoint exists, this is where SVID expiry
 //! and rotation counts are read.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
@@ -29,6 +29,19 @@ struct Inner {
     last_error: Option<LastError>,
     ignored_trust_domains: Vec<String>,
     withdrawals: VecDeque<Withdrawal>,
+    agent: Option<AgentReport>,
+}
+
+/// How the connection to a SPIRE agent has fared (`workload-api` only).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AgentReport {
+    /// Reconnection attempts after the stream failed or ended.
+    pub reconnects: u64,
+    /// Errors by kind (`stream_error`, `stream_ended`, `stream_connect`,
+    /// `update_rejected`, ...), as the `spiffe` crate labels them.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// The latest error's kind and when, Unix seconds.
+    pub last_error: Option<(&'static str, i64)>,
 }
 
 /// The last update that was refused, cleared by the next accepted one.
@@ -79,6 +92,8 @@ pub struct IdentityReport {
     pub ignored_trust_domains: Vec<String>,
     /// The latest trust-domain withdrawals, oldest first.
     pub withdrawals: Vec<Withdrawal>,
+    /// The connection to the SPIRE agent, for the `workload-api` source.
+    pub workload_api: Option<AgentReport>,
 }
 
 impl Default for IdentityStatus {
@@ -133,6 +148,22 @@ impl IdentityStatus {
         inner.withdrawals.push_back(withdrawal);
     }
 
+    /// The connection to the agent was retried.
+    pub fn agent_reconnected(&self) {
+        self.lock()
+            .agent
+            .get_or_insert_with(AgentReport::default)
+            .reconnects += 1;
+    }
+
+    /// The connection to the agent (or an update from it) failed.
+    pub fn agent_error(&self, kind: &'static str, at: i64) {
+        let mut inner = self.lock();
+        let agent = inner.agent.get_or_insert_with(AgentReport::default);
+        *agent.errors.entry(kind).or_default() += 1;
+        agent.last_error = Some((kind, at));
+    }
+
     /// The kind of source this status is about.
     pub fn source(&self) -> &'static str {
         self.lock().source
@@ -164,6 +195,7 @@ impl IdentityStatus {
                 .collect(),
             ignored_trust_domains: inner.ignored_trust_domains.clone(),
             withdrawals: inner.withdrawals.iter().cloned().collect(),
+            workload_api: inner.agent.clone(),
         }
     }
 }

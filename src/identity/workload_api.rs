@@ -8,14 +8,16 @@
 //! an [`Identity`] and offered to the [`Publisher`], which refuses what
 //! cannot be served; so a bad response never replaces good material.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spiffe::X509Source;
-use spiffe::x509_source::X509SourceState;
+use spiffe::x509_source::{MetricsErrorKind, MetricsRecorder, X509SourceState};
 
 use super::publish::Publisher;
 use super::{Identity, IdentityError, IdentityStatus, IdentityWatch, TrustBundles, TrustPolicy};
+use crate::clock::{Clock, SystemClock};
 
 /// Default wait for the first SVID at start-up.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,9 +62,10 @@ impl WorkloadApiSource {
             .map_err(|e| e.to_string())
     }
 
-    async fn connect(&self) -> Result<X509Source, IdentityError> {
+    async fn connect(&self, status: &IdentityStatus) -> Result<X509Source, IdentityError> {
         X509Source::builder()
             .endpoint(&self.endpoint)
+            .metrics(Arc::new(AgentMetrics(status.clone())))
             .initial_sync_timeout(self.startup_timeout)
             .reconnect_backoff(self.min_backoff, self.max_backoff)
             .shutdown_timeout(Some(SHUTDOWN_TIMEOUT))
@@ -80,10 +83,10 @@ impl WorkloadApiSource {
         trust: &TrustPolicy,
         status: IdentityStatus,
     ) -> Result<IdentityWatch, IdentityError> {
-        let source = self.connect().await?;
+        let source = self.connect(&status).await?;
         let first = snapshot(&source.state())?;
-        let (publisher, watch) = Publisher::start(first, trust.clone(), status)?;
-        tokio::spawn(run(self.clone(), source, publisher));
+        let (publisher, watch) = Publisher::start(first, trust.clone(), status.clone())?;
+        tokio::spawn(run(self.clone(), source, publisher, status));
         Ok(watch)
     }
 }
@@ -96,7 +99,12 @@ enum Stopped {
     SourceClosed,
 }
 
-async fn run(config: WorkloadApiSource, mut source: X509Source, mut publisher: Publisher) {
+async fn run(
+    config: WorkloadApiSource,
+    mut source: X509Source,
+    mut publisher: Publisher,
+    status: IdentityStatus,
+) {
     loop {
         let stopped = follow_updates(&source, &mut publisher).await;
         let _ = source.shutdown_with_timeout(SHUTDOWN_TIMEOUT).await;
@@ -107,7 +115,7 @@ async fn run(config: WorkloadApiSource, mut source: X509Source, mut publisher: P
         source = loop {
             tokio::select! {
                 () = publisher.closed() => return,
-                connected = config.connect() => match connected {
+                connected = config.connect(&status) => match connected {
                     Ok(source) => break source,
                     Err(error) => {
                         tracing::warn!(%error, "workload API still unreachable");
@@ -133,6 +141,26 @@ async fn follow_updates(source: &X509Source, publisher: &mut Publisher) -> Stopp
                 Err(_) => return Stopped::SourceClosed,
             },
         }
+    }
+}
+
+/// Counts what the `X509Source` reports about the agent connection into
+/// the status `/readyz` shows.
+// INVARIANT: never panics: a panicking recorder ends the source's
+// supervisor, and with it every later rotation.
+struct AgentMetrics(IdentityStatus);
+
+impl MetricsRecorder for AgentMetrics {
+    fn record_update(&self) {
+        // Counted by the publisher, which also knows whether it was taken.
+    }
+
+    fn record_reconnect(&self) {
+        self.0.agent_reconnected();
+    }
+
+    fn record_error(&self, kind: MetricsErrorKind) {
+        self.0.agent_error(kind.as_str(), SystemClock.now());
     }
 }
 
