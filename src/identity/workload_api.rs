@@ -84,9 +84,16 @@ impl WorkloadApiSource {
         status: IdentityStatus,
     ) -> Result<IdentityWatch, IdentityError> {
         let source = self.connect(&status).await?;
-        let first = snapshot(&source.state())?;
+        let state = source.state();
+        let first = snapshot(&state)?;
         let (publisher, watch) = Publisher::start(first, trust.clone(), status.clone())?;
-        tokio::spawn(run(self.clone(), source, publisher, status));
+        tokio::spawn(run(
+            self.clone(),
+            source,
+            state.revision(),
+            publisher,
+            status,
+        ));
         Ok(watch)
     }
 }
@@ -102,11 +109,12 @@ enum Stopped {
 async fn run(
     config: WorkloadApiSource,
     mut source: X509Source,
+    mut revision: u64,
     mut publisher: Publisher,
     status: IdentityStatus,
 ) {
     loop {
-        let stopped = follow_updates(&source, &mut publisher).await;
+        let stopped = follow_updates(&source, revision, &mut publisher).await;
         let _ = source.shutdown_with_timeout(SHUTDOWN_TIMEOUT).await;
         if let Stopped::Unused = stopped {
             return;
@@ -124,21 +132,33 @@ async fn run(
                 },
             }
         };
-        publisher.offer(snapshot(&source.state()));
+        let state = source.state();
+        revision = state.revision();
+        publisher.offer(snapshot(&state));
     }
 }
 
-async fn follow_updates(source: &X509Source, publisher: &mut Publisher) -> Stopped {
+/// Offers every observation after `revision` (the one already offered)
+/// until the source closes or nobody reads the snapshots.
+async fn follow_updates(
+    source: &X509Source,
+    mut revision: u64,
+    publisher: &mut Publisher,
+) -> Stopped {
     let mut updates = source.updated();
     loop {
+        // Checked after subscribing, so an update that landed before the
+        // subscription is not missed until the next one.
+        let state = source.state();
+        if state.revision() != revision {
+            revision = state.revision();
+            tracing::debug!(revision, "workload API update");
+            publisher.offer(snapshot(&state));
+        }
         tokio::select! {
             () = publisher.closed() => return Stopped::Unused,
-            changed = updates.changed() => match changed {
-                Ok(sequence) => {
-                    tracing::debug!(sequence, "workload API update");
-                    publisher.offer(snapshot(&source.state()));
-                }
-                Err(_) => return Stopped::SourceClosed,
+            changed = updates.changed() => if changed.is_err() {
+                return Stopped::SourceClosed;
             },
         }
     }
