@@ -19,5 +19,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+
+    // The SPIFFE Workload API, server and client, for the test agent in
+    // tests/common/ only: the library reaches a real agent through the
+    // `spiffe` crate and never includes this. Its own directory, because a
+    // proto without a package is generated as `_.rs`.
+    let workload_dir = out_dir.join("spiffe_workload");
+    std::fs::create_dir_all(&workload_dir)?;
+    let workload = protox::compile(["spiffe/workload.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .out_dir(&workload_dir)
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(workload)?;
     Ok(())
 }

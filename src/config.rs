@@ -12,8 +12,10 @@ use spiffe::TrustDomain;
 use crate::credential::{KeyRotation, TokenSettings};
 use crate::decision::DEFAULT_AGENT_PATH_PREFIXES;
 use crate::envoy::EnvoySettings;
-use crate::identity::{FilesSource, IdentitySource};
+use crate::identity::{FollowOptions, IdentitySource};
 use crate::registry::SensitivityScale;
+
+mod identity;
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -37,6 +39,14 @@ pub mod defaults {
     pub const CATALOG_FILE: &str = "catalog.toml";
     /// Trust domain of the dev identity.
     pub const DEV_TRUST_DOMAIN: &str = "mandate.local";
+    /// How often SVID and bundle files are checked for changes, ms.
+    pub const IDENTITY_POLL_MS: u64 = 1000;
+    /// How long start-up waits for a first SVID from the workload API, s.
+    pub const WORKLOAD_API_TIMEOUT_SECS: u64 = 30;
+    /// Revoke a trust domain's agents' tasks when its bundle is withdrawn.
+    pub const REVOKE_ON_TRUST_WITHDRAWAL: bool = true;
+    /// The environment variable naming the workload API socket.
+    pub const SPIFFE_ENDPOINT_SOCKET: &str = "SPIFFE_ENDPOINT_SOCKET";
     /// Most requests in one `BatchAuthorize`.
     pub const MAX_BATCH_SIZE: usize = 100;
     /// TLS handshake timeout, seconds.
@@ -86,6 +96,18 @@ pub struct RawConfig {
     pub decision_log: Option<PathBuf>,
     /// Most decision records waiting to be written.
     pub decision_log_capacity: Option<usize>,
+    /// Identity source: `files`, `workload-api` or `dev`.
+    pub identity: Option<String>,
+    /// The SPIRE agent's Workload API socket (`unix:///path`).
+    pub workload_api_socket: Option<String>,
+    /// How long start-up waits for a first SVID from the workload API, s.
+    pub workload_api_timeout_secs: Option<u64>,
+    /// How often SVID and bundle files are checked, ms; 0 turns it off.
+    pub identity_poll_ms: Option<u64>,
+    /// Trust domains whose callers are accepted (given a bundle).
+    pub trusted_trust_domains: Option<Vec<String>>,
+    /// Revoke a trust domain's agents' tasks when its bundle is withdrawn.
+    pub revoke_on_trust_withdrawal: Option<bool>,
     /// Our SVID chain (PEM).
     pub svid_cert: Option<PathBuf>,
     /// Our SVID key (PEM).
@@ -212,6 +234,16 @@ impl RawConfig {
                 .or(file.policy_validation_level),
             decision_log: self.decision_log.or(file.decision_log),
             decision_log_capacity: self.decision_log_capacity.or(file.decision_log_capacity),
+            identity: self.identity.or(file.identity),
+            workload_api_socket: self.workload_api_socket.or(file.workload_api_socket),
+            workload_api_timeout_secs: self
+                .workload_api_timeout_secs
+                .or(file.workload_api_timeout_secs),
+            identity_poll_ms: self.identity_poll_ms.or(file.identity_poll_ms),
+            trusted_trust_domains: self.trusted_trust_domains.or(file.trusted_trust_domains),
+            revoke_on_trust_withdrawal: self
+                .revoke_on_trust_withdrawal
+                .or(file.revoke_on_trust_withdrawal),
             svid_cert: self.svid_cert.or(file.svid_cert),
             svid_key: self.svid_key.or(file.svid_key),
             trust_bundles: self.trust_bundles.or(file.trust_bundles),
@@ -263,6 +295,10 @@ pub struct Settings {
     pub decision_log_capacity: usize,
     /// Where our identity comes from.
     pub identity: IdentitySource,
+    /// The trust policy and how often files are checked.
+    pub identity_follow: FollowOptions,
+    /// Revoke a trust domain's agents' tasks when its bundle is withdrawn.
+    pub revoke_on_trust_withdrawal: bool,
     /// Most requests in one `BatchAuthorize`.
     pub max_batch_size: usize,
     /// SPIFFE ID path prefixes that denote agents.
@@ -285,14 +321,23 @@ pub struct Settings {
 
 impl Settings {
     /// Applies defaults and validates; every problem found is reported, one
-    /// line each.
+    /// line each. `SPIFFE_ENDPOINT_SOCKET` names the workload API socket
+    /// when the config does not.
     pub fn resolve(raw: RawConfig) -> Result<Self, Vec<String>> {
+        Self::resolve_with_env(raw, std::env::var(defaults::SPIFFE_ENDPOINT_SOCKET).ok())
+    }
+
+    /// [`Settings::resolve`] with `SPIFFE_ENDPOINT_SOCKET` given.
+    pub fn resolve_with_env(
+        raw: RawConfig,
+        env_socket: Option<String>,
+    ) -> Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let data_dir = raw
             .data_dir
             .clone()
             .unwrap_or_else(|| defaults::DATA_DIR.into());
-        let identity = identity(&raw, &data_dir, &mut problems);
+        let identity = identity::resolve(&raw, &data_dir, env_socket, &mut problems);
         let mut addr = |key: &str, value: Option<String>, default: &str| {
             let value = value.unwrap_or_else(|| default.to_owned());
             value.parse::<SocketAddr>().map_err(|e| {
@@ -426,107 +471,45 @@ impl Settings {
         }
 
         match (listen, http_listen, identity) {
-            (Ok(listen), Ok(http_listen), Some(identity)) if problems.is_empty() => Ok(Self {
-                listen,
-                http_listen,
-                data_dir,
-                policies,
-                schema,
-                entities: raw.entities,
-                catalog: raw.catalog,
-                sensitivity,
-                policy_validation_level: raw.policy_validation_level,
-                decision_log: raw.decision_log,
-                decision_log_capacity,
-                policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
-                    0 => None,
-                    ms => Some(Duration::from_millis(ms)),
-                },
-                identity,
-                max_batch_size,
-                agent_path_prefixes,
-                agent_trust_domains,
-                handshake_timeout: Duration::from_secs(handshake_timeout),
-                shutdown_grace: Duration::from_secs(
-                    raw.shutdown_grace_secs
-                        .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
-                ),
-                max_delegation_depth,
-                tokens,
-                key_rotation,
-                envoy,
-            }),
+            (Ok(listen), Ok(http_listen), Some((identity, identity_follow)))
+                if problems.is_empty() =>
+            {
+                Ok(Self {
+                    listen,
+                    http_listen,
+                    data_dir,
+                    policies,
+                    schema,
+                    entities: raw.entities,
+                    catalog: raw.catalog,
+                    sensitivity,
+                    policy_validation_level: raw.policy_validation_level,
+                    decision_log: raw.decision_log,
+                    decision_log_capacity,
+                    policy_poll: match raw.policy_poll_ms.unwrap_or(defaults::POLICY_POLL_MS) {
+                        0 => None,
+                        ms => Some(Duration::from_millis(ms)),
+                    },
+                    identity,
+                    identity_follow,
+                    revoke_on_trust_withdrawal: raw
+                        .revoke_on_trust_withdrawal
+                        .unwrap_or(defaults::REVOKE_ON_TRUST_WITHDRAWAL),
+                    max_batch_size,
+                    agent_path_prefixes,
+                    agent_trust_domains,
+                    handshake_timeout: Duration::from_secs(handshake_timeout),
+                    shutdown_grace: Duration::from_secs(
+                        raw.shutdown_grace_secs
+                            .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
+                    ),
+                    max_delegation_depth,
+                    tokens,
+                    key_rotation,
+                    envoy,
+                })
+            }
             _ => Err(problems),
-        }
-    }
-}
-
-/// `files` when an SVID is configured, else the dev trust domain.
-fn identity(
-    raw: &RawConfig,
-    data_dir: &Path,
-    problems: &mut Vec<String>,
-) -> Option<IdentitySource> {
-    let bundles = raw.trust_bundles.clone().unwrap_or_default();
-    let mut parsed_bundles = Vec::new();
-    for (trust_domain, path) in &bundles {
-        match TrustDomain::new(trust_domain) {
-            Ok(td) => parsed_bundles.push((td, path.clone())),
-            Err(e) => problems.push(format!("`{trust_domain}` is not a trust domain name: {e}")),
-        }
-        if !path.is_file() {
-            problems.push(format!(
-                "trust bundle for `{trust_domain}`: `{}` does not exist",
-                path.display()
-            ));
-        }
-    }
-    match (&raw.svid_cert, &raw.svid_key) {
-        (Some(cert), Some(key)) => {
-            for (flag, path) in [("svid-cert", cert), ("svid-key", key)] {
-                if !path.is_file() {
-                    problems.push(format!("`{flag}` `{}` does not exist", path.display()));
-                }
-            }
-            if bundles.is_empty() {
-                problems.push(
-                    "an SVID needs at least one `--trust-bundle TRUST_DOMAIN=FILE` to verify callers"
-                        .to_owned(),
-                );
-            }
-            Some(IdentitySource::Files(FilesSource {
-                svid_cert: cert.clone(),
-                svid_key: key.clone(),
-                bundles: parsed_bundles,
-            }))
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            problems.push("`svid-cert` and `svid-key` must be given together".to_owned());
-            None
-        }
-        (None, None) => {
-            if !bundles.is_empty() {
-                problems.push(
-                    "`trust-bundle` is set but no SVID: give `--svid-cert` and `--svid-key` too"
-                        .to_owned(),
-                );
-            }
-            let name = raw
-                .dev_trust_domain
-                .as_deref()
-                .unwrap_or(defaults::DEV_TRUST_DOMAIN);
-            match TrustDomain::new(name) {
-                Ok(trust_domain) => Some(IdentitySource::Dev {
-                    dir: data_dir.join("dev"),
-                    trust_domain,
-                }),
-                Err(e) => {
-                    problems.push(format!(
-                        "`dev-trust-domain` `{name}` is not a trust domain name: {e}"
-                    ));
-                    None
-                }
-            }
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Runs Mandate: binds the gRPC and HTTP listeners, serves until told to
 //! stop, then drains.
 
+mod svid_health;
+mod trusted_callers;
+mod withdrawal;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +32,7 @@ use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
 use crate::envoy::{EnvoySettings, RouteTable};
 use crate::graph::TaskGraph;
-use crate::identity::{IdentityError, IdentityWatch};
+use crate::identity::{IdentityError, IdentityStatus, IdentityWatch};
 use crate::policy::PolicyStore;
 use crate::registry::Registry;
 use crate::revision::Revision;
@@ -73,6 +77,12 @@ pub struct ServerOptions {
     pub clock: Arc<dyn Clock>,
     /// Our SVID and trust bundles.
     pub identity: IdentityWatch,
+    /// What happened to them; `IdentityStatus::default()` for material
+    /// handed over whole.
+    pub identity_status: IdentityStatus,
+    /// Revoke the tasks of a trust domain's agents when its bundle is
+    /// withdrawn.
+    pub revoke_on_trust_withdrawal: bool,
     /// Which SPIFFE IDs are agents.
     pub agents: AgentPattern,
     /// Most requests in one `BatchAuthorize`.
@@ -128,6 +138,8 @@ pub struct RunningServer {
     watcher: Option<JoinHandle<()>>,
     route_watcher: Option<JoinHandle<()>>,
     routes: Arc<RouteTable>,
+    /// Health and withdrawals following the identity snapshots.
+    identity_tasks: [JoinHandle<()>; 2],
     log_writer: Option<DecisionLogWriter>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
@@ -186,7 +198,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         decision_log,
         policies: options.policies,
         decider: Decider::new(options.agents),
-        identity: options.identity,
+        identity: options.identity.clone(),
         graph: options.graph,
         registry: options.registry,
         approvals: options.approvals,
@@ -197,11 +209,23 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         forwarded: Default::default(),
     });
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in HEALTH_NAMES {
-        health
-            .set_service_status(*name, ServingStatus::Serving)
-            .await;
-    }
+    // Set before serving, so the first health check already tells.
+    let svid_valid = svid_health::valid_now(&options.identity);
+    svid_health::set(&health, HEALTH_NAMES, svid_valid).await;
+    let identity_tasks = [
+        tokio::spawn(svid_health::follow(
+            options.identity.clone(),
+            health.clone(),
+            HEALTH_NAMES,
+            svid_valid,
+        )),
+        tokio::spawn(withdrawal::follow(
+            options.identity.clone(),
+            state.graph.clone(),
+            options.identity_status.clone(),
+            options.revoke_on_trust_withdrawal,
+        )),
+    ];
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::api::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -211,6 +235,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(tonic::service::InterceptorLayer::new(
+                trusted_callers::TrustedCallers::new(options.identity.clone()),
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(
@@ -234,11 +261,15 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     readiness.set(true);
     let (stop_http, http_stopped) = oneshot::channel::<()>();
     let router = http::router(
-        readiness.clone(),
+        http::ReadyState {
+            readiness: readiness.clone(),
+            policies: state.policies.clone(),
+            decision_log: state.decision_log.clone(),
+            identity: options.identity.clone(),
+            identity_status: options.identity_status.clone(),
+            routes: options.routes.clone(),
+        },
         options.tokens,
-        state.policies.clone(),
-        state.decision_log.clone(),
-        options.routes.clone(),
     );
     let watcher = options
         .policy_poll
@@ -264,6 +295,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         watcher,
         route_watcher,
         routes: options.routes,
+        identity_tasks,
         log_writer,
         grpc_addr,
         http_addr,
@@ -311,6 +343,10 @@ impl RunningServer {
     /// within the grace period, then stop.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.readiness.set(false);
+        // Stopped first, so health cannot flip back to SERVING below.
+        for task in &self.identity_tasks {
+            task.abort();
+        }
         for name in HEALTH_NAMES {
             self.health
                 .set_service_status(*name, ServingStatus::NotServing)

@@ -195,6 +195,11 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[], &[])
+    }
+
+    /// `mandate serve` with more flags and environment variables.
+    fn start_with(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = mandate()
             .args([
                 "serve",
@@ -203,6 +208,8 @@ impl Served {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
+            .args(args)
+            .envs(envs.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -314,4 +321,86 @@ fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
     // Still serving: a refused reload keeps the previous set.
     assert!(served.child.try_wait().unwrap().is_none());
     assert_eq!(served.stop(), Some(0));
+}
+
+#[test]
+fn serves_from_a_spire_agent_named_by_spiffe_endpoint_socket_and_follows_rotations() {
+    use common::workload_api::{TestAgent, svid_response};
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ca = common::TestCa::new(common::TRUST_DOMAIN);
+    let id = "spiffe://mandate.local/mandate";
+    let socket = dir.path().join("agent.sock");
+    let agent = runtime.block_on(TestAgent::start(
+        &socket,
+        svid_response(id, &ca.svid("/mandate"), &[&ca], &[]),
+    ));
+    let mut served = Served::start_with(
+        dir.path(),
+        &["--identity", "workload-api"],
+        &[("SPIFFE_ENDPOINT_SOCKET", &agent.endpoint())],
+    );
+    assert!(
+        served
+            .seen
+            .iter()
+            .any(|l| l.contains("identity ready") && l.contains("workload-api") && l.contains(id)),
+        "{:?}",
+        served.seen
+    );
+    agent.push(svid_response(id, &ca.svid("/mandate"), &[&ca], &[]));
+    served.wait_for("identity rotated");
+    assert_eq!(served.stop(), Some(0));
+    drop(agent);
+}
+
+#[test]
+fn an_unreachable_spire_agent_fails_start_after_the_timeout() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(
+        dir.path().join("mandate.toml"),
+        "identity = \"workload-api\"\nworkload_api_socket = \"unix:///nonexistent/agent.sock\"\nworkload_api_timeout_secs = 1\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("workload API"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/agent.sock"), "{stderr}");
+    assert!(!stderr.contains("serving"), "{stderr}");
+}
+
+#[test]
+fn the_spire_example_serves_against_an_agent_for_its_trust_domain() {
+    use common::workload_api::{TestAgent, svid_response};
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    for file in ["mandate.toml", "catalog.toml"] {
+        std::fs::copy(
+            common::repo().join("examples/spire").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acme = common::TestCa::new("acme.org");
+    let partner = common::TestCa::new("partner.example");
+    let id = "spiffe://acme.org/mandate";
+    let agent = runtime.block_on(TestAgent::start(
+        &dir.path().join("agent.sock"),
+        svid_response(id, &acme.svid("/mandate"), &[&acme], &[&partner]),
+    ));
+    let mut served = Served::start_with(
+        dir.path(),
+        &["--workload-api-socket", &agent.endpoint()],
+        &[],
+    );
+    served.wait_for("catalog loaded");
+    assert!(
+        served.seen.iter().any(|l| l.contains("identity ready")
+            && l.contains(id)
+            && l.contains("partner.example")),
+        "{:?}",
+        served.seen
+    );
+    assert_eq!(served.stop(), Some(0));
+    drop(agent);
 }

@@ -96,6 +96,8 @@ impl DevServer {
             )),
             clock: Arc::new(SystemClock),
             identity,
+            identity_status: mandate::identity::IdentityStatus::default(),
+            revoke_on_trust_withdrawal: true,
             agents: agents(),
             max_batch_size: 100,
             handshake_timeout: Duration::from_secs(5),

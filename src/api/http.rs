@@ -1,6 +1,6 @@
 //! The HTTP endpoint: `/healthz` (the process is up), `/readyz` (the gRPC
-//! server accepts decisions) and `/.well-known/jwks.json` (the keys that
-//! verify task tokens).
+//! server accepts decisions: serving, and holding a valid SVID) and
+//! `/.well-known/jwks.json` (the keys that verify task tokens).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +12,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::audit::DecisionLog;
+use crate::clock::{Clock, SystemClock};
 use crate::credential::TaskTokens;
 use crate::envoy::RouteTable;
+use crate::identity::{IdentityStatus, IdentityWatch};
 use crate::policy::PolicyStore;
 
 /// Shared readiness flag, cleared first thing on shutdown.
@@ -33,56 +35,57 @@ impl Readiness {
 }
 
 /// What `/readyz` reports on.
-#[derive(Clone)]
-struct ReadyState {
-    readiness: Readiness,
-    policies: Arc<PolicyStore>,
-    decision_log: Option<DecisionLog>,
-    routes: Arc<RouteTable>,
+#[derive(Debug, Clone)]
+pub struct ReadyState {
+    /// Cleared first thing on shutdown.
+    pub readiness: Readiness,
+    /// The policy set in use.
+    pub policies: Arc<PolicyStore>,
+    /// The decision log, when configured.
+    pub decision_log: Option<DecisionLog>,
+    /// Our SVID and bundles.
+    pub identity: IdentityWatch,
+    /// Rotations, refused updates and withdrawals.
+    pub identity_status: IdentityStatus,
+    /// The route map of Envoy's `Check`.
+    pub routes: Arc<RouteTable>,
 }
 
 /// The router for the HTTP listener.
-pub fn router(
-    readiness: Readiness,
-    tokens: Arc<TaskTokens>,
-    policies: Arc<PolicyStore>,
-    decision_log: Option<DecisionLog>,
-    routes: Arc<RouteTable>,
-) -> Router {
+pub fn router(ready_state: ReadyState, tokens: Arc<TaskTokens>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(ready).with_state(ReadyState {
-                readiness,
-                policies,
-                decision_log,
-                routes,
-            }),
-        )
+        .route("/readyz", get(ready).with_state(ready_state))
         .route(
             "/.well-known/jwks.json",
             get(|| async move { Json(tokens.keys().jwks()) }),
         )
 }
 
-/// 200 while serving, 503 once shutting down; the body says which policy
-/// set is in use and whether the last reload was refused (the server keeps
-/// serving the previous set then, so it stays ready).
+/// 200 while serving with a valid SVID; 503 once shutting down or while no
+/// valid SVID is held. The body says which policy set is in use and whether
+/// the last reload was refused (the server keeps serving the previous set
+/// then, so it stays ready), and the state of our identity: SVID expiry,
+/// rotations, refused updates, trust domains and withdrawals.
 async fn ready(
     State(ReadyState {
         readiness,
         policies,
         decision_log,
+        identity,
+        identity_status,
         routes,
     }): State<ReadyState>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let status = policies.status();
+    let identity = identity_status.report(&identity.borrow(), SystemClock.now());
+    let ready = readiness.get() && identity.svid_valid;
     let body = serde_json::json!({
+        "identity": identity,
         "decision_log": decision_log.as_ref().map(|log| serde_json::json!({
             "dropped": log.dropped(),
         })),
-        "ready": readiness.get(),
+        "ready": ready,
         "policies": {
             "policy_hash": status.hash.as_ref(),
             "policy_count": status.policy_count,
@@ -100,7 +103,7 @@ async fn ready(
             "last_error": routes.last_error(),
         })),
     });
-    let code = if readiness.get() {
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

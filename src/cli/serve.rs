@@ -18,7 +18,7 @@ use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
 use crate::envoy::RouteTable;
 use crate::graph::TaskGraph;
-use crate::identity::{IdentitySource, dev::DevTrustDomain, server_config};
+use crate::identity::{IdentityError, IdentitySource, dev::DevTrustDomain, server_config};
 use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore, Sources};
 use crate::registry::{Catalog, Entry, Registry};
 use crate::revision::Revision;
@@ -55,6 +55,20 @@ pub(super) struct ServeArgs {
     /// `mandate policy replay`).
     #[arg(long, value_name = "FILE")]
     decision_log: Option<PathBuf>,
+    /// Where our SVID comes from: `files` (--svid-cert, --svid-key,
+    /// --trust-bundle), `workload-api` (a SPIRE agent) or `dev` [default:
+    /// files with --svid-cert, workload-api with --workload-api-socket,
+    /// else dev].
+    #[arg(long, value_name = "SOURCE", value_parser = ["files", "workload-api", "dev"])]
+    identity: Option<String>,
+    /// The SPIRE agent's Workload API socket, `unix:///path` [default:
+    /// $SPIFFE_ENDPOINT_SOCKET].
+    #[arg(long, value_name = "URI")]
+    workload_api_socket: Option<String>,
+    /// A trust domain whose callers are accepted, given a bundle for it;
+    /// repeatable [default: only our own].
+    #[arg(long = "trusted-trust-domain", value_name = "TRUST_DOMAIN")]
+    trusted_trust_domains: Vec<String>,
     /// Our X.509-SVID chain (PEM, leaf first). Without it, a dev trust
     /// domain is used.
     #[arg(long, value_name = "FILE")]
@@ -102,6 +116,10 @@ impl ServeArgs {
             entities: self.entities,
             catalog: self.catalog,
             decision_log: self.decision_log,
+            identity: self.identity,
+            workload_api_socket: self.workload_api_socket,
+            trusted_trust_domains: (!self.trusted_trust_domains.is_empty())
+                .then_some(self.trusted_trust_domains),
             svid_cert: self.svid_cert,
             svid_key: self.svid_key,
             trust_bundles: (!bundles.is_empty()).then_some(bundles),
@@ -260,10 +278,16 @@ async fn serve(
             Err(e) => return usage_error(&[e.to_string()]),
         }
     }
-    let identity = match settings.identity.open().await {
-        Ok(identity) => identity,
+    let feed = match settings.identity.follow(&settings.identity_follow).await {
+        Ok(feed) => feed,
+        // An agent that does not answer is not a usage error.
+        Err(e @ IdentityError::WorkloadApi(_)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => return usage_error(&[e.to_string()]),
     };
+    let identity = feed.watch;
     let own_trust_domain = {
         let current = identity.borrow();
         // Build the TLS configuration once now, so a key that does not fit
@@ -352,6 +376,8 @@ async fn serve(
         tokens,
         clock,
         identity,
+        identity_status: feed.status,
+        revoke_on_trust_withdrawal: settings.revoke_on_trust_withdrawal,
         agents,
         max_batch_size: settings.max_batch_size,
         handshake_timeout: settings.handshake_timeout,

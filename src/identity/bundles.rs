@@ -48,6 +48,22 @@ impl TrustBundles {
             .is_some_and(|a| !a.is_empty())
     }
 
+    /// Drops the bundles of every trust domain `keep` refuses; returns the
+    /// trust domains dropped, sorted.
+    pub fn retain(&mut self, mut keep: impl FnMut(&TrustDomain) -> bool) -> Vec<TrustDomain> {
+        let mut dropped: Vec<TrustDomain> = self
+            .anchors
+            .keys()
+            .filter(|td| !keep(td))
+            .cloned()
+            .collect();
+        for td in &dropped {
+            self.anchors.remove(td);
+        }
+        dropped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        dropped
+    }
+
     /// Whether no trust domain is trusted at all.
     pub fn is_empty(&self) -> bool {
         self.anchors.is_empty()

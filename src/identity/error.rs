@@ -80,6 +80,22 @@ pub enum IdentityError {
     /// Certificate generation failed (dev trust domain).
     #[error("cannot generate certificates: {0}")]
     Generate(String),
+    /// Our own SVID is outside its validity window.
+    #[error("SVID `{id}` is not valid now: valid from {not_before} to {not_after} (Unix seconds)")]
+    NotValidNow {
+        /// Our SPIFFE ID.
+        id: String,
+        /// Start of validity, Unix seconds.
+        not_before: i64,
+        /// End of validity, Unix seconds.
+        not_after: i64,
+    },
+    /// The SPIFFE Workload API (a SPIRE agent) failed or sent unusable material.
+    #[error("workload API: {0}")]
+    WorkloadApi(String),
+    /// A reload task ended without an answer.
+    #[error("reload failed: {0}")]
+    Reload(String),
     /// The TLS library refused the material.
     #[error("TLS configuration: {0}")]
     Tls(String),

@@ -1,12 +1,15 @@
 //! The `files` identity source: PEM files as written by spiffe-helper or
-//! cert-manager's csi-driver-spiffe.
+//! cert-manager's csi-driver-spiffe, reloaded when their content changes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
 use spiffe::TrustDomain;
 
-use super::{Identity, IdentityError, TrustBundles};
+use super::publish::Publisher;
+use super::{FollowOptions, Identity, IdentityError, IdentityStatus, IdentityWatch, TrustBundles};
 
 /// Paths of our SVID, its key and the bundle of each trusted trust domain.
 #[derive(Debug, Clone)]
@@ -29,6 +32,84 @@ impl FilesSource {
             bundles.add(trust_domain.clone(), &load_certs(path)?)?;
         }
         Identity::new(chain, key, bundles)
+    }
+
+    /// A digest of every file's content. An unreadable file counts as its
+    /// own state, so a file that disappears and comes back is a change.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let mut hasher = Sha256::new();
+        let paths = [&self.svid_cert, &self.svid_key]
+            .into_iter()
+            .chain(self.bundles.iter().map(|(_, path)| path));
+        for path in paths {
+            hasher.update(path.as_os_str().as_encoded_bytes());
+            match std::fs::read(path) {
+                Ok(content) => {
+                    hasher.update(b"\0ok\0");
+                    hasher.update(Sha256::digest(&content));
+                }
+                Err(e) => {
+                    hasher.update(b"\0err\0");
+                    hasher.update(e.kind().to_string().as_bytes());
+                }
+            }
+        }
+        hasher.finalize().to_vec()
+    }
+
+    /// Loads the files and, when `options.poll` is set, keeps a task
+    /// reloading them when they change.
+    pub(crate) fn follow(
+        self,
+        options: &FollowOptions,
+        status: IdentityStatus,
+    ) -> Result<IdentityWatch, IdentityError> {
+        // Taken before reading, so a write during the first load is seen
+        // as a change at the next poll.
+        let seen = self.fingerprint();
+        let (publisher, watch) = Publisher::start(self.load()?, options.trust.clone(), status)?;
+        if let Some(interval) = options.poll {
+            tokio::spawn(self.watch(publisher, seen, interval));
+        }
+        Ok(watch)
+    }
+
+    /// Polls the content every `interval` and reloads once a change has
+    /// held for one more interval: spiffe-helper writes the certificate and
+    /// the key one after the other, and a pair caught half-written would
+    /// be refused. Polling content rather than file-system events also sees
+    /// a Kubernetes secret's symlink swap, which writes no file.
+    async fn watch(self, mut publisher: Publisher, mut seen: Vec<u8>, interval: Duration) {
+        let mut pending: Option<Vec<u8>> = None;
+        loop {
+            tokio::select! {
+                () = publisher.closed() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            let files = self.clone();
+            let Ok(now) = tokio::task::spawn_blocking(move || files.fingerprint()).await else {
+                continue;
+            };
+            if now == seen {
+                pending = None;
+                continue;
+            }
+            if pending.as_ref() != Some(&now) {
+                pending = Some(now);
+                continue;
+            }
+            // INVARIANT: `seen` moves on even when the load is refused, so a
+            // bad file is reported once and the next write is tried.
+            seen = now;
+            pending = None;
+            let files = self.clone();
+            let loaded = tokio::task::spawn_blocking(move || files.load())
+                .await
+                .unwrap_or_else(|e| Err(IdentityError::Reload(e.to_string())));
+            if publisher.offer(loaded) {
+                tracing::info!(cert = %self.svid_cert.display(), "SVID files reloaded");
+            }
+        }
     }
 }
 

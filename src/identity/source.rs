@@ -3,12 +3,16 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spiffe::{SpiffeId, TrustDomain};
 use tokio::sync::watch;
 
-use super::{FilesSource, IdentityError, TrustBundles, dev, svid::spiffe_id_of_leaf};
+use super::svid::{spiffe_id_of_leaf, validity_of};
+use super::{
+    FilesSource, IdentityError, IdentityStatus, TrustBundles, TrustPolicy, WorkloadApiSource, dev,
+};
 
 /// Our own SVID and the bundles we trust, as one consistent snapshot.
 pub struct Identity {
@@ -20,6 +24,10 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
     /// The bundles of every trust domain we accept.
     pub bundles: Arc<TrustBundles>,
+    /// Start of our leaf's validity, Unix seconds.
+    pub not_before: i64,
+    /// End of our leaf's validity, Unix seconds.
+    pub not_after: i64,
 }
 
 impl Identity {
@@ -31,12 +39,26 @@ impl Identity {
     ) -> Result<Self, IdentityError> {
         let leaf = chain.first().ok_or(IdentityError::NoCertificate)?;
         let spiffe_id = spiffe_id_of_leaf(leaf)?;
+        let (not_before, not_after) = validity_of(leaf)?;
         Ok(Self {
             spiffe_id,
             chain,
             key,
             bundles: Arc::new(bundles),
+            not_before,
+            not_after,
         })
+    }
+
+    /// Whether our SVID is inside its validity window at `now` (Unix
+    /// seconds): what health and readiness are judged by.
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+
+    /// Our trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        self.spiffe_id.trust_domain()
     }
 }
 
@@ -47,6 +69,7 @@ impl fmt::Debug for Identity {
             .field("spiffe_id", &self.spiffe_id.to_string())
             .field("chain_len", &self.chain.len())
             .field("bundles", &self.bundles.trust_domains())
+            .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
 }
@@ -54,10 +77,26 @@ impl fmt::Debug for Identity {
 /// The latest identity snapshot; the TLS layer reads it at each handshake.
 pub type IdentityWatch = watch::Receiver<Arc<Identity>>;
 
+/// An open identity source: the snapshots and how keeping them fresh goes.
+#[derive(Debug, Clone)]
+pub struct IdentityFeed {
+    /// The newest valid snapshot.
+    pub watch: IdentityWatch,
+    /// Rotations, refused updates and withdrawals, for `/readyz` and logs.
+    pub status: IdentityStatus,
+}
+
+/// How an open source is kept fresh.
+#[derive(Debug, Clone, Default)]
+pub struct FollowOptions {
+    /// Which trust domains are accepted at all.
+    pub trust: TrustPolicy,
+    /// How often PEM files are checked for changes (`files` and `dev`);
+    /// `None` reads them once.
+    pub poll: Option<Duration>,
+}
+
 /// Where our SVID and trust bundles come from.
-///
-/// A SPIFFE Workload API source will be a third variant whose `open` keeps
-/// a task sending new snapshots; callers only ever see the [`IdentityWatch`].
 #[derive(Debug, Clone)]
 pub enum IdentitySource {
     /// PEM files: our SVID chain and key, one bundle per trusted trust domain.
@@ -69,20 +108,41 @@ pub enum IdentitySource {
         /// The dev trust domain.
         trust_domain: TrustDomain,
     },
+    /// The SPIFFE Workload API of a local SPIRE agent.
+    WorkloadApi(WorkloadApiSource),
 }
 
 impl IdentitySource {
-    /// Loads the material and returns a channel of snapshots.
+    /// The name of the source in config, logs and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Files(_) => "files",
+            Self::Dev { .. } => "dev",
+            Self::WorkloadApi(_) => "workload-api",
+        }
+    }
+
+    /// Loads the material once, trusting only our own trust domain, and
+    /// returns a channel of snapshots (for tools and benches; the server
+    /// uses [`IdentitySource::follow`]).
     pub async fn open(&self) -> Result<IdentityWatch, IdentityError> {
-        let identity = match self {
-            Self::Files(files) => files.load()?,
+        Ok(self.follow(&FollowOptions::default()).await?.watch)
+    }
+
+    /// Loads and validates the first snapshot, then keeps a task publishing
+    /// newer valid ones until every receiver is gone. A source that cannot
+    /// produce a valid first snapshot is an error: nothing is served.
+    pub async fn follow(&self, options: &FollowOptions) -> Result<IdentityFeed, IdentityError> {
+        let status = IdentityStatus::new(self.kind());
+        let watch = match self {
+            Self::Files(files) => files.clone().follow(options, status.clone())?,
             Self::Dev { dir, trust_domain } => {
                 dev::DevTrustDomain::open_or_init(dir, trust_domain)?
                     .files_source()
-                    .load()?
+                    .follow(options, status.clone())?
             }
+            Self::WorkloadApi(api) => api.follow(&options.trust, status.clone()).await?,
         };
-        let (_sender, receiver) = watch::channel(Arc::new(identity));
-        Ok(receiver)
+        Ok(IdentityFeed { watch, status })
     }
 }

@@ -70,6 +70,18 @@ pub fn spiffe_id_of_leaf(der: &[u8]) -> Result<SpiffeId, IdentityError> {
     Ok(id)
 }
 
+/// The validity window of a certificate, as Unix seconds `(not_before,
+/// not_after)`: what health and rotation are judged by.
+pub fn validity_of(der: &[u8]) -> Result<(i64, i64), IdentityError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Malformed(e.to_string()))?;
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -4,6 +4,12 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
 
+pub mod probe;
+pub mod workload_api;
+
+#[allow(unused_imports, reason = "each test binary uses a different part")]
+pub use probe::{client_identity, readyz, try_call};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +22,9 @@ use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 use mandate::envoy::{EnvoySettings, RouteTable};
 use mandate::graph::TaskGraph;
-use mandate::identity::{Identity, SpiffeServerVerifier, TrustBundles, TrustDomain};
+use mandate::identity::{
+    Identity, IdentityFeed, IdentityStatus, SpiffeServerVerifier, TrustBundles, TrustDomain,
+};
 use mandate::policy::{PolicyEngine, PolicyPaths, PolicyStore};
 use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::revision::Revision;
@@ -82,6 +90,9 @@ pub struct TestCa {
     pub cert: CertificateDer<'static>,
     pub pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// What `issuer` was made from, so the CA can be duplicated.
+    params: CertificateParams,
+    key_pem: String,
 }
 
 /// A leaf certificate and its key.
@@ -132,7 +143,24 @@ impl TestCa {
             trust_domain: trust_domain.to_owned(),
             cert: cert.der().clone(),
             pem: cert.pem(),
-            issuer: Issuer::new(params, key),
+            key_pem: key.serialize_pem(),
+            issuer: Issuer::new(params.clone(), key),
+            params,
+        }
+    }
+
+    /// The same CA (same certificate and key), for a second server.
+    pub fn duplicate(&self) -> Self {
+        Self {
+            trust_domain: self.trust_domain.clone(),
+            cert: self.cert.clone(),
+            pem: self.pem.clone(),
+            key_pem: self.key_pem.clone(),
+            issuer: Issuer::new(
+                self.params.clone(),
+                KeyPair::from_pem(&self.key_pem).unwrap(),
+            ),
+            params: self.params.clone(),
         }
     }
 
@@ -141,8 +169,26 @@ impl TestCa {
         self.leaf(&format!("spiffe://{}{path}", self.trust_domain), Flaw::None)
     }
 
+    /// A good SVID for `path` that expires `lifetime` from now.
+    pub fn svid_for(&self, path: &str, lifetime: std::time::Duration) -> Leaf {
+        let uri = format!("spiffe://{}{path}", self.trust_domain);
+        self.leaf_until(
+            &uri,
+            Flaw::None,
+            OffsetDateTime::now_utc() + time::Duration::try_from(lifetime).unwrap(),
+        )
+    }
+
     /// A leaf for `uri` with the given flaw.
     pub fn leaf(&self, uri: &str, flaw: Flaw) -> Leaf {
+        self.leaf_until(
+            uri,
+            flaw,
+            OffsetDateTime::now_utc() + time::Duration::days(1),
+        )
+    }
+
+    fn leaf_until(&self, uri: &str, flaw: Flaw, not_after: OffsetDateTime) -> Leaf {
         let mut params = CertificateParams::default();
         params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
         match flaw {
@@ -175,7 +221,7 @@ impl TestCa {
             params.not_after = now - time::Duration::days(1);
         } else {
             params.not_before = now - time::Duration::minutes(5);
-            params.not_after = now + time::Duration::days(1);
+            params.not_after = not_after;
         }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -246,6 +292,11 @@ pub struct Setup {
     pub envoy: EnvoySettings,
     /// The route map of Envoy's `Check`, if any.
     pub route_map: Option<PathBuf>,
+    /// An identity from a source (files, the workload API) and the CA the
+    /// test's clients use, instead of a fresh CA handed over whole.
+    pub identity: Option<(TestCa, IdentityFeed)>,
+    /// Revoke a withdrawn trust domain's agents' tasks.
+    pub revoke_on_trust_withdrawal: bool,
 }
 
 impl Default for Setup {
@@ -261,6 +312,8 @@ impl Default for Setup {
             schema: None,
             envoy: EnvoySettings::default(),
             route_map: None,
+            identity: None,
+            revoke_on_trust_withdrawal: true,
         }
     }
 }
@@ -271,16 +324,22 @@ impl TestServer {
         Self::start_with(Setup::default()).await
     }
 
-    pub async fn start_with(setup: Setup) -> Self {
-        let ca = TestCa::new(TRUST_DOMAIN);
-        let leaf = ca.svid("/mandate");
-        let mut bundles = ca.bundles();
-        for (td, cert) in &setup.extra_bundles {
-            bundles.add(td.clone(), std::slice::from_ref(cert)).unwrap();
-        }
-        let identity =
-            Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
-        let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
+    pub async fn start_with(mut setup: Setup) -> Self {
+        let (ca, identity, identity_status) = match setup.identity.take() {
+            Some((ca, feed)) => (ca, feed.watch, feed.status),
+            None => {
+                let ca = TestCa::new(TRUST_DOMAIN);
+                let leaf = ca.svid("/mandate");
+                let mut bundles = ca.bundles();
+                for (td, cert) in &setup.extra_bundles {
+                    bundles.add(td.clone(), std::slice::from_ref(cert)).unwrap();
+                }
+                let identity =
+                    Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
+                let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
+                (ca, identity, IdentityStatus::default())
+            }
+        };
         let schema = setup
             .schema
             .clone()
@@ -342,6 +401,8 @@ impl TestServer {
             tokens,
             clock: clock.clone(),
             identity,
+            identity_status,
+            revoke_on_trust_withdrawal: setup.revoke_on_trust_withdrawal,
             agents: AgentPattern::new(
                 DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
                 [ca.td()],
