@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mandate/v1/registry.proto",
         "proto/mandate/v1/approval.proto",
         "proto/mandate/v1/policy.proto",
+        "proto/mandate/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

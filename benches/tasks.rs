@@ -202,6 +202,7 @@ fn benches(c: &mut Criterion) {
         max_batch_size: 100,
         decision_log: None,
         forwarded: Default::default(),
+        metrics: None,
     };
     let resource = Resource {
         r#type: String::new(),

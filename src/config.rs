@@ -15,7 +15,10 @@ use crate::envoy::EnvoySettings;
 use crate::identity::{FollowOptions, IdentitySource};
 use crate::registry::SensitivityScale;
 
+mod audit;
 mod identity;
+
+pub use audit::RawAudit;
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -138,6 +141,10 @@ pub struct RawConfig {
     pub key_overlap_secs: Option<i64>,
     /// Envoy ext_authz (`[envoy]`).
     pub envoy: Option<RawEnvoy>,
+    /// Log lines as `json` or `human` (default).
+    pub log_format: Option<String>,
+    /// The audit pipeline (`[audit]`).
+    pub audit: Option<RawAudit>,
 }
 
 /// The `[envoy]` table of `mandate.toml`.
@@ -262,6 +269,11 @@ impl RawConfig {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
             },
+            log_format: self.log_format.or(file.log_format),
+            audit: match (self.audit, file.audit) {
+                (Some(flags), Some(file)) => Some(flags.or(file)),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 }
@@ -317,6 +329,11 @@ pub struct Settings {
     pub key_rotation: KeyRotation,
     /// Envoy ext_authz.
     pub envoy: EnvoySettings,
+    /// Log lines as JSON (else for humans).
+    pub log_json: bool,
+    /// The audit pipeline but its file and capacity (`decision_log`,
+    /// `decision_log_capacity`).
+    pub audit: crate::audit::AuditSettings,
 }
 
 impl Settings {
@@ -463,6 +480,18 @@ impl Settings {
             ));
         }
         let envoy = raw.envoy.unwrap_or_default().resolve(&mut problems);
+        let audit = raw
+            .audit
+            .unwrap_or_default()
+            .resolve(&envoy.token_header, &mut problems);
+        let log_json = match raw.log_format.as_deref() {
+            None | Some("human") => false,
+            Some("json") => true,
+            Some(other) => {
+                problems.push(format!("`log-format` `{other}` is not `json` or `human`"));
+                false
+            }
+        };
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -507,6 +536,8 @@ impl Settings {
                     tokens,
                     key_rotation,
                     envoy,
+                    log_json,
+                    audit,
                 })
             }
             _ => Err(problems),

@@ -17,22 +17,24 @@ use tonic_health::ServingStatus;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 
 use crate::api::v1::approval_service_server::ApprovalServiceServer;
+use crate::api::v1::audit_service_server::AuditServiceServer;
 use crate::api::v1::authorization_service_server::AuthorizationServiceServer;
 use crate::api::v1::policy_service_server::PolicyServiceServer;
 use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
-    ApprovalApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi, TaskApi, http,
+    ApprovalApi, AuditApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi, TaskApi, http,
     listener, watch_routes,
 };
 use crate::approval::ApprovalBook;
-use crate::audit::{DecisionLog, DecisionLogWriter};
+use crate::audit::{AuditSettings, DecisionLog, DecisionLogWriter};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::{AgentPattern, Decider};
 use crate::envoy::{EnvoySettings, RouteTable};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityError, IdentityStatus, IdentityWatch};
+use crate::metrics::{Live, Metrics};
 use crate::policy::PolicyStore;
 use crate::registry::Registry;
 use crate::revision::Revision;
@@ -48,6 +50,7 @@ const HEALTH_NAMES: &[&str] = &[
     "mandate.v1.RegistryService",
     "mandate.v1.ApprovalService",
     "mandate.v1.PolicyService",
+    "mandate.v1.AuditService",
     ENVOY_SERVICE_NAME,
     "",
 ];
@@ -98,6 +101,10 @@ pub struct ServerOptions {
     pub decision_log: Option<std::path::PathBuf>,
     /// Most decision records waiting to be written; more are dropped.
     pub decision_log_capacity: usize,
+    /// The rest of the audit pipeline: stdout, rotation, overflow,
+    /// redaction, the query window. Its `file` and `capacity` come from
+    /// `decision_log` and `decision_log_capacity`.
+    pub audit: AuditSettings,
     /// How Envoy's `Check` reads requests.
     pub envoy: EnvoySettings,
     /// The route map of Envoy's `Check`, reloadable.
@@ -176,24 +183,34 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             source,
         })?;
 
+    let audit = AuditSettings {
+        file: options.decision_log.clone(),
+        capacity: options.decision_log_capacity,
+        ..options.audit.clone()
+    };
+    let (decision_log, log_writer) = if audit.enabled() {
+        let (log, writer) =
+            DecisionLog::start(&audit).map_err(|source| ServerError::DecisionLog {
+                path: audit.file.clone().unwrap_or_default(),
+                source,
+            })?;
+        (Some(log), Some(writer))
+    } else {
+        (None, None)
+    };
+    let metrics = Arc::new(Metrics::new(Live {
+        policies: options.policies.clone(),
+        approvals: options.approvals.clone(),
+        revision: options.revision.clone(),
+        audit: decision_log.as_ref().map(DecisionLog::stats),
+    }));
     let (incoming, accept) = listener::accept(
         grpc_listener,
         options.identity.clone(),
         options.handshake_timeout,
+        Some(metrics.clone()),
     )?;
 
-    let (decision_log, log_writer) = match &options.decision_log {
-        Some(path) => {
-            let (log, writer) = DecisionLog::open(path, options.decision_log_capacity)
-                .await
-                .map_err(|source| ServerError::DecisionLog {
-                    path: path.clone(),
-                    source,
-                })?;
-            (Some(log), Some(writer))
-        }
-        None => (None, None),
-    };
     let state = Arc::new(DecisionState {
         decision_log,
         policies: options.policies,
@@ -207,6 +224,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         clock: options.clock,
         max_batch_size: options.max_batch_size,
         forwarded: Default::default(),
+        metrics: Some(metrics.clone()),
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     // Set before serving, so the first health check already tells.
@@ -247,6 +265,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
             .add_service(ApprovalServiceServer::new(ApprovalApi::new(state.clone())))
             .add_service(PolicyServiceServer::new(PolicyApi::new(state.clone())))
+            .add_service(AuditServiceServer::new(AuditApi::new(state.clone())))
             .add_service(AuthorizationServer::new(EnvoyApi::new(
                 AuthorizationApi::new(state.clone()),
                 Arc::new(options.envoy),
@@ -270,7 +289,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             routes: options.routes.clone(),
         },
         options.tokens,
-    );
+    )
+    .merge(http::metrics_router(metrics));
     let watcher = options
         .policy_poll
         .map(|interval| tokio::spawn(crate::api::watch_policies(state.clone(), interval)));

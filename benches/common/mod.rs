@@ -105,6 +105,7 @@ impl DevServer {
             policy_poll: None,
             decision_log: None,
             decision_log_capacity: 1,
+            audit: mandate::audit::AuditSettings::off(),
             envoy: EnvoySettings::default(),
             routes: Arc::new(
                 RouteTable::load(

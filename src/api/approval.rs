@@ -15,6 +15,7 @@ use super::v1::{
 };
 use super::{ApiError, DecisionState};
 use crate::approval::{Approval, ApprovalFilter, ApprovalState, Subject};
+use crate::audit::EventKind;
 use crate::decision::DEFAULT_RESOURCE_TYPE;
 use crate::graph::{ResourceHierarchy, TaskState, chain_state};
 use crate::registry::Kind;
@@ -211,6 +212,12 @@ impl ApprovalService for ApprovalApi {
             .map_err(ApiError::from)?;
         if created {
             tracing::info!(approval_id = %approval.id, task_id = %task.id, action = %r.action, resource_id = %resource.id, spiffe_id = %caller, revision, "approval requested");
+            self.state.record_approval_event(
+                EventKind::ApprovalRequested,
+                &caller.to_string(),
+                &approval,
+                revision,
+            );
         }
         Ok(Response::new(ApprovalResponse {
             approval: Some(self.to_proto(&approval)),
@@ -277,6 +284,12 @@ impl ApprovalService for ApprovalApi {
             )
             .map_err(ApiError::from)?;
         tracing::info!(approval_id = %approval.id, approved = r.approve, approver = %r.approver, spiffe_id = %caller, valid_for, revision, "approval decided");
+        self.state.record_approval_event(
+            EventKind::ApprovalDecided,
+            &caller.to_string(),
+            &approval,
+            revision,
+        );
         Ok(Response::new(ApprovalResponse {
             approval: Some(self.to_proto(&approval)),
             revision,
@@ -345,6 +358,15 @@ impl ApprovalService for ApprovalApi {
             .revoke(&approval.id)
             .map_err(ApiError::from)?;
         tracing::info!(approval_id = %approval.id, spiffe_id = %caller, reason = %r.reason, revision, "approval revoked");
+        if let Some(metrics) = &self.state.metrics {
+            metrics.revoked("approval");
+        }
+        self.state.record_approval_event(
+            EventKind::ApprovalRevoked,
+            &caller.to_string(),
+            &approval,
+            revision,
+        );
         Ok(Response::new(ApprovalResponse {
             approval: Some(self.to_proto(&approval)),
             revision,

@@ -58,6 +58,8 @@ pub struct DecisionState {
     pub decision_log: Option<DecisionLog>,
     /// Subject certificates enforcement points forwarded, once verified.
     pub forwarded: ForwardedSubjects,
+    /// Prometheus metrics, when served.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl DecisionState {
@@ -288,6 +290,12 @@ impl DecisionState {
             Ok((approval, created, revision)) => {
                 if created {
                     tracing::info!(approval_id = %approval.id, task_id = %approval.subject.task_id, action = %approval.subject.action, resource_id = %approval.subject.resource_id, spiffe_id = %principal, revision, "approval requested by a decision");
+                    self.record_approval_event(
+                        crate::audit::EventKind::ApprovalRequested,
+                        &principal.to_string(),
+                        &approval,
+                        revision,
+                    );
                 }
                 outcome.approval_id = Some(approval.id);
             }
@@ -453,6 +461,9 @@ impl AuthorizationApi {
         let subject_id = request.subject.as_ref().map(subject_id).transpose()?;
 
         let started = std::time::Instant::now();
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let span = tracing::info_span!("decision", decision_id = %decision_id);
+        let _in_span = span.enter();
         let decided = match (&request.subject, &subject_id) {
             (Some(subject), Some(subject_id)) => self.decide_for_subject(
                 view,
@@ -484,7 +495,6 @@ impl AuthorizationApi {
             task_chain,
             token_jti,
         } = decided;
-        let decision_id = uuid::Uuid::now_v7().to_string();
         let verdict = if outcome.allowed {
             Decision::Allow
         } else if outcome.approval_id.is_some() {
@@ -492,6 +502,14 @@ impl AuthorizationApi {
         } else {
             Decision::Deny
         };
+        let latency = started.elapsed();
+        if let Some(metrics) = &self.state.metrics {
+            metrics.decision(
+                verdict_name(verdict),
+                outcome.reasons.first().copied().unwrap_or("none"),
+                Some(latency),
+            );
+        }
         if let Some(log) = &self.state.decision_log {
             log.record(
                 DecisionRecord {
@@ -507,19 +525,14 @@ impl AuthorizationApi {
                     root_task_id: task_chain.last().cloned(),
                     chain: task_chain,
                     token_jti,
-                    decision: match verdict {
-                        Decision::Allow => "allow",
-                        Decision::NeedsApproval => "needs_approval",
-                        _ => "deny",
-                    }
-                    .to_owned(),
+                    decision: verdict_name(verdict).to_owned(),
                     approval_id: outcome.approval_id.clone(),
                     determining_policies: outcome.determining_policies.clone(),
                     reasons: outcome.reasons.iter().map(|r| (*r).to_owned()).collect(),
                     errors: outcome.errors.clone(),
                     policy_hash: engine.hash().to_string(),
                     revision,
-                    latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
                     cedar: None,
                 },
                 evaluated,
@@ -590,6 +603,9 @@ impl AuthorizationApi {
     ) -> String {
         let ((action, resource_type, resource_id), (reason, error)) = (target, refusal);
         let decision_id = uuid::Uuid::now_v7().to_string();
+        if let Some(metrics) = &self.state.metrics {
+            metrics.decision("deny", reason, None);
+        }
         if let Some(log) = &self.state.decision_log {
             log.record(
                 DecisionRecord {
@@ -723,6 +739,15 @@ impl AuthorizationApi {
             resource,
             extras,
         )
+    }
+}
+
+/// The name of a verdict in records and metrics.
+fn verdict_name(verdict: Decision) -> &'static str {
+    match verdict {
+        Decision::Allow => "allow",
+        Decision::NeedsApproval => "needs_approval",
+        _ => "deny",
     }
 }
 

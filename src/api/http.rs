@@ -1,6 +1,7 @@
 //! The HTTP endpoint: `/healthz` (the process is up), `/readyz` (the gRPC
 //! server accepts decisions: serving, and holding a valid SVID) and
-//! `/.well-known/jwks.json` (the keys that verify task tokens).
+//! `/.well-known/jwks.json` (the keys that verify task tokens) and
+//! `/metrics` (Prometheus text format).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +61,30 @@ pub fn router(ready_state: ReadyState, tokens: Arc<TaskTokens>) -> Router {
             "/.well-known/jwks.json",
             get(|| async move { Json(tokens.keys().jwks()) }),
         )
+}
+
+/// The `/metrics` route.
+pub fn metrics_router(metrics: Arc<crate::metrics::Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(|| async move {
+            match metrics.encode() {
+                Ok(text) => (
+                    StatusCode::OK,
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                ),
+                Err(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    "cannot encode the metrics\n".to_owned(),
+                ),
+            }
+        }),
+    )
 }
 
 /// 200 while serving with a valid SVID; 503 once shutting down or while no

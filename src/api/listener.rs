@@ -20,6 +20,7 @@ pub fn accept(
     listener: TcpListener,
     mut identity: IdentityWatch,
     handshake_timeout: Duration,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<(Incoming, tokio::task::JoinHandle<()>), crate::identity::IdentityError> {
     let mut acceptor = TlsAcceptor::from(server_config(&identity.borrow_and_update())?);
     let (sender, receiver) = mpsc::channel(128);
@@ -45,16 +46,24 @@ pub fn accept(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let sender = sender.clone();
+            let metrics = metrics.clone();
+            let failed = move |reason: &'static str| {
+                if let Some(metrics) = &metrics {
+                    metrics.handshake_failed(reason);
+                }
+            };
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(error)) => {
                         tracing::info!(%remote_addr, %error, "TLS handshake failed");
+                        failed(crate::metrics::handshake_reason(&error));
                         return;
                     }
                     Err(_) => {
                         tracing::info!(%remote_addr, "TLS handshake timed out");
+                        failed("timeout");
                         return;
                     }
                 };
@@ -70,6 +79,7 @@ pub fn accept(
                     Some(Ok(id)) => id,
                     _ => {
                         tracing::warn!(%remote_addr, "handshake completed without a client SVID");
+                        failed("no_svid");
                         return;
                     }
                 };

@@ -2,6 +2,7 @@
 //! HTTP endpoint for health checks.
 
 mod approval;
+mod audit;
 mod authorization;
 mod check_cache;
 mod context;
@@ -14,8 +15,10 @@ mod peer;
 mod policy;
 mod registry;
 mod task;
+mod trail;
 
 pub use approval::ApprovalApi;
+pub use audit::{AuditApi, decision_to_proto, event_to_proto};
 pub use authorization::{AuthorizationApi, DecisionState};
 pub use envoy::{EnvoyApi, watch_routes};
 pub use error::ApiError;

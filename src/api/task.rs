@@ -18,7 +18,9 @@ use super::v1::{
     ListTasksResponse, RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse,
     WriteResponse,
 };
+use super::trail::{bare_event, task_event};
 use super::{ApiError, DecisionState};
+use crate::audit::EventKind;
 use crate::decision::task_entities;
 use crate::graph::{Amendment, Task, TaskFilter, TaskSpec, TaskState, chain_state};
 
@@ -105,6 +107,33 @@ impl TaskApi {
             .graph
             .chain(id)
             .ok_or_else(|| ApiError::NotFound(format!("task `{id}` does not exist")))
+    }
+
+    /// One `task_revoked` event per chain the agent's revocation reached,
+    /// naming the tasks revoked in it.
+    fn record_agent_revocation(
+        &self,
+        caller: &SpiffeId,
+        revoked: &[String],
+        reason: &str,
+        revision: u64,
+    ) {
+        let mut by_root: std::collections::BTreeMap<String, Vec<Arc<Task>>> =
+            std::collections::BTreeMap::new();
+        for id in revoked {
+            if let Some(task) = self.state.graph.chain(id).and_then(|c| c.first().cloned()) {
+                by_root.entry(task.root.clone()).or_default().push(task);
+            }
+        }
+        for tasks in by_root.values() {
+            let Some(first) = tasks.first() else {
+                continue;
+            };
+            let mut event = bare_event(EventKind::TaskRevoked, &caller.to_string(), first, revision);
+            event.revoked_task_ids = tasks.iter().map(|t| t.id.clone()).collect();
+            event.reason = (!reason.is_empty()).then(|| reason.to_owned());
+            self.state.record_event(event);
+        }
     }
 
     fn to_proto(&self, chain: &[Arc<Task>]) -> v1::Task {
@@ -210,6 +239,12 @@ impl TaskService for TaskApi {
             .create_root(id, spec, caller.clone(), r.on_behalf_of.clone(), now)
             .map_err(ApiError::from)?;
         tracing::info!(task_id = %task.id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task created");
+        self.state.record_event(task_event(
+            EventKind::TaskCreated,
+            &caller.to_string(),
+            &task,
+            revision,
+        ));
         Ok(Response::new(TaskResponse {
             task: Some(task_to_proto(&task, TaskState::Active)),
             revision,
@@ -246,6 +281,12 @@ impl TaskService for TaskApi {
             .delegate(id, &r.parent_id, &caller, spec, now, registry.as_ref())
             .map_err(ApiError::from)?;
         tracing::info!(task_id = %task.id, parent = %r.parent_id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task delegated");
+        self.state.record_event(task_event(
+            EventKind::TaskDelegated,
+            &caller.to_string(),
+            &task,
+            revision,
+        ));
         Ok(Response::new(TaskResponse {
             task: Some(task_to_proto(&task, TaskState::Active)),
             revision,
@@ -294,6 +335,12 @@ impl TaskService for TaskApi {
             .amend(&r.task_id, &caller, amendment, now, registry.as_ref())
             .map_err(ApiError::from)?;
         tracing::info!(task_id = %task.id, spiffe_id = %caller, version = task.version, scope_digest = %task.scope_digest, revision, "task amended");
+        self.state.record_event(task_event(
+            EventKind::TaskAmended,
+            &caller.to_string(),
+            &task,
+            revision,
+        ));
         let chain = self.chain(&task.id)?;
         Ok(Response::new(TaskResponse {
             task: Some(self.to_proto(&chain)),
@@ -348,6 +395,18 @@ impl TaskService for TaskApi {
             )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         tracing::info!(task_id = %task.id, spiffe_id = %peer.spiffe_id, jti = %claims.jti, exp = claims.exp, "task token issued");
+        if let Some(metrics) = &self.state.metrics {
+            metrics.token_issued();
+        }
+        let mut event = bare_event(
+            EventKind::TokenIssued,
+            &peer.spiffe_id.to_string(),
+            &task,
+            self.state.revision.current(),
+        );
+        event.token_jti = Some(claims.jti.clone());
+        event.expires_at = Some(claims.exp);
+        self.state.record_event(event);
         Ok(Response::new(IssueTaskTokenResponse {
             token,
             jti: claims.jti,
@@ -368,6 +427,14 @@ impl TaskService for TaskApi {
             .complete(&request.get_ref().task_id, self.now())
             .map_err(ApiError::from)?;
         tracing::info!(task_id = %request.get_ref().task_id, spiffe_id = %caller, revision, "task completed");
+        if let Some(task) = chain.first() {
+            self.state.record_event(bare_event(
+                EventKind::TaskCompleted,
+                &caller.to_string(),
+                task,
+                revision,
+            ));
+        }
         Ok(Response::new(WriteResponse { revision }))
     }
 
@@ -387,6 +454,15 @@ impl TaskService for TaskApi {
             .revoke(&r.task_id)
             .map_err(ApiError::from)?;
         tracing::info!(task_id = %r.task_id, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "task revoked");
+        if let Some(metrics) = &self.state.metrics {
+            metrics.revoked("task");
+        }
+        if let Some(task) = chain.first() {
+            let mut event = bare_event(EventKind::TaskRevoked, &caller.to_string(), task, revision);
+            event.revoked_task_ids.clone_from(&revoked);
+            event.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
+            self.state.record_event(event);
+        }
         Ok(Response::new(RevokeResponse {
             revoked_task_ids: revoked,
             revision,
@@ -419,6 +495,10 @@ impl TaskService for TaskApi {
         )?;
         let (revoked, revision) = self.state.graph.revoke_agent(&target);
         tracing::info!(target = %target, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "agent's tasks revoked");
+        if let Some(metrics) = &self.state.metrics {
+            metrics.revoked("agent");
+        }
+        self.record_agent_revocation(&caller, &revoked, &r.reason, revision);
         Ok(Response::new(RevokeResponse {
             revoked_task_ids: revoked,
             revision,

@@ -1,9 +1,26 @@
-//! Decision records: what was decided, for whom, by which policies, and
-//! the Cedar request itself so the decision can be replayed against another
-//! policy set (`mandate policy replay`). Written off the decision path.
+//! The audit trail: decision records and task lifecycle events, written off
+//! the decision path through one bounded queue to any combination of sinks
+//! (a JSON-lines file rotated by size, stdout; the store later), each with
+//! its own hash chain, and kept in a bounded in-memory index for
+//! `AuditService`. The Cedar request of each decision is kept too, so it can
+//! be replayed against another policy set (`mandate policy replay`).
 
+mod chain;
+mod event;
+mod index;
 mod log;
 mod record;
+mod redact;
+mod settings;
+mod sink;
+mod verify;
 
-pub use log::{DecisionLog, DecisionLogWriter};
-pub use record::{CedarRequest, DecisionRecord, RECORD_VERSION};
+pub use chain::{Chain, GENESIS, Sealed};
+pub use event::{AuditEntry, EVENT_VERSION, EventKind, TaskEvent};
+pub use index::{AuditIndex, DecisionFilter, IndexLimits, Indexed};
+pub use log::{DecisionLog, DecisionLogWriter, QueueStats};
+pub use record::{CedarRequest, DecisionRecord, RECORD_VERSION, REDACTED};
+pub use redact::{ALWAYS_REDACTED_HEADERS, Redaction};
+pub use settings::{AuditSettings, Overflow, defaults};
+pub use sink::{AuditSink, FileSink, Rotation, StdoutSink, rotated};
+pub use verify::{BrokenLink, Verified, verify_files};

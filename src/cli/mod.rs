@@ -5,6 +5,7 @@
 
 mod agent;
 mod approval;
+mod audit;
 mod authorize;
 mod connection;
 mod dev;
@@ -57,6 +58,10 @@ enum Command {
     /// Policy authors' tools: validate, fmt, test, explain, replay.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The audit trail: query decisions, show a task's trail, verify a
+    /// decision log's hash chain.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -81,16 +86,28 @@ pub fn main() -> ExitCode {
         Command::Registry(command) => registry::run(command),
         Command::Agent(command) => agent::run(command),
         Command::Policy(command) => policy::run(command),
+        Command::Audit(command) => audit::run(command),
     }
 }
 
 fn init_logging(default: &str) {
+    init_logging_as(default, false);
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`), as JSON lines
+/// (with the current spans, so `decision_id` is on every line of a
+/// decision) or for humans.
+fn init_logging_as(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use cedar_policy::Entities;
 use clap::Args;
 
-use super::{EXIT_USAGE, init_logging, runtime};
+use super::{EXIT_USAGE, init_logging_as, runtime};
 use crate::api::refuse_workload_on_agent_path;
 use crate::approval::ApprovalBook;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{RawConfig, RawEnvoy, Settings, defaults};
+use crate::config::{RawAudit, RawConfig, RawEnvoy, Settings, defaults};
 use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
 use crate::envoy::RouteTable;
@@ -89,6 +89,12 @@ pub(super) struct ServeArgs {
     /// `Check` is denied `no-route`.
     #[arg(long, value_name = "FILE")]
     route_map: Option<PathBuf>,
+    /// Log lines as `json` or `human` [default: human].
+    #[arg(long, value_name = "FORMAT", env = "MANDATE_LOG_FORMAT", value_parser = ["json", "human"])]
+    log_format: Option<String>,
+    /// Also write every audit record (decisions, task events) to stdout.
+    #[arg(long)]
+    audit_stdout: bool,
 }
 
 impl ServeArgs {
@@ -128,6 +134,11 @@ impl ServeArgs {
             envoy: self.route_map.map(|route_map| RawEnvoy {
                 route_map: Some(route_map),
                 ..RawEnvoy::default()
+            }),
+            log_format: self.log_format,
+            audit: self.audit_stdout.then(|| RawAudit {
+                stdout: Some(true),
+                ..RawAudit::default()
             }),
             ..RawConfig::default()
         };
@@ -171,11 +182,11 @@ fn usage_error(problems: &[String]) -> ExitCode {
 }
 
 pub(super) fn run(args: ServeArgs) -> ExitCode {
-    init_logging("info");
     let settings = match args.into_raw().and_then(Settings::resolve) {
         Ok(settings) => settings,
         Err(problems) => return usage_error(&problems),
     };
+    init_logging_as("info", settings.log_json);
     let engine = match Sources::read(&settings.policies, &settings.schema).and_then(|sources| {
         PolicyEngine::from_sources_at_level(
             &sources,
@@ -385,6 +396,7 @@ async fn serve(
         policy_poll: settings.policy_poll,
         decision_log: settings.decision_log.clone(),
         decision_log_capacity: settings.decision_log_capacity,
+        audit: settings.audit.clone(),
         envoy: settings.envoy.clone(),
         routes: Arc::new(routes),
     })

@@ -297,6 +297,10 @@ pub struct Setup {
     pub identity: Option<(TestCa, IdentityFeed)>,
     /// Revoke a withdrawn trust domain's agents' tasks.
     pub revoke_on_trust_withdrawal: bool,
+    /// Audit records waiting to be written at most.
+    pub decision_log_capacity: usize,
+    /// The rest of the audit pipeline (overflow, redaction, the index).
+    pub audit: mandate::audit::AuditSettings,
 }
 
 impl Default for Setup {
@@ -314,6 +318,8 @@ impl Default for Setup {
             route_map: None,
             identity: None,
             revoke_on_trust_withdrawal: true,
+            decision_log_capacity: 10_000,
+            audit: mandate::audit::AuditSettings::default(),
         }
     }
 }
@@ -412,7 +418,8 @@ impl TestServer {
             shutdown_grace: Duration::from_secs(5),
             policy_poll: setup.policy_poll,
             decision_log: setup.decision_log.clone(),
-            decision_log_capacity: 10_000,
+            decision_log_capacity: setup.decision_log_capacity,
+            audit: setup.audit.clone(),
             envoy: setup.envoy.clone(),
             routes: Arc::new(match &setup.route_map {
                 Some(path) => RouteTable::load(path, &engine_for_routes).unwrap(),

@@ -1,0 +1,201 @@
+//! `mandate.v1.AuditService`: decisions and task trails from the audit
+//! index, the window of recent entries the pipeline keeps in memory. Both
+//! calls are Cedar decisions on `Mandate::AuditLog::"main"`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::authorization::caller;
+use super::control::ControlRequest;
+use super::v1::audit_service_server::AuditService;
+use super::v1::{
+    self, DecisionEntry, GetTaskTrailRequest, GetTaskTrailResponse, QueryDecisionsRequest,
+    TrailEntry, trail_entry,
+};
+use super::{ApiError, DecisionState};
+use crate::audit::{AuditEntry, AuditIndex, DecisionFilter, DecisionRecord, Indexed, TaskEvent};
+
+/// The Cedar type and id of the audit log, the resource of these calls.
+const AUDIT_LOG_TYPE: &str = "Mandate::AuditLog";
+const AUDIT_LOG_ID: &str = "main";
+/// Records a query returns when it asks for no limit, and at most.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct AuditApi {
+    state: Arc<DecisionState>,
+}
+
+impl AuditApi {
+    /// A service over the shared decision state.
+    pub fn new(state: Arc<DecisionState>) -> Self {
+        Self { state }
+    }
+
+    fn authorize<T>(&self, request: &Request<T>, action: &str) -> Result<(), ApiError> {
+        let caller = caller(request)?.spiffe_id;
+        self.state.authorize_control(
+            &caller,
+            ControlRequest {
+                action,
+                resource_type: AUDIT_LOG_TYPE,
+                resource_id: AUDIT_LOG_ID,
+                entities: Vec::new(),
+                context: Vec::new(),
+            },
+        )
+    }
+
+    fn index(&self) -> Result<Arc<AuditIndex>, ApiError> {
+        self.state
+            .decision_log
+            .as_ref()
+            .and_then(|log| log.index())
+            .ok_or_else(|| {
+                ApiError::FailedPrecondition(
+                    "the audit index is off (`audit.index_max_entries` = 0)".to_owned(),
+                )
+            })
+    }
+}
+
+fn nonempty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn filter_of(r: &QueryDecisionsRequest) -> Result<DecisionFilter, ApiError> {
+    let decision = nonempty(&r.decision);
+    if let Some(d) = &decision
+        && !["allow", "deny", "needs_approval"].contains(&d.as_str())
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "`decision` `{d}` is not `allow`, `deny` or `needs_approval`"
+        )));
+    }
+    Ok(DecisionFilter {
+        task_id: nonempty(&r.task_id),
+        root_task_id: nonempty(&r.root_task_id),
+        subject: nonempty(&r.subject),
+        decision,
+        since_ms: (r.since_ms != 0).then_some(r.since_ms),
+        until_ms: (r.until_ms != 0).then_some(r.until_ms),
+        policy_id: nonempty(&r.policy_id),
+    })
+}
+
+/// A decision record as the API shows it.
+pub fn decision_to_proto(seq: u64, d: &DecisionRecord) -> DecisionEntry {
+    DecisionEntry {
+        seq,
+        decision_id: d.decision_id.clone(),
+        time_ms: d.time_ms,
+        caller: d.caller.clone(),
+        subject: d.subject.clone(),
+        action: d.action.clone(),
+        resource_type: d.resource_type.clone(),
+        resource_id: d.resource_id.clone(),
+        task_id: d.task_id.clone().unwrap_or_default(),
+        root_task_id: d.root_task_id.clone().unwrap_or_default(),
+        chain: d.chain.clone(),
+        token_jti: d.token_jti.clone().unwrap_or_default(),
+        decision: d.decision.clone(),
+        approval_id: d.approval_id.clone().unwrap_or_default(),
+        determining_policies: d.determining_policies.clone(),
+        reasons: d.reasons.clone(),
+        errors: d.errors.clone(),
+        policy_hash: d.policy_hash.clone(),
+        revision: d.revision,
+        latency_us: d.latency_us,
+    }
+}
+
+/// A task event as the API shows it.
+pub fn event_to_proto(seq: u64, e: &TaskEvent) -> v1::TaskEvent {
+    v1::TaskEvent {
+        seq,
+        event_id: e.event_id.clone(),
+        time_ms: e.time_ms,
+        event: e.event.as_str().to_owned(),
+        actor: e.actor.clone(),
+        task_id: e.task_id.clone(),
+        root_task_id: e.root_task_id.clone(),
+        parent_task_id: e.parent_task_id.clone().unwrap_or_default(),
+        delegatee: e.delegatee.clone().unwrap_or_default(),
+        originator: e.originator.clone().unwrap_or_default(),
+        intent: e.intent.clone().unwrap_or_default(),
+        actions: e.actions.clone(),
+        resources: e.resources.clone(),
+        max_sensitivity: e.max_sensitivity.unwrap_or_default(),
+        expires_at: e.expires_at.unwrap_or_default(),
+        token_jti: e.token_jti.clone().unwrap_or_default(),
+        approval_id: e.approval_id.clone().unwrap_or_default(),
+        action: e.action.clone().unwrap_or_default(),
+        resource_id: e.resource_id.clone().unwrap_or_default(),
+        approved: e.approved.unwrap_or_default(),
+        approver: e.approver.clone().unwrap_or_default(),
+        revoked_task_ids: e.revoked_task_ids.clone(),
+        reason: e.reason.clone().unwrap_or_default(),
+        revision: e.revision,
+    }
+}
+
+fn trail_entry(indexed: &Indexed) -> TrailEntry {
+    let entry = match &*indexed.entry {
+        AuditEntry::Decision(d) => {
+            trail_entry::Entry::Decision(decision_to_proto(indexed.seq, d))
+        }
+        AuditEntry::Event(e) => trail_entry::Entry::Event(event_to_proto(indexed.seq, e)),
+    };
+    TrailEntry { entry: Some(entry) }
+}
+
+type DecisionStream = Pin<Box<dyn Stream<Item = Result<DecisionEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AuditService for AuditApi {
+    type QueryDecisionsStream = DecisionStream;
+
+    async fn query_decisions(
+        &self,
+        request: Request<QueryDecisionsRequest>,
+    ) -> Result<Response<Self::QueryDecisionsStream>, Status> {
+        self.authorize(&request, "query_decisions")?;
+        let r = request.get_ref();
+        let filter = filter_of(r)?;
+        let limit = match r.limit {
+            0 => DEFAULT_LIMIT,
+            n => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+        };
+        // The matches are copied out under the index's lock, then streamed
+        // without it.
+        let found = self.index()?.decisions(&filter, limit);
+        let stream = tokio_stream::iter(found.into_iter().filter_map(|indexed| {
+            match &*indexed.entry {
+                AuditEntry::Decision(d) => Some(Ok(decision_to_proto(indexed.seq, d))),
+                AuditEntry::Event(_) => None,
+            }
+        }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_task_trail(
+        &self,
+        request: Request<GetTaskTrailRequest>,
+    ) -> Result<Response<GetTaskTrailResponse>, Status> {
+        self.authorize(&request, "read_trail")?;
+        let root = &request.get_ref().root_task_id;
+        if root.is_empty() {
+            return Err(ApiError::InvalidArgument("`root_task_id` is required".to_owned()).into());
+        }
+        let (entries, window) = self.index()?.trail(root);
+        Ok(Response::new(GetTaskTrailResponse {
+            entries: entries.iter().map(trail_entry).collect(),
+            window_start_ms: window.unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,71 @@
+//! Task trail events from the control plane: each write to a task or an
+//! approval is recorded, after it succeeded, in the same audit queue as the
+//! decisions, so a root task's trail reads in the order things happened.
+
+use crate::approval::{Approval, ApprovalState};
+use crate::audit::{EventKind, TaskEvent};
+use crate::graph::Task;
+
+use super::DecisionState;
+
+impl DecisionState {
+    /// Queues `event` when the audit pipeline runs.
+    pub(crate) fn record_event(&self, event: TaskEvent) {
+        if let Some(log) = &self.decision_log {
+            tracing::debug!(event = event.event.as_str(), task_id = %event.task_id, root_task_id = %event.root_task_id, "audit event");
+            log.event(event);
+        }
+    }
+
+    /// Queues an approval event; the root comes from the live graph.
+    pub(crate) fn record_approval_event(
+        &self,
+        kind: EventKind,
+        actor: &str,
+        approval: &Approval,
+        revision: u64,
+    ) {
+        if self.decision_log.is_none() {
+            return;
+        }
+        let task_id = &approval.subject.task_id;
+        let root = self
+            .graph
+            .chain(task_id)
+            .and_then(|chain| chain.last().map(|t| t.id.clone()))
+            .unwrap_or_else(|| task_id.clone());
+        let mut event = TaskEvent::new(kind, actor, task_id, &root);
+        event.approval_id = Some(approval.id.clone());
+        event.action = Some(approval.subject.action.clone());
+        event.resource_id = Some(approval.subject.resource_id.clone());
+        event.approver.clone_from(&approval.approver);
+        if kind == EventKind::ApprovalDecided {
+            event.approved = Some(approval.state == ApprovalState::Approved);
+        }
+        event.revision = revision;
+        self.record_event(event);
+    }
+}
+
+/// An event about `task` with its bounds (created, delegated, amended).
+pub(crate) fn task_event(kind: EventKind, actor: &str, task: &Task, revision: u64) -> TaskEvent {
+    let mut event = TaskEvent::new(kind, actor, &task.id, &task.root);
+    event.parent_task_id.clone_from(&task.parent);
+    event.delegatee = Some(task.delegatee.to_string());
+    event.originator = (!task.originator.is_empty()).then(|| task.originator.clone());
+    event.intent = Some(task.intent.clone());
+    event.actions = task.actions.iter().cloned().collect();
+    event.resources = task.scope.iter().cloned().collect();
+    event.max_sensitivity = Some(task.max_sensitivity);
+    event.expires_at = Some(task.expires_at);
+    event.revision = revision;
+    event
+}
+
+/// An event about `task` without its bounds (completed, revoked, a token).
+pub(crate) fn bare_event(kind: EventKind, actor: &str, task: &Task, revision: u64) -> TaskEvent {
+    let mut event = TaskEvent::new(kind, actor, &task.id, &task.root);
+    event.delegatee = Some(task.delegatee.to_string());
+    event.revision = revision;
+    event
+}

@@ -1,0 +1,100 @@
+//! What records never hold. Tokens are never recorded (only their `jti`)
+//! and agents' checksums are always replaced (see `record.rs`); on top of
+//! that the configuration names request context keys and HTTP headers
+//! whose values are replaced by [`REDACTED`] before any sink or the query
+//! index sees the record.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::record::{CedarRequest, REDACTED};
+
+/// Headers never recorded, whatever the configuration says: they carry
+/// credentials.
+pub const ALWAYS_REDACTED_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// The Cedar type and id of the entity holding the selected headers (see
+/// `envoy/context.rs`).
+const FIELDS_TYPE: &str = "Mandate::HttpFields";
+const HEADERS_ID: &str = "headers";
+
+/// Context keys and headers to keep out of records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redaction {
+    /// Top-level keys of the request context.
+    pub context_keys: BTreeSet<String>,
+    /// Header names, lowercase.
+    pub headers: BTreeSet<String>,
+}
+
+impl Redaction {
+    /// The configured keys and headers plus [`ALWAYS_REDACTED_HEADERS`].
+    pub fn new(
+        context_keys: impl IntoIterator<Item = String>,
+        headers: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Self {
+            context_keys: context_keys.into_iter().collect(),
+            headers: headers
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .chain(ALWAYS_REDACTED_HEADERS.iter().map(|h| (*h).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Replaces the listed context values and header values of a recorded
+    /// Cedar request. Keys stay, so a replay still sees that they were
+    /// there.
+    pub fn apply(&self, cedar: &mut CedarRequest) {
+        if let Some(context) = cedar.context.as_object_mut() {
+            for (key, value) in context.iter_mut() {
+                if self.context_keys.contains(key) {
+                    *value = Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+        for entity in cedar.entities.as_array_mut().into_iter().flatten() {
+            let uid = entity.get("uid");
+            let is_headers = uid.and_then(|u| u.get("type")).and_then(Value::as_str)
+                == Some(FIELDS_TYPE)
+                && uid.and_then(|u| u.get("id")).and_then(Value::as_str) == Some(HEADERS_ID);
+            if !is_headers {
+                continue;
+            }
+            if let Some(tags) = entity.get_mut("tags").and_then(Value::as_object_mut) {
+                for (name, value) in tags.iter_mut() {
+                    if self.headers.contains(&name.to_ascii_lowercase()) {
+                        *value = Value::String(REDACTED.to_owned());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_context_keys_and_headers_are_replaced() {
+        let mut cedar = CedarRequest {
+            principal: String::new(),
+            action: String::new(),
+            resource: String::new(),
+            context: serde_json::json!({"ssn": "123", "purpose": "fix"}),
+            entities: serde_json::json!([
+                {"uid": {"type": "Mandate::HttpFields", "id": "headers"}, "attrs": {}, "parents": [],
+                 "tags": {"x-secret": "s", "authorization": "Bearer t", "x-env": "prod"}},
+                {"uid": {"type": "Mandate::HttpFields", "id": "query"}, "attrs": {}, "parents": [],
+                 "tags": {"x-secret": "kept: not a header"}}
+            ]),
+        };
+        Redaction::new(["ssn".to_owned()], ["X-Secret".to_owned()]).apply(&mut cedar);
+        let text = cedar.context.to_string() + &cedar.entities.to_string();
+        assert!(!text.contains("123") && !text.contains("Bearer t") && !text.contains("\"s\""), "{text}");
+        assert!(text.contains("prod") && text.contains("fix") && text.contains("kept"), "{text}");
+    }
+}

@@ -1,0 +1,119 @@
+//! The `[audit]` table of `mandate.toml`: sinks besides the decision log
+//! file, rotation, the overflow policy, redaction and the query window.
+//! The file sink itself is the top-level `decision_log` key and the queue
+//! size `decision_log_capacity`, as before this table existed.
+
+use serde::Deserialize;
+
+use crate::audit::{AuditSettings, IndexLimits, Overflow, Redaction, Rotation, defaults};
+
+/// The `[audit]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Also write every record to standard output.
+    pub stdout: Option<bool>,
+    /// `drop` (count and log) or `block` (the decision waits).
+    pub overflow: Option<String>,
+    /// Rotate the decision log file at this size, bytes; 0: never.
+    pub max_file_bytes: Option<u64>,
+    /// Rotated files kept.
+    pub max_files: Option<usize>,
+    /// Request context keys whose values are never recorded.
+    pub redact_context_keys: Option<Vec<String>>,
+    /// Headers whose values are never recorded (besides
+    /// `authorization`, `proxy-authorization` and `cookie`).
+    pub redact_headers: Option<Vec<String>>,
+    /// Entries `AuditService` can answer from; 0 turns the index off.
+    pub index_max_entries: Option<usize>,
+    /// Oldest entry it keeps, seconds.
+    pub index_max_age_secs: Option<u64>,
+}
+
+impl RawAudit {
+    /// `self` with every unset key taken from `file`.
+    pub fn or(self, file: Self) -> Self {
+        Self {
+            stdout: self.stdout.or(file.stdout),
+            overflow: self.overflow.or(file.overflow),
+            max_file_bytes: self.max_file_bytes.or(file.max_file_bytes),
+            max_files: self.max_files.or(file.max_files),
+            redact_context_keys: self.redact_context_keys.or(file.redact_context_keys),
+            redact_headers: self.redact_headers.or(file.redact_headers),
+            index_max_entries: self.index_max_entries.or(file.index_max_entries),
+            index_max_age_secs: self.index_max_age_secs.or(file.index_max_age_secs),
+        }
+    }
+
+    /// Settings with defaults applied; the file and capacity are filled in
+    /// by the caller. `token_header` (Envoy's) is never recorded either.
+    pub fn resolve(self, token_header: &str, problems: &mut Vec<String>) -> AuditSettings {
+        let base = AuditSettings::default();
+        let overflow = match self.overflow.as_deref() {
+            None => base.overflow,
+            Some(value) => Overflow::parse(value).unwrap_or_else(|| {
+                problems.push(format!(
+                    "`audit.overflow` `{value}` is not `drop` or `block`"
+                ));
+                base.overflow
+            }),
+        };
+        let max_files = self.max_files.unwrap_or(defaults::MAX_FILES);
+        if max_files == 0 {
+            problems.push("`audit.max_files` must be at least 1".to_owned());
+        }
+        let max_age_secs = self
+            .index_max_age_secs
+            .unwrap_or(defaults::INDEX_MAX_AGE_SECS);
+        let headers = self
+            .redact_headers
+            .unwrap_or_default()
+            .into_iter()
+            .chain(std::iter::once(token_header.to_owned()));
+        AuditSettings {
+            rotation: Rotation {
+                max_bytes: match self.max_file_bytes.unwrap_or(defaults::MAX_FILE_BYTES) {
+                    0 => None,
+                    n => Some(n),
+                },
+                keep: max_files,
+            },
+            stdout: self.stdout.unwrap_or(false),
+            overflow,
+            redaction: Redaction::new(self.redact_context_keys.unwrap_or_default(), headers),
+            index: IndexLimits {
+                max_entries: self
+                    .index_max_entries
+                    .unwrap_or(defaults::INDEX_MAX_ENTRIES),
+                max_age_ms: i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            },
+            ..base
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_overflow_policy_is_named() {
+        let mut problems = Vec::new();
+        let raw = RawAudit {
+            overflow: Some("wait".into()),
+            ..RawAudit::default()
+        };
+        raw.resolve("x-mandate-token", &mut problems);
+        assert!(
+            problems.iter().any(|p| p.contains("`wait`")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_token_header_is_always_redacted() {
+        let settings = RawAudit::default().resolve("x-mandate-token", &mut Vec::new());
+        assert!(settings.redaction.headers.contains("x-mandate-token"));
+        assert!(settings.redaction.headers.contains("authorization"));
+    }
+}

@@ -1,0 +1,108 @@
+//! Metrics read at scrape time from the state that already counts them.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::approval::{ApprovalBook, ApprovalFilter, ApprovalState};
+use crate::audit::QueueStats;
+use crate::policy::PolicyStore;
+use crate::revision::Revision;
+
+/// What the scrape-time metrics read.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The policy set and its reload counters.
+    pub policies: Arc<PolicyStore>,
+    /// The approvals, for the pending count.
+    pub approvals: Arc<ApprovalBook>,
+    /// The shared state revision.
+    pub revision: Arc<Revision>,
+    /// The audit queue, when the pipeline runs.
+    pub audit: Option<Arc<QueueStats>>,
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        gauge(
+            &mut encoder,
+            "mandate_state_revision",
+            "The state revision of this replica (every write to tasks, registry and approvals bumps it)",
+            self.revision.current(),
+        )?;
+        let pending = self
+            .approvals
+            .list(
+                &ApprovalFilter {
+                    state: Some(ApprovalState::Pending),
+                    ..ApprovalFilter::default()
+                },
+                None,
+                usize::MAX,
+            )
+            .len();
+        gauge(
+            &mut encoder,
+            "mandate_approvals_pending",
+            "Approvals waiting for a human",
+            u64::try_from(pending).unwrap_or(u64::MAX),
+        )?;
+        let status = self.policies.status();
+        counter(
+            &mut encoder,
+            "mandate_policy_reloads",
+            "Policy reloads that put a new set in use",
+            status.reloads,
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_policy_reload_failures",
+            "Policy reloads refused (the set in use stayed)",
+            status.failed_reloads,
+        )?;
+        if let Some(audit) = &self.audit {
+            gauge(
+                &mut encoder,
+                "mandate_audit_queue_depth",
+                "Audit records waiting to be written",
+                audit.depth(),
+            )?;
+            counter(
+                &mut encoder,
+                "mandate_audit_dropped",
+                "Audit records lost: queue full under the drop policy, or a sink failed",
+                audit.dropped(),
+            )?;
+            counter(
+                &mut encoder,
+                "mandate_audit_written",
+                "Audit records handled by the writer",
+                audit.written(),
+            )?;
+        }
+        Ok(())
+    }
+}
