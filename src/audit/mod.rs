@@ -16,7 +16,7 @@ mod sink;
 mod verify;
 
 pub use chain::{Chain, GENESIS, Sealed};
-pub use event::{AuditEntry, EVENT_VERSION, EventKind, TaskEvent};
+pub use event::{AuditEntry, EVENT_VERSION, EventKind, TaskEvent, is_event_line};
 pub use index::{AuditIndex, DecisionFilter, IndexLimits, Indexed};
 pub use log::{DecisionLog, DecisionLogWriter, QueueStats};
 pub use record::{CedarRequest, DecisionRecord, RECORD_VERSION, REDACTED};

@@ -25,6 +25,8 @@ const CONTROL_ACTIONS: &[&str] = &[
     "read_policies",
     "validate_policies",
     "reload_policies",
+    "query_decisions",
+    "read_trail",
 ];
 
 /// The resource operations among the schema's actions, sorted.

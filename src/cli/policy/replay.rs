@@ -58,6 +58,10 @@ pub(super) fn run(args: &ReplayArgs) -> Result<(), Failure> {
         if line.trim().is_empty() {
             continue;
         }
+        // Task lifecycle events share the file; only decisions replay.
+        if crate::audit::is_event_line(&line) {
+            continue;
+        }
         let record: DecisionRecord = serde_json::from_str(&line).map_err(|e| {
             Failure::Usage(format!(
                 "{}:{}: not a decision record: {e}",
