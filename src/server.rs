@@ -23,8 +23,8 @@ use crate::api::v1::policy_service_server::PolicyServiceServer;
 use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
-    ApprovalApi, AuditApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi, TaskApi, http,
-    listener, watch_routes,
+    ApprovalApi, AuditApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi,
+    TaskApi, http, listener, watch_routes,
 };
 use crate::approval::ApprovalBook;
 use crate::audit::{AuditSettings, DecisionLog, DecisionLogWriter};

@@ -23,8 +23,8 @@ use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
 use mandate::api::v1::{
     AuthorizeRequest, BatchAuthorizeRequest, CreateTaskRequest, DelegateTaskRequest,
-    GetTaskTrailRequest, IssueTaskTokenRequest, QueryDecisionsRequest, Resource,
-    RevokeTaskRequest, TaskScope, trail_entry::Entry,
+    GetTaskTrailRequest, IssueTaskTokenRequest, QueryDecisionsRequest, Resource, RevokeTaskRequest,
+    TaskScope, trail_entry::Entry,
 };
 use mandate::audit::{AuditSettings, Overflow, Redaction};
 use tokio_stream::StreamExt;
@@ -94,7 +94,10 @@ async fn token(party: &mut Party, task: &str) -> String {
 /// One call; returns its decision id and whether it was allowed.
 async fn call(party: &mut Party, token: &str, action: &str) -> (String, bool) {
     let r = common::call(&mut party.authz, token, action, "repo:acme/payments").await;
-    (r.decision_id, r.decision == mandate::api::v1::Decision::Allow as i32)
+    (
+        r.decision_id,
+        r.decision == mandate::api::v1::Decision::Allow as i32,
+    )
 }
 
 /// `(kind, task id, decision id)` of a trail: kind is the event name or
@@ -234,7 +237,10 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
         ..Default::default()
     })
     .await;
-    assert_eq!(by_root, vec![d1.clone(), d2.clone(), d3.clone(), d4.clone()]);
+    assert_eq!(
+        by_root,
+        vec![d1.clone(), d2.clone(), d3.clone(), d4.clone()]
+    );
     let denied = query(QueryDecisionsRequest {
         root_task_id: root.clone(),
         decision: "deny".into(),
@@ -408,7 +414,10 @@ async fn redacted_context_keys_and_tokens_never_reach_the_file() {
     assert!(r.errors.is_empty(), "{r:?}");
     server.server.shutdown().await.unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("kept purpose"), "the context is recorded: {text}");
+    assert!(
+        text.contains("kept purpose"),
+        "the context is recorded: {text}"
+    );
     assert!(text.contains("(redacted)"), "{text}");
     assert!(!text.contains("SECRET-TICKET-42"), "{text}");
     // Tokens never: neither the whole token nor its signature.
@@ -485,8 +494,15 @@ async fn the_drop_policy_counts_what_it_loses() {
     let (_, ready) = common::readyz(&server).await;
     assert_eq!(ready["decision_log"]["dropped"], dropped);
     server.server.shutdown().await.unwrap();
-    assert_eq!(lines(&log) + dropped, total, "every record written or counted");
-    assert_eq!(mandate::audit::verify_files(&[log]).unwrap().lines, total - dropped);
+    assert_eq!(
+        lines(&log) + dropped,
+        total,
+        "every record written or counted"
+    );
+    assert_eq!(
+        mandate::audit::verify_files(&[log]).unwrap().lines,
+        total - dropped
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -146,9 +146,7 @@ pub fn event_to_proto(seq: u64, e: &TaskEvent) -> v1::TaskEvent {
 
 fn trail_entry(indexed: &Indexed) -> TrailEntry {
     let entry = match &*indexed.entry {
-        AuditEntry::Decision(d) => {
-            trail_entry::Entry::Decision(decision_to_proto(indexed.seq, d))
-        }
+        AuditEntry::Decision(d) => trail_entry::Entry::Decision(decision_to_proto(indexed.seq, d)),
         AuditEntry::Event(e) => trail_entry::Entry::Event(event_to_proto(indexed.seq, e)),
     };
     TrailEntry { entry: Some(entry) }
@@ -174,12 +172,12 @@ impl AuditService for AuditApi {
         // The matches are copied out under the index's lock, then streamed
         // without it.
         let found = self.index()?.decisions(&filter, limit);
-        let stream = tokio_stream::iter(found.into_iter().filter_map(|indexed| {
-            match &*indexed.entry {
+        let stream = tokio_stream::iter(found.into_iter().filter_map(
+            |indexed| match &*indexed.entry {
                 AuditEntry::Decision(d) => Some(Ok(decision_to_proto(indexed.seq, d))),
                 AuditEntry::Event(_) => None,
-            }
-        }));
+            },
+        ));
         Ok(Response::new(Box::pin(stream)))
     }
 

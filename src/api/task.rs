@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::authorization::caller;
 use super::control::ControlRequest;
+use super::trail::{bare_event, task_event};
 use super::v1::task_service_server::TaskService;
 use super::v1::{
     self, AmendTaskRequest, CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest,
@@ -18,7 +19,6 @@ use super::v1::{
     ListTasksResponse, RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse,
     WriteResponse,
 };
-use super::trail::{bare_event, task_event};
 use super::{ApiError, DecisionState};
 use crate::audit::EventKind;
 use crate::decision::task_entities;
@@ -129,7 +129,8 @@ impl TaskApi {
             let Some(first) = tasks.first() else {
                 continue;
             };
-            let mut event = bare_event(EventKind::TaskRevoked, &caller.to_string(), first, revision);
+            let mut event =
+                bare_event(EventKind::TaskRevoked, &caller.to_string(), first, revision);
             event.revoked_task_ids = tasks.iter().map(|t| t.id.clone()).collect();
             event.reason = (!reason.is_empty()).then(|| reason.to_owned());
             self.state.record_event(event);

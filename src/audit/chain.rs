@@ -98,7 +98,8 @@ mod tests {
     use super::*;
 
     fn record(n: u64) -> Map<String, Value> {
-        let Value::Object(map) = serde_json::json!({"decision_id": format!("d{n}"), "b": 1, "a": 2})
+        let Value::Object(map) =
+            serde_json::json!({"decision_id": format!("d{n}"), "b": 1, "a": 2})
         else {
             unreachable!()
         };

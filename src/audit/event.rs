@@ -214,8 +214,7 @@ impl AuditEntry {
 /// Whether a line is a task lifecycle event (an object with `event`),
 /// not a decision.
 pub fn is_event_line(line: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(line)
-        .is_ok_and(|value| value.get("event").is_some())
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|value| value.get("event").is_some())
 }
 
 /// Now, Unix milliseconds.

@@ -146,9 +146,12 @@ impl AuditIndex {
             .filter(|e| e.entry.root_task_id() == Some(root_task_id))
             .cloned()
             .collect();
-        let window = inner
-            .evicted
-            .then(|| inner.entries.front().map_or(unix_ms(), |e| e.entry.time_ms()));
+        let window = inner.evicted.then(|| {
+            inner
+                .entries
+                .front()
+                .map_or(unix_ms(), |e| e.entry.time_ms())
+        });
         (entries, window)
     }
 

@@ -94,8 +94,8 @@ impl DecisionLog {
     ) -> std::io::Result<(Self, DecisionLogWriter)> {
         let (sender, receiver) = sync_channel(settings.capacity.max(1));
         let stats = Arc::new(QueueStats::default());
-        let index = (settings.index.max_entries > 0)
-            .then(|| Arc::new(AuditIndex::new(settings.index)));
+        let index =
+            (settings.index.max_entries > 0).then(|| Arc::new(AuditIndex::new(settings.index)));
         let writer = Writer {
             sinks,
             index: index.clone(),

@@ -94,7 +94,13 @@ mod tests {
         };
         Redaction::new(["ssn".to_owned()], ["X-Secret".to_owned()]).apply(&mut cedar);
         let text = cedar.context.to_string() + &cedar.entities.to_string();
-        assert!(!text.contains("123") && !text.contains("Bearer t") && !text.contains("\"s\""), "{text}");
-        assert!(text.contains("prod") && text.contains("fix") && text.contains("kept"), "{text}");
+        assert!(
+            !text.contains("123") && !text.contains("Bearer t") && !text.contains("\"s\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("prod") && text.contains("fix") && text.contains("kept"),
+            "{text}"
+        );
     }
 }

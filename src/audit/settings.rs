@@ -85,8 +85,7 @@ impl Default for AuditSettings {
             redaction: Redaction::new([], []),
             index: IndexLimits {
                 max_entries: defaults::INDEX_MAX_ENTRIES,
-                max_age_ms: i64::try_from(defaults::INDEX_MAX_AGE_SECS * 1000)
-                    .unwrap_or(i64::MAX),
+                max_age_ms: i64::try_from(defaults::INDEX_MAX_AGE_SECS * 1000).unwrap_or(i64::MAX),
             },
         }
     }

@@ -164,7 +164,8 @@ mod tests {
     use crate::audit::verify::verify_files;
 
     fn record(i: usize) -> Map<String, Value> {
-        let Value::Object(map) = serde_json::json!({ "decision_id": format!("d{i}"), "pad": "x".repeat(100) })
+        let Value::Object(map) =
+            serde_json::json!({ "decision_id": format!("d{i}"), "pad": "x".repeat(100) })
         else {
             unreachable!()
         };

@@ -69,8 +69,7 @@ pub fn verify_files(files: &[PathBuf]) -> Result<Verified, BrokenLink> {
 
 /// Checks one line against the chain so far.
 fn check_line(state: Option<Verified>, line: &str) -> Result<Verified, String> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("not a JSON record: {e}"))?;
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON record: {e}"))?;
     let seq = value
         .get("seq")
         .and_then(Value::as_u64)
@@ -141,7 +140,8 @@ mod tests {
         let mut chain = Chain::default();
         (1..=n)
             .map(|i| {
-                let serde_json::Value::Object(map) = serde_json::json!({ "decision_id": format!("d{i}") })
+                let serde_json::Value::Object(map) =
+                    serde_json::json!({ "decision_id": format!("d{i}") })
                 else {
                     unreachable!()
                 };
@@ -165,7 +165,10 @@ mod tests {
     #[test]
     fn an_intact_chain_verifies() {
         let verified = check(&lines(4)).unwrap();
-        assert_eq!((verified.lines, verified.first_seq, verified.last_seq), (4, 1, 4));
+        assert_eq!(
+            (verified.lines, verified.first_seq, verified.last_seq),
+            (4, 1, 4)
+        );
         assert_eq!(verified.anchor, GENESIS);
     }
 
