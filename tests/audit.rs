@@ -620,3 +620,106 @@ async fn metrics_move_when_decisions_are_made() {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
 }
+
+/// Runs `mandate ARGS` as the operator workload against `server`.
+async fn mandate_as_admin(server: &TestServer, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = server.ca.svid("/workloads/admin").write(dir.path(), "svid");
+    let ca = dir.path().join("bundle.pem");
+    std::fs::write(&ca, &server.ca.pem).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    command.args(args).arg("--server").arg(&server.addr);
+    command.arg("--cert").arg(cert).arg("--key").arg(key);
+    command.arg("--ca").arg(ca);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    drop(dir);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trail_prints_as_a_tree_from_the_command_line() {
+    let server = TestServer::start().await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let root = frontend
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "fix the payments build".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(scope(&["read", "write"], &["repos"])),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let child = delegate(&mut patcher, &root, REVIEWER, &["read"]).await;
+    let mut reviewer = party(&server, "/agents/reviewer").await;
+    let t = token(&mut reviewer, &child).await;
+    let (decision_id, allowed) = call(&mut reviewer, &t, "read").await;
+    assert!(allowed);
+    let mut admin = party(&server, "/workloads/admin").await;
+    eventually(|| {
+        let mut admin = party_clone(&admin);
+        let root = root.clone();
+        async move { trail(&mut admin, &root).await.len() >= 4 }
+    })
+    .await;
+    let _ = &mut admin;
+
+    let (code, out) = mandate_as_admin(&server, &["audit", "trail", &root]).await;
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!(
+            "task {root} created by spiffe://mandate.local/workloads/frontend for alice to {PATCHER}"
+        )),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "  task {child} delegated by {PATCHER} to {REVIEWER}"
+        )),
+        "{out}"
+    );
+    assert!(lines[2].contains("token issued to"), "{out}");
+    assert!(
+        lines[3].contains(&format!("allow read repo:acme/payments by {REVIEWER}")),
+        "{out}"
+    );
+
+    let (code, out) = mandate_as_admin(&server, &["audit", "trail", &root, "--json"]).await;
+    assert_eq!(code, 0, "{out}");
+    let entries: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 4, "{out}");
+    assert_eq!(entries[3]["decision_id"], decision_id);
+
+    let (code, out) = mandate_as_admin(
+        &server,
+        &[
+            "audit",
+            "query",
+            "--root-task",
+            &root,
+            "--decision",
+            "allow",
+            "--since",
+            "1h",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(&decision_id), "{out}");
+}
