@@ -600,6 +600,12 @@ mod tests {
         let raw: RawConfig = toml::from_str(include_str!("../mandate.toml.example")).unwrap();
         assert_eq!(raw.listen.as_deref(), Some(defaults::LISTEN));
         assert_eq!(raw.max_batch_size, Some(defaults::MAX_BATCH_SIZE));
+        let audit = raw.audit.unwrap_or_default();
+        assert_eq!(audit.overflow.as_deref(), Some("drop"));
+        assert_eq!(
+            audit.index_max_entries,
+            Some(crate::audit::defaults::INDEX_MAX_ENTRIES)
+        );
     }
 
     #[test]
