@@ -723,3 +723,94 @@ async fn the_trail_prints_as_a_tree_from_the_command_line() {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains(&decision_id), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redacted_headers_never_reach_the_file() {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let server = TestServer::start_with(Setup {
+        decision_log: Some(log.clone()),
+        envoy: mandate::envoy::EnvoySettings {
+            context_headers: vec!["x-env".into(), "x-secret".into(), "cookie".into()],
+            ..Default::default()
+        },
+        route_map: Some(common::repo().join("examples/envoy/routes.toml")),
+        audit: AuditSettings {
+            redaction: Redaction::new([], ["X-Secret".to_owned()]),
+            ..AuditSettings::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    let task = frontend
+        .tasks
+        .create_task(CreateTaskRequest {
+            intent: "fix".into(),
+            delegatee: PATCHER.into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(scope(&["read"], &["repos"])),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let leaf = server.ca.svid("/agents/patcher");
+    let mut agent = TaskServiceClient::new(server.channel_for(&leaf).await);
+    let token = agent
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let headers = [
+        ("x-mandate-token", token.as_str()),
+        ("x-env", "staging"),
+        ("x-secret", "HEADER-SECRET-7"),
+        ("cookie", "session=COOKIE-9"),
+    ];
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            source: Some(Peer {
+                principal: PATCHER.into(),
+                certificate: utf8_percent_encode(&leaf.cert_pem, NON_ALPHANUMERIC).to_string(),
+                ..Default::default()
+            }),
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    host: "tools.acme.internal:8443".into(),
+                    path: "/repos/acme/payments".into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let mut envoy = AuthorizationClient::new(server.channel("/workloads/envoy").await);
+    let response = envoy.check(request).await.unwrap().into_inner();
+    assert_eq!(response.status.unwrap().code, 0, "the request is allowed");
+    server.server.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("staging"), "the headers are recorded: {text}");
+    assert!(!text.contains("HEADER-SECRET-7"), "{text}");
+    assert!(!text.contains("COOKIE-9"), "{text}");
+    assert!(!text.contains(&token), "{text}");
+}
