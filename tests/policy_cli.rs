@@ -367,7 +367,13 @@ async fn records_keep_neither_tokens_nor_checksums() {
     server.server.shutdown().await.unwrap();
 
     let written = std::fs::read_to_string(&log).unwrap();
-    let record: serde_json::Value = serde_json::from_str(written.lines().next().unwrap()).unwrap();
+    // The file holds the task's lifecycle events too; the decision is the
+    // line with a `decision_id`.
+    let line = written
+        .lines()
+        .find(|l| l.contains("\"decision_id\""))
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(record["task_id"], task.as_str());
     assert!(record["token_jti"].is_string());
     assert!(!written.contains(&token), "the token leaked: {written}");
