@@ -814,3 +814,84 @@ async fn redacted_headers_never_reach_the_file() {
     assert!(!text.contains("COOKIE-9"), "{text}");
     assert!(!text.contains(&token), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trail_older_than_the_window_is_read_back_from_the_file() {
+    let small_window = AuditSettings {
+        index: mandate::audit::IndexLimits {
+            max_entries: 2,
+            max_age_ms: 3_600_000,
+        },
+        ..AuditSettings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let with_file = TestServer::start_with(Setup {
+        decision_log: Some(dir.path().join("decisions.jsonl")),
+        audit: small_window.clone(),
+        ..Setup::default()
+    })
+    .await;
+    let without_file = TestServer::start_with(Setup {
+        audit: small_window,
+        ..Setup::default()
+    })
+    .await;
+    for server in [&with_file, &without_file] {
+        let mut frontend = party(server, "/workloads/frontend").await;
+        let root = frontend
+            .tasks
+            .create_task(CreateTaskRequest {
+                intent: "fix".into(),
+                delegatee: PATCHER.into(),
+                on_behalf_of: "alice".into(),
+                scope: Some(scope(&["read"], &["repos"])),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .task
+            .unwrap()
+            .id;
+        let mut patcher = party(server, "/agents/patcher").await;
+        let t = token(&mut patcher, &root).await;
+        let (decision_id, _) = call(&mut patcher, &t, "read").await;
+        call(&mut patcher, &t, "write").await;
+        let admin = party(server, "/workloads/admin").await;
+        let ask = || {
+            let mut audit = admin.audit.clone();
+            let root = root.clone();
+            async move {
+                audit
+                    .get_task_trail(GetTaskTrailRequest { root_task_id: root })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        };
+        if std::ptr::eq(server, &with_file) {
+            // Four entries, two in the window: the file has all of them.
+            eventually(|| async { ask().await.entries.len() == 4 }).await;
+            let trail = ask().await;
+            assert_eq!(trail.window_start_ms, 0);
+            let query = admin
+                .audit
+                .clone()
+                .query_decisions(QueryDecisionsRequest {
+                    root_task_id: root.clone(),
+                    decision: "allow".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .collect::<Vec<_>>()
+                .await;
+            assert_eq!(query.len(), 1);
+            assert_eq!(query[0].as_ref().unwrap().decision_id, decision_id);
+        } else {
+            // Only the window, and the answer says where it starts.
+            eventually(|| async { ask().await.window_start_ms != 0 }).await;
+            assert_eq!(ask().await.entries.len(), 2);
+        }
+    }
+}

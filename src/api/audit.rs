@@ -1,7 +1,9 @@
 //! `mandate.v1.AuditService`: decisions and task trails from the audit
-//! index, the window of recent entries the pipeline keeps in memory. Both
-//! calls are Cedar decisions on `Mandate::AuditLog::"main"`.
+//! index, the window of recent entries the pipeline keeps in memory, or,
+//! when a question reaches before that window, from the file sink's files.
+//! Both calls are Cedar decisions on `Mandate::AuditLog::"main"`.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -16,7 +18,9 @@ use super::v1::{
     TrailEntry, trail_entry,
 };
 use super::{ApiError, DecisionState};
-use crate::audit::{AuditEntry, AuditIndex, DecisionFilter, DecisionRecord, Indexed, TaskEvent};
+use crate::audit::{
+    AuditEntry, AuditIndex, DecisionFilter, DecisionRecord, Indexed, TaskEvent, read_entries,
+};
 
 /// The Cedar type and id of the audit log, the resource of these calls.
 const AUDIT_LOG_TYPE: &str = "Mandate::AuditLog";
@@ -51,17 +55,31 @@ impl AuditApi {
         )
     }
 
-    fn index(&self) -> Result<Arc<AuditIndex>, ApiError> {
-        self.state
-            .decision_log
-            .as_ref()
-            .and_then(|log| log.index())
-            .ok_or_else(|| {
-                ApiError::FailedPrecondition(
-                    "the audit index is off (`audit.index_max_entries` = 0)".to_owned(),
-                )
-            })
+    /// The index and the file sink's files (oldest first), either may be
+    /// missing but not both.
+    fn sources(&self) -> Result<(Option<Arc<AuditIndex>>, Vec<PathBuf>), ApiError> {
+        let log = self.state.decision_log.as_ref();
+        let index = log.and_then(|log| log.index());
+        let files = log.map(|log| log.files()).unwrap_or_default();
+        if index.is_none() && files.is_empty() {
+            return Err(ApiError::FailedPrecondition(
+                "nothing to answer from: the audit index is off (`audit.index_max_entries` = 0) and there is no decision log file".to_owned(),
+            ));
+        }
+        Ok((index, files))
     }
+}
+
+/// Entries of `files` that `wanted` accepts, read off the async runtime.
+async fn read_back(
+    files: Vec<PathBuf>,
+    wanted: impl Fn(&AuditEntry) -> bool + Send + 'static,
+    limit: usize,
+) -> Result<Vec<Indexed>, ApiError> {
+    tokio::task::spawn_blocking(move || read_entries(&files, wanted, limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("cannot read the decision log: {e}")))
 }
 
 fn nonempty(value: &str) -> Option<String> {
@@ -169,9 +187,25 @@ impl AuditService for AuditApi {
             0 => DEFAULT_LIMIT,
             n => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
         };
-        // The matches are copied out under the index's lock, then streamed
-        // without it.
-        let found = self.index()?.decisions(&filter, limit);
+        // The index answers unless the question reaches before its window
+        // and the files go back further. Matches are copied out under the
+        // index's lock, then streamed without it.
+        let (index, files) = self.sources()?;
+        let found = match index {
+            Some(index)
+                if files.is_empty()
+                    || index
+                        .window_start()
+                        .is_none_or(|start| filter.since_ms.is_some_and(|s| s >= start)) =>
+            {
+                index.decisions(&filter, limit)
+            }
+            _ => {
+                let wanted =
+                    move |e: &AuditEntry| matches!(e, AuditEntry::Decision(d) if filter.matches(d));
+                read_back(files, wanted, limit).await?
+            }
+        };
         let stream = tokio_stream::iter(found.into_iter().filter_map(
             |indexed| match &*indexed.entry {
                 AuditEntry::Decision(d) => Some(Ok(decision_to_proto(indexed.seq, d))),
@@ -190,7 +224,16 @@ impl AuditService for AuditApi {
         if root.is_empty() {
             return Err(ApiError::InvalidArgument("`root_task_id` is required".to_owned()).into());
         }
-        let (entries, window) = self.index()?.trail(root);
+        let (index, files) = self.sources()?;
+        let (entries, window) = match index.map(|index| index.trail(root)) {
+            Some((entries, None)) => (entries, None),
+            Some((entries, window)) if files.is_empty() => (entries, window),
+            _ => {
+                let root = root.clone();
+                let wanted = move |e: &AuditEntry| e.root_task_id() == Some(root.as_str());
+                (read_back(files, wanted, usize::MAX).await?, None)
+            }
+        };
         Ok(Response::new(GetTaskTrailResponse {
             entries: entries.iter().map(trail_entry).collect(),
             window_start_ms: window.unwrap_or_default(),

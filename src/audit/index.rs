@@ -155,6 +155,19 @@ impl AuditIndex {
         (entries, window)
     }
 
+    /// The time of the oldest entry held once anything was evicted:
+    /// questions about earlier times may have incomplete answers here.
+    pub fn window_start(&self) -> Option<i64> {
+        let mut inner = self.lock();
+        self.evict(&mut inner);
+        inner.evicted.then(|| {
+            inner
+                .entries
+                .front()
+                .map_or(unix_ms(), |e| e.entry.time_ms())
+        })
+    }
+
     /// Entries held now.
     pub fn len(&self) -> usize {
         self.lock().entries.len()

@@ -66,6 +66,8 @@ pub struct DecisionLog {
     overflow: Overflow,
     stats: Arc<QueueStats>,
     index: Option<Arc<AuditIndex>>,
+    /// The file sink's path and rotated files kept, for reading back.
+    file: Option<(std::path::PathBuf, usize)>,
 }
 
 /// The writer thread; [`DecisionLogWriter::finish`] flushes it.
@@ -111,6 +113,10 @@ impl DecisionLog {
                 overflow: settings.overflow,
                 stats,
                 index,
+                file: settings
+                    .file
+                    .clone()
+                    .map(|path| (path, settings.rotation.keep)),
             },
             DecisionLogWriter { thread },
         ))
@@ -157,6 +163,14 @@ impl DecisionLog {
     /// The queue's counters.
     pub fn stats(&self) -> Arc<QueueStats> {
         self.stats.clone()
+    }
+
+    /// The file sink's files, oldest first (none without a file sink).
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        self.file
+            .as_ref()
+            .map(|(path, keep)| super::readback::sink_files(path, *keep))
+            .unwrap_or_default()
     }
 
     /// The query index, unless turned off.
