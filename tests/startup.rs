@@ -404,3 +404,19 @@ fn the_spire_example_serves_against_an_agent_for_its_trust_domain() {
     assert_eq!(served.stop(), Some(0));
     drop(agent);
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_a_line() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    let served = Served::start_with(dir.path(), &["--log-format", "json"], &[]);
+    let serving = served
+        .seen
+        .iter()
+        .find(|l| l.contains("serving"))
+        .cloned()
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(&serving).unwrap();
+    assert_eq!(line["fields"]["message"], "serving", "{serving}");
+    assert_eq!(line["level"], "INFO", "{serving}");
+    assert_eq!(served.stop(), Some(0));
+}
