@@ -420,3 +420,56 @@ fn log_format_json_writes_one_json_object_a_line() {
     assert_eq!(line["level"], "INFO", "{serving}");
     assert_eq!(served.stop(), Some(0));
 }
+
+#[test]
+fn every_log_line_of_a_decision_carries_its_decision_id() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    let mut served = Served::start_with(dir.path(), &["--log-format", "json"], &[]);
+    let serving: serde_json::Value = served
+        .seen
+        .iter()
+        .find_map(|l| {
+            serde_json::from_str(l)
+                .ok()
+                .filter(|v: &serde_json::Value| v["fields"]["message"] == "serving")
+        })
+        .unwrap();
+    let grpc = serving["fields"]["grpc"].as_str().unwrap().to_owned();
+    let dev = dir.path().join("data/dev");
+    let out = mandate()
+        .args([
+            "authorize",
+            "--server",
+            &grpc,
+            "--action",
+            "read",
+            "--resource",
+            "handbook",
+            "--json",
+        ])
+        .arg("--cert")
+        .arg(dev.join("agents/patcher/svid.pem"))
+        .arg("--key")
+        .arg(dev.join("agents/patcher/svid.key"))
+        .arg("--ca")
+        .arg(dev.join("bundle.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let decision_id = answer["decision_id"].as_str().unwrap().to_owned();
+    served.wait_for(&format!("\"decision_id\":\"{decision_id}\""));
+    let logged: serde_json::Value = served
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "decision")
+        .unwrap();
+    assert_eq!(logged["span"]["name"], "decision", "{logged}");
+    assert_eq!(
+        logged["span"]["decision_id"],
+        decision_id.as_str(),
+        "{logged}"
+    );
+    assert_eq!(served.stop(), Some(0));
+}

@@ -139,8 +139,9 @@ impl DecisionLog {
     }
 
     fn send(&self, pending: Pending) {
-        // Counted before sending, so the writer never sees the depth go
-        // below zero.
+        // INVARIANT: `depth` counts an entry before it can be received and
+        // the writer uncounts it after, so the depth never wraps below zero
+        // and "0" means the queue is empty (the writer flushes then).
         self.stats.depth.fetch_add(1, Ordering::Relaxed);
         let sent = match self.overflow {
             Overflow::Block => self.sender.send(pending).map_err(|_| "writer stopped"),
@@ -200,6 +201,9 @@ struct Writer {
 }
 
 impl Writer {
+    // INVARIANT: one thread appends to every sink in queue order, so each
+    // sink's chain (and the index) sees entries in the order they were
+    // recorded, and a task's trail reads in the order things happened.
     fn run(mut self, receiver: Receiver<Pending>) {
         while let Ok(pending) = receiver.recv() {
             self.stats.depth.fetch_sub(1, Ordering::Relaxed);

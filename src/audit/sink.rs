@@ -116,6 +116,9 @@ impl AuditSink for FileSink {
         let sealed = self.chain.seal(record).map_err(std::io::Error::other)?;
         self.out.write_all(sealed.line.as_bytes())?;
         self.out.write_all(b"\n")?;
+        // INVARIANT: the chain moves on only once the line is written, so
+        // the next line links to the last line in the file; a lost line
+        // shows as a broken link, never as a hidden gap.
         self.chain = sealed.next;
         let written = u64::try_from(sealed.line.len()).unwrap_or(u64::MAX);
         self.size = self.size.saturating_add(written).saturating_add(1);
