@@ -158,6 +158,44 @@ fn a_bad_catalog_refuses_start_and_names_every_entry_at_fault() {
 }
 
 #[test]
+fn a_bad_route_map_refuses_start_and_names_the_rules() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(
+        dir.path().join("routes.toml"),
+        "[[route]]\nname = \"repos\"\npath = \"/repos/{owner\"\naction = \"read\"\nresource = \"repo:{owner}\"\n\n[[route]]\nname = \"typo\"\npath = \"/x\"\naction = \"raed\"\nresource = \"x\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &["--route-map", "routes.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains("serving"), "{stderr}");
+    assert!(
+        stderr.contains("route map `routes.toml`: route 1 (`repos`): path `/repos/{owner`"),
+        "{stderr}"
+    );
+    // The syntax error stops validation before names are checked; fixed,
+    // the unknown action is named.
+    std::fs::write(
+        dir.path().join("routes.toml"),
+        "[[route]]\nname = \"typo\"\npath = \"/x\"\naction = \"raed\"\nresource = \"x\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &["--route-map", "routes.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "route map `routes.toml`: route `typo`: action `raed` is not declared in the schema"
+        ),
+        "{stderr}"
+    );
+    let (code, stderr) = serve_exits(dir.path(), &["--route-map", "missing.toml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`envoy.route_map` `missing.toml` does not exist"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_catalog_beside_the_config_file_is_loaded_and_its_syntax_checked() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     std::fs::write(dir.path().join("mandate.toml"), "# defaults\n").unwrap();
