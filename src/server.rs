@@ -239,7 +239,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         )),
         tokio::spawn(withdrawal::follow(
             options.identity.clone(),
-            state.graph.clone(),
+            state.clone(),
             options.identity_status.clone(),
             options.revoke_on_trust_withdrawal,
         )),

@@ -157,6 +157,32 @@ async fn a_federated_bundle_is_trusted_once_listed_and_its_withdrawal_revokes() 
     let withdrawals = &body["identity"]["withdrawals"];
     assert_eq!(withdrawals[0]["trust_domain"], "partner.example", "{body}");
     assert_eq!(withdrawals[0]["revoked_tasks"], 1, "{body}");
+
+    // The audit trail records the revocation, with Mandate as the actor.
+    let mut audit = mandate::api::v1::audit_service_client::AuditServiceClient::new(
+        server.channel("/workloads/admin").await,
+    );
+    let request = mandate::api::v1::GetTaskTrailRequest {
+        root_task_id: "partner-task".into(),
+    };
+    eventually!(
+        "the revocation is in the trail",
+        audit
+            .get_task_trail(request.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+            .iter()
+            .any(|e| matches!(
+                &e.entry,
+                Some(mandate::api::v1::trail_entry::Entry::Event(event))
+                    if event.event == "task_revoked"
+                        && event.actor == MANDATE_ID
+                        && event.reason.contains("partner.example")
+                        && event.revoked_task_ids == ["partner-task"]
+            ))
+    );
 }
 
 #[tokio::test]

@@ -109,34 +109,6 @@ impl TaskApi {
             .ok_or_else(|| ApiError::NotFound(format!("task `{id}` does not exist")))
     }
 
-    /// One `task_revoked` event per chain the agent's revocation reached,
-    /// naming the tasks revoked in it.
-    fn record_agent_revocation(
-        &self,
-        caller: &SpiffeId,
-        revoked: &[String],
-        reason: &str,
-        revision: u64,
-    ) {
-        let mut by_root: std::collections::BTreeMap<String, Vec<Arc<Task>>> =
-            std::collections::BTreeMap::new();
-        for id in revoked {
-            if let Some(task) = self.state.graph.chain(id).and_then(|c| c.first().cloned()) {
-                by_root.entry(task.root.clone()).or_default().push(task);
-            }
-        }
-        for tasks in by_root.values() {
-            let Some(first) = tasks.first() else {
-                continue;
-            };
-            let mut event =
-                bare_event(EventKind::TaskRevoked, &caller.to_string(), first, revision);
-            event.revoked_task_ids = tasks.iter().map(|t| t.id.clone()).collect();
-            event.reason = (!reason.is_empty()).then(|| reason.to_owned());
-            self.state.record_event(event);
-        }
-    }
-
     fn to_proto(&self, chain: &[Arc<Task>]) -> v1::Task {
         let state = chain_state(chain, self.now());
         chain
@@ -499,7 +471,8 @@ impl TaskService for TaskApi {
         if let Some(metrics) = &self.state.metrics {
             metrics.revoked("agent");
         }
-        self.record_agent_revocation(&caller, &revoked, &r.reason, revision);
+        self.state
+            .record_revocations(&caller.to_string(), &revoked, &r.reason, revision);
         Ok(Response::new(RevokeResponse {
             revoked_task_ids: revoked,
             revision,

@@ -2,6 +2,9 @@
 //! approval is recorded, after it succeeded, in the same audit queue as the
 //! decisions, so a root task's trail reads in the order things happened.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use crate::approval::{Approval, ApprovalState};
 use crate::audit::{EventKind, TaskEvent};
 use crate::graph::Task;
@@ -14,6 +17,36 @@ impl DecisionState {
         if let Some(log) = &self.decision_log {
             tracing::debug!(event = event.event.as_str(), task_id = %event.task_id, root_task_id = %event.root_task_id, "audit event");
             log.event(event);
+        }
+    }
+
+    /// One `task_revoked` event per chain a revocation of many tasks (an
+    /// agent's, a withdrawn trust domain's) reached, naming the tasks
+    /// revoked in it.
+    pub(crate) fn record_revocations(
+        &self,
+        actor: &str,
+        revoked: &[String],
+        reason: &str,
+        revision: u64,
+    ) {
+        if self.decision_log.is_none() {
+            return;
+        }
+        let mut by_root: BTreeMap<String, Vec<Arc<Task>>> = BTreeMap::new();
+        for id in revoked {
+            if let Some(task) = self.graph.chain(id).and_then(|c| c.first().cloned()) {
+                by_root.entry(task.root.clone()).or_default().push(task);
+            }
+        }
+        for tasks in by_root.values() {
+            let Some(first) = tasks.first() else {
+                continue;
+            };
+            let mut event = bare_event(EventKind::TaskRevoked, actor, first, revision);
+            event.revoked_task_ids = tasks.iter().map(|t| t.id.clone()).collect();
+            event.reason = (!reason.is_empty()).then(|| reason.to_owned());
+            self.record_event(event);
         }
     }
 

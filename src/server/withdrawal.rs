@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use spiffe::{SpiffeId, TrustDomain};
 
+use crate::api::DecisionState;
 use crate::clock::{Clock, SystemClock};
 use crate::graph::{TaskFilter, TaskGraph, TaskId, TaskState};
 use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal};
@@ -21,18 +22,32 @@ use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal};
 const PAGE: usize = 500;
 
 /// Follows the snapshots until their source is gone; for every trust
-/// domain that disappears, revokes its agents' tasks when `revoke` is set.
+/// domain that disappears, revokes its agents' tasks when `revoke` is set,
+/// and records the revocations in the audit trail with Mandate's own
+/// SPIFFE ID as the actor.
 pub(super) async fn follow(
     mut identity: IdentityWatch,
-    graph: Arc<TaskGraph>,
+    state: Arc<DecisionState>,
     status: IdentityStatus,
     revoke: bool,
 ) {
     let mut trusted = trust_domains(&mut identity);
     while identity.changed().await.is_ok() {
         let now_trusted = trust_domains(&mut identity);
+        let own_id = identity.borrow().spiffe_id.to_string();
         for trust_domain in trusted.difference(&now_trusted) {
-            withdraw(trust_domain, &graph, &status, revoke);
+            let (revoked, revision) = withdraw(trust_domain, &state.graph, &status, revoke);
+            if !revoked.is_empty() {
+                if let Some(metrics) = &state.metrics {
+                    metrics.revoked("trust_withdrawal");
+                }
+                state.record_revocations(
+                    &own_id,
+                    &revoked,
+                    &format!("trust domain `{trust_domain}` withdrawn"),
+                    revision,
+                );
+            }
         }
         trusted = now_trusted;
     }
@@ -48,7 +63,14 @@ fn trust_domains(identity: &mut IdentityWatch) -> BTreeSet<String> {
         .collect()
 }
 
-fn withdraw(trust_domain: &str, graph: &TaskGraph, status: &IdentityStatus, revoke: bool) {
+/// Revokes (when `revoke`) and reports; returns the tasks revoked and the
+/// revision.
+fn withdraw(
+    trust_domain: &str,
+    graph: &TaskGraph,
+    status: &IdentityStatus,
+    revoke: bool,
+) -> (Vec<TaskId>, u64) {
     let now = SystemClock.now();
     let (revoked, revision) = match TrustDomain::new(trust_domain) {
         Ok(td) if revoke => revoke_trust_domain(graph, &td, now),
@@ -67,6 +89,7 @@ fn withdraw(trust_domain: &str, graph: &TaskGraph, status: &IdentityStatus, revo
         at: now,
         revoked_tasks: revoked.len(),
     });
+    (revoked, revision)
 }
 
 /// Revokes every active task delegated to an agent of `trust_domain`, with
