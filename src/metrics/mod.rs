@@ -57,7 +57,7 @@ impl Metrics {
         let revocations = Family::<Labels<1>, Counter>::default();
         registry.register(
             "mandate_revocations",
-            "Revocations by kind (task, agent, approval); a task revocation counts once however large its subtree",
+            "Revocations by kind (task, agent, approval, trust_withdrawal); a task revocation counts once however large its subtree",
             revocations.clone(),
         );
         let handshake_failures = Family::<Labels<1>, Counter>::default();
@@ -99,7 +99,8 @@ impl Metrics {
         self.tokens_issued.inc();
     }
 
-    /// One revocation of `kind` (`task`, `agent`, `approval`).
+    /// One revocation of `kind` (`task`, `agent`, `approval`,
+    /// `trust_withdrawal`).
     pub fn revoked(&self, kind: &'static str) {
         self.revocations.get_or_create(&[("kind", kind)]).inc();
     }
