@@ -53,7 +53,7 @@ async fn follow(files: &FilesSource, trust: TrustPolicy) -> IdentityFeed {
 }
 
 /// What refusing a key that does not fit its certificate says.
-const MISMATCH: &str = "TLS configuration";
+const MISMATCH: &str = "the private key does not match the SVID's certificate";
 
 fn serving(feed: &IdentityFeed, leaf: &Leaf) -> bool {
     feed.watch.borrow().chain.first() == Some(&leaf.cert)

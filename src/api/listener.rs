@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::{MtlsStream, PeerIdentity};
-use crate::identity::{IdentityWatch, TrustBundles, server_config, spiffe_id_of_leaf, validity_of};
+use crate::identity::{IdentityWatch, TrustBundles, spiffe_id_of_leaf, validity_of};
 
 /// Authenticated connections, ready for `serve_with_incoming`.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<Result<MtlsStream, std::io::Error>>;
@@ -26,7 +26,7 @@ pub fn accept(
     let (mut acceptor, mut bundles) = {
         let current = identity.borrow_and_update();
         (
-            TlsAcceptor::from(server_config(&current)?),
+            TlsAcceptor::from(current.server_config()?),
             current.bundles.clone(),
         )
     };
@@ -44,7 +44,7 @@ pub fn accept(
             };
             if identity.has_changed().unwrap_or(false) {
                 let current = identity.borrow_and_update().clone();
-                match server_config(&current) {
+                match current.server_config() {
                     Ok(config) => {
                         acceptor = TlsAcceptor::from(config);
                         bundles = current.bundles.clone();

@@ -127,6 +127,9 @@ pub enum IdentityError {
     /// A reload task ended without an answer.
     #[error("reload failed: {0}")]
     Reload(String),
+    /// Our private key is not the key of our certificate.
+    #[error("the private key does not match the SVID's certificate")]
+    KeyMismatch,
     /// The TLS library refused the material.
     #[error("TLS configuration: {0}")]
     Tls(String),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spiffe::{SpiffeId, TrustDomain};
 use tokio::sync::watch;
@@ -34,6 +35,9 @@ pub struct Identity {
     /// The material stays for open connections, but it is no longer valid:
     /// health is NOT_SERVING and `/readyz` 503 until the agent issues again.
     pub withdrawn: Option<String>,
+    /// The server TLS configuration built from this snapshot when it was
+    /// published, so it is built once per snapshot.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Identity {
@@ -54,6 +58,7 @@ impl Identity {
             not_before,
             not_after,
             withdrawn: None,
+            tls: None,
         })
     }
 
@@ -79,7 +84,24 @@ impl Identity {
             not_before: self.not_before,
             not_after: self.not_after,
             withdrawn: Some(reason),
+            tls: self.tls.clone(),
         }
+    }
+
+    /// The server TLS configuration for this snapshot: the one built when
+    /// it was published, or a new one for material handed over whole.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, IdentityError> {
+        match &self.tls {
+            Some(config) => Ok(config.clone()),
+            None => super::server_config(self),
+        }
+    }
+
+    /// Builds and keeps the server TLS configuration (which checks that the
+    /// key fits the certificate).
+    pub(crate) fn with_server_config(mut self) -> Result<Self, IdentityError> {
+        self.tls = Some(super::server_config(&self)?);
+        Ok(self)
     }
 
     /// Our trust domain.

@@ -18,6 +18,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Says plainly when rustls refuses our key for not being our certificate's.
+fn key_error(error: rustls::Error) -> IdentityError {
+    match error {
+        rustls::Error::InconsistentKeys(_) => IdentityError::KeyMismatch,
+        other => IdentityError::Tls(other.to_string()),
+    }
+}
+
 /// A server configuration that presents our SVID, requires a client SVID
 /// from a trusted trust domain and speaks HTTP/2 only.
 ///
@@ -31,7 +39,7 @@ pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, IdentityE
         .map_err(|e| IdentityError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        .map_err(key_error)?;
     config.alpn_protocols = vec![H2.to_vec()];
     // INVARIANT: every connection runs the full client-certificate check.
     // A resumed session would restore the peer's chain from a cache without
@@ -58,7 +66,7 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        .map_err(key_error)?;
     config.alpn_protocols = vec![H2.to_vec()];
     Ok(Arc::new(config))
 }
