@@ -254,6 +254,7 @@ async fn calls_on_an_open_connection_stop_when_the_peers_svid_goes_stale() {
         .await
         .unwrap();
     let mut health_client = HealthClient::new(channel.clone());
+    let mut tasks = mandate::api::v1::task_service_client::TaskServiceClient::new(channel.clone());
     let mut client =
         mandate::api::v1::authorization_service_client::AuthorizationServiceClient::new(channel);
     common::call(&mut client, "", "read", "handbook").await;
@@ -266,4 +267,9 @@ async fn calls_on_an_open_connection_stop_when_the_peers_svid_goes_stale() {
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("expired"), "{status:?}");
     assert_eq!(health(&mut health_client).await, Err(Code::Unauthenticated));
+    let status = tasks
+        .list_tasks(mandate::api::v1::ListTasksRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }

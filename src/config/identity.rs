@@ -264,6 +264,12 @@ mod tests {
                 workload_api_socket: Some("agent.sock".into()),
                 ..RawConfig::default()
             },
+            // Plaintext and unauthenticated: refused.
+            RawConfig {
+                identity: Some("workload-api".into()),
+                workload_api_socket: Some("tcp://127.0.0.1:8081".into()),
+                ..RawConfig::default()
+            },
             RawConfig {
                 trusted_trust_domains: Some(vec![]),
                 ..RawConfig::default()
