@@ -234,6 +234,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
                 own: options.identity.borrow().trust_domain().clone(),
                 revoke: options.revoke_on_trust_withdrawal,
                 clock: state.clock.clone(),
+                identity: options.identity.clone(),
+                grace: options.identity_status.withdrawal_grace(),
             },
         )),
     ];

@@ -171,6 +171,7 @@ async fn an_svid_not_valid_yet_is_tried_again_until_it_is() {
             trust: TrustPolicy::own_only(),
             poll: Some(Duration::from_millis(50)),
             clock: clock.clone(),
+            ..FollowOptions::default()
         })
         .await
         .unwrap();

@@ -26,6 +26,10 @@ pub(super) fn resolve(
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
+        withdrawal_grace: Duration::from_secs(
+            raw.withdrawal_grace_secs
+                .unwrap_or(defaults::WITHDRAWAL_GRACE_SECS),
+        ),
         ..FollowOptions::default()
     };
     let has_svid = raw.svid_cert.is_some() || raw.svid_key.is_some();

@@ -146,6 +146,11 @@ pub struct FollowOptions {
     /// What validity windows are judged by; tests move it instead of
     /// waiting for a certificate to expire or become valid.
     pub clock: Arc<dyn Clock>,
+    /// How long a withdrawn trust domain's bundle must stay away before
+    /// its agents' tasks are revoked: revocation cannot be undone, and an
+    /// agent may send one update without a bundle and the next with it.
+    /// Its callers are refused from the withdrawal on, regardless.
+    pub withdrawal_grace: Duration,
 }
 
 impl Default for FollowOptions {
@@ -155,6 +160,7 @@ impl Default for FollowOptions {
             trust: TrustPolicy::default(),
             poll: None,
             clock: Arc::new(SystemClock),
+            withdrawal_grace: Duration::from_secs(crate::config::defaults::WITHDRAWAL_GRACE_SECS),
         }
     }
 }
@@ -198,6 +204,7 @@ impl IdentitySource {
     /// produce a valid first snapshot is an error: nothing is served.
     pub async fn follow(&self, options: &FollowOptions) -> Result<IdentityFeed, IdentityError> {
         let status = IdentityStatus::new(self.kind());
+        status.set_withdrawal_grace(options.withdrawal_grace);
         let watch = match self {
             Self::Files(files) => files.clone().follow(options, status.clone())?,
             Self::Dev { dir, trust_domain } => {

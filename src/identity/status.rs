@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 use spiffe::TrustDomain;
@@ -43,6 +44,7 @@ struct Inner {
     /// carry it (whenever the server starts reading).
     events: Option<mpsc::Sender<TrustDomain>>,
     pending_events: Option<WithdrawalEvents>,
+    withdrawal_grace: Duration,
 }
 
 /// How the connection to a SPIRE agent has fared (`workload-api` only).
@@ -170,6 +172,18 @@ impl IdentityStatus {
         if let Err(error) = events.try_send(trust_domain) {
             tracing::error!(%error, "trust domain withdrawal not handed to the server: its agents' tasks are not revoked");
         }
+    }
+
+    /// How long a withdrawn bundle must stay away before tasks are revoked
+    /// (see [`super::FollowOptions::withdrawal_grace`]).
+    pub fn set_withdrawal_grace(&self, grace: Duration) {
+        self.lock().withdrawal_grace = grace;
+    }
+
+    /// How long a withdrawn bundle must stay away before tasks are revoked;
+    /// zero for material handed over whole.
+    pub fn withdrawal_grace(&self) -> Duration {
+        self.lock().withdrawal_grace
     }
 
     /// The withdrawn trust domains, in order, from the first snapshot on;

@@ -9,14 +9,16 @@
 //! door: a task token already minted for such an agent and presented
 //! through an enforcement point.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use spiffe::{SpiffeId, TrustDomain};
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::graph::{TaskFilter, TaskGraph, TaskId, TaskState};
-use crate::identity::{IdentityStatus, Withdrawal, WithdrawalEvents};
+use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal, WithdrawalEvents};
 
 /// Tasks read per page while looking for a trust domain's delegatees.
 const PAGE: usize = 500;
@@ -33,22 +35,56 @@ pub(super) struct Withdrawals {
     pub(super) revoke: bool,
     /// The clock tasks are judged by.
     pub(super) clock: Arc<dyn Clock>,
+    /// The snapshots, to see whether a bundle came back within the grace.
+    pub(super) identity: IdentityWatch,
+    /// How long a bundle must stay away before anything is revoked.
+    pub(super) grace: Duration,
 }
 
 /// Acts on every withdrawn trust domain the publisher reports, from its
-/// first snapshot on, until the source is gone. The events are computed by
-/// the publisher as it swaps snapshots, so a withdrawal before this task
-/// runs is not missed.
+/// first snapshot on, until aborted. The events are computed by the
+/// publisher as it swaps snapshots, so a withdrawal before this task runs
+/// is not missed. Each waits out the grace period on its own (aborted with
+/// this task), so one trust domain's grace does not hold up another's.
 pub(super) async fn follow(mut events: WithdrawalEvents, withdrawals: Withdrawals) {
     let withdrawals = Arc::new(withdrawals);
-    while let Some(trust_domain) = events.recv().await {
-        let withdrawals = withdrawals.clone();
-        // Revoking scans the task graph: off the async workers.
-        let done = tokio::task::spawn_blocking(move || withdraw(&trust_domain, &withdrawals)).await;
-        if let Err(error) = done {
-            tracing::error!(%error, "revoking a withdrawn trust domain's tasks failed");
+    let mut waiting: JoinSet<TrustDomain> = JoinSet::new();
+    // INVARIANT: one grace period per trust domain at a time; a bundle that
+    // flaps within it is judged once, when the first one ends.
+    let mut pending: HashSet<TrustDomain> = HashSet::new();
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(trust_domain) = event else { break };
+                if pending.insert(trust_domain.clone()) {
+                    waiting.spawn(after_grace(trust_domain, withdrawals.clone()));
+                }
+            }
+            Some(done) = waiting.join_next(), if !waiting.is_empty() => {
+                if let Ok(trust_domain) = done {
+                    pending.remove(&trust_domain);
+                }
+            }
         }
     }
+    while waiting.join_next().await.is_some() {}
+}
+
+/// Revokes once the grace period is over, unless the bundle came back.
+async fn after_grace(trust_domain: TrustDomain, w: Arc<Withdrawals>) -> TrustDomain {
+    tracing::warn!(%trust_domain, grace_secs = w.grace.as_secs(), "trust domain bundle withdrawn: its callers are refused from now on");
+    tokio::time::sleep(w.grace).await;
+    if w.identity.borrow().bundles.trusts(&trust_domain) {
+        tracing::info!(%trust_domain, "trust domain bundle back within the grace period: its agents' tasks are kept");
+        return trust_domain;
+    }
+    let td = trust_domain.clone();
+    // Revoking scans the task graph: off the async workers.
+    let done = tokio::task::spawn_blocking(move || withdraw(&td, &w)).await;
+    if let Err(error) = done {
+        tracing::error!(%error, %trust_domain, "revoking a withdrawn trust domain's tasks failed");
+    }
+    trust_domain
 }
 
 fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
@@ -67,9 +103,9 @@ fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
         (Vec::new(), w.graph.revision())
     };
     if w.revoke {
-        tracing::warn!(%trust_domain, revoked = revoked.len(), task_ids = ?revoked, revision, "trust domain withdrawn: its callers are refused and its agents' active tasks revoked");
+        tracing::warn!(%trust_domain, revoked = revoked.len(), task_ids = ?revoked, revision, "trust domain still withdrawn after the grace period: its agents' active tasks revoked");
     } else {
-        tracing::warn!(%trust_domain, "trust domain withdrawn: its callers are refused; its agents' tasks are kept (`revoke_on_trust_withdrawal` is off)");
+        tracing::warn!(%trust_domain, "trust domain still withdrawn after the grace period: its agents' tasks are kept (`revoke_on_trust_withdrawal` is off)");
     }
     w.status.withdrawn(Withdrawal {
         trust_domain: trust_domain.to_string(),
@@ -117,6 +153,8 @@ pub(crate) fn revoke_trust_domain(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use crate::identity::Identity;
 
     use crate::graph::{ResourceHierarchy, TaskSpec};
 
@@ -202,13 +240,41 @@ mod tests {
         assert_eq!(state(&graph, "patch"), TaskState::Revoked);
     }
 
+    /// Our identity in `example.org`, also trusting `partner.example` when
+    /// `partner` is set; the directories hold the dev CAs.
+    fn identity(partner: bool, dirs: &(tempfile::TempDir, tempfile::TempDir)) -> Arc<Identity> {
+        use crate::identity::dev::DevTrustDomain;
+        let ours = DevTrustDomain::open_or_init(dirs.0.path(), &td("example.org")).unwrap();
+        let mut identity = ours.files_source().load().unwrap();
+        if partner {
+            let theirs =
+                DevTrustDomain::open_or_init(dirs.1.path(), &td("partner.example")).unwrap();
+            let mut bundles = (*identity.bundles).clone();
+            let cas = crate::identity::load_certs(&theirs.bundle).unwrap();
+            bundles.add(td("partner.example"), &cas).unwrap();
+            identity.bundles = Arc::new(bundles);
+        }
+        Arc::new(identity)
+    }
+
+    fn td(name: &str) -> TrustDomain {
+        TrustDomain::new(name).unwrap()
+    }
+
+    fn dirs() -> (tempfile::TempDir, tempfile::TempDir) {
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap())
+    }
+
     fn withdrawals(graph: &Arc<TaskGraph>, status: &IdentityStatus) -> Withdrawals {
+        let (_, identity) = tokio::sync::watch::channel(identity(false, &dirs()));
         Withdrawals {
             graph: graph.clone(),
             status: status.clone(),
-            own: TrustDomain::new("example.org").unwrap(),
+            own: td("example.org"),
             revoke: true,
             clock: Arc::new(crate::clock::ManualClock::new(NOW)),
+            identity,
+            grace: Duration::ZERO,
         }
     }
 
@@ -243,5 +309,44 @@ mod tests {
         task.abort();
         assert_eq!(state(&graph, "theirs"), TaskState::Revoked);
         assert_eq!(status.withdrawals().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_bundle_back_within_the_grace_period_revokes_nothing() {
+        let graph = Arc::new(TaskGraph::default());
+        task(&graph, "theirs", "spiffe://partner.example/agents/a");
+        let status = IdentityStatus::new("workload-api");
+        let dirs = dirs();
+        let (sender, watch) = tokio::sync::watch::channel(identity(false, &dirs));
+        let grace = Duration::from_millis(300);
+        let events = status.take_withdrawal_events().unwrap();
+        let task = tokio::spawn(follow(
+            events,
+            Withdrawals {
+                identity: watch,
+                grace,
+                ..withdrawals(&graph, &status)
+            },
+        ));
+        status.send_withdrawal_event(td("partner.example"));
+        // The next update brings the bundle back.
+        sender.send_replace(identity(true, &dirs));
+        tokio::time::sleep(grace * 3).await;
+        assert_eq!(state(&graph, "theirs"), TaskState::Active);
+        assert!(status.withdrawals().is_empty());
+
+        // Gone for good this time: revoked once the grace is over.
+        sender.send_replace(identity(false, &dirs));
+        status.send_withdrawal_event(td("partner.example"));
+        tokio::time::sleep(grace / 3).await;
+        assert_eq!(state(&graph, "theirs"), TaskState::Active);
+        for _ in 0..100 {
+            if state(&graph, "theirs") == TaskState::Revoked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        assert_eq!(state(&graph, "theirs"), TaskState::Revoked);
     }
 }

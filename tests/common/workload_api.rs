@@ -340,18 +340,29 @@ pub async fn raw_client(
     pb::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
 }
 
-/// Mandate's identity from `agent`, reconnecting quickly.
+/// Mandate's identity from `agent`, reconnecting quickly; a withdrawn
+/// trust domain's tasks are revoked at once.
 pub async fn follow(agent: &TestAgent, trust: TrustPolicy) -> IdentityFeed {
+    follow_with(
+        agent,
+        FollowOptions {
+            trust,
+            withdrawal_grace: Duration::ZERO,
+            ..FollowOptions::default()
+        },
+    )
+    .await
+}
+
+/// Mandate's identity from `agent` with these options, reconnecting quickly.
+pub async fn follow_with(agent: &TestAgent, options: FollowOptions) -> IdentityFeed {
     IdentitySource::WorkloadApi(WorkloadApiSource {
         startup_timeout: Duration::from_secs(10),
         min_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         ..WorkloadApiSource::new(agent.endpoint())
     })
-    .follow(&FollowOptions {
-        trust,
-        ..FollowOptions::default()
-    })
+    .follow(&options)
     .await
     .unwrap()
 }
