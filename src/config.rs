@@ -48,6 +48,8 @@ pub mod defaults {
     pub const WORKLOAD_API_TIMEOUT_SECS: u64 = 30;
     /// Revoke a trust domain's agents' tasks when its bundle is withdrawn.
     pub const REVOKE_ON_TRUST_WITHDRAWAL: bool = true;
+    /// How long a withdrawn bundle must stay away before tasks are revoked, s.
+    pub const WITHDRAWAL_GRACE_SECS: u64 = 30;
     /// The environment variable naming the workload API socket.
     pub const SPIFFE_ENDPOINT_SOCKET: &str = "SPIFFE_ENDPOINT_SOCKET";
     /// Most requests in one `BatchAuthorize`.
@@ -111,6 +113,8 @@ pub struct RawConfig {
     pub trusted_trust_domains: Option<Vec<String>>,
     /// Revoke a trust domain's agents' tasks when its bundle is withdrawn.
     pub revoke_on_trust_withdrawal: Option<bool>,
+    /// How long a withdrawn bundle must stay away before tasks are revoked, s.
+    pub withdrawal_grace_secs: Option<u64>,
     /// Our SVID chain (PEM).
     pub svid_cert: Option<PathBuf>,
     /// Our SVID key (PEM).
@@ -251,6 +255,7 @@ impl RawConfig {
             revoke_on_trust_withdrawal: self
                 .revoke_on_trust_withdrawal
                 .or(file.revoke_on_trust_withdrawal),
+            withdrawal_grace_secs: self.withdrawal_grace_secs.or(file.withdrawal_grace_secs),
             svid_cert: self.svid_cert.or(file.svid_cert),
             svid_key: self.svid_key.or(file.svid_key),
             trust_bundles: self.trust_bundles.or(file.trust_bundles),

@@ -228,20 +228,34 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     });
     let (health, health_service) = tonic_health::server::health_reporter();
     // Set before serving, so the first health check already tells.
-    let svid_valid = svid_health::valid_now(&options.identity);
+    let svid_valid = svid_health::valid_now(&options.identity, state.clock.as_ref());
     svid_health::set(&health, HEALTH_NAMES, svid_valid).await;
+    // Material handed over whole withdraws nothing; a status already
+    // followed by another server is not followed twice.
+    let withdrawal_events = options
+        .identity_status
+        .take_withdrawal_events()
+        .unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
     let identity_tasks = [
         tokio::spawn(svid_health::follow(
             options.identity.clone(),
             health.clone(),
             HEALTH_NAMES,
             svid_valid,
+            state.clock.clone(),
         )),
         tokio::spawn(withdrawal::follow(
-            options.identity.clone(),
-            state.clone(),
-            options.identity_status.clone(),
-            options.revoke_on_trust_withdrawal,
+            withdrawal_events,
+            withdrawal::Withdrawals {
+                graph: state.graph.clone(),
+                status: options.identity_status.clone(),
+                own: options.identity.borrow().trust_domain().clone(),
+                revoke: options.revoke_on_trust_withdrawal,
+                clock: state.clock.clone(),
+                identity: options.identity.clone(),
+                grace: options.identity_status.withdrawal_grace(),
+                trail: Some(state.clone()),
+            },
         )),
     ];
     let reflection = tonic_reflection::server::Builder::configure()
@@ -254,7 +268,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(tonic::service::InterceptorLayer::new(
-                trusted_callers::TrustedCallers::new(options.identity.clone()),
+                trusted_callers::TrustedCallers::new(options.identity.clone(), state.clock.clone()),
             ))
             .add_service(health_service)
             .add_service(reflection)

@@ -15,10 +15,13 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Leaf, Setup, TRUST_DOMAIN, TestCa, TestServer, client_identity, readyz, try_call};
+use mandate::clock::{Clock, ManualClock, SystemClock};
 use mandate::identity::{FilesSource, FollowOptions, IdentityFeed, IdentitySource, TrustPolicy};
+use time::OffsetDateTime;
 
 /// Writes our SVID and one bundle file per CA under `dir`.
 fn write_files(dir: &Path, svid: &Leaf, cas: &[&TestCa]) -> FilesSource {
@@ -43,10 +46,14 @@ async fn follow(files: &FilesSource, trust: TrustPolicy) -> IdentityFeed {
         .follow(&FollowOptions {
             trust,
             poll: Some(Duration::from_millis(50)),
+            ..FollowOptions::default()
         })
         .await
         .unwrap()
 }
+
+/// What refusing a key that does not fit its certificate says.
+const MISMATCH: &str = "the private key does not match the SVID's certificate";
 
 fn serving(feed: &IdentityFeed, leaf: &Leaf) -> bool {
     feed.watch.borrow().chain.first() == Some(&leaf.cert)
@@ -95,6 +102,9 @@ async fn changed_files_are_taken_and_a_bad_file_keeps_the_previous_material() {
         "the mismatched pair is refused",
         readyz(&server).await.1["identity"]["refused_updates"] == 2
     );
+    let (_, body) = readyz(&server).await;
+    let message = body["identity"]["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains(MISMATCH), "{message}");
     assert!(serving(&feed, &second));
 
     // Fixed: taken, and the error cleared.
@@ -148,4 +158,38 @@ async fn a_bundle_on_disk_is_trusted_only_when_its_trust_domain_is_listed() {
             (true, false) => assert_eq!(*ignored, serde_json::json!(["mandate.local"])),
         }
     }
+}
+
+#[tokio::test]
+async fn an_svid_not_valid_yet_is_tried_again_until_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let files = write_files(dir.path(), &ca.svid("/mandate"), &[&ca]);
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let feed = IdentitySource::Files(files)
+        .follow(&FollowOptions {
+            trust: TrustPolicy::own_only(),
+            poll: Some(Duration::from_millis(50)),
+            clock: clock.clone(),
+            ..FollowOptions::default()
+        })
+        .await
+        .unwrap();
+    // Issued by a CA whose clock runs an hour ahead of ours.
+    let early = ca.svid_from(
+        "/mandate",
+        OffsetDateTime::now_utc() + time::Duration::hours(1),
+    );
+    early.write(dir.path(), "svid");
+    eventually!(
+        "the early SVID is refused",
+        feed.status.report(&feed.watch.borrow(), 0).refused_updates >= 1
+    );
+    assert!(!serving(&feed, &early));
+    // The files do not change again; our clock catches up.
+    clock.advance(2 * 3600);
+    eventually!(
+        "the same files are taken once valid",
+        serving(&feed, &early)
+    );
 }

@@ -75,6 +75,8 @@ async fn a_rotation_to_a_new_ca_keeps_serving_and_keeps_open_connections() {
     .await;
     let (server, feed) = start(&agent, ca, TrustPolicy::own_only()).await;
     assert!(agent.calls() >= 1);
+    // Every call carried the `workload.spiffe.io` header.
+    assert_eq!(agent.calls_without_header(), 0);
     // This client trusts only the first CA: after the rotation it could
     // not complete a new handshake, so its calls prove the connection
     // stayed up.
@@ -157,12 +159,15 @@ async fn without_the_agent_the_last_svid_is_kept_until_it_expires() {
     let mut health_client = HealthClient::new(server.channel("/workloads/envoy").await);
     assert_eq!(health(&mut health_client).await, ServingStatus::Serving);
 
-    // Gone again; the SVID runs out: not serving, not ready.
+    // Gone again; the SVID runs out: not serving, not ready. Health reads
+    // the server's clock, moved here; `/readyz` reads the system clock.
     agent.stop().await;
+    server.clock.advance(10);
     eventually!(
         "health reports NOT_SERVING",
         health(&mut health_client).await == ServingStatus::NotServing
     );
+    eventually!("/readyz reports 503", readyz(&server).await.0 == 503);
     let (code, body) = readyz(&server).await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["identity"]["svid_valid"], false);

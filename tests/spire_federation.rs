@@ -15,13 +15,14 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use common::workload_api::{TestAgent, follow, pb, socket, start, svid_response};
+use common::workload_api::{TestAgent, follow, follow_with, pb, socket, start, svid_response};
 use common::{Setup, TRUST_DOMAIN, TestCa, TestServer, client_identity, readyz, try_call};
 use mandate::api::v1::{AuthorizeRequest, Resource, Subject};
 use mandate::clock::Clock;
 use mandate::graph::{TaskSpec, TaskState};
-use mandate::identity::{SpiffeId, TrustPolicy};
+use mandate::identity::{FollowOptions, SpiffeId, TrustPolicy};
 use tonic::Code;
 
 const MANDATE_ID: &str = "spiffe://mandate.local/mandate";
@@ -227,4 +228,70 @@ async fn revocation_on_withdrawal_can_be_turned_off() {
         server.graph.get("partner-task").unwrap().state_at(now),
         TaskState::Active
     );
+}
+
+#[tokio::test]
+async fn a_bundle_back_within_the_grace_period_revokes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(TRUST_DOMAIN);
+    let partner = TestCa::new("partner.example");
+    let other = TestCa::new("other.example");
+    let svid = ca.svid("/mandate");
+    let agent = TestAgent::start(
+        &socket(&dir),
+        federation(&svid, &ca, Some(&partner), &other),
+    )
+    .await;
+    let grace = Duration::from_secs(2);
+    let options = FollowOptions {
+        trust: TrustPolicy::allow([ca.td(), partner.td()]),
+        withdrawal_grace: grace,
+        ..FollowOptions::default()
+    };
+    let feed = follow_with(&agent, options).await;
+    let server = TestServer::start_with(Setup {
+        identity: Some((ca, feed)),
+        ..Setup::default()
+    })
+    .await;
+    let now = server.clock.now();
+    let frontend = SpiffeId::new("spiffe://mandate.local/workloads/frontend").unwrap();
+    server
+        .graph
+        .create_root(
+            "partner-task".into(),
+            task_spec(PARTNER_AGENT, now),
+            frontend,
+            "alice".into(),
+            now,
+        )
+        .unwrap();
+    let partner_client = client_identity(&partner.svid("/agents/patcher"), &[&partner, &server.ca]);
+    let state = || server.graph.get("partner-task").unwrap().state_at(now);
+
+    // One update without the partner's bundle, the next with it: its
+    // callers are refused meanwhile, its tasks are kept.
+    agent.push(federation(&svid, &server.ca, None, &other));
+    eventually!(
+        "the partner is refused",
+        try_call(&server.addr, &partner_client).await.is_err()
+    );
+    agent.push(federation(&svid, &server.ca, Some(&partner), &other));
+    eventually!(
+        "the partner is accepted again",
+        try_call(&server.addr, &partner_client).await.is_ok()
+    );
+    tokio::time::sleep(grace + Duration::from_secs(1)).await;
+    assert_eq!(state(), TaskState::Active);
+    let (_, body) = readyz(&server).await;
+    assert_eq!(body["identity"]["withdrawals"], serde_json::json!([]));
+
+    // Gone for good: revoked once the grace period is over, not before.
+    let withdrawn = Instant::now();
+    agent.push(federation(&svid, &server.ca, None, &other));
+    eventually!(
+        "the partner's task is revoked",
+        state() == TaskState::Revoked
+    );
+    assert!(withdrawn.elapsed() >= grace - Duration::from_millis(500));
 }

@@ -400,11 +400,50 @@ fn an_unreachable_spire_agent_fails_start_after_the_timeout() {
         "identity = \"workload-api\"\nworkload_api_socket = \"unix:///nonexistent/agent.sock\"\nworkload_api_timeout_secs = 1\n",
     )
     .unwrap();
+    let started = Instant::now();
     let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert!(started.elapsed() >= Duration::from_secs(1), "{stderr}");
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("workload API"), "{stderr}");
     assert!(stderr.contains("/nonexistent/agent.sock"), "{stderr}");
     assert!(!stderr.contains("serving"), "{stderr}");
+}
+
+#[test]
+fn a_first_svid_that_cannot_be_served_is_waited_on_until_the_timeout() {
+    use common::workload_api::{TestAgent, svid_response};
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ca = common::TestCa::new(common::TRUST_DOMAIN);
+    let stranger = common::TestCa::new(common::TRUST_DOMAIN);
+    // Signed by a CA our own bundle does not hold: refused, never served.
+    let agent = runtime.block_on(TestAgent::start(
+        &dir.path().join("agent.sock"),
+        svid_response(
+            "spiffe://mandate.local/mandate",
+            &stranger.svid("/mandate"),
+            &[&ca],
+            &[],
+        ),
+    ));
+    std::fs::write(
+        dir.path().join("mandate.toml"),
+        format!(
+            "identity = \"workload-api\"\nworkload_api_socket = \"{}\"\nworkload_api_timeout_secs = 2\n",
+            agent.endpoint()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("does not verify against our own bundle"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("serving"), "{stderr}");
+    drop(agent);
 }
 
 #[test]

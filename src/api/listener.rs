@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::{MtlsStream, PeerIdentity};
-use crate::identity::{IdentityWatch, server_config, spiffe_id_of_leaf};
+use crate::identity::{IdentityWatch, TrustBundles, spiffe_id_of_leaf, validity_of};
 
 /// Authenticated connections, ready for `serve_with_incoming`.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<Result<MtlsStream, std::io::Error>>;
@@ -22,7 +23,14 @@ pub fn accept(
     handshake_timeout: Duration,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<(Incoming, tokio::task::JoinHandle<()>), crate::identity::IdentityError> {
-    let mut acceptor = TlsAcceptor::from(server_config(&identity.borrow_and_update())?);
+    // The bundles each acceptor's verifier checks client chains against.
+    let (mut acceptor, mut bundles) = {
+        let current = identity.borrow_and_update();
+        (
+            TlsAcceptor::from(current.server_config()?),
+            current.bundles.clone(),
+        )
+    };
     let (sender, receiver) = mpsc::channel(128);
     let task = tokio::spawn(async move {
         loop {
@@ -36,8 +44,12 @@ pub fn accept(
                 }
             };
             if identity.has_changed().unwrap_or(false) {
-                match server_config(&identity.borrow_and_update()) {
-                    Ok(config) => acceptor = TlsAcceptor::from(config),
+                let current = identity.borrow_and_update().clone();
+                match current.server_config() {
+                    Ok(config) => {
+                        acceptor = TlsAcceptor::from(config);
+                        bundles = current.bundles.clone();
+                    }
                     Err(error) => {
                         tracing::error!(%error, "new identity refused; keeping the previous one")
                     }
@@ -45,6 +57,7 @@ pub fn accept(
             }
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
+            let bundles: Arc<TrustBundles> = bundles.clone();
             let sender = sender.clone();
             let metrics = metrics.clone();
             let failed = move |reason: &'static str| {
@@ -75,8 +88,14 @@ pub fn accept(
                     .unwrap_or_default();
                 // INVARIANT: the verifier accepted this chain during the
                 // handshake; the SPIFFE ID is read from that same leaf.
-                let spiffe_id = match certificates.first().map(|leaf| spiffe_id_of_leaf(leaf)) {
-                    Some(Ok(id)) => id,
+                let leaf = certificates.first().map(|leaf| {
+                    Ok::<_, crate::identity::IdentityError>((
+                        spiffe_id_of_leaf(leaf)?,
+                        validity_of(leaf)?,
+                    ))
+                });
+                let (spiffe_id, (_, not_after)) = match leaf {
+                    Some(Ok(read)) => read,
                     _ => {
                         tracing::warn!(%remote_addr, "handshake completed without a client SVID");
                         failed("no_svid");
@@ -87,6 +106,8 @@ pub fn accept(
                     spiffe_id,
                     certificates: Arc::new(certificates),
                     remote_addr,
+                    not_after,
+                    verified_against: Arc::new(ArcSwap::new(bundles)),
                 };
                 let _ = sender.send(Ok(MtlsStream::new(tls, peer))).await;
             });

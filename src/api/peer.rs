@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use rustls_pki_types::CertificateDer;
 use spiffe::SpiffeId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -12,8 +13,14 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::identity::TrustBundles;
+
 /// Who is on the other end of an mTLS connection, established once at the
 /// handshake and attached to every request on it.
+///
+/// A connection outlives the checks of its handshake (an HTTP/2 connection
+/// from Envoy stays open for hours), so every call checks the peer again:
+/// its SVID's expiry, and its chain against the bundles in use now.
 #[derive(Debug, Clone)]
 pub struct PeerIdentity {
     /// SPIFFE ID from the verified client SVID.
@@ -22,6 +29,12 @@ pub struct PeerIdentity {
     pub certificates: Arc<Vec<CertificateDer<'static>>>,
     /// Remote socket address.
     pub remote_addr: SocketAddr,
+    /// End of the client leaf's validity, Unix seconds: calls from then on
+    /// are refused.
+    pub not_after: i64,
+    /// The bundle set the chain was last verified against; shared by every
+    /// request of the connection, so a new set is verified against once.
+    pub verified_against: Arc<ArcSwap<TrustBundles>>,
 }
 
 /// A server-side TLS stream whose peer has been authenticated.

@@ -18,7 +18,7 @@ use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
 use crate::decision::AgentPattern;
 use crate::envoy::RouteTable;
 use crate::graph::TaskGraph;
-use crate::identity::{IdentityError, IdentitySource, dev::DevTrustDomain, server_config};
+use crate::identity::{IdentityError, IdentitySource, dev::DevTrustDomain};
 use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore, Sources};
 use crate::registry::{Catalog, Entry, Registry};
 use crate::revision::Revision;
@@ -299,16 +299,9 @@ async fn serve(
         Err(e) => return usage_error(&[e.to_string()]),
     };
     let identity = feed.watch;
-    let own_trust_domain = {
-        let current = identity.borrow();
-        // Build the TLS configuration once now, so a key that does not fit
-        // the certificate is a configuration error before any port is bound.
-        if let Err(e) = server_config(&current) {
-            return usage_error(&[e.to_string()]);
-        }
-        tracing::info!(spiffe_id = %current.spiffe_id, "identity loaded");
-        current.spiffe_id.trust_domain().clone()
-    };
+    // Every source built the TLS configuration before publishing (a key
+    // that does not fit is refused there, before any port is bound).
+    let own_trust_domain = identity.borrow().trust_domain().clone();
     let own_id = identity.borrow().spiffe_id.to_string();
     let agent_trust_domains = settings
         .agent_trust_domains

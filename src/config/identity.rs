@@ -26,13 +26,25 @@ pub(super) fn resolve(
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
+        withdrawal_grace: Duration::from_secs(
+            raw.withdrawal_grace_secs
+                .unwrap_or(defaults::WITHDRAWAL_GRACE_SECS),
+        ),
+        ..FollowOptions::default()
     };
     let has_svid = raw.svid_cert.is_some() || raw.svid_key.is_some();
     let kind = match raw.identity.as_deref() {
         Some(kind) => kind,
         None if has_svid => "files",
         None if raw.workload_api_socket.is_some() => "workload-api",
-        None => "dev",
+        None => {
+            // The SPIFFE convention would have us use the agent: say why we
+            // do not, rather than start a dev CA silently.
+            if let Some(socket) = &env_socket {
+                tracing::warn!(%socket, "SPIFFE_ENDPOINT_SOCKET is set but no identity source is configured: using the dev trust domain; pass `--identity workload-api` to use the agent");
+            }
+            "dev"
+        }
     };
     if kind != "workload-api" && raw.workload_api_socket.is_some() {
         problems.push(format!(
@@ -140,7 +152,7 @@ fn workload_api(
         })),
         Err(e) => {
             problems.push(format!(
-                "workload API socket `{socket}` is not like `unix:///run/spire/agent.sock`: {e}"
+                "{e}; give a socket like `unix:///run/spire/agent.sock`"
             ));
             None
         }
@@ -254,6 +266,12 @@ mod tests {
             RawConfig {
                 identity: Some("workload-api".into()),
                 workload_api_socket: Some("agent.sock".into()),
+                ..RawConfig::default()
+            },
+            // Plaintext and unauthenticated: refused.
+            RawConfig {
+                identity: Some("workload-api".into()),
+                workload_api_socket: Some("tcp://127.0.0.1:8081".into()),
                 ..RawConfig::default()
             },
             RawConfig {

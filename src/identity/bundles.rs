@@ -12,7 +12,7 @@ use super::{IdentityError, svid::spiffe_id_of_leaf};
 ///
 /// INVARIANT: a chain is verified only against the bundle of the trust domain
 /// its own SPIFFE ID names, so a federated CA can never mint our IDs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TrustBundles {
     anchors: HashMap<TrustDomain, Vec<TrustAnchor<'static>>>,
 }

@@ -90,12 +90,46 @@ pub enum IdentityError {
         /// End of validity, Unix seconds.
         not_after: i64,
     },
+    /// A candidate snapshot holds no bundle for our own trust domain, so our
+    /// own SVID cannot be checked (an agent update that dropped it).
+    #[error("no bundle for our own trust domain `{0}`, so our SVID cannot be checked")]
+    NoOwnBundle(String),
+    /// Our own SVID does not verify against our own trust domain's bundle.
+    #[error("our SVID `{id}` does not verify against our own bundle: {reason}")]
+    OwnSvidUntrusted {
+        /// Our SPIFFE ID.
+        id: String,
+        /// What the verifier said.
+        reason: String,
+    },
+    /// A candidate names another SPIFFE ID than the one we started with:
+    /// task tokens name our ID as issuer and audience, and clients pin it.
+    #[error(
+        "our SPIFFE ID would change from `{current}` to `{offered}`; restart Mandate to take a new identity"
+    )]
+    SpiffeIdChanged {
+        /// The SPIFFE ID in use.
+        current: String,
+        /// The SPIFFE ID offered.
+        offered: String,
+    },
+    /// A Workload API endpoint Mandate does not accept.
+    #[error("workload API endpoint `{endpoint}` is refused: {reason}")]
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The SPIFFE Workload API (a SPIRE agent) failed or sent unusable material.
     #[error("workload API: {0}")]
     WorkloadApi(String),
     /// A reload task ended without an answer.
     #[error("reload failed: {0}")]
     Reload(String),
+    /// Our private key is not the key of our certificate.
+    #[error("the private key does not match the SVID's certificate")]
+    KeyMismatch,
     /// The TLS library refused the material.
     #[error("TLS configuration: {0}")]
     Tls(String),

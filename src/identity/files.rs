@@ -1,5 +1,11 @@
 //! The `files` identity source: PEM files as written by spiffe-helper or
 //! cert-manager's csi-driver-spiffe, reloaded when their content changes.
+//!
+//! A trust domain cannot be withdrawn through files: a bundle file that is
+//! deleted or emptied is a bad file like any other, refused, and the
+//! previous bundles stay in use (so neither its callers are refused nor
+//! its agents' tasks revoked). To stop trusting a federated trust domain,
+//! take it out of `trust_bundles` or `trusted_trust_domains` and restart.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use spiffe::TrustDomain;
 
-use super::publish::Publisher;
+use super::publish::{Offered, Publisher};
 use super::{FollowOptions, Identity, IdentityError, IdentityStatus, IdentityWatch, TrustBundles};
 
 /// Paths of our SVID, its key and the bundle of each trusted trust domain.
@@ -67,7 +73,12 @@ impl FilesSource {
         // Taken before reading, so a write during the first load is seen
         // as a change at the next poll.
         let seen = self.fingerprint();
-        let (publisher, watch) = Publisher::start(self.load()?, options.trust.clone(), status)?;
+        let (publisher, watch) = Publisher::start(
+            self.load()?,
+            options.trust.clone(),
+            status,
+            options.clock.clone(),
+        )?;
         if let Some(interval) = options.poll {
             tokio::spawn(self.watch(publisher, seen, interval));
         }
@@ -75,12 +86,11 @@ impl FilesSource {
     }
 
     /// Polls the content every `interval` and reloads once a change has
-    /// held for one more interval: spiffe-helper writes the certificate and
-    /// the key one after the other, and a pair caught half-written would
-    /// be refused. Polling content rather than file-system events also sees
-    /// a Kubernetes secret's symlink swap, which writes no file.
-    async fn watch(self, mut publisher: Publisher, mut seen: Vec<u8>, interval: Duration) {
-        let mut pending: Option<Vec<u8>> = None;
+    /// settled (see [`Changes`]). Polling content rather than file-system
+    /// events also sees a Kubernetes secret's symlink swap, which writes no
+    /// file.
+    async fn watch(self, mut publisher: Publisher, seen: Vec<u8>, interval: Duration) {
+        let mut changes = Changes::new(seen);
         loop {
             tokio::select! {
                 () = publisher.closed() => return,
@@ -90,26 +100,66 @@ impl FilesSource {
             let Ok(now) = tokio::task::spawn_blocking(move || files.fingerprint()).await else {
                 continue;
             };
-            if now == seen {
-                pending = None;
+            let Some(settled) = changes.settled(now) else {
                 continue;
-            }
-            if pending.as_ref() != Some(&now) {
-                pending = Some(now);
-                continue;
-            }
-            // INVARIANT: `seen` moves on even when the load is refused, so a
-            // bad file is reported once and the next write is tried.
-            seen = now;
-            pending = None;
+            };
             let files = self.clone();
             let loaded = tokio::task::spawn_blocking(move || files.load())
                 .await
                 .unwrap_or_else(|e| Err(IdentityError::Reload(e.to_string())));
-            if publisher.offer(loaded) {
-                tracing::info!(cert = %self.svid_cert.display(), "SVID files reloaded");
+            match publisher.offer(loaded) {
+                Offered::Published => {
+                    tracing::info!(cert = %self.svid_cert.display(), "SVID files reloaded");
+                }
+                // Not valid yet (clock skew; csi-driver-spiffe issues with
+                // `notBefore` = now): the same files are tried again.
+                Offered::Refused { retry: true } => continue,
+                Offered::Unchanged | Offered::Refused { retry: false } => {}
             }
+            // INVARIANT: `seen` moves on when a load is refused for good, so
+            // a bad file is reported once and the next write is tried.
+            changes.loaded(settled);
         }
+    }
+}
+
+/// When to reload: once the content differs from what was last loaded and
+/// has stayed the same for one more poll. spiffe-helper writes the
+/// certificate and the key one after the other, and a pair caught
+/// half-written would be refused.
+#[derive(Debug)]
+struct Changes {
+    /// The fingerprint last loaded (published or refused for good).
+    seen: Vec<u8>,
+    /// A new fingerprint seen once, waiting for the next poll.
+    pending: Option<Vec<u8>>,
+}
+
+impl Changes {
+    fn new(seen: Vec<u8>) -> Self {
+        Self {
+            seen,
+            pending: None,
+        }
+    }
+
+    /// The fingerprint to load now, if `now` is a change that has settled.
+    fn settled(&mut self, now: Vec<u8>) -> Option<Vec<u8>> {
+        if now == self.seen {
+            self.pending = None;
+            return None;
+        }
+        if self.pending.as_ref() == Some(&now) {
+            self.pending = None;
+            return Some(now);
+        }
+        self.pending = Some(now);
+        None
+    }
+
+    /// The content of `fingerprint` was loaded; only a later change counts.
+    fn loaded(&mut self, fingerprint: Vec<u8>) {
+        self.seen = fingerprint;
     }
 }
 
@@ -150,4 +200,39 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, IdentityE
             path: path.to_owned(),
             what: "no private key found".to_owned(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn print(state: &str) -> Vec<u8> {
+        state.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_half_written_pair_is_never_loaded() {
+        let mut changes = Changes::new(print("old cert, old key"));
+        // The certificate is written; one poll sees it before the key.
+        assert_eq!(changes.settled(print("new cert, old key")), None);
+        assert_eq!(changes.settled(print("new cert, new key")), None);
+        assert_eq!(
+            changes.settled(print("new cert, new key")),
+            Some(print("new cert, new key"))
+        );
+        changes.loaded(print("new cert, new key"));
+        assert_eq!(changes.settled(print("new cert, new key")), None);
+    }
+
+    #[test]
+    fn content_that_is_not_loaded_is_offered_again() {
+        let mut changes = Changes::new(print("old"));
+        assert_eq!(changes.settled(print("early")), None);
+        assert_eq!(changes.settled(print("early")), Some(print("early")));
+        // Refused for now (not valid yet): `loaded` is not called.
+        assert_eq!(changes.settled(print("early")), None);
+        assert_eq!(changes.settled(print("early")), Some(print("early")));
+        // Back to what was loaded: nothing to do.
+        assert_eq!(changes.settled(print("old")), None);
+    }
 }

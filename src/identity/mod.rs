@@ -27,7 +27,9 @@ pub use files::{FilesSource, load_certs, load_private_key};
 pub use forwarded::{ForwardedSubjects, VerifiedSubject};
 pub use source::{FollowOptions, Identity, IdentityFeed, IdentitySource, IdentityWatch};
 pub use spiffe::{SpiffeId, TrustDomain};
-pub use status::{AgentReport, IdentityReport, IdentityStatus, LastError, Withdrawal};
+pub use status::{
+    AgentReport, IdentityReport, IdentityStatus, LastError, Withdrawal, WithdrawalEvents,
+};
 pub use svid::{spiffe_id_of_leaf, validity_of};
 pub use tls::{client_config, server_config};
 pub use trust::TrustPolicy;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use spiffe::{SpiffeId, TrustDomain};
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use super::svid::{spiffe_id_of_leaf, validity_of};
 use super::{
     FilesSource, IdentityError, IdentityStatus, TrustBundles, TrustPolicy, WorkloadApiSource, dev,
 };
+use crate::clock::{Clock, SystemClock};
 
 /// Our own SVID and the bundles we trust, as one consistent snapshot.
 pub struct Identity {
@@ -28,6 +30,14 @@ pub struct Identity {
     pub not_before: i64,
     /// End of our leaf's validity, Unix seconds.
     pub not_after: i64,
+    /// Why the SPIRE agent withdrew this material (it answered
+    /// `PermissionDenied`: Mandate's registration entry is gone), if it did.
+    /// The material stays for open connections, but it is no longer valid:
+    /// health is NOT_SERVING and `/readyz` 503 until the agent issues again.
+    pub withdrawn: Option<String>,
+    /// The server TLS configuration built from this snapshot when it was
+    /// published, so it is built once per snapshot.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Identity {
@@ -47,13 +57,51 @@ impl Identity {
             bundles: Arc::new(bundles),
             not_before,
             not_after,
+            withdrawn: None,
+            tls: None,
         })
     }
 
     /// Whether our SVID is inside its validity window at `now` (Unix
-    /// seconds): what health and readiness are judged by.
+    /// seconds) and not withdrawn by the agent: what health and readiness
+    /// are judged by.
     pub fn is_valid_at(&self, now: i64) -> bool {
+        self.withdrawn.is_none() && self.is_within_validity(now)
+    }
+
+    /// Whether `now` (Unix seconds) is inside our leaf's validity window.
+    pub fn is_within_validity(&self, now: i64) -> bool {
         self.not_before <= now && now < self.not_after
+    }
+
+    /// The same material, marked as withdrawn by the agent for `reason`.
+    pub(crate) fn withdrawn(&self, reason: String) -> Self {
+        Self {
+            spiffe_id: self.spiffe_id.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            bundles: self.bundles.clone(),
+            not_before: self.not_before,
+            not_after: self.not_after,
+            withdrawn: Some(reason),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// The server TLS configuration for this snapshot: the one built when
+    /// it was published, or a new one for material handed over whole.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, IdentityError> {
+        match &self.tls {
+            Some(config) => Ok(config.clone()),
+            None => super::server_config(self),
+        }
+    }
+
+    /// Builds and keeps the server TLS configuration (which checks that the
+    /// key fits the certificate).
+    pub(crate) fn with_server_config(mut self) -> Result<Self, IdentityError> {
+        self.tls = Some(super::server_config(&self)?);
+        Ok(self)
     }
 
     /// Our trust domain.
@@ -70,6 +118,7 @@ impl fmt::Debug for Identity {
             .field("chain_len", &self.chain.len())
             .field("bundles", &self.bundles.trust_domains())
             .field("not_after", &self.not_after)
+            .field("withdrawn", &self.withdrawn)
             .finish_non_exhaustive()
     }
 }
@@ -87,13 +136,33 @@ pub struct IdentityFeed {
 }
 
 /// How an open source is kept fresh.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FollowOptions {
     /// Which trust domains are accepted at all.
     pub trust: TrustPolicy,
     /// How often PEM files are checked for changes (`files` and `dev`);
     /// `None` reads them once.
     pub poll: Option<Duration>,
+    /// What validity windows are judged by; tests move it instead of
+    /// waiting for a certificate to expire or become valid.
+    pub clock: Arc<dyn Clock>,
+    /// How long a withdrawn trust domain's bundle must stay away before
+    /// its agents' tasks are revoked: revocation cannot be undone, and an
+    /// agent may send one update without a bundle and the next with it.
+    /// Its callers are refused from the withdrawal on, regardless.
+    pub withdrawal_grace: Duration,
+}
+
+impl Default for FollowOptions {
+    /// Only our own trust domain, files read once, the system clock.
+    fn default() -> Self {
+        Self {
+            trust: TrustPolicy::default(),
+            poll: None,
+            clock: Arc::new(SystemClock),
+            withdrawal_grace: Duration::from_secs(crate::config::defaults::WITHDRAWAL_GRACE_SECS),
+        }
+    }
 }
 
 /// Where our SVID and trust bundles come from.
@@ -122,9 +191,10 @@ impl IdentitySource {
         }
     }
 
-    /// Loads the material once, trusting only our own trust domain, and
-    /// returns a channel of snapshots (for tools and benches; the server
-    /// uses [`IdentitySource::follow`]).
+    /// Opens the source with the default [`FollowOptions`] (only our own
+    /// trust domain; files read once, while the workload API keeps
+    /// following the agent) and returns the channel of snapshots, for tools
+    /// and benches; the server uses [`IdentitySource::follow`].
     pub async fn open(&self) -> Result<IdentityWatch, IdentityError> {
         Ok(self.follow(&FollowOptions::default()).await?.watch)
     }
@@ -134,6 +204,7 @@ impl IdentitySource {
     /// produce a valid first snapshot is an error: nothing is served.
     pub async fn follow(&self, options: &FollowOptions) -> Result<IdentityFeed, IdentityError> {
         let status = IdentityStatus::new(self.kind());
+        status.set_withdrawal_grace(options.withdrawal_grace);
         let watch = match self {
             Self::Files(files) => files.clone().follow(options, status.clone())?,
             Self::Dev { dir, trust_domain } => {
@@ -141,7 +212,7 @@ impl IdentitySource {
                     .files_source()
                     .follow(options, status.clone())?
             }
-            Self::WorkloadApi(api) => api.follow(&options.trust, status.clone()).await?,
+            Self::WorkloadApi(api) => api.follow(options, status.clone()).await?,
         };
         Ok(IdentityFeed { watch, status })
     }

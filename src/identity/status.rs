@@ -5,14 +5,23 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde::Serialize;
 use spiffe::TrustDomain;
+use tokio::sync::mpsc;
 
 use super::Identity;
 
 /// How many withdrawals `/readyz` remembers.
 const WITHDRAWALS_KEPT: usize = 16;
+/// Withdrawn trust domains waiting for the server to act on them; more are
+/// refused (and logged), which takes hundreds of withdrawals with no server.
+const EVENTS_KEPT: usize = 64;
+
+/// Trust domains whose bundle the publisher withdrew, in order, for the
+/// server to revoke their agents' tasks.
+pub type WithdrawalEvents = mpsc::Receiver<TrustDomain>;
 
 /// Shared, cheap to clone; written by the source's task and the server.
 #[derive(Debug, Clone)]
@@ -30,6 +39,12 @@ struct Inner {
     ignored_trust_domains: Vec<String>,
     withdrawals: VecDeque<Withdrawal>,
     agent: Option<AgentReport>,
+    /// INVARIANT: created with the status, before the first snapshot is
+    /// published, so no withdrawal happens before there is a channel to
+    /// carry it (whenever the server starts reading).
+    events: Option<mpsc::Sender<TrustDomain>>,
+    pending_events: Option<WithdrawalEvents>,
+    withdrawal_grace: Duration,
 }
 
 /// How the connection to a SPIRE agent has fared (`workload-api` only).
@@ -92,6 +107,8 @@ pub struct IdentityReport {
     pub ignored_trust_domains: Vec<String>,
     /// The latest trust-domain withdrawals, oldest first.
     pub withdrawals: Vec<Withdrawal>,
+    /// Why the SPIRE agent withdrew our own identity, while it does.
+    pub withdrawn_by_agent: Option<String>,
     /// The connection to the SPIRE agent, for the `workload-api` source.
     pub workload_api: Option<AgentReport>,
 }
@@ -106,9 +123,12 @@ impl Default for IdentityStatus {
 impl IdentityStatus {
     /// A status for a source of this kind.
     pub fn new(source: &'static str) -> Self {
+        let (events, pending_events) = mpsc::channel(EVENTS_KEPT);
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 source,
+                events: Some(events),
+                pending_events: Some(pending_events),
                 ..Inner::default()
             })),
         }
@@ -127,6 +147,11 @@ impl IdentityStatus {
         inner.last_error = None;
     }
 
+    /// An update that changed only the bundles was published.
+    pub fn bundles_updated(&self) {
+        self.lock().last_error = None;
+    }
+
     /// An update was refused at `at`; the previous material stays.
     pub fn refused(&self, at: i64, message: String) {
         let mut inner = self.lock();
@@ -139,7 +164,35 @@ impl IdentityStatus {
         self.lock().ignored_trust_domains = trust_domains.iter().map(ToString::to_string).collect();
     }
 
-    /// A trust domain's bundle disappeared.
+    /// The publisher dropped `trust_domain`'s bundle: hands it to the
+    /// server (see [`IdentityStatus::take_withdrawal_events`]).
+    pub(crate) fn send_withdrawal_event(&self, trust_domain: TrustDomain) {
+        let inner = self.lock();
+        let Some(events) = &inner.events else { return };
+        if let Err(error) = events.try_send(trust_domain) {
+            tracing::error!(%error, "trust domain withdrawal not handed to the server: its agents' tasks are not revoked");
+        }
+    }
+
+    /// How long a withdrawn bundle must stay away before tasks are revoked
+    /// (see [`super::FollowOptions::withdrawal_grace`]).
+    pub fn set_withdrawal_grace(&self, grace: Duration) {
+        self.lock().withdrawal_grace = grace;
+    }
+
+    /// How long a withdrawn bundle must stay away before tasks are revoked;
+    /// zero for material handed over whole.
+    pub fn withdrawal_grace(&self) -> Duration {
+        self.lock().withdrawal_grace
+    }
+
+    /// The withdrawn trust domains, in order, from the first snapshot on;
+    /// `None` once taken (one server acts on them).
+    pub fn take_withdrawal_events(&self) -> Option<WithdrawalEvents> {
+        self.lock().pending_events.take()
+    }
+
+    /// A trust domain's withdrawal was acted on.
     pub fn withdrawn(&self, withdrawal: Withdrawal) {
         let mut inner = self.lock();
         if inner.withdrawals.len() == WITHDRAWALS_KEPT {
@@ -162,6 +215,11 @@ impl IdentityStatus {
         let agent = inner.agent.get_or_insert_with(AgentReport::default);
         *agent.errors.entry(kind).or_default() += 1;
         agent.last_error = Some((kind, at));
+    }
+
+    /// The latest withdrawals acted on, oldest first.
+    pub fn withdrawals(&self) -> Vec<Withdrawal> {
+        self.lock().withdrawals.iter().cloned().collect()
     }
 
     /// The kind of source this status is about.
@@ -195,6 +253,7 @@ impl IdentityStatus {
                 .collect(),
             ignored_trust_domains: inner.ignored_trust_domains.clone(),
             withdrawals: inner.withdrawals.iter().cloned().collect(),
+            withdrawn_by_agent: identity.withdrawn.clone(),
             workload_api: inner.agent.clone(),
         }
     }

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use rustls::{ClientConfig, ServerConfig};
 use spiffe::SpiffeId;
 
-use rustls_pki_types::UnixTime;
-
-use super::{Identity, IdentityError, SpiffeClientVerifier, SpiffeServerVerifier, Usage};
+use super::{Identity, IdentityError, SpiffeClientVerifier, SpiffeServerVerifier};
 
 const H2: &[u8] = b"h2";
 
@@ -20,24 +18,28 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Says plainly when rustls refuses our key for not being our certificate's.
+fn key_error(error: rustls::Error) -> IdentityError {
+    match error {
+        rustls::Error::InconsistentKeys(_) => IdentityError::KeyMismatch,
+        other => IdentityError::Tls(other.to_string()),
+    }
+}
+
 /// A server configuration that presents our SVID, requires a client SVID
 /// from a trusted trust domain and speaks HTTP/2 only.
+///
+/// This checks only that the key fits the certificate: whether our SVID is
+/// valid and verifies against our own bundle is checked before a snapshot
+/// is published (see `publish::prepare`), at the sources' clock.
 pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, IdentityError> {
-    // An SVID our own bundle refuses (expired, another CA) would make every
-    // client refuse us: catch it here, before it is served.
-    if identity.bundles.trusts(identity.spiffe_id.trust_domain()) {
-        identity
-            .bundles
-            .verify(&identity.chain, UnixTime::now(), Usage::Server)
-            .map_err(|e| IdentityError::Tls(format!("our own SVID is not valid: {e}")))?;
-    }
     let verifier = Arc::new(SpiffeClientVerifier::new(identity.bundles.clone()));
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions())
         .map_err(|e| IdentityError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        .map_err(key_error)?;
     config.alpn_protocols = vec![H2.to_vec()];
     // INVARIANT: every connection runs the full client-certificate check.
     // A resumed session would restore the peer's chain from a cache without
@@ -64,7 +66,7 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| IdentityError::Tls(e.to_string()))?;
+        .map_err(key_error)?;
     config.alpn_protocols = vec![H2.to_vec()];
     Ok(Arc::new(config))
 }
@@ -84,28 +86,5 @@ mod tests {
         assert_eq!(config.send_tls13_tickets, 0);
         assert!(!config.session_storage.can_cache());
         assert_eq!(config.alpn_protocols, [b"h2".to_vec()]);
-    }
-
-    #[test]
-    fn an_svid_our_own_bundle_refuses_is_not_served() {
-        use crate::identity::TrustBundles;
-        let ours = tempfile::tempdir().unwrap();
-        let other = tempfile::tempdir().unwrap();
-        let td = TrustDomain::new("example.org").unwrap();
-        let dev = DevTrustDomain::init(ours.path(), &td, &[]).unwrap();
-        let stranger = DevTrustDomain::init(other.path(), &td, &[]).unwrap();
-        let identity = dev.files_source().load().unwrap();
-        // Our SVID, but the bundle of another CA for our trust domain.
-        let mut bundles = TrustBundles::default();
-        bundles
-            .add(td, &crate::identity::load_certs(&stranger.bundle).unwrap())
-            .unwrap();
-        let mismatched =
-            Identity::new(identity.chain.clone(), identity.key.clone_key(), bundles).unwrap();
-        let err = server_config(&mismatched).unwrap_err();
-        assert!(
-            err.to_string().contains("our own SVID is not valid"),
-            "{err}"
-        );
     }
 }

@@ -16,11 +16,17 @@ use spiffe::X509Source;
 use spiffe::x509_source::{MetricsErrorKind, MetricsRecorder, X509SourceState};
 
 use super::publish::Publisher;
-use super::{Identity, IdentityError, IdentityStatus, IdentityWatch, TrustBundles, TrustPolicy};
+use super::{FollowOptions, Identity, IdentityError, IdentityStatus, IdentityWatch, TrustBundles};
 use crate::clock::{Clock, SystemClock};
+use crate::config::defaults;
 
 /// Default wait for the first SVID at start-up.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STARTUP_TIMEOUT: Duration =
+    Duration::from_secs(defaults::WORKLOAD_API_TIMEOUT_SECS);
+/// Default first delay before reconnecting to an agent that went away.
+pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Default longest delay between reconnection attempts.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a closing `X509Source` may take to stop.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -28,7 +34,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadApiSource {
     /// The agent's socket as in `SPIFFE_ENDPOINT_SOCKET`: `unix:///path`
-    /// or `tcp://ip:port`.
+    /// only (see [`WorkloadApiSource::parse_endpoint`]).
     pub endpoint: String,
     /// How long start-up waits for a first usable SVID.
     pub startup_timeout: Duration,
@@ -44,22 +50,33 @@ impl WorkloadApiSource {
         Self {
             endpoint: endpoint.into(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            min_backoff: DEFAULT_MIN_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
         }
     }
 
-    /// Checks an endpoint's syntax; a bare absolute path means a Unix
-    /// socket, as SPIRE's own tools accept.
-    pub fn parse_endpoint(value: &str) -> Result<String, String> {
+    /// Checks an endpoint; a bare absolute path means a Unix socket, as
+    /// SPIRE's own tools accept. Only Unix sockets are accepted: the
+    /// Workload API has no transport security of its own, and over
+    /// `tcp://` anyone who can reach the port could serve us an identity
+    /// (and read our key on the way).
+    pub fn parse_endpoint(value: &str) -> Result<String, IdentityError> {
         let endpoint = if value.starts_with('/') {
             format!("unix://{value}")
         } else {
             value.to_owned()
         };
-        spiffe::transport::Endpoint::parse(&endpoint)
-            .map(|_| endpoint)
-            .map_err(|e| e.to_string())
+        let refused = |reason: String| IdentityError::Endpoint {
+            endpoint: value.to_owned(),
+            reason,
+        };
+        match spiffe::transport::Endpoint::parse(&endpoint) {
+            Ok(spiffe::transport::Endpoint::Unix(_)) => Ok(endpoint),
+            Ok(_) => Err(refused(
+                "only `unix://` sockets are accepted: the workload API over TCP is unauthenticated plaintext".to_owned(),
+            )),
+            Err(e) => Err(refused(e.to_string())),
+        }
     }
 
     async fn connect(&self, status: &IdentityStatus) -> Result<X509Source, IdentityError> {
@@ -76,25 +93,53 @@ impl WorkloadApiSource {
             })
     }
 
-    /// Waits for the first SVID, then keeps a task publishing every update
-    /// the agent sends until nobody reads the snapshots any more.
+    /// Waits up to `startup_timeout` for a first SVID that can be served
+    /// (the agent may send one we refuse, for example not valid yet, before
+    /// a good one), then keeps a task publishing every update the agent
+    /// sends until nobody reads the snapshots any more.
     pub(crate) async fn follow(
         &self,
-        trust: &TrustPolicy,
+        options: &FollowOptions,
         status: IdentityStatus,
     ) -> Result<IdentityWatch, IdentityError> {
+        let deadline = tokio::time::Instant::now() + self.startup_timeout;
         let source = self.connect(&status).await?;
-        let state = source.state();
-        let first = snapshot(&state)?;
-        let (publisher, watch) = Publisher::start(first, trust.clone(), status.clone())?;
-        tokio::spawn(run(
-            self.clone(),
-            source,
-            state.revision(),
-            publisher,
-            status,
-        ));
-        Ok(watch)
+        let mut updates = source.updated();
+        loop {
+            let state = source.state();
+            let started = snapshot(&state).and_then(|first| {
+                Publisher::start(
+                    first,
+                    options.trust.clone(),
+                    status.clone(),
+                    options.clock.clone(),
+                )
+            });
+            let error = match started {
+                Ok((publisher, watch)) => {
+                    tokio::spawn(run(
+                        self.clone(),
+                        source,
+                        state.revision(),
+                        publisher,
+                        status,
+                    ));
+                    return Ok(watch);
+                }
+                Err(error) => error,
+            };
+            tracing::warn!(%error, "first SVID from the workload API refused; waiting for another");
+            status.refused(options.clock.now(), error.to_string());
+            let waited = tokio::time::timeout_at(deadline, updates.changed()).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                let _ = source.shutdown_with_timeout(SHUTDOWN_TIMEOUT).await;
+                return Err(IdentityError::WorkloadApi(format!(
+                    "no usable SVID from `{}` within {}s: {error}",
+                    self.endpoint,
+                    self.startup_timeout.as_secs()
+                )));
+            }
+        }
     }
 }
 
@@ -134,7 +179,19 @@ async fn run(
         };
         let state = source.state();
         revision = state.revision();
-        publisher.offer(snapshot(&state));
+        offer(&mut publisher, &state);
+    }
+}
+
+/// Offers one observation: material, or the agent's withdrawal of it.
+fn offer(publisher: &mut Publisher, state: &X509SourceState) {
+    match state.withdrawal() {
+        // The agent answered `PermissionDenied`: our registration entry is
+        // gone. Not a bad update to shrug off: nothing should send us work.
+        Some(reason) => publisher.withdraw(reason.to_string()),
+        None => {
+            publisher.offer(snapshot(state));
+        }
     }
 }
 
@@ -153,7 +210,7 @@ async fn follow_updates(
         if state.revision() != revision {
             revision = state.revision();
             tracing::debug!(revision, "workload API update");
-            publisher.offer(snapshot(&state));
+            offer(publisher, &state);
         }
         tokio::select! {
             () = publisher.closed() => return Stopped::Unused,
@@ -228,7 +285,8 @@ mod tests {
             "unix:///run/spire/agent.sock"
         );
         assert!(WorkloadApiSource::parse_endpoint("unix:///tmp/a.sock").is_ok());
-        assert!(WorkloadApiSource::parse_endpoint("tcp://127.0.0.1:8081").is_ok());
+        let tcp = WorkloadApiSource::parse_endpoint("tcp://127.0.0.1:8081").unwrap_err();
+        assert!(tcp.to_string().contains("only `unix://`"), "{tcp}");
         for bad in ["tcp://localhost:8081", "http://x", "unix://", "agent.sock"] {
             assert!(WorkloadApiSource::parse_endpoint(bad).is_err(), "{bad}");
         }

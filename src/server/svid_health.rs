@@ -1,16 +1,19 @@
 //! gRPC health follows our SVID: NOT_SERVING while we hold no valid one
-//! (expired, or not yet valid), SERVING again once a valid one arrives.
+//! (expired, not yet valid, or withdrawn by the SPIRE agent because
+//! Mandate's registration entry is gone), SERVING again once a valid one
+//! arrives.
 //!
 //! A load balancer should stop sending us work we cannot complete: once our
 //! SVID has expired every client refuses our handshake anyway. `/readyz`
 //! reads the same condition at each request (see `api::http`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::identity::IdentityWatch;
 
 /// Longest wait between two looks at the clock: certificates are judged by
@@ -30,9 +33,9 @@ pub(super) async fn set(health: &HealthReporter, names: &[&str], valid: bool) {
     }
 }
 
-/// Whether the current snapshot's SVID is valid now.
-pub(super) fn valid_now(identity: &IdentityWatch) -> bool {
-    identity.borrow().is_valid_at(SystemClock.now())
+/// Whether the current snapshot's SVID is valid at `clock`'s now.
+pub(super) fn valid_now(identity: &IdentityWatch, clock: &dyn Clock) -> bool {
+    identity.borrow().is_valid_at(clock.now())
 }
 
 /// Keeps health in step with the SVID until aborted; `valid` is what was
@@ -42,28 +45,24 @@ pub(super) async fn follow(
     health: HealthReporter,
     names: &'static [&'static str],
     mut valid: bool,
+    clock: Arc<dyn Clock>,
 ) {
     // A watch whose sender is gone (material handed over whole) never
     // changes again; only the clock matters then.
     let mut source_alive = true;
     loop {
-        // Copied out: a watch borrow must not be held across an await.
-        let (spiffe_id, not_before, not_after) = {
-            let current = identity.borrow_and_update();
-            (
-                current.spiffe_id.to_string(),
-                current.not_before,
-                current.not_after,
-            )
-        };
-        let now = SystemClock.now();
-        let now_valid = not_before <= now && now < not_after;
+        // Cloned out: a watch borrow must not be held across an await.
+        let current = identity.borrow_and_update().clone();
+        let (spiffe_id, not_before, not_after) =
+            (&current.spiffe_id, current.not_before, current.not_after);
+        let now = clock.now();
+        let now_valid = current.is_valid_at(now);
         if now_valid != valid {
             valid = now_valid;
             if valid {
                 tracing::info!(%spiffe_id, not_after, "valid SVID held again: health SERVING");
             } else {
-                tracing::error!(%spiffe_id, not_before, not_after, "no valid SVID held: health NOT_SERVING until a new one arrives");
+                tracing::error!(%spiffe_id, not_before, not_after, withdrawn = ?current.withdrawn, "no valid SVID held: health NOT_SERVING until a new one arrives");
             }
             set(&health, names, valid).await;
         }

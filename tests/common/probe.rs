@@ -1,9 +1,38 @@
 //! Probes of a running server from outside: `/readyz`, a fresh connection
-//! making one call, and waiting for a condition without fixed sleeps.
+//! making one call, and waiting for a condition without fixed sleeps; and
+//! SVIDs whose validity starts later (as issued to a clock running ahead).
 
 use mandate::identity::{Identity, TrustBundles};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
 
 use super::{Leaf, TestCa, TestServer};
+
+impl TestCa {
+    /// A good SVID for `path`, valid for a day from `not_before`.
+    pub fn svid_from(&self, path: &str, not_before: OffsetDateTime) -> Leaf {
+        let mut params = CertificateParams::default();
+        let uri = format!("spiffe://{}{path}", self.trust_domain);
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = not_before;
+        params.not_after = not_before + time::Duration::days(1);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
 
 /// `GET /readyz`: the status code and the JSON body.
 pub async fn readyz(server: &TestServer) -> (u16, serde_json::Value) {

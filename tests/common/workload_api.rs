@@ -4,9 +4,10 @@
 //! Like SPIRE's agent it refuses calls without the `workload.spiffe.io: true`
 //! metadata header. The test decides what it serves: [`TestAgent::push`]
 //! sends a new response on every open stream (a rotation, a federated
-//! bundle appearing or withdrawn), [`TestAgent::stop`] closes the streams
-//! and removes the socket, [`TestAgent::restart`] serves again on the same
-//! path.
+//! bundle appearing or withdrawn), [`TestAgent::deny`] answers
+//! `PermissionDenied` as SPIRE does once a workload's entry is deleted,
+//! [`TestAgent::stop`] closes the streams and removes the socket,
+//! [`TestAgent::restart`] serves again on the same path.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,24 +69,44 @@ fn der_bundle(cas: &[&TestCa]) -> Vec<u8> {
     cas.iter().flat_map(|ca| ca.cert.to_vec()).collect()
 }
 
+/// What the agent answers: a response, or `None` for `PermissionDenied`.
+type Answer = Option<X509svidResponse>;
+
+/// SPIRE's answer to a workload it has no entry for.
+fn denied() -> Status {
+    Status::permission_denied("no identity issued")
+}
+
+/// Calls received, by whether they carried the security header.
+#[derive(Default)]
+struct Calls {
+    with_header: AtomicUsize,
+    without_header: AtomicUsize,
+}
+
 /// The agent's service: streams the current response and every later one.
 #[derive(Clone)]
 struct Agent {
-    responses: watch::Receiver<X509svidResponse>,
+    responses: watch::Receiver<Answer>,
     /// Set when the agent stops: open streams end.
     stopping: watch::Receiver<bool>,
-    calls: Arc<AtomicUsize>,
+    calls: Arc<Calls>,
 }
 
 impl Agent {
     fn check_header<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
         match request.metadata().get(SECURITY_HEADER) {
-            Some(value) if value == "true" => Ok(()),
+            Some(value) if value == "true" => {
+                self.calls.with_header.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
             // SPIRE's own answer.
-            _ => Err(Status::invalid_argument(
-                "security header missing from request",
-            )),
+            _ => {
+                self.calls.without_header.fetch_add(1, Ordering::SeqCst);
+                Err(Status::invalid_argument(
+                    "security header missing from request",
+                ))
+            }
         }
     }
 
@@ -100,7 +121,12 @@ impl Agent {
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
-                let response = responses.borrow_and_update().clone();
+                let answer = responses.borrow_and_update().clone();
+                let Some(response) = answer else {
+                    // Ends the stream with the error, as SPIRE does.
+                    let _ = sender.send(Err(denied())).await;
+                    return;
+                };
                 if sender.send(Ok(map(response))).await.is_err() {
                     return;
                 }
@@ -125,6 +151,9 @@ impl SpiffeWorkloadApi for Agent {
         request: Request<X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         self.check_header(&request)?;
+        if self.responses.borrow().is_none() {
+            return Err(denied());
+        }
         Ok(Response::new(self.stream(|r| r)))
     }
 
@@ -178,8 +207,8 @@ impl SpiffeWorkloadApi for Agent {
 /// A running (or stopped) test agent on one socket path.
 pub struct TestAgent {
     path: PathBuf,
-    responses: watch::Sender<X509svidResponse>,
-    calls: Arc<AtomicUsize>,
+    responses: watch::Sender<Answer>,
+    calls: Arc<Calls>,
     running: Option<Running>,
 }
 
@@ -192,7 +221,7 @@ struct Running {
 impl TestAgent {
     /// Serves `first` on a socket at `path`.
     pub async fn start(path: &Path, first: X509svidResponse) -> Self {
-        let (responses, _) = watch::channel(first);
+        let (responses, _) = watch::channel(Some(first));
         let mut agent = Self {
             path: path.to_owned(),
             responses,
@@ -213,14 +242,26 @@ impl TestAgent {
         &self.path
     }
 
-    /// Workload API calls received, with or without the header.
+    /// Workload API calls received with the security header.
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.calls.with_header.load(Ordering::SeqCst)
+    }
+
+    /// Workload API calls received without the security header (refused).
+    pub fn calls_without_header(&self) -> usize {
+        self.calls.without_header.load(Ordering::SeqCst)
     }
 
     /// Sends `response` on every open stream, and to later ones.
     pub fn push(&self, response: X509svidResponse) {
-        self.responses.send_replace(response);
+        self.responses.send_replace(Some(response));
+    }
+
+    /// Answers `PermissionDenied` from now on, ending open streams with it,
+    /// as SPIRE does once the caller's registration entry is deleted;
+    /// [`TestAgent::push`] issues again.
+    pub fn deny(&self) {
+        self.responses.send_replace(None);
     }
 
     /// Serves again on the same path (after [`TestAgent::stop`]).
@@ -299,19 +340,34 @@ pub async fn raw_client(
     pb::spiffe_workload_api_client::SpiffeWorkloadApiClient::new(channel)
 }
 
-/// Mandate's identity from `agent`, reconnecting quickly.
+/// Mandate's identity from `agent`, reconnecting quickly; a withdrawn
+/// trust domain's tasks are revoked at once.
 pub async fn follow(agent: &TestAgent, trust: TrustPolicy) -> IdentityFeed {
+    follow_with(
+        agent,
+        FollowOptions {
+            trust,
+            withdrawal_grace: Duration::ZERO,
+            ..FollowOptions::default()
+        },
+    )
+    .await
+}
+
+/// Mandate's identity from `agent` with these options, reconnecting quickly.
+pub async fn follow_with(agent: &TestAgent, options: FollowOptions) -> IdentityFeed {
     IdentitySource::WorkloadApi(WorkloadApiSource {
         startup_timeout: Duration::from_secs(10),
         min_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         ..WorkloadApiSource::new(agent.endpoint())
     })
-    .follow(&FollowOptions { trust, poll: None })
+    .follow(&options)
     .await
     .unwrap()
 }
 
+/// Mandate serving from `agent`'s identity, with `ca`'s clients.
 pub async fn start(
     agent: &TestAgent,
     ca: TestCa,
@@ -326,6 +382,7 @@ pub async fn start(
     (server, feed)
 }
 
+/// The agent's socket path under `dir`.
 pub fn socket(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("agent.sock")
 }
