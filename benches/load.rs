@@ -16,8 +16,10 @@
 //! with a rate, latency counts from each call's scheduled start, so a
 //! server that falls behind shows in the tail instead of slowing the
 //! load), `LOAD_MODES` (comma-separated, default
-//! `floor,authorize,check,floor`). The server and the load share the
-//! machine, as they do for the floor.
+//! `floor,authorize,check,floor`), `BENCH_AUDIT=off` (the server as
+//! `mandate serve` runs it by default, with the in-memory audit index, unless
+//! set). The server and the load share the machine, as they do for the
+//! floor.
 
 #![allow(missing_docs, reason = "a bench binary")]
 #![allow(

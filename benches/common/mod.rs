@@ -105,7 +105,13 @@ impl DevServer {
             policy_poll: None,
             decision_log: None,
             decision_log_capacity: 1,
-            audit: mandate::audit::AuditSettings::off(),
+            // What `mandate serve` runs with: the in-memory audit index on,
+            // no file. `BENCH_AUDIT=off` measures the bare decision path.
+            audit: if std::env::var("BENCH_AUDIT").as_deref() == Ok("off") {
+                mandate::audit::AuditSettings::off()
+            } else {
+                mandate::audit::AuditSettings::default()
+            },
             envoy: EnvoySettings::default(),
             routes: Arc::new(
                 RouteTable::load(
