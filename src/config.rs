@@ -63,6 +63,15 @@ pub mod defaults {
     pub const KEY_ROTATION_SECS: i64 = 24 * 3600;
     /// How long a retired signing key still verifies, seconds.
     pub const KEY_OVERLAP_SECS: i64 = 2 * 3600;
+    /// The SQLite file of the default store, under the data dir.
+    pub const STORE_FILE: &str = "mandate.db";
+    /// A replica that has not reached the store for longer denies
+    /// everything (`state-unavailable`), ms.
+    pub const STORE_STALE_AFTER_MS: u64 = 5000;
+    /// Longest wait of a decision for its `min_revision`, ms.
+    pub const MIN_REVISION_WAIT_MS: u64 = 1000;
+    /// How often a replica catches up without a notification, ms.
+    pub const STORE_POLL_MS: u64 = 500;
 }
 
 /// Upper bound on `max_batch_size`, so one call cannot monopolise a core.
@@ -138,6 +147,14 @@ pub struct RawConfig {
     pub key_overlap_secs: Option<i64>,
     /// Envoy ext_authz (`[envoy]`).
     pub envoy: Option<RawEnvoy>,
+    /// The store: `sqlite://PATH` or `postgres://...`.
+    pub store: Option<String>,
+    /// A replica out of contact with the store for longer denies, ms.
+    pub store_stale_after_ms: Option<u64>,
+    /// Longest wait of a decision for its `min_revision`, ms.
+    pub min_revision_wait_ms: Option<u64>,
+    /// How often a replica catches up without a notification, ms.
+    pub store_poll_ms: Option<u64>,
 }
 
 /// The `[envoy]` table of `mandate.toml`.
@@ -258,6 +275,10 @@ impl RawConfig {
             token_max_ttl_secs: self.token_max_ttl_secs.or(file.token_max_ttl_secs),
             key_rotation_secs: self.key_rotation_secs.or(file.key_rotation_secs),
             key_overlap_secs: self.key_overlap_secs.or(file.key_overlap_secs),
+            store: self.store.or(file.store),
+            store_stale_after_ms: self.store_stale_after_ms.or(file.store_stale_after_ms),
+            min_revision_wait_ms: self.min_revision_wait_ms.or(file.min_revision_wait_ms),
+            store_poll_ms: self.store_poll_ms.or(file.store_poll_ms),
             envoy: match (self.envoy, file.envoy) {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
@@ -317,6 +338,10 @@ pub struct Settings {
     pub key_rotation: KeyRotation,
     /// Envoy ext_authz.
     pub envoy: EnvoySettings,
+    /// The store URL.
+    pub store: String,
+    /// How this replica follows the store.
+    pub replica: crate::store::ReplicaSettings,
 }
 
 impl Settings {
@@ -462,6 +487,21 @@ impl Settings {
                 tokens.max_ttl.saturating_add(tokens.leeway)
             ));
         }
+        let store = raw.store.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                data_dir.join(defaults::STORE_FILE).display()
+            )
+        });
+        let replica = store_settings(
+            [
+                raw.store_stale_after_ms,
+                raw.min_revision_wait_ms,
+                raw.store_poll_ms,
+            ],
+            &store,
+            &mut problems,
+        );
         let envoy = raw.envoy.unwrap_or_default().resolve(&mut problems);
         let handshake_timeout = raw
             .handshake_timeout_secs
@@ -507,10 +547,55 @@ impl Settings {
                     tokens,
                     key_rotation,
                     envoy,
+                    store,
+                    replica,
                 })
             }
             _ => Err(problems),
         }
+    }
+}
+
+/// Checks the store URL and the replica bounds.
+/// `ms` is `store_stale_after_ms`, `min_revision_wait_ms`, `store_poll_ms`.
+fn store_settings(
+    [stale_after_ms, min_revision_wait_ms, poll_ms]: [Option<u64>; 3],
+    store: &str,
+    problems: &mut Vec<String>,
+) -> crate::store::ReplicaSettings {
+    let known = ["sqlite://", "postgres://", "postgresql://"];
+    if !known.iter().any(|scheme| store.starts_with(scheme)) || store.len() <= "sqlite://".len() {
+        problems.push(format!(
+            "`store` `{}` must be `sqlite://PATH` or `postgres://...`",
+            crate::store::redact(store)
+        ));
+    }
+    let ms = |value: Option<u64>, default: u64, key: &str, problems: &mut Vec<String>| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            problems.push(format!("`{key}` must be at least 1"));
+        }
+        Duration::from_millis(value)
+    };
+    crate::store::ReplicaSettings {
+        stale_after: ms(
+            stale_after_ms,
+            defaults::STORE_STALE_AFTER_MS,
+            "store_stale_after_ms",
+            problems,
+        ),
+        min_revision_wait: ms(
+            min_revision_wait_ms,
+            defaults::MIN_REVISION_WAIT_MS,
+            "min_revision_wait_ms",
+            problems,
+        ),
+        poll: ms(
+            poll_ms,
+            defaults::STORE_POLL_MS,
+            "store_poll_ms",
+            problems,
+        ),
     }
 }
 

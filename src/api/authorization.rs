@@ -58,6 +58,9 @@ pub struct DecisionState {
     pub decision_log: Option<DecisionLog>,
     /// Subject certificates enforcement points forwarded, once verified.
     pub forwarded: ForwardedSubjects,
+    /// The durable store: writes go through it; decisions only ask it
+    /// whether this replica's state is current.
+    pub store: crate::store::StoreHandle,
 }
 
 impl DecisionState {

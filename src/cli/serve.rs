@@ -89,6 +89,10 @@ pub(super) struct ServeArgs {
     /// `Check` is denied `no-route`.
     #[arg(long, value_name = "FILE")]
     route_map: Option<PathBuf>,
+    /// The store: `sqlite://PATH` or `postgres://...` [default:
+    /// sqlite://DATA_DIR/mandate.db].
+    #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
+    store: Option<String>,
 }
 
 impl ServeArgs {
@@ -129,6 +133,7 @@ impl ServeArgs {
                 route_map: Some(route_map),
                 ..RawEnvoy::default()
             }),
+            store: self.store,
             ..RawConfig::default()
         };
         let default_file = PathBuf::from(defaults::CONFIG_FILE);
@@ -312,10 +317,24 @@ async fn serve(
     if !misfiled.is_empty() {
         return usage_error(&misfiled);
     }
-    let revision = Arc::new(Revision::default());
+    let store = match crate::store::open(&settings.store).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = match crate::store::boot::load(store.as_ref()).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let revision = Arc::new(Revision::starting_at(loaded.revision));
     let entry_count = registry_input.entries.len();
     let registry = match Registry::new(
-        registry_input.entries,
+        crate::store::boot::overlay(registry_input.entries, &loaded.registry),
         &registry_input.static_entities,
         engine.schema(),
         settings.sensitivity.clone(),
@@ -352,6 +371,21 @@ async fn serve(
         clock.clone(),
     ));
 
+    let graph = Arc::new(TaskGraph::with_revision(
+        settings.max_delegation_depth,
+        revision.clone(),
+    ));
+    let approvals = Arc::new(ApprovalBook::new(revision.clone()));
+    crate::store::boot::fill(&graph, &approvals, &loaded);
+    drop(loaded);
+    let journal = Arc::new(crate::store::Journal::new(
+        store,
+        graph.clone(),
+        approvals.clone(),
+        registry.clone(),
+        revision.clone(),
+    ));
+
     let signals = Signals::install();
     let server = match start(ServerOptions {
         listen: settings.listen,
@@ -366,12 +400,9 @@ async fn serve(
             }),
             clock.now(),
         )),
-        graph: Arc::new(TaskGraph::with_revision(
-            settings.max_delegation_depth,
-            revision.clone(),
-        )),
+        graph,
         registry,
-        approvals: Arc::new(ApprovalBook::new(revision.clone())),
+        approvals,
         revision,
         tokens,
         clock,
@@ -387,6 +418,8 @@ async fn serve(
         decision_log_capacity: settings.decision_log_capacity,
         envoy: settings.envoy.clone(),
         routes: Arc::new(routes),
+        journal,
+        replica: settings.replica,
     })
     .await
     {

@@ -16,6 +16,7 @@ use spiffe::{SpiffeId, TrustDomain};
 use crate::clock::{Clock, SystemClock};
 use crate::graph::{TaskFilter, TaskGraph, TaskId, TaskState};
 use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal};
+use crate::store::Journal;
 
 /// Tasks read per page while looking for a trust domain's delegatees.
 const PAGE: usize = 500;
@@ -25,6 +26,7 @@ const PAGE: usize = 500;
 pub(super) async fn follow(
     mut identity: IdentityWatch,
     graph: Arc<TaskGraph>,
+    journal: Arc<Journal>,
     status: IdentityStatus,
     revoke: bool,
 ) {
@@ -32,7 +34,7 @@ pub(super) async fn follow(
     while identity.changed().await.is_ok() {
         let now_trusted = trust_domains(&mut identity);
         for trust_domain in trusted.difference(&now_trusted) {
-            withdraw(trust_domain, &graph, &status, revoke);
+            withdraw(trust_domain, &graph, &journal, &status, revoke).await;
         }
         trusted = now_trusted;
     }
@@ -48,12 +50,31 @@ fn trust_domains(identity: &mut IdentityWatch) -> BTreeSet<String> {
         .collect()
 }
 
-fn withdraw(trust_domain: &str, graph: &TaskGraph, status: &IdentityStatus, revoke: bool) {
+async fn withdraw(
+    trust_domain: &str,
+    graph: &TaskGraph,
+    journal: &Journal,
+    status: &IdentityStatus,
+    revoke: bool,
+) {
     let now = SystemClock.now();
-    let (revoked, revision) = match TrustDomain::new(trust_domain) {
-        Ok(td) if revoke => revoke_trust_domain(graph, &td, now),
-        _ => (Vec::new(), graph.revision()),
-    };
+    let mut revoked = Vec::new();
+    let mut revision = graph.revision();
+    if let Ok(td) = TrustDomain::new(trust_domain)
+        && revoke
+    {
+        for delegatee in delegatees_of(graph, &td, now) {
+            match journal.revoke_agent(&delegatee).await {
+                Ok((ids, at)) => {
+                    revoked.extend(ids);
+                    revision = at;
+                }
+                // The trust domain's callers are refused anyway; their
+                // tasks stay active in the store, so say so loudly.
+                Err(e) => tracing::error!(error = %e, spiffe_id = %delegatee, "cannot revoke the tasks of a withdrawn agent"),
+            }
+        }
+    }
     tracing::warn!(
         trust_domain,
         revoke,
@@ -70,12 +91,25 @@ fn withdraw(trust_domain: &str, graph: &TaskGraph, status: &IdentityStatus, revo
 }
 
 /// Revokes every active task delegated to an agent of `trust_domain`, with
-/// its subtree, through the same call as the `RevokeAgent` RPC.
+/// its subtree, in memory only (the server revokes through the journal).
+#[cfg(test)]
 pub(crate) fn revoke_trust_domain(
     graph: &TaskGraph,
     trust_domain: &TrustDomain,
     now: i64,
 ) -> (Vec<TaskId>, u64) {
+    let mut revoked = Vec::new();
+    let mut revision = graph.revision();
+    for delegatee in delegatees_of(graph, trust_domain, now) {
+        let (ids, at) = graph.revoke_agent(&delegatee);
+        revoked.extend(ids);
+        revision = at;
+    }
+    (revoked, revision)
+}
+
+/// The agents of `trust_domain` with an active task.
+fn delegatees_of(graph: &TaskGraph, trust_domain: &TrustDomain, now: i64) -> Vec<SpiffeId> {
     let filter = TaskFilter {
         state: Some(TaskState::Active),
         ..TaskFilter::default()
@@ -94,16 +128,10 @@ pub(crate) fn revoke_trust_domain(
             _ => break,
         }
     }
-    let mut revoked = Vec::new();
-    let mut revision = graph.revision();
-    for delegatee in delegatees {
-        if let Ok(id) = SpiffeId::new(&delegatee) {
-            let (ids, at) = graph.revoke_agent(&id);
-            revoked.extend(ids);
-            revision = at;
-        }
-    }
-    (revoked, revision)
+    delegatees
+        .iter()
+        .filter_map(|d| SpiffeId::new(d).ok())
+        .collect()
 }
 
 #[cfg(test)]
