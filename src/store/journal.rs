@@ -72,6 +72,12 @@ impl Journal {
         mut plan: impl FnMut() -> Result<(Option<Change>, T), E>,
     ) -> Result<(T, u64), E> {
         let _writer = self.writer.lock().await;
+        // Judged against what other replicas wrote, not only against what
+        // this one has been told of so far: a revoke of a task created
+        // elsewhere a moment ago must find it.
+        if self.store.shared() {
+            self.catch_up_locked().await?;
+        }
         for _ in 0..MAX_ATTEMPTS {
             let (change, value) = plan()?;
             let Some(change) = change else {

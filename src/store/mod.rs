@@ -102,6 +102,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// Whether other processes write to it too (replicas): then a writer
+    /// catches up before it plans, so it judges against their writes.
+    fn shared(&self) -> bool;
+
     /// Reads the whole state.
     async fn load(&self) -> Result<Loaded, StoreError>;
 
@@ -126,6 +130,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Writes exported rows into an empty store, in one transaction.
     async fn import(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
+
+    /// Closes every connection; later calls fail with
+    /// [`StoreError::Unavailable`].
+    async fn close(&self);
 }
 
 /// Opens (creating if needed) the store at `url` and runs its migrations:

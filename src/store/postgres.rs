@@ -96,6 +96,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn load(&self) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded {
             revision: self.head().await?,
@@ -199,6 +203,10 @@ impl Store for PostgresStore {
             .map_err(unavailable)?;
         listener.listen(CHANNEL).await.map_err(unavailable)?;
         Ok(Some(Box::new(Listener(listener))))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn export(&self) -> Result<Vec<ExportRow>, StoreError> {

@@ -65,6 +65,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
     async fn load(&self) -> Result<Loaded, StoreError> {
         let mut loaded = Loaded {
             revision: self.head().await?,
@@ -158,6 +162,10 @@ impl Store for SqliteStore {
 
     async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError> {
         Ok(None)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
