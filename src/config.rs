@@ -488,10 +488,7 @@ impl Settings {
             ));
         }
         let store = raw.store.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                data_dir.join(defaults::STORE_FILE).display()
-            )
+            format!("sqlite://{}", data_dir.join(defaults::STORE_FILE).display())
         });
         let replica = store_settings(
             [
@@ -590,12 +587,7 @@ fn store_settings(
             "min_revision_wait_ms",
             problems,
         ),
-        poll: ms(
-            poll_ms,
-            defaults::STORE_POLL_MS,
-            "store_poll_ms",
-            problems,
-        ),
+        poll: ms(poll_ms, defaults::STORE_POLL_MS, "store_poll_ms", problems),
     }
 }
 

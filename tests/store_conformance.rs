@@ -47,11 +47,9 @@ impl Backend {
                     .await
                     .unwrap(),
             ),
-            Self::Postgres { url, schema } => Arc::new(
-                PostgresStore::connect(url, Some(schema))
-                    .await
-                    .unwrap(),
-            ),
+            Self::Postgres { url, schema } => {
+                Arc::new(PostgresStore::connect(url, Some(schema)).await.unwrap())
+            }
         }
     }
 
@@ -223,13 +221,14 @@ async fn a_taken_revision_conflicts_and_writes_nothing(backend: &Backend) {
     let second = store
         .commit(1, &Change::Tasks(vec![task("second", None)]), NOW)
         .await;
-    assert!(
-        matches!(second, Err(StoreError::Conflict(1))),
-        "{second:?}"
-    );
+    assert!(matches!(second, Err(StoreError::Conflict(1))), "{second:?}");
     let loaded = store.load().await.unwrap();
     let ids: Vec<&str> = loaded.tasks.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, vec!["first"], "the conflicting write must leave nothing");
+    assert_eq!(
+        ids,
+        vec!["first"],
+        "the conflicting write must leave nothing"
+    );
     assert_eq!(loaded.revision, 1);
 }
 
@@ -330,7 +329,10 @@ async fn export_then_import_round_trips(backend: &Backend) {
         .collect();
 
     let refused = source.import(&rows).await;
-    assert!(matches!(refused, Err(StoreError::NotEmpty(3))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::NotEmpty(3))),
+        "{refused:?}"
+    );
 
     let target_dir = tempfile::tempdir().unwrap();
     let target = SqliteStore::open(&target_dir.path().join("copy.db"))
@@ -419,7 +421,13 @@ async fn the_journal_commits_before_memory_and_agrees_with_the_store(backend: &B
     child_spec.expires_at = now() + 600;
     let (_, r2) = live
         .journal
-        .delegate::<StoreOrGraph>("child".into(), "root", &spiffe("/agents/a"), child_spec, now())
+        .delegate::<StoreOrGraph>(
+            "child".into(),
+            "root",
+            &spiffe("/agents/a"),
+            child_spec,
+            now(),
+        )
         .await
         .unwrap();
     let (approval, _, r3) = live
@@ -438,19 +446,11 @@ async fn the_journal_commits_before_memory_and_agrees_with_the_store(backend: &B
         )
         .await
         .unwrap();
-    let (revoked, r4) = live
-        .journal
-        .revoke::<StoreOrGraph>("root")
-        .await
-        .unwrap();
+    let (revoked, r4) = live.journal.revoke::<StoreOrGraph>("root").await.unwrap();
     assert_eq!((r1, r2, r3, r4), (1, 2, 3, 4));
     assert_eq!(revoked.len(), 2, "the subtree is revoked");
     // A no-op answers with the current revision and writes nothing.
-    let (again, r5) = live
-        .journal
-        .revoke::<StoreOrGraph>("root")
-        .await
-        .unwrap();
+    let (again, r5) = live.journal.revoke::<StoreOrGraph>("root").await.unwrap();
     assert!(again.is_empty());
     assert_eq!(r5, 4);
     assert_eq!(store.head().await.unwrap(), 4);
@@ -599,6 +599,7 @@ async fn a_write_on_a_shared_store_sees_other_writers_first(backend: &Backend) {
 
 /// The errors a journal write can end in, for these tests.
 #[derive(Debug)]
+#[expect(dead_code, reason = "read through `Debug` in assertion messages")]
 enum StoreOrGraph {
     Store(StoreError),
     Graph(mandate::graph::GraphError),

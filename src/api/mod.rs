@@ -4,6 +4,7 @@
 mod approval;
 mod authorization;
 mod check_cache;
+mod consistency;
 mod context;
 mod control;
 mod envoy;

@@ -198,6 +198,7 @@ impl ApprovalBook {
         let mut inner = self.write();
         let plan = write::plan_request(
             &inner,
+            uuid::Uuid::now_v7().to_string(),
             subject,
             justification,
             requested_by,

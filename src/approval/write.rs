@@ -28,8 +28,29 @@ impl ApprovalBook {
         scope_digest: &str,
         now: i64,
     ) -> Result<RequestPlan, ApprovalError> {
+        self.plan_request_as(
+            uuid::Uuid::now_v7().to_string(),
+            subject,
+            justification,
+            requested_by,
+            scope_digest,
+            now,
+        )
+    }
+
+    /// [`ApprovalBook::plan_request`] naming a new approval `id`.
+    pub fn plan_request_as(
+        &self,
+        id: String,
+        subject: Subject,
+        justification: &str,
+        requested_by: &str,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<RequestPlan, ApprovalError> {
         plan_request(
             &self.read(),
+            id,
             subject,
             justification,
             requested_by,
@@ -52,15 +73,7 @@ impl ApprovalBook {
         scope_digest: &str,
         now: i64,
     ) -> Result<Approval, ApprovalError> {
-        plan_decide(
-            &self.read(),
-            id,
-            granted,
-            who,
-            valid_for,
-            scope_digest,
-            now,
-        )
+        plan_decide(&self.read(), id, granted, who, valid_for, scope_digest, now)
     }
 
     /// Plans [`ApprovalBook::revoke`].
@@ -81,6 +94,7 @@ impl ApprovalBook {
 
 pub(super) fn plan_request(
     inner: &Inner,
+    id: String,
     subject: Subject,
     justification: &str,
     requested_by: &str,
@@ -119,7 +133,7 @@ pub(super) fn plan_request(
         return Err(ApprovalError::TooManyPending(subject.task_id));
     }
     let approval = Approval {
-        id: uuid::Uuid::now_v7().to_string(),
+        id,
         subject,
         justification: justification.to_owned(),
         requested_by: requested_by.to_owned(),

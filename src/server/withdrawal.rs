@@ -71,7 +71,9 @@ async fn withdraw(
                 }
                 // The trust domain's callers are refused anyway; their
                 // tasks stay active in the store, so say so loudly.
-                Err(e) => tracing::error!(error = %e, spiffe_id = %delegatee, "cannot revoke the tasks of a withdrawn agent"),
+                Err(e) => {
+                    tracing::error!(error = %e, spiffe_id = %delegatee, "cannot revoke the tasks of a withdrawn agent")
+                }
             }
         }
     }

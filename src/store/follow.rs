@@ -73,7 +73,9 @@ impl ReplicaHealth {
         self.0
             .store_revision
             .fetch_max(store_revision, Ordering::SeqCst);
-        self.0.last_contact_ms.store(self.now_ms(), Ordering::SeqCst);
+        self.0
+            .last_contact_ms
+            .store(self.now_ms(), Ordering::SeqCst);
     }
 
     /// Time since the last successful read of the store, when following.
@@ -125,10 +127,7 @@ impl Follower {
         health.0.following.store(true, Ordering::SeqCst);
         health.contact(journal.revision());
         Ok(Some(Self(tokio::spawn(follow(
-            journal,
-            health,
-            settings,
-            listener,
+            journal, health, settings, listener,
         )))))
     }
 }

@@ -140,7 +140,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// `sqlite://PATH` or `postgres://...`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(url, None).await?))
     } else {
@@ -184,9 +186,7 @@ impl ExportRow {
 
 /// The inserts an import makes, with `$N` placeholders binding (key,
 /// revision, body); the `head` row is left to [`import_head`].
-fn import_rows(
-    rows: &[ExportRow],
-) -> Result<Vec<(&'static str, String, u64, String)>, StoreError> {
+fn import_rows(rows: &[ExportRow]) -> Result<Vec<(&'static str, String, u64, String)>, StoreError> {
     let text = |row: &ExportRow, field: &str| {
         row.body
             .get(field)

@@ -36,7 +36,10 @@ impl PostgresStore {
         };
         let mut options = PgConnectOptions::from_str(url).map_err(|e| fail(&e))?;
         if let Some(schema) = schema {
-            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err(fail(&format!("bad schema name `{schema}`")));
             }
             let pool = PgPoolOptions::new()
@@ -264,4 +267,3 @@ async fn bodies(pool: &PgPool, sql: &str) -> Result<Vec<String>, StoreError> {
         .map_err(unavailable)?;
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
-

@@ -365,7 +365,10 @@ impl TestServer {
             Some(store) => (store, None),
             None => {
                 let dir = tempfile::tempdir().unwrap();
-                (mandate::store::boot::scratch(dir.path()).await.unwrap(), Some(dir))
+                (
+                    mandate::store::boot::scratch(dir.path()).await.unwrap(),
+                    Some(dir),
+                )
             }
         };
         let loaded = mandate::store::boot::load(store.as_ref()).await.unwrap();
