@@ -106,7 +106,7 @@ conformance!(
 );
 
 fn spiffe(path: &str) -> SpiffeId {
-    SpiffeId::new(&format!("spiffe://example.org{path}")).unwrap()
+    SpiffeId::new(format!("spiffe://example.org{path}")).unwrap()
 }
 
 fn spec(delegatee: &str) -> TaskSpec {

@@ -60,10 +60,6 @@ impl ApprovalBook {
     }
 
     /// Plans [`ApprovalBook::decide`]; `who` is (approver, decided_by).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the arguments of `ApprovalBook::decide`"
-    )]
     pub fn plan_decide(
         &self,
         id: &str,

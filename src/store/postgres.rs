@@ -239,7 +239,7 @@ impl Store for PostgresStore {
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for (sql, key, revision, body) in super::import_rows(rows)? {
-            sqlx::query(&sql)
+            sqlx::query(sql)
                 .bind(key)
                 .bind(to_db(revision))
                 .bind(body)
