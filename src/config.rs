@@ -155,6 +155,10 @@ pub struct RawConfig {
     pub min_revision_wait_ms: Option<u64>,
     /// How often a replica catches up without a notification, ms.
     pub store_poll_ms: Option<u64>,
+    /// A file holding the key (32 bytes, base64) that seals signing keys
+    /// in the store; without it (or `MANDATE_STORE_KEY`), signing keys
+    /// are files under the data dir.
+    pub store_key_file: Option<PathBuf>,
 }
 
 /// The `[envoy]` table of `mandate.toml`.
@@ -279,6 +283,7 @@ impl RawConfig {
             store_stale_after_ms: self.store_stale_after_ms.or(file.store_stale_after_ms),
             min_revision_wait_ms: self.min_revision_wait_ms.or(file.min_revision_wait_ms),
             store_poll_ms: self.store_poll_ms.or(file.store_poll_ms),
+            store_key_file: self.store_key_file.or(file.store_key_file),
             envoy: match (self.envoy, file.envoy) {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
@@ -342,6 +347,8 @@ pub struct Settings {
     pub store: String,
     /// How this replica follows the store.
     pub replica: crate::store::ReplicaSettings,
+    /// The file with the key sealing signing keys in the store, if any.
+    pub store_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -546,6 +553,7 @@ impl Settings {
                     envoy,
                     store,
                     replica,
+                    store_key_file: raw.store_key_file,
                 })
             }
             _ => Err(problems),

@@ -103,6 +103,7 @@ conformance!(
     a_failed_commit_leaves_memory_untouched,
     a_writer_behind_another_catches_up_and_plans_again,
     a_write_on_a_shared_store_sees_other_writers_first,
+    signing_keys_are_shared_sealed_and_refused_under_another_sealing_key,
 );
 
 fn spiffe(path: &str) -> SpiffeId {
@@ -622,4 +623,76 @@ impl From<mandate::approval::ApprovalError> for StoreOrGraph {
     fn from(e: mandate::approval::ApprovalError) -> Self {
         Self::Approval(e)
     }
+}
+
+fn sealer(byte: u8) -> mandate::store::seal::Sealer {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    mandate::store::seal::Sealer::from_base64(&text).unwrap()
+}
+
+fn ring(clock: Arc<mandate::clock::ManualClock>) -> Arc<mandate::credential::SigningKeys> {
+    let rotation = mandate::credential::KeyRotation {
+        rotate_after: 60,
+        overlap: 3600,
+    };
+    Arc::new(mandate::credential::SigningKeys::from_store(
+        rotation, clock,
+    ))
+}
+
+async fn signing_keys_are_shared_sealed_and_refused_under_another_sealing_key(backend: &Backend) {
+    let clock = Arc::new(mandate::clock::ManualClock::new(NOW));
+    let first = live_from(backend).await;
+    let first_ring = ring(clock.clone());
+    first
+        .journal
+        .keep_keys(first_ring.clone(), sealer(7), &[])
+        .unwrap();
+    assert!(
+        first_ring.current().is_err(),
+        "no key before one is committed"
+    );
+    assert!(first.journal.rotate_key_if_due().await.unwrap());
+    assert!(
+        !first.journal.rotate_key_if_due().await.unwrap(),
+        "not due yet"
+    );
+    let kid = first_ring.current().unwrap().kid.clone();
+
+    // Another replica loads it and can verify what the first signs.
+    let store = backend.open().await;
+    let loaded = store.load().await.unwrap();
+    assert_eq!(loaded.keys.len(), 1);
+    let second = live(store.clone()).await;
+    let second_ring = ring(clock.clone());
+    second
+        .journal
+        .keep_keys(second_ring.clone(), sealer(7), &loaded.keys)
+        .unwrap();
+    assert!(second_ring.verifying(&kid).is_some());
+
+    // The store holds it sealed only.
+    let rows = store.export().await.unwrap();
+    let row = rows.iter().find(|r| r.table == "signing_key").unwrap();
+    assert!(row.body["sealed"].is_string(), "{row:?}");
+    assert_eq!(row.body.as_object().unwrap().len(), 3, "{row:?}");
+
+    // Under another sealing key the stored keys are refused.
+    let third = live(backend.open().await).await;
+    assert!(
+        third
+            .journal
+            .keep_keys(ring(clock.clone()), sealer(8), &loaded.keys)
+            .is_err()
+    );
+
+    // A rotation on the second reaches the first through the change log.
+    clock.advance(61);
+    assert!(second.journal.rotate_key_if_due().await.unwrap());
+    let rotated = second_ring.current().unwrap().kid.clone();
+    assert_ne!(rotated, kid);
+    first.journal.catch_up().await.unwrap();
+    assert_eq!(first_ring.current().unwrap().kid, rotated);
+    assert!(first_ring.verifying(&kid).is_some(), "the old key overlaps");
 }

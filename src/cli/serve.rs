@@ -93,6 +93,11 @@ pub(super) struct ServeArgs {
     /// sqlite://DATA_DIR/mandate.db].
     #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
     store: Option<String>,
+    /// A file with the key (32 bytes, base64) sealing signing keys in the
+    /// store, so replicas share them; `MANDATE_STORE_KEY` may hold it
+    /// instead. Without either, signing keys are files under the data dir.
+    #[arg(long, value_name = "FILE")]
+    store_key_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -134,6 +139,7 @@ impl ServeArgs {
                 ..RawEnvoy::default()
             }),
             store: self.store,
+            store_key_file: self.store_key_file,
             ..RawConfig::default()
         };
         let default_file = PathBuf::from(defaults::CONFIG_FILE);
@@ -355,14 +361,25 @@ async fn serve(
         tracing::info!(entries = entry_count, file = %catalog.display(), "catalog loaded");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys_dir = settings.data_dir.join("keys");
-    let keys = match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
-        Ok(keys) => Arc::new(keys),
+    let sealer = match crate::store::seal::Sealer::configured(settings.store_key_file.as_deref()) {
+        Ok(sealer) => sealer,
         Err(e) => return usage_error(&[e.to_string()]),
+    };
+    let keys = if sealer.is_some() {
+        Arc::new(SigningKeys::from_store(
+            settings.key_rotation,
+            clock.clone(),
+        ))
+    } else {
+        let keys_dir = settings.data_dir.join("keys");
+        match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
+            Ok(keys) => Arc::new(keys),
+            Err(e) => return usage_error(&[e.to_string()]),
+        }
     };
     // Tokens are issued by and for this Mandate: its SPIFFE ID is both.
     let tokens = Arc::new(TaskTokens::new(
-        keys,
+        keys.clone(),
         TokenSettings {
             issuer: own_id.clone(),
             audience: own_id,
@@ -377,7 +394,6 @@ async fn serve(
     ));
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
     crate::store::boot::fill(&graph, &approvals, &loaded);
-    drop(loaded);
     let journal = Arc::new(crate::store::Journal::new(
         store,
         graph.clone(),
@@ -385,6 +401,24 @@ async fn serve(
         registry.clone(),
         revision.clone(),
     ));
+    if let Some(sealer) = sealer {
+        let kept = journal.keep_keys(keys.clone(), sealer, &loaded.keys);
+        // Before serving, so the first token can be signed.
+        let rotated = match kept {
+            Ok(()) => journal.rotate_key_if_due().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = rotated {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        let every = settings.key_rotation.rotate_after.clamp(1, 60) as u64;
+        tokio::spawn(crate::store::rotate_keys(
+            journal.clone(),
+            std::time::Duration::from_secs(every),
+        ));
+    }
+    drop(loaded);
 
     let signals = Signals::install();
     let server = match start(ServerOptions {

@@ -33,6 +33,10 @@ pub enum StoreError {
     #[error("corrupt row in the store: {0}")]
     #[diagnostic(code(mandate::store::corrupt))]
     Corrupt(String),
+    /// A signing key cannot be sealed or opened.
+    #[error("signing keys: {0}")]
+    #[diagnostic(code(mandate::store::key))]
+    Key(String),
     /// `store import` into a store that already holds state.
     #[error("the store is not empty (revision `{0}`); import only into an empty store")]
     #[diagnostic(code(mandate::store::not_empty))]

@@ -36,6 +36,8 @@ pub struct Journal {
     /// Approvals decisions asked for whose commit has not landed yet, so
     /// asking again meanwhile names the same one.
     asking: std::sync::Mutex<std::collections::HashMap<Subject, Asking>>,
+    /// The key ring and the sealer, when signing keys live in the store.
+    pub(super) keys: std::sync::OnceLock<super::keyring::StoredKeys>,
 }
 
 impl Journal {
@@ -55,6 +57,7 @@ impl Journal {
             registry,
             revision,
             asking: std::sync::Mutex::default(),
+            keys: std::sync::OnceLock::new(),
         }
     }
 
@@ -71,7 +74,7 @@ impl Journal {
     /// Runs `plan` (again after a conflict), commits its change as the next
     /// revision and applies it. A plan without a change (a no-op such as
     /// revoking a revoked task) answers with the current revision.
-    async fn write<T, E: From<StoreError>>(
+    pub(super) async fn write<T, E: From<StoreError>>(
         &self,
         mut plan: impl FnMut() -> Result<(Option<Change>, T), E>,
     ) -> Result<(T, u64), E> {
@@ -113,6 +116,10 @@ impl Journal {
                 if let Err(problems) = self.registry.apply(change, revision) {
                     tracing::error!(kind = %change.kind, id = %change.id, problems = %problems.join("; "), revision, "a committed registry write does not fit the schema in use; kept out of memory");
                 }
+            }
+            Change::SigningKey(record) => {
+                self.apply_key(record);
+                self.revision.advance_to(revision);
             }
         }
     }

@@ -16,8 +16,10 @@ pub mod boot;
 mod error;
 mod follow;
 mod journal;
+mod keyring;
 mod postgres;
 pub mod record;
+pub mod seal;
 mod sqlite;
 
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::registry::RegistryChange;
 pub use error::StoreError;
 pub use follow::{Follower, ReplicaHealth, ReplicaSettings};
 pub use journal::Journal;
+pub use keyring::rotate_keys;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -53,6 +56,8 @@ pub enum Change {
     Approvals(Vec<Approval>),
     /// One registry entry put or removed.
     Registry(RegistryChange),
+    /// A new signing key, sealed.
+    SigningKey(seal::KeyRecord),
 }
 
 /// The whole state, as read at start-up.
@@ -64,6 +69,8 @@ pub struct Loaded {
     pub approvals: Vec<Approval>,
     /// Registry writes made through the API, on top of the catalog file.
     pub registry: Vec<RegistryChange>,
+    /// Signing keys, sealed, oldest first.
+    pub keys: Vec<seal::KeyRecord>,
     /// The revision of the last committed write; 0 for an empty store.
     pub revision: u64,
 }
@@ -71,7 +78,7 @@ pub struct Loaded {
 impl Loaded {
     /// Rows read.
     pub fn rows(&self) -> usize {
-        self.tasks.len() + self.approvals.len() + self.registry.len()
+        self.tasks.len() + self.approvals.len() + self.registry.len() + self.keys.len()
     }
 }
 
@@ -79,7 +86,7 @@ impl Loaded {
 /// JSON document as stored. Exports are portable between backends.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExportRow {
-    /// `task`, `approval`, `registry` or `head`.
+    /// `task`, `approval`, `registry`, `signing_key` (sealed) or `head`.
     pub table: String,
     /// The row's revision.
     pub revision: u64,
@@ -209,6 +216,10 @@ fn import_rows(rows: &[ExportRow]) -> Result<Vec<(&'static str, String, u64, Str
             "registry" => (
                 "INSERT INTO registry (key, revision, body) VALUES ($1, $2, $3)",
                 format!("{}/{}", text(row, "kind")?, text(row, "id")?),
+            ),
+            "signing_key" => (
+                "INSERT INTO signing_keys (kid, revision, body) VALUES ($1, $2, $3)",
+                text(row, "kid")?,
             ),
             "head" => continue,
             other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),

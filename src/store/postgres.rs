@@ -123,6 +123,14 @@ impl Store for PostgresStore {
             let entry = record::from_json::<record::RegistryRecord>(&body)?;
             loaded.registry.push(entry.into());
         }
+        for body in bodies(
+            &self.pool,
+            "SELECT body FROM signing_keys ORDER BY revision",
+        )
+        .await?
+        {
+            loaded.keys.push(record::from_json(&body)?);
+        }
         Ok(loaded)
     }
 
@@ -147,6 +155,10 @@ impl Store for PostgresStore {
                 "approvals" => {
                     "INSERT INTO approvals (id, revision, body) VALUES ($1, $2, $3) \
                      ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
+                }
+                "signing_keys" => {
+                    "INSERT INTO signing_keys (kid, revision, body) VALUES ($1, $2, $3) \
+                     ON CONFLICT (kid) DO UPDATE SET revision = excluded.revision, body = excluded.body"
                 }
                 _ => {
                     "INSERT INTO registry (key, revision, body) VALUES ($1, $2, $3) \
@@ -218,6 +230,7 @@ impl Store for PostgresStore {
             ("tasks", "task"),
             ("approvals", "approval"),
             ("registry", "registry"),
+            ("signing_keys", "signing_key"),
         ] {
             let sql = format!("SELECT revision, body FROM {table} ORDER BY revision");
             let rows = sqlx::query(&sql)

@@ -218,6 +218,8 @@ pub enum ChangeRecord {
     },
     /// One registry write.
     Registry(RegistryRecord),
+    /// A new signing key, sealed.
+    SigningKey(super::seal::KeyRecord),
 }
 
 impl From<&Change> for ChangeRecord {
@@ -230,6 +232,7 @@ impl From<&Change> for ChangeRecord {
                 approvals: approvals.iter().map(ApprovalRecord::from).collect(),
             },
             Change::Registry(change) => Self::Registry(change.into()),
+            Change::SigningKey(key) => Self::SigningKey(key.clone()),
         }
     }
 }
@@ -251,6 +254,7 @@ impl ChangeRecord {
                     .collect::<Result<_, _>>()?,
             ),
             Self::Registry(record) => Change::Registry(record.into()),
+            Self::SigningKey(key) => Change::SigningKey(key),
         })
     }
 }

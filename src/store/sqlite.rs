@@ -89,6 +89,14 @@ impl Store for SqliteStore {
             let entry = record::from_json::<record::RegistryRecord>(&body)?;
             loaded.registry.push(entry.into());
         }
+        for body in bodies(
+            &self.pool,
+            "SELECT body FROM signing_keys ORDER BY revision",
+        )
+        .await?
+        {
+            loaded.keys.push(record::from_json(&body)?);
+        }
         Ok(loaded)
     }
 
@@ -113,6 +121,10 @@ impl Store for SqliteStore {
                 "approvals" => {
                     "INSERT INTO approvals (id, revision, body) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
+                }
+                "signing_keys" => {
+                    "INSERT INTO signing_keys (kid, revision, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (kid) DO UPDATE SET revision = excluded.revision, body = excluded.body"
                 }
                 _ => {
                     "INSERT INTO registry (key, revision, body) VALUES (?1, ?2, ?3) \
@@ -174,6 +186,7 @@ impl Store for SqliteStore {
             ("tasks", "task"),
             ("approvals", "approval"),
             ("registry", "registry"),
+            ("signing_keys", "signing_key"),
         ] {
             let sql = format!("SELECT revision, body FROM {table} ORDER BY revision");
             let rows = sqlx::query(&sql)
@@ -247,6 +260,7 @@ pub(super) fn rows_of(change: &Change) -> Result<Vec<(&'static str, String, Stri
             registry_key(change.kind, &change.id),
             record::to_json(&record::RegistryRecord::from(change))?,
         )],
+        Change::SigningKey(key) => vec![("signing_keys", key.kid.clone(), record::to_json(key)?)],
     })
 }
 
