@@ -290,6 +290,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             identity: options.identity.clone(),
             identity_status: options.identity_status.clone(),
             routes: options.routes.clone(),
+            store: state.store.clone(),
         },
         options.tokens,
     );

@@ -179,6 +179,10 @@ async fn a_revoke_on_one_replica_denies_on_the_other_within_the_bound() {
     }
     eprintln!("revoke propagated in {:?}", revoked_at.elapsed());
     assert!(two.journal.revision() >= revision);
+    let (code, body) = common::readyz(&two).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["store"]["available"], true, "{body}");
+    assert_eq!(body["store"]["lag_revisions"], 0, "{body}");
     drop((one, two));
     drop_schema(&url, &schema).await;
 }
@@ -347,10 +351,15 @@ async fn a_replica_cut_from_the_store_denies_while_stale_then_catches_up() {
     }
     assert!(cut_at.elapsed() >= Duration::from_millis(400));
     assert!(two.graph.get(&task).unwrap().state == mandate::graph::TaskState::Active);
-    // Still cut a while later: still refused.
+    // Still cut a while later: still refused, and not ready.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let still = read(&mut client, &token, 0).await;
     assert!(denied_because(&still, "state-unavailable"), "{still:?}");
+    let (code, body) = common::readyz(&two).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["store"]["backend"], "postgres");
+    assert_eq!(body["store"]["available"], false, "{body}");
+    assert!(body["store"]["since_contact_ms"].as_u64().unwrap() >= 500);
 
     proxy.restore();
     let restored_at = Instant::now();

@@ -12,6 +12,7 @@ mod failure;
 mod policy;
 mod registry;
 mod serve;
+mod store;
 mod task;
 
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ enum Command {
     /// Policy authors' tools: validate, fmt, test, explain, replay.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The store: migrate, export and import (JSON lines).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Registry(command) => registry::run(command),
         Command::Agent(command) => agent::run(command),
         Command::Policy(command) => policy::run(command),
+        Command::Store(command) => store::run(command),
     }
 }
 

@@ -42,7 +42,7 @@ struct Health {
     started: Instant,
     /// Milliseconds after `started` of the last successful catch-up.
     last_contact_ms: AtomicU64,
-    /// The store's revision at the last contact.
+    /// The newest revision the store was seen or announced at.
     store_revision: AtomicU64,
     /// Whether this replica has other writers to follow at all.
     following: AtomicBool,
@@ -70,12 +70,15 @@ impl ReplicaHealth {
     }
 
     fn contact(&self, store_revision: u64) {
-        self.0
-            .store_revision
-            .fetch_max(store_revision, Ordering::SeqCst);
+        self.told(store_revision);
         self.0
             .last_contact_ms
             .store(self.now_ms(), Ordering::SeqCst);
+    }
+
+    /// Another writer announced `revision`.
+    fn told(&self, revision: u64) {
+        self.0.store_revision.fetch_max(revision, Ordering::SeqCst);
     }
 
     /// Time since the last successful read of the store, when following.
@@ -94,7 +97,7 @@ impl ReplicaHealth {
             .is_none_or(|since| since <= self.0.stale_after)
     }
 
-    /// The store's revision as last seen, minus `memory`.
+    /// The newest revision seen in the store, minus `memory`.
     pub fn lag(&self, memory: u64) -> u64 {
         self.0
             .store_revision
@@ -158,12 +161,14 @@ async fn follow(
         // Whatever wakes us (a notification, a lost connection, an error
         // or the poll), the answer is the same: catch up.
         tokio::select! {
-            next = listener.next() => {
-                if let Err(e) = next {
+            next = listener.next() => match next {
+                Ok(Some(revision)) => health.told(revision),
+                Ok(None) => {}
+                Err(e) => {
                     tracing::debug!(error = %e, "store listener failed");
                     tokio::time::sleep(settings.poll.min(Duration::from_millis(200))).await;
                 }
-            }
+            },
             () = tokio::time::sleep(settings.poll) => {}
         }
     }

@@ -47,6 +47,22 @@ pub struct StoreHandle {
     pub settings: ReplicaSettings,
 }
 
+impl StoreHandle {
+    /// Store health for `/readyz`: the backend, the revision memory is at,
+    /// and for a replica how long ago it reached the store and how many
+    /// revisions it is behind the newest it was told of.
+    pub fn report(&self) -> serde_json::Value {
+        let revision = self.journal.revision();
+        serde_json::json!({
+            "backend": self.journal.store().backend(),
+            "revision": revision,
+            "available": self.health.available(),
+            "since_contact_ms": self.health.since_contact().map(|d| d.as_millis()),
+            "lag_revisions": self.health.lag(revision),
+        })
+    }
+}
+
 /// One committed write, as applied to memory.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -97,10 +113,11 @@ pub struct ExportRow {
 /// Waits for other replicas' writes.
 #[async_trait::async_trait]
 pub trait ChangeListener: Send {
-    /// Returns when a write may have been committed elsewhere: `Ok(true)`
-    /// for a notification, `Ok(false)` when the connection was lost and
-    /// notifications may have been missed (the caller must catch up).
-    async fn next(&mut self) -> Result<bool, StoreError>;
+    /// Returns when a write may have been committed elsewhere:
+    /// `Ok(Some(revision))` for a notification of that revision, `Ok(None)`
+    /// when the connection was lost and notifications may have been missed
+    /// (the caller must catch up).
+    async fn next(&mut self) -> Result<Option<u64>, StoreError>;
 }
 
 /// The durable store.

@@ -77,13 +77,14 @@ struct Listener(PgListener);
 
 #[async_trait::async_trait]
 impl ChangeListener for Listener {
-    async fn next(&mut self) -> Result<bool, StoreError> {
+    async fn next(&mut self) -> Result<Option<u64>, StoreError> {
         // `try_recv` answers `None` when the connection dropped; the next
         // call reconnects and listens again, but what was sent meanwhile
         // is lost, hence `false`: the caller catches up.
         match self.0.try_recv().await {
-            Ok(Some(_)) => Ok(true),
-            Ok(None) => Ok(false),
+            // A payload that is no revision still means "catch up".
+            Ok(Some(notification)) => Ok(Some(notification.payload().parse().unwrap_or(0))),
+            Ok(None) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
