@@ -67,7 +67,8 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// The pool, for tests that cut connections.
+    /// The pool, for tests that cut connections and benchmarks that fill
+    /// a store in bulk.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -53,6 +53,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(Self { pool })
     }
+
+    /// The pool, for tools and benchmarks that fill a store in bulk.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
