@@ -6,8 +6,9 @@ use std::sync::Arc;
 use spiffe::SpiffeId;
 use tokio::sync::Mutex;
 
+use super::approvals::Asking;
 use super::{Change, Store, StoreError};
-use crate::approval::{Approval, ApprovalBook, ApprovalError, Subject};
+use crate::approval::{ApprovalBook, Subject};
 use crate::graph::{Amendment, GraphError, Task, TaskGraph, TaskId, TaskSpec};
 use crate::registry::{Entry, Kind, Registry, RegistryError, Snapshot};
 use crate::revision::Revision;
@@ -30,12 +31,12 @@ pub struct Journal {
     store: Arc<dyn Store>,
     writer: Mutex<()>,
     graph: Arc<TaskGraph>,
-    approvals: Arc<ApprovalBook>,
+    pub(super) approvals: Arc<ApprovalBook>,
     registry: Arc<Registry>,
     revision: Arc<Revision>,
     /// Approvals decisions asked for whose commit has not landed yet, so
     /// asking again meanwhile names the same one.
-    asking: std::sync::Mutex<std::collections::HashMap<Subject, Asking>>,
+    pub(super) asking: std::sync::Mutex<std::collections::HashMap<Subject, Asking>>,
     /// The key ring and the sealer, when signing keys live in the store.
     pub(super) keys: std::sync::OnceLock<super::keyring::StoredKeys>,
 }
@@ -247,162 +248,6 @@ impl Journal {
             .await
     }
 
-    /// Asks for an approval; see [`ApprovalBook::request`].
-    pub async fn request_approval<E: From<ApprovalError> + From<StoreError>>(
-        &self,
-        subject: Subject,
-        justification: &str,
-        requested_by: &str,
-        scope_digest: &str,
-        now: i64,
-    ) -> Result<(Approval, bool, u64), E> {
-        let ((approval, created), revision) = self
-            .write(|| -> Result<_, E> {
-                let plan = self.approvals.plan_request(
-                    subject.clone(),
-                    justification,
-                    requested_by,
-                    scope_digest,
-                    now,
-                )?;
-                let created = !plan.changes.is_empty();
-                let change = created.then_some(Change::Approvals(plan.changes));
-                Ok((change, (plan.approval, created)))
-            })
-            .await?;
-        Ok((approval, created, revision))
-    }
-
-    /// Asks for an approval from the decision path, which cannot wait for
-    /// the store: plans it now (so the decision can name it) and commits
-    /// it in the background. Until the commit lands the approval cannot be
-    /// decided (it is not in memory yet); if the commit fails it is never
-    /// created, and asking again plans a new one. Either way nothing is
-    /// allowed by it, so this stays fail-closed.
-    pub fn request_approval_later(
-        self: &Arc<Self>,
-        subject: Subject,
-        justification: &str,
-        requested_by: &str,
-        scope_digest: &str,
-        now: i64,
-    ) -> Result<(Approval, bool), ApprovalError> {
-        let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pending) = asking.get(&subject)
-            && pending.approval.scope_digest == scope_digest
-        {
-            return Ok((pending.approval.clone(), false));
-        }
-        let plan = self.approvals.plan_request(
-            subject.clone(),
-            justification,
-            requested_by,
-            scope_digest,
-            now,
-        )?;
-        if plan.changes.is_empty() {
-            return Ok((plan.approval, false));
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Err(ApprovalError::Invalid(
-                "no runtime to record the approval request on".to_owned(),
-            ));
-        };
-        let journal = self.clone();
-        let (id, justification, requested_by, scope_digest) = (
-            plan.approval.id.clone(),
-            justification.to_owned(),
-            requested_by.to_owned(),
-            scope_digest.to_owned(),
-        );
-        let (done, settled) = tokio::sync::watch::channel(false);
-        asking.insert(
-            subject.clone(),
-            Asking {
-                approval: plan.approval.clone(),
-                settled,
-            },
-        );
-        drop(asking);
-        runtime.spawn(async move {
-            let written = journal
-                .write(|| -> Result<_, RequestError> {
-                    let plan = journal.approvals.plan_request_as(
-                        id.clone(),
-                        subject.clone(),
-                        &justification,
-                        &requested_by,
-                        &scope_digest,
-                        now,
-                    )?;
-                    let change = (!plan.changes.is_empty()).then_some(Change::Approvals(plan.changes));
-                    Ok((change, ()))
-                })
-                .await;
-            // Applied (or failed): from now on memory answers.
-            journal
-                .asking
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&subject);
-            let _ = done.send(true);
-            if let Err(e) = written {
-                tracing::warn!(approval_id = %id, error = %e, "an approval asked for by a decision was not recorded");
-            }
-        });
-        Ok((plan.approval, true))
-    }
-
-    /// Waits until an approval a decision asked for is committed or has
-    /// failed; returns whether it exists now. Answering only after this
-    /// keeps read-your-writes: the caller can decide on it at once.
-    pub async fn settled(&self, approval_id: &str) -> bool {
-        let waiting = self
-            .asking
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .find(|a| a.approval.id == approval_id)
-            .map(|a| a.settled.clone());
-        if let Some(mut settled) = waiting {
-            // An error means the sender is gone: settled too.
-            let _ = settled.wait_for(|done| *done).await;
-        }
-        self.approvals.get(approval_id).is_some()
-    }
-
-    /// Decides an approval; see [`ApprovalBook::decide`]. `who` is
-    /// (approver, decided_by).
-    pub async fn decide_approval<E: From<ApprovalError> + From<StoreError>>(
-        &self,
-        id: &str,
-        granted: bool,
-        who: (&str, &str),
-        valid_for: i64,
-        scope_digest: &str,
-        now: i64,
-    ) -> Result<(Approval, u64), E> {
-        self.write(|| {
-            let approval =
-                self.approvals
-                    .plan_decide(id, granted, who, valid_for, scope_digest, now)?;
-            Ok((Some(Change::Approvals(vec![approval.clone()])), approval))
-        })
-        .await
-    }
-
-    /// Withdraws an approval; see [`ApprovalBook::revoke`].
-    pub async fn revoke_approval<E: From<ApprovalError> + From<StoreError>>(
-        &self,
-        id: &str,
-    ) -> Result<(Approval, u64), E> {
-        self.write(|| {
-            let approval = self.approvals.plan_revoke(id)?;
-            Ok((Some(Change::Approvals(vec![approval.clone()])), approval))
-        })
-        .await
-    }
-
     /// Registers (`update` false) or updates a registry entry; see
     /// [`Registry::register`].
     pub async fn put_entry<E: From<RegistryError> + From<StoreError>>(
@@ -433,23 +278,6 @@ impl Journal {
         .await
         .map(|((), revision)| revision)
     }
-}
-
-/// An approval a decision asked for, on its way to the store.
-#[derive(Debug)]
-struct Asking {
-    approval: Approval,
-    /// Turns true once the commit landed or failed.
-    settled: tokio::sync::watch::Receiver<bool>,
-}
-
-/// Why a background approval request was not recorded.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error(transparent)]
-    Approval(#[from] ApprovalError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 fn revoked(tasks: Vec<Arc<Task>>) -> (Option<Change>, Vec<TaskId>) {

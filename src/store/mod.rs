@@ -12,6 +12,7 @@
 //! took it first the insert conflicts, the writer catches up and plans
 //! again (see [`Journal`]).
 
+mod approvals;
 pub mod boot;
 mod error;
 mod follow;
