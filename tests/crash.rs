@@ -38,31 +38,43 @@ struct Served {
     seen: Vec<String>,
 }
 
+/// `mandate serve` in `dir` with the test PKI and `extra` flags.
+fn serve(dir: &Path, extra: &[&str]) -> Command {
+    let repo = common::repo();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    command
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("MANDATE_CONFIG")
+        .env_remove("MANDATE_STORE")
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--data-dir", "data"])
+        .arg("--policies")
+        .arg(repo.join("policies"))
+        .arg("--schema")
+        .arg(repo.join("schemas/mandate.cedarschema"))
+        .arg("--catalog")
+        .arg(repo.join("examples/catalog.toml"))
+        .args(["--svid-cert", "server.pem", "--svid-key", "server.key"])
+        .args(["--trust-bundle", "mandate.local=bundle.pem"])
+        .args(extra)
+        .current_dir(dir);
+    command
+}
+
 impl Served {
     fn start(dir: &Path) -> Self {
-        let repo = common::repo();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("MANDATE_CONFIG")
-            .env_remove("MANDATE_STORE")
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--data-dir", "data"])
-            .arg("--policies")
-            .arg(repo.join("policies"))
-            .arg("--schema")
-            .arg(repo.join("schemas/mandate.cedarschema"))
-            .arg("--catalog")
-            .arg(repo.join("examples/catalog.toml"))
-            .args(["--svid-cert", "server.pem", "--svid-key", "server.key"])
-            .args(["--trust-bundle", "mandate.local=bundle.pem"])
-            .current_dir(dir)
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = serve(dir, extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -317,4 +329,48 @@ async fn every_acknowledged_write_survives_sigkill() {
     let (_, next) = create(&mut frontend).await;
     assert_eq!(next, decided.revision + 1);
     served.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_sealed_in_the_store_survive_sigkill_and_need_their_key() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("mandate.local");
+    ca.svid("/mandate").write(dir.path(), "server");
+    std::fs::write(dir.path().join("bundle.pem"), &ca.pem).unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    std::fs::write(dir.path().join("store.key"), &key).unwrap();
+    let with_key = ["--store-key-file", "store.key"];
+    let (frontend_leaf, patcher_leaf) =
+        (ca.svid("/workloads/frontend"), ca.svid("/agents/patcher"));
+
+    let mut served = Served::start_with(dir.path(), &with_key);
+    let addr = served.addr();
+    let mut frontend = party(&ca, &frontend_leaf, &addr).await;
+    let mut patcher = party(&ca, &patcher_leaf, &addr).await;
+    let (task, _) = create(&mut frontend).await;
+    let token = token(&mut patcher, &task).await;
+    served.kill();
+    drop((frontend, patcher));
+    assert!(
+        !dir.path().join("data/keys").exists(),
+        "signing keys live in the store, not in files"
+    );
+
+    // The token minted before the crash still verifies: its key came
+    // back from the store.
+    let mut served = Served::start_with(dir.path(), &with_key);
+    let addr = served.addr();
+    let mut patcher = party(&ca, &patcher_leaf, &addr).await;
+    let r = common::call(&mut patcher.authz, &token, "read", "repo:acme/payments").await;
+    assert_eq!(r.decision, Decision::Allow as i32, "{r:?}");
+    served.kill();
+
+    // Another sealing key cannot open them: start-up refuses.
+    let other = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    std::fs::write(dir.path().join("store.key"), other).unwrap();
+    let output = serve(dir.path(), &with_key).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("wrong sealing key"), "{stderr}");
 }
