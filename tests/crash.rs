@@ -47,6 +47,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Command {
         .env("NO_COLOR", "1")
         .env_remove("MANDATE_CONFIG")
         .env_remove("MANDATE_STORE")
+        .env_remove("MANDATE_STORE_KEY")
         .args([
             "serve",
             "--listen",
