@@ -142,6 +142,17 @@ impl Journal {
                 return Ok(self.revision.current());
             }
             for (revision, change) in batch {
+                // INVARIANT: changes are applied one revision after the
+                // other; a hole would mean a write this replica never saw,
+                // so it stops following (and, stale, denies everything)
+                // rather than decide on state with a write missing.
+                let expected = self.revision.current().saturating_add(1);
+                if revision != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "the change log jumps from revision `{}` to `{revision}`",
+                        expected.saturating_sub(1)
+                    )));
+                }
                 self.apply(&change, revision);
             }
         }
