@@ -7,7 +7,7 @@
 //! `cargo bench --bench store`; PostgreSQL figures need
 //! `MANDATE_TEST_POSTGRES_URL`. `MANDATE_BENCH_WRITES` (default 2000),
 //! `MANDATE_BENCH_REVOKES` (500) and `MANDATE_BENCH_TASKS` (1000000) size
-//! the runs.
+//! the runs; `MANDATE_BENCH_SQLITE_FILE` keeps the 1M-task SQLite file.
 
 #![allow(
     clippy::unwrap_used,
@@ -304,7 +304,9 @@ fn main() {
         }
 
         let n = env("MANDATE_BENCH_TASKS", 1_000_000);
-        let path = dir.path().join("startup.db");
+        // Kept there when named, to start `mandate serve` on it.
+        let path = std::env::var("MANDATE_BENCH_SQLITE_FILE")
+            .map_or_else(|_| dir.path().join("startup.db"), std::path::PathBuf::from);
         let store = SqliteStore::open(&path).await.unwrap();
         let started = Instant::now();
         build_sqlite(&store, n).await;
