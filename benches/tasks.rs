@@ -186,7 +186,24 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    let approvals = Arc::new(ApprovalBook::new(revision.clone()));
+    let store = runtime
+        .block_on(mandate::store::boot::scratch(dir.path()))
+        .unwrap();
+    let journal = Arc::new(mandate::store::Journal::new(
+        store,
+        graph.clone(),
+        approvals.clone(),
+        registry.clone(),
+        revision.clone(),
+    ));
+    let settings = mandate::store::ReplicaSettings::default();
     let state = DecisionState {
+        store: mandate::store::StoreHandle {
+            journal,
+            health: mandate::store::ReplicaHealth::new(settings.stale_after),
+            settings,
+        },
         policies: Arc::new(PolicyStore::new(Arc::try_unwrap(engine).unwrap(), None, 0)),
         decider: Decider::new(AgentPattern::new(
             DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
@@ -195,7 +212,7 @@ fn benches(c: &mut Criterion) {
         identity,
         graph: graph.clone(),
         registry,
-        approvals: Arc::new(ApprovalBook::new(revision.clone())),
+        approvals,
         revision,
         tokens,
         clock,

@@ -68,6 +68,15 @@ pub mod defaults {
     pub const KEY_ROTATION_SECS: i64 = 24 * 3600;
     /// How long a retired signing key still verifies, seconds.
     pub const KEY_OVERLAP_SECS: i64 = 2 * 3600;
+    /// The SQLite file of the default store, under the data dir.
+    pub const STORE_FILE: &str = "mandate.db";
+    /// A replica that has not reached the store for longer denies
+    /// everything (`state-unavailable`), ms.
+    pub const STORE_STALE_AFTER_MS: u64 = 5000;
+    /// Longest wait of a decision for its `min_revision`, ms.
+    pub const MIN_REVISION_WAIT_MS: u64 = 1000;
+    /// How often a replica catches up without a notification, ms.
+    pub const STORE_POLL_MS: u64 = 500;
 }
 
 /// Upper bound on `max_batch_size`, so one call cannot monopolise a core.
@@ -149,6 +158,18 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     /// The audit pipeline (`[audit]`).
     pub audit: Option<RawAudit>,
+    /// The store: `sqlite://PATH` or `postgres://...`.
+    pub store: Option<String>,
+    /// A replica out of contact with the store for longer denies, ms.
+    pub store_stale_after_ms: Option<u64>,
+    /// Longest wait of a decision for its `min_revision`, ms.
+    pub min_revision_wait_ms: Option<u64>,
+    /// How often a replica catches up without a notification, ms.
+    pub store_poll_ms: Option<u64>,
+    /// A file holding the key (32 bytes, base64) that seals signing keys
+    /// in the store; without it (or `MANDATE_STORE_KEY`), signing keys
+    /// are files under the data dir.
+    pub store_key_file: Option<PathBuf>,
 }
 
 /// The `[envoy]` table of `mandate.toml`.
@@ -270,6 +291,11 @@ impl RawConfig {
             token_max_ttl_secs: self.token_max_ttl_secs.or(file.token_max_ttl_secs),
             key_rotation_secs: self.key_rotation_secs.or(file.key_rotation_secs),
             key_overlap_secs: self.key_overlap_secs.or(file.key_overlap_secs),
+            store: self.store.or(file.store),
+            store_stale_after_ms: self.store_stale_after_ms.or(file.store_stale_after_ms),
+            min_revision_wait_ms: self.min_revision_wait_ms.or(file.min_revision_wait_ms),
+            store_poll_ms: self.store_poll_ms.or(file.store_poll_ms),
+            store_key_file: self.store_key_file.or(file.store_key_file),
             envoy: match (self.envoy, file.envoy) {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
@@ -339,6 +365,12 @@ pub struct Settings {
     /// The audit pipeline but its file and capacity (`decision_log`,
     /// `decision_log_capacity`).
     pub audit: crate::audit::AuditSettings,
+    /// The store URL.
+    pub store: String,
+    /// How this replica follows the store.
+    pub replica: crate::store::ReplicaSettings,
+    /// The file with the key sealing signing keys in the store, if any.
+    pub store_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -484,6 +516,18 @@ impl Settings {
                 tokens.max_ttl.saturating_add(tokens.leeway)
             ));
         }
+        let store = raw.store.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", data_dir.join(defaults::STORE_FILE).display())
+        });
+        let replica = store_settings(
+            [
+                raw.store_stale_after_ms,
+                raw.min_revision_wait_ms,
+                raw.store_poll_ms,
+            ],
+            &store,
+            &mut problems,
+        );
         let envoy = raw.envoy.unwrap_or_default().resolve(&mut problems);
         let audit = raw
             .audit
@@ -543,10 +587,51 @@ impl Settings {
                     envoy,
                     log_json,
                     audit,
+                    store,
+                    replica,
+                    store_key_file: raw.store_key_file,
                 })
             }
             _ => Err(problems),
         }
+    }
+}
+
+/// Checks the store URL and the replica bounds.
+/// `ms` is `store_stale_after_ms`, `min_revision_wait_ms`, `store_poll_ms`.
+fn store_settings(
+    [stale_after_ms, min_revision_wait_ms, poll_ms]: [Option<u64>; 3],
+    store: &str,
+    problems: &mut Vec<String>,
+) -> crate::store::ReplicaSettings {
+    let known = ["sqlite://", "postgres://", "postgresql://"];
+    if !known.iter().any(|scheme| store.starts_with(scheme)) || store.len() <= "sqlite://".len() {
+        problems.push(format!(
+            "`store` `{}` must be `sqlite://PATH` or `postgres://...`",
+            crate::store::redact(store)
+        ));
+    }
+    let ms = |value: Option<u64>, default: u64, key: &str, problems: &mut Vec<String>| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            problems.push(format!("`{key}` must be at least 1"));
+        }
+        Duration::from_millis(value)
+    };
+    crate::store::ReplicaSettings {
+        stale_after: ms(
+            stale_after_ms,
+            defaults::STORE_STALE_AFTER_MS,
+            "store_stale_after_ms",
+            problems,
+        ),
+        min_revision_wait: ms(
+            min_revision_wait_ms,
+            defaults::MIN_REVISION_WAIT_MS,
+            "min_revision_wait_ms",
+            problems,
+        ),
+        poll: ms(poll_ms, defaults::STORE_POLL_MS, "store_poll_ms", problems),
     }
 }
 

@@ -23,3 +23,4 @@ pub mod policy;
 pub mod registry;
 pub mod revision;
 pub mod server;
+pub mod store;

@@ -27,4 +27,10 @@ impl Revision {
     pub fn bump(&self) -> u64 {
         self.0.fetch_add(1, Ordering::SeqCst) + 1
     }
+
+    /// Records a write the store numbered `revision` (never moves back);
+    /// returns the revision now current.
+    pub fn advance_to(&self, revision: u64) -> u64 {
+        self.0.fetch_max(revision, Ordering::SeqCst).max(revision)
+    }
 }

@@ -109,6 +109,10 @@ pub struct ServerOptions {
     pub envoy: EnvoySettings,
     /// The route map of Envoy's `Check`, reloadable.
     pub routes: Arc<RouteTable>,
+    /// The durable writer of the graph, approvals and registry above.
+    pub journal: Arc<crate::store::Journal>,
+    /// How this replica follows the store.
+    pub replica: crate::store::ReplicaSettings,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -128,6 +132,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(String),
+    /// The store cannot be followed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The decision log cannot be opened or written.
     #[error("decision log `{path}`: {source}")]
     DecisionLog {
@@ -145,6 +152,8 @@ pub struct RunningServer {
     watcher: Option<JoinHandle<()>>,
     route_watcher: Option<JoinHandle<()>>,
     routes: Arc<RouteTable>,
+    /// Follows other replicas' writes (PostgreSQL only); stops when dropped.
+    _follower: Option<crate::store::Follower>,
     /// Health and withdrawals following the identity snapshots.
     identity_tasks: [JoinHandle<()>; 2],
     log_writer: Option<DecisionLogWriter>,
@@ -211,7 +220,19 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         Some(metrics.clone()),
     )?;
 
+    let replica_health = crate::store::ReplicaHealth::new(options.replica.stale_after);
+    let follower = crate::store::Follower::start(
+        options.journal.clone(),
+        replica_health.clone(),
+        options.replica,
+    )
+    .await?;
     let state = Arc::new(DecisionState {
+        store: crate::store::StoreHandle {
+            journal: options.journal.clone(),
+            health: replica_health,
+            settings: options.replica,
+        },
         decision_log,
         policies: options.policies,
         decider: Decider::new(options.agents),
@@ -255,6 +276,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
                 identity: options.identity.clone(),
                 grace: options.identity_status.withdrawal_grace(),
                 trail: Some(state.clone()),
+                journal: Some(options.journal.clone()),
             },
         )),
     ];
@@ -301,6 +323,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             identity: options.identity.clone(),
             identity_status: options.identity_status.clone(),
             routes: options.routes.clone(),
+            store: state.store.clone(),
         },
         options.tokens,
     )
@@ -329,6 +352,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         watcher,
         route_watcher,
         routes: options.routes,
+        _follower: follower,
         identity_tasks,
         log_writer,
         grpc_addr,

@@ -712,3 +712,35 @@ async fn an_enforcement_point_taken_out_of_its_group_is_refused_at_once() {
     assert_eq!(status, 403);
     assert_eq!(reasons(&body)[0], "not-an-enforcement-point");
 }
+
+#[tokio::test]
+async fn a_min_revision_header_ahead_of_the_replica_is_denied_stale_state() {
+    let server = server_with(EnvoySettings::default(), None).await;
+    let (leaf, _, token) = agent_with_token(&server, &["read"]).await;
+    let mut envoy = envoy(&server).await;
+    let with_revision = |revision: &str| {
+        request(
+            PATCHER,
+            Some(&leaf),
+            "GET",
+            "/repos/acme/payments",
+            &[
+                ("x-mandate-token", &token),
+                ("x-mandate-min-revision", revision),
+            ],
+        )
+    };
+    let current = server.journal.revision();
+    let reached = check(&mut envoy, with_revision(&current.to_string())).await;
+    assert_eq!(code(&reached), tonic::Code::Ok, "{reached:?}");
+
+    // Nobody writes that revision: after the wait (1 s), a deny.
+    let ahead = check(&mut envoy, with_revision(&(current + 5).to_string())).await;
+    let (status, body) = denial(&ahead);
+    assert_eq!(status, 403);
+    assert_eq!(reasons(&body), ["stale-state"], "{body}");
+
+    let garbled = check(&mut envoy, with_revision("soon")).await;
+    let (_, body) = denial(&garbled);
+    assert_eq!(reasons(&body), ["invalid-check-request"], "{body}");
+}

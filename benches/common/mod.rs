@@ -78,14 +78,30 @@ impl DevServer {
         .unwrap();
         let engine = engine();
         let engine_for_routes = self::engine();
+        let revision: Arc<mandate::revision::Revision> = Arc::default();
+        let registry = Arc::new(registry(&engine));
+        let graph = Arc::new(TaskGraph::with_revision(
+            mandate::graph::DEFAULT_MAX_DEPTH,
+            revision.clone(),
+        ));
+        let approvals = Arc::new(mandate::approval::ApprovalBook::new(revision.clone()));
+        let journal = Arc::new(mandate::store::Journal::new(
+            mandate::store::boot::scratch(dir).await.unwrap(),
+            graph.clone(),
+            approvals.clone(),
+            registry.clone(),
+            revision.clone(),
+        ));
         let server = start(ServerOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             http_listen: "127.0.0.1:0".parse().unwrap(),
-            registry: Arc::new(registry(&engine)),
+            registry,
             policies: Arc::new(PolicyStore::new(engine, None, 0)),
-            graph: Arc::new(TaskGraph::default()),
-            approvals: Arc::default(),
-            revision: Arc::default(),
+            graph,
+            approvals,
+            revision,
+            journal,
+            replica: mandate::store::ReplicaSettings::default(),
             tokens: Arc::new(TaskTokens::new(
                 Arc::new(SigningKeys::ephemeral(
                     KeyRotation::default(),

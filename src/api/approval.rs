@@ -201,15 +201,16 @@ impl ApprovalService for ApprovalApi {
         )?;
         let (approval, created, revision) = self
             .state
-            .approvals
-            .request(
+            .store
+            .journal
+            .request_approval::<ApiError>(
                 subject,
                 &r.justification,
                 &caller.to_string(),
                 &task.scope_digest,
                 now,
             )
-            .map_err(ApiError::from)?;
+            .await?;
         if created {
             tracing::info!(approval_id = %approval.id, task_id = %task.id, action = %r.action, resource_id = %resource.id, spiffe_id = %caller, revision, "approval requested");
             self.state.record_approval_event(
@@ -272,17 +273,17 @@ impl ApprovalService for ApprovalApi {
         };
         let (approval, revision) = self
             .state
-            .approvals
-            .decide(
+            .store
+            .journal
+            .decide_approval::<ApiError>(
                 &approval.id,
                 r.approve,
-                &r.approver,
-                &caller.to_string(),
+                (&r.approver, &caller.to_string()),
                 valid_for,
                 &task.scope_digest,
                 self.now(),
             )
-            .map_err(ApiError::from)?;
+            .await?;
         tracing::info!(approval_id = %approval.id, approved = r.approve, approver = %r.approver, spiffe_id = %caller, valid_for, revision, "approval decided");
         self.state.record_approval_event(
             EventKind::ApprovalDecided,
@@ -354,9 +355,10 @@ impl ApprovalService for ApprovalApi {
         self.authorize(&caller, "revoke", &approval, Vec::new(), Vec::new())?;
         let (approval, revision) = self
             .state
-            .approvals
-            .revoke(&approval.id)
-            .map_err(ApiError::from)?;
+            .store
+            .journal
+            .revoke_approval::<ApiError>(&approval.id)
+            .await?;
         tracing::info!(approval_id = %approval.id, spiffe_id = %caller, reason = %r.reason, revision, "approval revoked");
         if let Some(metrics) = &self.state.metrics {
             metrics.revoked("approval");

@@ -60,6 +60,9 @@ pub struct DecisionState {
     pub forwarded: ForwardedSubjects,
     /// Prometheus metrics, when served.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The durable store: writes go through it; decisions only ask it
+    /// whether this replica's state is current.
+    pub store: crate::store::StoreHandle,
 }
 
 impl DecisionState {
@@ -283,18 +286,25 @@ impl DecisionState {
         ) {
             return deny(reason::APPROVAL_NOT_REQUESTED, refused.to_string());
         }
-        match self
-            .approvals
-            .request(subject, justification, &principal.to_string(), &digest, now)
-        {
-            Ok((approval, created, revision)) => {
+        // The decision cannot wait for the store: the request is planned
+        // now and committed in the background (see the journal).
+        match self.store.journal.request_approval_later(
+            subject,
+            justification,
+            &principal.to_string(),
+            &digest,
+            now,
+        ) {
+            Ok((approval, created)) => {
                 if created {
-                    tracing::info!(approval_id = %approval.id, task_id = %approval.subject.task_id, action = %approval.subject.action, resource_id = %approval.subject.resource_id, spiffe_id = %principal, revision, "approval requested by a decision");
+                    tracing::info!(approval_id = %approval.id, task_id = %approval.subject.task_id, action = %approval.subject.action, resource_id = %approval.subject.resource_id, spiffe_id = %principal, "approval requested by a decision");
+                    // Committed in the background: the event carries the
+                    // revision the decision saw, not the commit's.
                     self.record_approval_event(
                         crate::audit::EventKind::ApprovalRequested,
                         &principal.to_string(),
                         &approval,
-                        revision,
+                        self.revision.current(),
                     );
                 }
                 outcome.approval_id = Some(approval.id);
@@ -795,12 +805,15 @@ impl AuthorizationService for AuthorizationApi {
         request: Request<AuthorizeRequest>,
     ) -> Result<Response<AuthorizeResponse>, Status> {
         let caller = caller(&request)?;
+        let gate = self.state.state_gate(request.get_ref().min_revision).await;
         let view = View::now(&self.state);
-        Ok(Response::new(self.decide(
-            &caller,
-            request.get_ref(),
-            &view,
-        )?))
+        if let Some(refusal) = gate {
+            let refused = self.state_refusal(&caller.spiffe_id, request.get_ref(), refusal, &view);
+            return Ok(Response::new(refused));
+        }
+        let mut response = self.decide(&caller, request.get_ref(), &view)?;
+        self.state.settle(&mut response).await;
+        Ok(Response::new(response))
     }
 
     async fn batch_authorize(
@@ -817,9 +830,18 @@ impl AuthorizationService for AuthorizationApi {
             ))
             .into());
         }
+        let min_revision = requests.iter().map(|r| r.min_revision).max();
+        let gate = self.state.state_gate(min_revision.unwrap_or(0)).await;
         // One policy set and one registry for the whole batch.
         let view = View::now(&self.state);
-        let responses = requests
+        if let Some(refusal) = gate {
+            let responses = requests
+                .iter()
+                .map(|r| self.state_refusal(&caller.spiffe_id, r, refusal.clone(), &view))
+                .collect();
+            return Ok(Response::new(BatchAuthorizeResponse { responses }));
+        }
+        let mut responses: Vec<AuthorizeResponse> = requests
             .iter()
             .enumerate()
             .map(|(i, r)| {
@@ -831,6 +853,9 @@ impl AuthorizationService for AuthorizationApi {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for response in &mut responses {
+            self.state.settle(response).await;
+        }
         Ok(Response::new(BatchAuthorizeResponse { responses }))
     }
 }

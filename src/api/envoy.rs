@@ -42,7 +42,12 @@ impl EnvoyApi {
         }
     }
 
-    fn answer(&self, caller: &PeerIdentity, request: &CheckRequest, view: &View) -> CheckResponse {
+    async fn answer(
+        &self,
+        caller: &PeerIdentity,
+        request: &CheckRequest,
+        view: &View,
+    ) -> CheckResponse {
         let principal = request
             .attributes
             .as_ref()
@@ -101,6 +106,8 @@ impl EnvoyApi {
             }),
             context: None,
             token: mapped.token.clone().unwrap_or_default(),
+            // Checked before deciding, in `check`.
+            min_revision: 0,
             subject: Some(Subject {
                 spiffe_id: mapped.subject.to_string(),
                 certificate_pem: mapped.certificate_pem.clone().unwrap_or_default(),
@@ -111,19 +118,21 @@ impl EnvoyApi {
             entities,
             subject_thumbprint: mapped.thumbprint.clone(),
         };
-        let (response, task_id) = match self.authz.decide_extended(caller, &authorize, view, extras)
-        {
-            Ok(decided) => decided,
-            // Mapping checked what `Authorize` would refuse as bad
-            // input; anything left is ours, and a deny.
-            Err(error) => {
-                let code = match error {
-                    ApiError::InvalidArgument(_) => reason::INVALID_CHECK_REQUEST,
-                    _ => reason::INTERNAL_ERROR,
-                };
-                return refuse(RefusalKind::Forbidden, code, &error.to_string(), named);
-            }
-        };
+        let (mut response, task_id) =
+            match self.authz.decide_extended(caller, &authorize, view, extras) {
+                Ok(decided) => decided,
+                // Mapping checked what `Authorize` would refuse as bad
+                // input; anything left is ours, and a deny.
+                Err(error) => {
+                    let code = match error {
+                        ApiError::InvalidArgument(_) => reason::INVALID_CHECK_REQUEST,
+                        _ => reason::INTERNAL_ERROR,
+                    };
+                    return refuse(RefusalKind::Forbidden, code, &error.to_string(), named);
+                }
+            };
+        // The approval it names must exist before Envoy shows it.
+        self.authz.state().settle(&mut response).await;
         let decision = Decision::try_from(response.decision).unwrap_or(Decision::Unspecified);
         let answer = Answer {
             decision_id: &response.decision_id,
@@ -143,6 +152,62 @@ impl EnvoyApi {
         } else {
             denied(&answer, refusal_kind(&response.reasons))
         }
+    }
+}
+
+/// The consistency token Envoy forwarded in [`MIN_REVISION_HEADER`]; 0
+/// without one.
+fn min_revision(request: &CheckRequest) -> Result<u64, String> {
+    let header = request
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+        .and_then(|h| h.headers.get(MIN_REVISION_HEADER));
+    match header {
+        None => Ok(0),
+        Some(text) => text.trim().parse().map_err(|_| {
+            format!("`{MIN_REVISION_HEADER}` must be a revision number, not `{text}`")
+        }),
+    }
+}
+
+/// The header carrying `min_revision` through Envoy.
+pub const MIN_REVISION_HEADER: &str = "x-mandate-min-revision";
+
+impl EnvoyApi {
+    /// A deny for a check the state gate refused.
+    fn refuse_state(
+        &self,
+        caller: &PeerIdentity,
+        request: &CheckRequest,
+        (code, error): (&'static str, String),
+        view: &View,
+    ) -> CheckResponse {
+        let principal = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.source.as_ref())
+            .map(|s| s.principal.as_str())
+            .unwrap_or_default();
+        let decision_id = self.authz.record_refusal(
+            &caller.spiffe_id,
+            principal,
+            ("", "", ""),
+            (code, &error),
+            view,
+        );
+        denied(
+            &Answer {
+                decision_id: &decision_id,
+                decision: "deny",
+                reasons: &[code.to_owned()],
+                determining_policies: &[],
+                approval_id: None,
+                task_id: None,
+            },
+            RefusalKind::Forbidden,
+        )
     }
 }
 
@@ -177,12 +242,22 @@ impl Authorization for EnvoyApi {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let caller = caller(&request)?;
+        let gate = match min_revision(request.get_ref()) {
+            Ok(min_revision) => self.authz.state().state_gate(min_revision).await,
+            Err(error) => Some((reason::INVALID_CHECK_REQUEST, error)),
+        };
         let view = View::now(self.authz.state());
-        Ok(Response::new(self.answer(
-            &caller,
-            request.get_ref(),
-            &view,
-        )))
+        if let Some(refusal) = gate {
+            return Ok(Response::new(self.refuse_state(
+                &caller,
+                request.get_ref(),
+                refusal,
+                &view,
+            )));
+        }
+        Ok(Response::new(
+            self.answer(&caller, request.get_ref(), &view).await,
+        ))
     }
 }
 

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Anything unexpected; logged, and returned without internals.
     #[error("{0}")]
     Internal(String),
+    /// The store is down or this replica is behind it: try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<crate::graph::GraphError> for ApiError {
@@ -51,6 +54,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
             ApiError::AlreadyExists(message) => Status::already_exists(message),
+            ApiError::Unavailable(message) => Status::unavailable(message),
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
                 Status::internal("internal error")
@@ -71,5 +75,14 @@ impl From<crate::approval::ApprovalError> for ApiError {
             | ApprovalError::TooManyPending(_) => Self::FailedPrecondition(message),
             ApprovalError::Invalid(_) => Self::InvalidArgument(message),
         }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::warn!(error = %error, "write refused: the store failed");
+        // Nothing was applied to memory (the store commits first), so
+        // the caller may retry.
+        Self::Unavailable(format!("store-unavailable: {error}"))
     }
 }

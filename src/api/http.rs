@@ -50,6 +50,8 @@ pub struct ReadyState {
     pub identity_status: IdentityStatus,
     /// The route map of Envoy's `Check`.
     pub routes: Arc<RouteTable>,
+    /// The store and this replica's contact with it.
+    pub store: crate::store::StoreHandle,
 }
 
 /// The router for the HTTP listener.
@@ -100,11 +102,14 @@ async fn ready(
         identity,
         identity_status,
         routes,
+        store,
     }): State<ReadyState>,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let status = policies.status();
     let identity = identity_status.report(&identity.borrow(), SystemClock.now());
-    let ready = readiness.get() && identity.svid_valid;
+    // A replica out of contact with the store denies everything, so it
+    // is not ready either: a load balancer should send calls elsewhere.
+    let ready = readiness.get() && identity.svid_valid && store.health.available();
     let body = serde_json::json!({
         "identity": identity,
         "decision_log": decision_log.as_ref().map(|log| serde_json::json!({
@@ -122,6 +127,7 @@ async fn ready(
                 "problems": e.problems,
             })),
         },
+        "store": store.report(),
         "route_map": routes.path().map(|path| serde_json::json!({
             "file": path.display().to_string(),
             "routes": routes.current().routes().len(),

@@ -5,6 +5,7 @@ mod approval;
 mod audit;
 mod authorization;
 mod check_cache;
+mod consistency;
 mod context;
 mod control;
 mod envoy;

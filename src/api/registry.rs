@@ -72,7 +72,7 @@ impl RegistryApi {
         )
     }
 
-    fn write(
+    async fn write(
         &self,
         caller: &SpiffeId,
         entry: Option<&v1::Entry>,
@@ -86,11 +86,12 @@ impl RegistryApi {
         let (kind, id) = (entry.kind(), entry.id().to_owned());
         let action = if update { "update" } else { "register" };
         let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);
-        let revision = if update {
-            self.state.registry.update(entry, authorize)?
-        } else {
-            self.state.registry.register(entry, authorize)?
-        };
+        let revision = self
+            .state
+            .store
+            .journal
+            .put_entry(entry, authorize, update)
+            .await?;
         tracing::info!(kind = %kind, id = %id, spiffe_id = %caller, revision, "registry {action}");
         Ok(revision)
     }
@@ -220,7 +221,9 @@ impl RegistryService for RegistryApi {
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegistryWriteResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
-        let revision = self.write(&caller, request.get_ref().entry.as_ref(), false)?;
+        let revision = self
+            .write(&caller, request.get_ref().entry.as_ref(), false)
+            .await?;
         Ok(Response::new(RegistryWriteResponse { revision }))
     }
 
@@ -229,7 +232,9 @@ impl RegistryService for RegistryApi {
         request: Request<UpdateRequest>,
     ) -> Result<Response<RegistryWriteResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
-        let revision = self.write(&caller, request.get_ref().entry.as_ref(), true)?;
+        let revision = self
+            .write(&caller, request.get_ref().entry.as_ref(), true)
+            .await?;
         Ok(Response::new(RegistryWriteResponse { revision }))
     }
 
@@ -245,10 +250,12 @@ impl RegistryService for RegistryApi {
         }
         let revision = self
             .state
-            .registry
-            .remove(kind, &r.id, |current: &Snapshot| {
+            .store
+            .journal
+            .remove_entry(kind, &r.id, |current: &Snapshot| {
                 self.authorize(&caller, "remove", kind, &r.id, current)
-            })?;
+            })
+            .await?;
         tracing::info!(kind = %kind, id = %r.id, spiffe_id = %caller, revision, "registry remove");
         Ok(Response::new(RegistryWriteResponse { revision }))
     }

@@ -208,9 +208,10 @@ impl TaskService for TaskApi {
         self.authorize_delegation(&caller, &[Arc::new(task)])?;
         let (task, revision) = self
             .state
-            .graph
-            .create_root(id, spec, caller.clone(), r.on_behalf_of.clone(), now)
-            .map_err(ApiError::from)?;
+            .store
+            .journal
+            .create_root::<ApiError>(id, spec, caller.clone(), r.on_behalf_of.clone(), now)
+            .await?;
         tracing::info!(task_id = %task.id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task created");
         self.state.record_event(task_event(
             EventKind::TaskCreated,
@@ -247,12 +248,12 @@ impl TaskService for TaskApi {
         let mut chain = vec![Arc::new(child)];
         chain.extend(parent_chain);
         self.authorize_delegation(&caller, &chain)?;
-        let registry = self.state.registry.snapshot();
         let (task, revision) = self
             .state
-            .graph
-            .delegate(id, &r.parent_id, &caller, spec, now, registry.as_ref())
-            .map_err(ApiError::from)?;
+            .store
+            .journal
+            .delegate::<ApiError>(id, &r.parent_id, &caller, spec, now)
+            .await?;
         tracing::info!(task_id = %task.id, parent = %r.parent_id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task delegated");
         self.state.record_event(task_event(
             EventKind::TaskDelegated,
@@ -301,12 +302,12 @@ impl TaskService for TaskApi {
         let mut as_it_will_be = vec![Arc::new(amended)];
         as_it_will_be.extend(chain.iter().skip(1).cloned());
         self.authorize_delegation(&caller, &as_it_will_be)?;
-        let registry = self.state.registry.snapshot();
         let (task, revision) = self
             .state
-            .graph
-            .amend(&r.task_id, &caller, amendment, now, registry.as_ref())
-            .map_err(ApiError::from)?;
+            .store
+            .journal
+            .amend::<ApiError>(&r.task_id, &caller, amendment, now)
+            .await?;
         tracing::info!(task_id = %task.id, spiffe_id = %caller, version = task.version, scope_digest = %task.scope_digest, revision, "task amended");
         self.state.record_event(task_event(
             EventKind::TaskAmended,
@@ -396,9 +397,10 @@ impl TaskService for TaskApi {
         self.authorize_task(&caller, "complete", &chain)?;
         let revision = self
             .state
-            .graph
-            .complete(&request.get_ref().task_id, self.now())
-            .map_err(ApiError::from)?;
+            .store
+            .journal
+            .complete::<ApiError>(&request.get_ref().task_id, self.now())
+            .await?;
         tracing::info!(task_id = %request.get_ref().task_id, spiffe_id = %caller, revision, "task completed");
         if let Some(task) = chain.first() {
             self.state.record_event(bare_event(
@@ -419,13 +421,15 @@ impl TaskService for TaskApi {
         let r = request.get_ref();
         let chain = self.chain(&r.task_id)?;
         self.authorize_task(&caller, "revoke", &chain)?;
-        // INVARIANT: the graph's write lock is released before we answer,
-        // so every decision that starts after this reply sees the revoke.
+        // INVARIANT: the revoke is committed to the store and applied to
+        // memory (the graph's write lock released) before we answer, so
+        // every decision that starts after this reply sees it.
         let (revoked, revision) = self
             .state
-            .graph
-            .revoke(&r.task_id)
-            .map_err(ApiError::from)?;
+            .store
+            .journal
+            .revoke::<ApiError>(&r.task_id)
+            .await?;
         tracing::info!(task_id = %r.task_id, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "task revoked");
         if let Some(metrics) = &self.state.metrics {
             metrics.revoked("task");
@@ -466,7 +470,13 @@ impl TaskService for TaskApi {
                 context: Vec::new(),
             },
         )?;
-        let (revoked, revision) = self.state.graph.revoke_agent(&target);
+        let (revoked, revision) = self
+            .state
+            .store
+            .journal
+            .revoke_agent(&target)
+            .await
+            .map_err(ApiError::from)?;
         tracing::info!(target = %target, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "agent's tasks revoked");
         if let Some(metrics) = &self.state.metrics {
             metrics.revoked("agent");

@@ -4,6 +4,7 @@
 //! decided (DESIGN §3.5).
 
 mod entity;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -11,6 +12,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::revision::Revision;
 
 pub use entity::{APPROVAL_TYPE, approval_entity};
+pub use write::RequestPlan;
 
 /// Where an approval is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,7 +185,8 @@ impl ApprovalBook {
 
     /// The pending approval for `subject`, or a new one. Returns it, whether
     /// it was created, and the revision (unchanged when it already existed).
-    /// `scope_digest` is the task's digest now.
+    /// `scope_digest` is the task's digest now. In memory only: a server
+    /// writes through [`crate::store::Journal`].
     pub fn request(
         &self,
         subject: Subject,
@@ -192,58 +195,24 @@ impl ApprovalBook {
         scope_digest: &str,
         now: i64,
     ) -> Result<(Approval, bool, u64), ApprovalError> {
-        if justification.len() > MAX_JUSTIFICATION_BYTES {
-            return Err(ApprovalError::Invalid(format!(
-                "the justification is longer than {MAX_JUSTIFICATION_BYTES} bytes"
-            )));
-        }
         let mut inner = self.write();
-        if let Some(pending) = pending_of(&inner, &subject)
-            && pending.scope_digest == scope_digest
-        {
-            return Ok((pending.clone(), false, self.revision.current()));
-        }
-        // A pending approval asked under other bounds can never be
-        // decided; it is replaced.
-        if let Some(stale) = pending_of(&inner, &subject).map(|a| a.id.clone()) {
-            set_state(&mut inner, &stale, ApprovalState::Revoked);
-        }
-        if inner
-            .pending_per_task
-            .get(&subject.task_id)
-            .is_some_and(|n| *n >= MAX_PENDING_PER_TASK)
-        {
-            return Err(ApprovalError::TooManyPending(subject.task_id));
-        }
-        let approval = Approval {
-            id: uuid::Uuid::now_v7().to_string(),
-            subject: subject.clone(),
-            justification: justification.to_owned(),
-            requested_by: requested_by.to_owned(),
-            requested_at: now,
-            state: ApprovalState::Pending,
-            approver: None,
-            decided_by: None,
-            decided_at: None,
-            expires_at: None,
-            scope_digest: scope_digest.to_owned(),
-        };
-        *inner
-            .pending_per_task
-            .entry(subject.task_id.clone())
-            .or_default() += 1;
-        inner
-            .by_subject
-            .entry(subject)
-            .or_default()
-            .push(approval.id.clone());
-        inner.by_id.insert(approval.id.clone(), approval.clone());
-        Ok((approval, true, self.revision.bump()))
+        let plan = write::plan_request(
+            &inner,
+            uuid::Uuid::now_v7().to_string(),
+            subject,
+            justification,
+            requested_by,
+            scope_digest,
+            now,
+        )?;
+        let created = !plan.changes.is_empty();
+        let revision = self.apply_locked(&mut inner, plan.changes);
+        Ok((plan.approval, created, revision))
     }
 
     /// Records a decision on a pending approval, valid for `valid_for`
     /// seconds. `scope_digest` is the task's digest now: it must be the one
-    /// the approval was asked under.
+    /// the approval was asked under. In memory only.
     #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &self,
@@ -255,65 +224,36 @@ impl ApprovalBook {
         scope_digest: &str,
         now: i64,
     ) -> Result<(Approval, u64), ApprovalError> {
-        if !(1..=MAX_VALID_FOR_SECS).contains(&valid_for) {
-            return Err(ApprovalError::Invalid(format!(
-                "`valid_for` must be 1 to {MAX_VALID_FOR_SECS} seconds, not {valid_for}"
-            )));
-        }
         let mut inner = self.write();
-        let approval = inner
-            .by_id
-            .get_mut(id)
-            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
-        if approval.state != ApprovalState::Pending {
-            return Err(ApprovalError::NotPending {
-                id: id.to_owned(),
-                state: approval.state.as_str(),
-            });
-        }
-        if approval.scope_digest != scope_digest {
-            return Err(ApprovalError::TaskChanged(id.to_owned()));
-        }
-        approval.approver = Some(approver.to_owned());
-        approval.decided_by = Some(decided_by.to_owned());
-        approval.decided_at = Some(now);
-        approval.expires_at = Some(now.saturating_add(valid_for));
-        let subject = approval.subject.clone();
-        set_state(
-            &mut inner,
+        let approval = write::plan_decide(
+            &inner,
             id,
-            if granted {
-                ApprovalState::Approved
-            } else {
-                ApprovalState::Denied
-            },
-        );
-        inner.last_decided.insert(subject, id.to_owned());
-        let approval = inner
-            .by_id
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
-        Ok((approval, self.revision.bump()))
+            granted,
+            (approver, decided_by),
+            valid_for,
+            scope_digest,
+            now,
+        )?;
+        let revision = self.apply_locked(&mut inner, vec![approval.clone()]);
+        Ok((approval, revision))
     }
 
-    /// Withdraws an approval, pending or decided.
+    /// Withdraws an approval, pending or decided. In memory only.
     pub fn revoke(&self, id: &str) -> Result<(Approval, u64), ApprovalError> {
         let mut inner = self.write();
-        let approval = inner
-            .by_id
-            .get_mut(id)
-            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
-        if approval.state == ApprovalState::Revoked {
-            return Err(ApprovalError::AlreadyRevoked(id.to_owned()));
+        let approval = write::plan_revoke(&inner, id)?;
+        let revision = self.apply_locked(&mut inner, vec![approval.clone()]);
+        Ok((approval, revision))
+    }
+
+    fn apply_locked(&self, inner: &mut Inner, approvals: Vec<Approval>) -> u64 {
+        if approvals.is_empty() {
+            return self.revision.current();
         }
-        set_state(&mut inner, id, ApprovalState::Revoked);
-        let approval = inner
-            .by_id
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
-        Ok((approval, self.revision.bump()))
+        for approval in approvals {
+            write::upsert(inner, approval);
+        }
+        self.revision.bump()
     }
 
     /// The last decision on `subject`, if it is current for a task whose
@@ -362,21 +302,6 @@ impl ApprovalBook {
             .take(limit)
             .cloned()
             .collect()
-    }
-}
-
-/// Moves an approval to `state`, keeping the pending count right.
-fn set_state(inner: &mut Inner, id: &str, state: ApprovalState) {
-    let Some(approval) = inner.by_id.get_mut(id) else {
-        return;
-    };
-    let was_pending = approval.state == ApprovalState::Pending;
-    approval.state = state;
-    if was_pending
-        && state != ApprovalState::Pending
-        && let Some(n) = inner.pending_per_task.get_mut(&approval.subject.task_id)
-    {
-        *n = n.saturating_sub(1);
     }
 }
 

@@ -166,3 +166,27 @@ fn lists_filter_by_state_task_and_approver() {
         1
     );
 }
+
+#[test]
+fn a_reloaded_book_never_brings_an_older_decision_back() {
+    // Live: the older approval is decided, a newer one is decided, then
+    // the newer one is revoked. Nothing counts.
+    let live = ApprovalBook::default();
+    let (older, _) = ask(&live, "d", 0);
+    live.decide(&older.id, true, "alice", FRONTEND, 600, "d", 1)
+        .unwrap();
+    let (newer, _) = ask(&live, "d", 2);
+    live.decide(&newer.id, true, "alice", FRONTEND, 600, "d", 3)
+        .unwrap();
+    live.revoke(&newer.id).unwrap();
+    assert!(live.current(&subject(), "d", 4).is_none());
+    // A start-up applies the final rows in any order (here: newest
+    // first, then by id); the answer must be the same.
+    let rows: Vec<Approval> = live.list(&ApprovalFilter::default(), None, 10);
+    for order in [rows.clone(), rows.iter().rev().cloned().collect()] {
+        let loaded = ApprovalBook::default();
+        loaded.apply(&order, 9);
+        assert!(loaded.current(&subject(), "d", 4).is_none(), "{order:?}");
+        assert!(loaded.pending(&subject()).is_none());
+    }
+}

@@ -39,6 +39,10 @@ pub(super) struct AuthorizeArgs {
     /// SVID it was issued to.
     #[arg(long)]
     token: Option<String>,
+    /// A revision a write returned: the server decides on state at least
+    /// that new, or denies `stale-state`.
+    #[arg(long, value_name = "REVISION", default_value_t = 0)]
+    min_revision: u64,
     /// Print the response as JSON.
     #[arg(long)]
     json: bool,
@@ -125,6 +129,7 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
         context,
         token: args.token.clone().unwrap_or_default(),
         subject,
+        min_revision: args.min_revision,
     };
 
     let runtime = match runtime() {

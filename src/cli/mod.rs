@@ -13,6 +13,7 @@ mod failure;
 mod policy;
 mod registry;
 mod serve;
+mod store;
 mod task;
 
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the authorization server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Development helpers.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -62,6 +63,9 @@ enum Command {
     /// decision log's hash chain.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The store: migrate, export and import (JSON lines).
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Parses arguments and runs the subcommand.
@@ -78,7 +82,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Dev(command) => dev::run(command),
         Command::Authorize(args) => authorize::run(args),
         Command::Task(command) => task::run(command),
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Agent(command) => agent::run(command),
         Command::Policy(command) => policy::run(command),
         Command::Audit(command) => audit::run(command),
+        Command::Store(command) => store::run(command),
     }
 }
 

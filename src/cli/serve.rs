@@ -95,6 +95,15 @@ pub(super) struct ServeArgs {
     /// Also write every audit record (decisions, task events) to stdout.
     #[arg(long)]
     audit_stdout: bool,
+    /// The store: `sqlite://PATH` or `postgres://...` [default:
+    /// sqlite://DATA_DIR/mandate.db].
+    #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// A file with the key (32 bytes, base64) sealing signing keys in the
+    /// store, so replicas share them; `MANDATE_STORE_KEY` may hold it
+    /// instead. Without either, signing keys are files under the data dir.
+    #[arg(long, value_name = "FILE")]
+    store_key_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -140,6 +149,8 @@ impl ServeArgs {
                 stdout: Some(true),
                 ..RawAudit::default()
             }),
+            store: self.store,
+            store_key_file: self.store_key_file,
             ..RawConfig::default()
         };
         let default_file = PathBuf::from(defaults::CONFIG_FILE);
@@ -316,10 +327,24 @@ async fn serve(
     if !misfiled.is_empty() {
         return usage_error(&misfiled);
     }
-    let revision = Arc::new(Revision::default());
+    let store = match crate::store::open(&settings.store).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = match crate::store::boot::load(store.as_ref()).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let revision = Arc::new(Revision::starting_at(loaded.revision));
     let entry_count = registry_input.entries.len();
     let registry = match Registry::new(
-        registry_input.entries,
+        crate::store::boot::overlay(registry_input.entries, &loaded.registry),
         &registry_input.static_entities,
         engine.schema(),
         settings.sensitivity.clone(),
@@ -340,14 +365,25 @@ async fn serve(
         tracing::info!(entries = entry_count, file = %catalog.display(), "catalog loaded");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys_dir = settings.data_dir.join("keys");
-    let keys = match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
-        Ok(keys) => Arc::new(keys),
+    let sealer = match crate::store::seal::Sealer::configured(settings.store_key_file.as_deref()) {
+        Ok(sealer) => sealer,
         Err(e) => return usage_error(&[e.to_string()]),
+    };
+    let keys = if sealer.is_some() {
+        Arc::new(SigningKeys::from_store(
+            settings.key_rotation,
+            clock.clone(),
+        ))
+    } else {
+        let keys_dir = settings.data_dir.join("keys");
+        match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
+            Ok(keys) => Arc::new(keys),
+            Err(e) => return usage_error(&[e.to_string()]),
+        }
     };
     // Tokens are issued by and for this Mandate: its SPIFFE ID is both.
     let tokens = Arc::new(TaskTokens::new(
-        keys,
+        keys.clone(),
         TokenSettings {
             issuer: own_id.clone(),
             audience: own_id,
@@ -355,6 +391,38 @@ async fn serve(
         },
         clock.clone(),
     ));
+
+    let graph = Arc::new(TaskGraph::with_revision(
+        settings.max_delegation_depth,
+        revision.clone(),
+    ));
+    let approvals = Arc::new(ApprovalBook::new(revision.clone()));
+    crate::store::boot::fill(&graph, &approvals, &loaded);
+    let journal = Arc::new(crate::store::Journal::new(
+        store,
+        graph.clone(),
+        approvals.clone(),
+        registry.clone(),
+        revision.clone(),
+    ));
+    if let Some(sealer) = sealer {
+        let kept = journal.keep_keys(keys.clone(), sealer, &loaded.keys);
+        // Before serving, so the first token can be signed.
+        let rotated = match kept {
+            Ok(()) => journal.rotate_key_if_due().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = rotated {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        let every = settings.key_rotation.rotate_after.clamp(1, 60) as u64;
+        tokio::spawn(crate::store::rotate_keys(
+            journal.clone(),
+            std::time::Duration::from_secs(every),
+        ));
+    }
+    drop(loaded);
 
     let signals = Signals::install();
     let server = match start(ServerOptions {
@@ -370,12 +438,9 @@ async fn serve(
             }),
             clock.now(),
         )),
-        graph: Arc::new(TaskGraph::with_revision(
-            settings.max_delegation_depth,
-            revision.clone(),
-        )),
+        graph,
         registry,
-        approvals: Arc::new(ApprovalBook::new(revision.clone())),
+        approvals,
         revision,
         tokens,
         clock,
@@ -392,6 +457,8 @@ async fn serve(
         audit: settings.audit.clone(),
         envoy: settings.envoy.clone(),
         routes: Arc::new(routes),
+        journal,
+        replica: settings.replica,
     })
     .await
     {

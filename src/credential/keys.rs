@@ -98,6 +98,9 @@ impl SigningKey {
 #[derive(Debug)]
 pub struct SigningKeys {
     dir: Option<PathBuf>,
+    /// Whether `current` makes a key when rotation is due; off when keys
+    /// come from the store, where a writer commits them first.
+    generate: bool,
     keys: RwLock<Vec<Arc<SigningKey>>>,
     rotation: KeyRotation,
     clock: Arc<dyn Clock>,
@@ -129,6 +132,7 @@ impl SigningKeys {
         keys.sort_by_key(|k| k.created_at);
         Ok(Self {
             dir: Some(dir.to_owned()),
+            generate: true,
             keys: RwLock::new(keys),
             rotation,
             clock,
@@ -139,10 +143,57 @@ impl SigningKeys {
     pub fn ephemeral(rotation: KeyRotation, clock: Arc<dyn Clock>) -> Self {
         Self {
             dir: None,
+            generate: true,
             keys: RwLock::new(Vec::new()),
             rotation,
             clock,
         }
+    }
+
+    /// A key ring filled from the store: it never makes keys itself (see
+    /// [`crate::store::Journal::rotate_key_if_due`]); until the first one
+    /// is inserted, signing fails.
+    pub fn from_store(rotation: KeyRotation, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            generate: false,
+            ..Self::ephemeral(rotation, clock)
+        }
+    }
+
+    /// Whether a new key should sign from now: none yet, or the newest is
+    /// older than the rotation period.
+    pub fn due(&self) -> bool {
+        let now = self.clock.now();
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.last()
+            .is_none_or(|k| now >= k.created_at.saturating_add(self.rotation.rotate_after))
+    }
+
+    /// Adds a key (PKCS#8) made at `created_at`, unless it is there
+    /// already; keys past their overlap are dropped.
+    pub fn insert(&self, pkcs8: &[u8], created_at: i64) -> Result<String, CredentialError> {
+        let key = SigningKey::from_pkcs8(pkcs8, created_at)?;
+        let kid = key.kid.clone();
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        if !keys.iter().any(|k| k.kid == kid) {
+            keys.push(Arc::new(key));
+            keys.sort_by_key(|k| k.created_at);
+            self.prune(&mut keys, self.clock.now());
+        }
+        Ok(kid)
+    }
+
+    /// A new Ed25519 key as PKCS#8, with its key id.
+    pub fn generate_pkcs8() -> Result<(String, Vec<u8>), CredentialError> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .map_err(|e| CredentialError::Signing(format!("cannot generate a key: {e}")))?;
+        let kid = SigningKey::from_pkcs8(pkcs8.as_ref(), 0)?.kid;
+        Ok((kid, pkcs8.as_ref().to_vec()))
+    }
+
+    /// The clock's now, for the time a new key is made at.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// The key to sign with now, rotating first when the newest is due.
@@ -154,6 +205,13 @@ impl SigningKeys {
                 && now < newest.created_at.saturating_add(self.rotation.rotate_after)
             {
                 return Ok(newest.clone());
+            }
+            // A store-backed ring signs with its newest key until the
+            // rotation task commits the next one.
+            if !self.generate {
+                return keys.last().cloned().ok_or_else(|| {
+                    CredentialError::Signing("no signing key yet; the store has none".to_owned())
+                });
             }
         }
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());

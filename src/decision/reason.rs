@@ -1,6 +1,12 @@
 //! Machine-readable reason codes carried by decisions. They are part of the
 //! public API: clients and dashboards match on them.
 
+/// This replica is behind the `min_revision` the caller asked for and did
+/// not catch up within the configured wait.
+pub const STALE_STATE: &str = "stale-state";
+/// This replica has lost contact with the store for longer than allowed:
+/// its state may be missing revocations, so it denies everything.
+pub const STATE_UNAVAILABLE: &str = "state-unavailable";
 /// No policy permits the request.
 pub const NO_PERMIT: &str = "no-permit";
 /// A `forbid` policy matched.

@@ -7,6 +7,7 @@
 mod error;
 pub mod invariants;
 mod task;
+mod write;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
@@ -112,6 +113,7 @@ impl TaskGraph {
     }
 
     /// Creates a root task delegated by `delegator` for `originator`.
+    /// In memory only: a server writes through [`crate::store::Journal`].
     pub fn create_root(
         &self,
         id: TaskId,
@@ -120,21 +122,14 @@ impl TaskGraph {
         originator: String,
         now: i64,
     ) -> Result<(Arc<Task>, u64), GraphError> {
-        invariants::check_spec(&spec, now)?;
-        if originator.is_empty() {
-            return Err(GraphError::Invalid(
-                "a root task needs the originating user".to_owned(),
-            ));
-        }
-        let task = Task::new(id, spec, delegator, originator, None, now);
         let mut inner = self.write();
-        let task = insert(&mut inner, task)?;
-        Ok((task, self.revision.bump()))
+        let task = write::plan_root(&inner, id, spec, delegator, originator, now)?;
+        Ok((task.clone(), self.apply_locked(&mut inner, vec![task])))
     }
 
     /// Creates a child of `parent_id`, delegated by `caller`, who must be the
     /// parent's delegatee. Every invariant is checked under the write lock,
-    /// against the parent's current state.
+    /// against the parent's current state. In memory only.
     pub fn delegate(
         &self,
         id: TaskId,
@@ -144,43 +139,22 @@ impl TaskGraph {
         now: i64,
         hierarchy: &dyn ResourceHierarchy,
     ) -> Result<(Arc<Task>, u64), GraphError> {
-        invariants::check_spec(&spec, now)?;
         let mut inner = self.write();
-        let chain = chain_of(&inner, parent_id)
-            .ok_or_else(|| GraphError::NotFound(parent_id.to_owned()))?;
-        let parent = chain
-            .first()
-            .cloned()
-            .ok_or_else(|| GraphError::NotFound(parent_id.to_owned()))?;
-        if parent.delegatee != *caller {
-            return Err(GraphError::violation(
-                invariants::reason::NOT_DELEGATEE,
-                format!(
-                    "only `{}`, the delegatee of task `{parent_id}`, may delegate from it",
-                    parent.delegatee
-                ),
-            ));
-        }
-        let state = chain_state(&chain, now);
-        if state != TaskState::Active {
-            return Err(GraphError::NotActive {
-                id: parent_id.to_owned(),
-                state: state.as_str(),
-            });
-        }
-        let refs: Vec<&Task> = chain.iter().map(AsRef::as_ref).collect();
-        invariants::check_child(&refs, &spec, self.max_depth, hierarchy)?;
-        let task = Task::new(id, spec, caller.clone(), String::new(), Some(&parent), now);
-        let task = insert(&mut inner, task)?;
-        Ok((task, self.revision.bump()))
+        let task = write::plan_delegate(
+            &inner,
+            self.max_depth,
+            id,
+            parent_id,
+            caller,
+            spec,
+            now,
+            hierarchy,
+        )?;
+        Ok((task.clone(), self.apply_locked(&mut inner, vec![task])))
     }
 
-    /// Changes an active task's bounds. Only its delegator may: the
-    /// delegatee of the parent for a sub-task, the creating workload for a
-    /// root task. The new bounds must stay within the parent's, and every
-    /// child must stay within the new bounds (`narrower-than-child`).
-    /// Approvals given under the old bounds stop counting, since the
-    /// scope digest changes.
+    /// Changes an active task's bounds; see [`write::plan_amend`]. In
+    /// memory only.
     pub fn amend(
         &self,
         id: &str,
@@ -190,121 +164,47 @@ impl TaskGraph {
         hierarchy: &dyn ResourceHierarchy,
     ) -> Result<(Arc<Task>, u64), GraphError> {
         let mut inner = self.write();
-        let chain = chain_of(&inner, id).ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
-        let current = chain
-            .first()
-            .cloned()
-            .ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
-        if current.delegator != *caller {
-            return Err(GraphError::violation(
-                invariants::reason::NOT_DELEGATOR,
-                format!(
-                    "only `{}`, the delegator of task `{id}`, may amend it",
-                    current.delegator
-                ),
-            ));
-        }
-        let state = chain_state(&chain, now);
-        if state != TaskState::Active {
-            return Err(GraphError::NotActive {
-                id: id.to_owned(),
-                state: state.as_str(),
-            });
-        }
-        let mut amended = (*current).clone();
-        amended.actions = amendment.actions;
-        amended.scope = amendment.scope;
-        amended.max_sensitivity = amendment.max_sensitivity;
-        amended.expires_at = amendment.expires_at;
-        amended.version = current.version.saturating_add(1);
-        amended.scope_digest = amended.compute_scope_digest();
-        invariants::check_spec(&amended.spec(), now)?;
-        let ancestors: Vec<&Task> = chain.iter().skip(1).map(AsRef::as_ref).collect();
-        if !ancestors.is_empty() {
-            invariants::check_child(&ancestors, &amended.spec(), u32::MAX, hierarchy)?;
-        }
-        let with_amended: Vec<&Task> = std::iter::once(&amended)
-            .chain(ancestors.iter().copied())
-            .collect();
-        for child in inner.children.get(id).into_iter().flatten() {
-            let Some(child) = inner.tasks.get(child) else {
-                continue;
-            };
-            if child.state_at(now) != TaskState::Active {
-                continue;
-            }
-            invariants::check_child(&with_amended, &child.spec(), u32::MAX, hierarchy).map_err(
-                |e| {
-                    GraphError::violation(
-                        invariants::reason::NARROWER_THAN_CHILD,
-                        format!(
-                            "child task `{}` would no longer fit: {e}; amend or revoke it first",
-                            child.id
-                        ),
-                    )
-                },
-            )?;
-        }
-        let amended = Arc::new(amended);
-        inner.tasks.insert(id.to_owned(), amended.clone());
-        Ok((amended, self.revision.bump()))
+        let task = write::plan_amend(&inner, id, caller, amendment, now, hierarchy)?;
+        Ok((task.clone(), self.apply_locked(&mut inner, vec![task])))
     }
 
     /// Marks an active task completed. Its descendants then deny too, since
-    /// a chain is active only while every task in it is.
+    /// a chain is active only while every task in it is. In memory only.
     pub fn complete(&self, id: &str, now: i64) -> Result<u64, GraphError> {
         let mut inner = self.write();
-        let task = inner
-            .tasks
-            .get(id)
-            .cloned()
-            .ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
-        let state = task.state_at(now);
-        if state != TaskState::Active {
-            return Err(GraphError::NotActive {
-                id: id.to_owned(),
-                state: state.as_str(),
-            });
-        }
-        set_state(&mut inner, id, TaskState::Completed);
-        Ok(self.revision.bump())
+        let task = write::plan_complete(&inner, id, now)?;
+        Ok(self.apply_locked(&mut inner, vec![task]))
     }
 
     /// Revokes a task and every task below it. Returns the ids whose state
     /// changed and the new revision. Revoking a revoked task is a no-op that
-    /// still answers with the current revision.
+    /// still answers with the current revision. In memory only.
     pub fn revoke(&self, id: &str) -> Result<(Vec<TaskId>, u64), GraphError> {
         let mut inner = self.write();
-        if !inner.tasks.contains_key(id) {
-            return Err(GraphError::NotFound(id.to_owned()));
-        }
-        let revoked = revoke_subtree(&mut inner, id);
-        let revision = if revoked.is_empty() {
-            self.revision.current()
-        } else {
-            self.revision.bump()
-        };
-        Ok((revoked, revision))
+        let tasks = write::plan_revoke(&inner, id)?;
+        let ids = tasks.iter().map(|t| t.id.clone()).collect();
+        Ok((ids, self.apply_locked(&mut inner, tasks)))
     }
 
-    /// Revokes every task delegated to `delegatee`, with their subtrees.
+    /// Revokes every task delegated to `delegatee`, with their subtrees. In
+    /// memory only.
     pub fn revoke_agent(&self, delegatee: &SpiffeId) -> (Vec<TaskId>, u64) {
         let mut inner = self.write();
-        let ids: Vec<TaskId> = inner
-            .by_delegatee
-            .get(&delegatee.to_string())
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default();
-        let mut revoked = Vec::new();
-        for id in ids {
-            revoked.extend(revoke_subtree(&mut inner, &id));
+        let tasks = write::plan_revoke_agent(&inner, delegatee);
+        let ids = tasks.iter().map(|t| t.id.clone()).collect();
+        (ids, self.apply_locked(&mut inner, tasks))
+    }
+
+    /// Puts `tasks` in (new or replacing) and bumps the revision, unless
+    /// there is nothing to put.
+    fn apply_locked(&self, inner: &mut Inner, tasks: Vec<Arc<Task>>) -> u64 {
+        if tasks.is_empty() {
+            return self.revision.current();
         }
-        let revision = if revoked.is_empty() {
-            self.revision.current()
-        } else {
-            self.revision.bump()
-        };
-        (revoked, revision)
+        for task in tasks {
+            upsert(inner, task);
+        }
+        self.revision.bump()
     }
 
     /// Tasks matching `filter`, ordered by id (creation time), starting
@@ -360,14 +260,13 @@ fn chain_of(inner: &Inner, id: &str) -> Option<Chain> {
     Some(chain)
 }
 
-fn insert(inner: &mut Inner, task: Task) -> Result<Arc<Task>, GraphError> {
-    if inner.tasks.contains_key(&task.id) {
-        return Err(GraphError::Invalid(format!(
-            "task `{}` already exists",
-            task.id
-        )));
+/// Puts a new task in, or replaces a task with the same id (whose parent
+/// and delegatee never change, so the indexes stay right).
+fn upsert(inner: &mut Inner, task: Arc<Task>) {
+    if let Some(current) = inner.tasks.get_mut(&task.id) {
+        *current = task;
+        return;
     }
-    let task = Arc::new(task);
     if let Some(parent) = &task.parent {
         inner
             .children
@@ -381,34 +280,7 @@ fn insert(inner: &mut Inner, task: Task) -> Result<Arc<Task>, GraphError> {
         .or_default()
         .insert(task.id.clone());
     inner.order.insert(task.id.clone());
-    inner.tasks.insert(task.id.clone(), task.clone());
-    Ok(task)
-}
-
-fn set_state(inner: &mut Inner, id: &str, state: TaskState) {
-    if let Some(task) = inner.tasks.get_mut(id) {
-        Arc::make_mut(task).state = state;
-    }
-}
-
-/// Revokes `id` and its descendants that are still recorded active.
-fn revoke_subtree(inner: &mut Inner, id: &str) -> Vec<TaskId> {
-    let mut revoked = Vec::new();
-    let mut pending = vec![id.to_owned()];
-    while let Some(current) = pending.pop() {
-        if inner
-            .tasks
-            .get(&current)
-            .is_some_and(|t| t.state == TaskState::Active)
-        {
-            set_state(inner, &current, TaskState::Revoked);
-            revoked.push(current.clone());
-        }
-        if let Some(children) = inner.children.get(&current) {
-            pending.extend(children.iter().cloned());
-        }
-    }
-    revoked
+    inner.tasks.insert(task.id.clone(), task);
 }
 
 #[cfg(test)]

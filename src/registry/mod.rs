@@ -65,6 +65,18 @@ pub enum RegistryError {
     Invalid(Vec<String>),
 }
 
+/// One committed registry write: `entry` put under (`kind`, `id`), or
+/// removed when `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryChange {
+    /// Kind of the entry.
+    pub kind: Kind,
+    /// Its id.
+    pub id: String,
+    /// The entry, or `None` for a removal.
+    pub entry: Option<Entry>,
+}
+
 /// The live registry.
 #[derive(Debug)]
 pub struct Registry {
@@ -129,41 +141,34 @@ impl Registry {
 
     /// Adds an entry that does not exist yet. `authorize` sees the
     /// registry as it would be, with the entry in it, and can refuse; it
-    /// runs before the caller learns whether the entry exists.
+    /// runs before the caller learns whether the entry exists. In memory
+    /// only: a server writes through [`crate::store::Journal`].
     pub fn register<E: From<RegistryError>>(
         &self,
         entry: Entry,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let (kind, id) = (entry.kind(), entry.id().to_owned());
-        self.put(entry, authorize, |current| {
-            if current.get(kind, &id).is_some() {
-                return Err(RegistryError::AlreadyExists { kind, id }.into());
-            }
-            refuse_static(current, kind, &id)?;
-            Ok(())
-        })
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, _) = self.plan_put_locked(&schema, entry, authorize, false)?;
+        Ok(self.swap(next))
     }
 
     /// Replaces an existing entry; `authorize` sees the registry as it
-    /// would be, before the caller learns whether the entry exists.
+    /// would be, before the caller learns whether the entry exists. In
+    /// memory only.
     pub fn update<E: From<RegistryError>>(
         &self,
         entry: Entry,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let (kind, id) = (entry.kind(), entry.id().to_owned());
-        self.put(entry, authorize, |current| {
-            if current.get(kind, &id).is_none() {
-                refuse_static(current, kind, &id)?;
-                return Err(RegistryError::NotFound { kind, id }.into());
-            }
-            Ok(())
-        })
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, _) = self.plan_put_locked(&schema, entry, authorize, true)?;
+        Ok(self.swap(next))
     }
 
     /// Removes an entry no other entry names; `authorize` sees the
-    /// registry as it is, with the entry still in it, and runs first.
+    /// registry as it is, with the entry still in it, and runs first. In
+    /// memory only.
     pub fn remove<E: From<RegistryError>>(
         &self,
         kind: Kind,
@@ -171,6 +176,64 @@ impl Registry {
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
     ) -> Result<u64, E> {
         let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, _) = self.plan_remove_locked(&schema, kind, id, authorize)?;
+        Ok(self.swap(next))
+    }
+
+    /// Plans [`Registry::register`] (`update` false) or
+    /// [`Registry::update`]: the change, validated and authorized, not
+    /// applied.
+    pub fn plan_put<E: From<RegistryError>>(
+        &self,
+        entry: Entry,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+        update: bool,
+    ) -> Result<RegistryChange, E> {
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.plan_put_locked(&schema, entry, authorize, update)?.1)
+    }
+
+    /// Plans [`Registry::remove`].
+    pub fn plan_remove<E: From<RegistryError>>(
+        &self,
+        kind: Kind,
+        id: &str,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+    ) -> Result<RegistryChange, E> {
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.plan_remove_locked(&schema, kind, id, authorize)?.1)
+    }
+
+    /// Applies a committed change: rebuilds the registry with it against
+    /// the schema in use and moves the revision to `revision`. A change
+    /// was validated when planned; rebuilding can only fail if the schema
+    /// changed since, and then the registry stays as it was and the
+    /// problems are returned for the log.
+    pub fn apply(&self, change: &RegistryChange, revision: u64) -> Result<(), Vec<String>> {
+        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.snapshot().entries().clone();
+        let key = (change.kind, change.id.clone());
+        match &change.entry {
+            Some(entry) => entries.insert(key, entry.clone()),
+            None => entries.remove(&key),
+        };
+        let result = self
+            .build::<RegistryError>(entries, &schema)
+            .map(|next| {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+            })
+            .map_err(|e| vec![e.to_string()]);
+        self.revision.advance_to(revision);
+        result
+    }
+
+    fn plan_remove_locked<E: From<RegistryError>>(
+        &self,
+        schema: &Schema,
+        kind: Kind,
+        id: &str,
+        authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
+    ) -> Result<(Snapshot, RegistryChange), E> {
         let current = self.snapshot();
         authorize(&current)?;
         let mut entries = current.entries().clone();
@@ -191,27 +254,48 @@ impl Registry {
             }
             .into());
         }
-        let next = self.build(entries, &schema)?;
-        Ok(self.swap(next))
+        let next = self.build(entries, schema)?;
+        let change = RegistryChange {
+            kind,
+            id: id.to_owned(),
+            entry: None,
+        };
+        Ok((next, change))
     }
 
     /// Puts `entry` into a copy of the entries, validates the result, asks
-    /// `authorize` about it, then `check` about the current registry, and
-    /// swaps it in.
-    fn put<E: From<RegistryError>>(
+    /// `authorize` about it, then checks the current registry: the entry
+    /// must exist for an update and must not for a register.
+    fn plan_put_locked<E: From<RegistryError>>(
         &self,
+        schema: &Schema,
         entry: Entry,
         authorize: impl FnOnce(&Snapshot) -> Result<(), E>,
-        check: impl FnOnce(&Snapshot) -> Result<(), E>,
-    ) -> Result<u64, E> {
-        let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        update: bool,
+    ) -> Result<(Snapshot, RegistryChange), E> {
+        let (kind, id) = (entry.kind(), entry.id().to_owned());
         let current = self.snapshot();
         let mut entries = current.entries().clone();
-        entries.insert((entry.kind(), entry.id().to_owned()), entry);
-        let next = self.build(entries, &schema)?;
+        entries.insert((kind, id.clone()), entry.clone());
+        let next = self.build(entries, schema)?;
         authorize(&next)?;
-        check(&current)?;
-        Ok(self.swap(next))
+        let exists = current.get(kind, &id).is_some();
+        if update && !exists {
+            refuse_static(&current, kind, &id)?;
+            return Err(RegistryError::NotFound { kind, id }.into());
+        }
+        if !update {
+            if exists {
+                return Err(RegistryError::AlreadyExists { kind, id }.into());
+            }
+            refuse_static(&current, kind, &id)?;
+        }
+        let change = RegistryChange {
+            kind,
+            id,
+            entry: Some(entry),
+        };
+        Ok((next, change))
     }
 
     fn build<E: From<RegistryError>>(

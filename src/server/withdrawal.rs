@@ -20,6 +20,7 @@ use crate::api::DecisionState;
 use crate::clock::Clock;
 use crate::graph::{TaskFilter, TaskGraph, TaskId, TaskState};
 use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal, WithdrawalEvents};
+use crate::store::Journal;
 
 /// Tasks read per page while looking for a trust domain's delegatees.
 const PAGE: usize = 500;
@@ -43,6 +44,9 @@ pub(super) struct Withdrawals {
     /// Where revocations are recorded in the audit trail and counted, with
     /// our own SPIFFE ID as the actor.
     pub(super) trail: Option<Arc<DecisionState>>,
+    /// The store the revocations are committed to before they take effect,
+    /// like any other write; `None` revokes in memory only (unit tests).
+    pub(super) journal: Option<Arc<Journal>>,
 }
 
 /// Acts on every withdrawn trust domain the publisher reports, from its
@@ -82,16 +86,11 @@ async fn after_grace(trust_domain: TrustDomain, w: Arc<Withdrawals>) -> TrustDom
         tracing::info!(%trust_domain, "trust domain bundle back within the grace period: its agents' tasks are kept");
         return trust_domain;
     }
-    let td = trust_domain.clone();
-    // Revoking scans the task graph: off the async workers.
-    let done = tokio::task::spawn_blocking(move || withdraw(&td, &w)).await;
-    if let Err(error) = done {
-        tracing::error!(%error, %trust_domain, "revoking a withdrawn trust domain's tasks failed");
-    }
+    withdraw(&trust_domain, &w).await;
     trust_domain
 }
 
-fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
+async fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
     let now = w.clock.now();
     // INVARIANT: our own trust domain is never revoked. Publishing requires
     // our own bundle, so it cannot disappear; if it ever did, revoking
@@ -102,7 +101,7 @@ fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
         return;
     }
     let (revoked, revision) = if w.revoke {
-        revoke_trust_domain(&w.graph, trust_domain, now)
+        revoke_durably(trust_domain, w, now).await
     } else {
         (Vec::new(), w.graph.revision())
     };
@@ -130,13 +129,63 @@ fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
     });
 }
 
+/// Revokes every active task of `trust_domain`'s agents through the
+/// journal, as the `RevokeAgent` RPC does: committed to the store, then
+/// applied. A delegatee whose revocation the store refuses keeps its tasks
+/// (its calls are refused anyway, its trust domain being withdrawn), and
+/// says so loudly.
+async fn revoke_durably(
+    trust_domain: &TrustDomain,
+    w: &Withdrawals,
+    now: i64,
+) -> (Vec<TaskId>, u64) {
+    let Some(journal) = &w.journal else {
+        return revoke_trust_domain(&w.graph, trust_domain, now);
+    };
+    let (graph, td) = (w.graph.clone(), trust_domain.clone());
+    // Finding the delegatees scans the task graph: off the async workers.
+    let delegatees = tokio::task::spawn_blocking(move || delegatees_of(&graph, &td, now))
+        .await
+        .unwrap_or_default();
+    let mut revoked = Vec::new();
+    let mut revision = w.graph.revision();
+    for delegatee in delegatees.values() {
+        match journal.revoke_agent(delegatee).await {
+            Ok((ids, at)) => {
+                revoked.extend(ids);
+                revision = at;
+            }
+            Err(error) => {
+                tracing::error!(%error, spiffe_id = %delegatee, "cannot revoke the tasks of a withdrawn agent");
+            }
+        }
+    }
+    (revoked, revision)
+}
+
 /// Revokes every active task delegated to an agent of `trust_domain`, with
-/// its subtree, through the same call as the `RevokeAgent` RPC.
+/// its subtree, in memory only.
 pub(crate) fn revoke_trust_domain(
     graph: &TaskGraph,
     trust_domain: &TrustDomain,
     now: i64,
 ) -> (Vec<TaskId>, u64) {
+    let mut revoked = Vec::new();
+    let mut revision = graph.revision();
+    for delegatee in delegatees_of(graph, trust_domain, now).values() {
+        let (ids, at) = graph.revoke_agent(delegatee);
+        revoked.extend(ids);
+        revision = at;
+    }
+    (revoked, revision)
+}
+
+/// The agents of `trust_domain` with an active task, each once.
+fn delegatees_of(
+    graph: &TaskGraph,
+    trust_domain: &TrustDomain,
+    now: i64,
+) -> BTreeMap<String, SpiffeId> {
     let filter = TaskFilter {
         state: Some(TaskState::Active),
         ..TaskFilter::default()
@@ -156,14 +205,7 @@ pub(crate) fn revoke_trust_domain(
             _ => break,
         }
     }
-    let mut revoked = Vec::new();
-    let mut revision = graph.revision();
-    for delegatee in delegatees.values() {
-        let (ids, at) = graph.revoke_agent(delegatee);
-        revoked.extend(ids);
-        revision = at;
-    }
-    (revoked, revision)
+    delegatees
 }
 
 #[cfg(test)]
@@ -288,6 +330,7 @@ mod tests {
             status: status.clone(),
             own: td("example.org"),
             trail: None,
+            journal: None,
             revoke: true,
             clock: Arc::new(crate::clock::ManualClock::new(NOW)),
             identity,
@@ -295,15 +338,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn our_own_trust_domain_is_never_revoked() {
+    #[tokio::test]
+    async fn our_own_trust_domain_is_never_revoked() {
         let graph = Arc::new(TaskGraph::default());
         task(&graph, "ours", "spiffe://example.org/agents/patcher");
         let status = IdentityStatus::default();
         withdraw(
             &TrustDomain::new("example.org").unwrap(),
             &withdrawals(&graph, &status),
-        );
+        )
+        .await;
         assert_eq!(state(&graph, "ours"), TaskState::Active);
         assert!(status.withdrawals().is_empty());
     }

@@ -273,6 +273,10 @@ pub struct TestServer {
     pub registry: Arc<Registry>,
     /// The server's approvals.
     pub approvals: Arc<ApprovalBook>,
+    /// The server's durable writer.
+    pub journal: Arc<mandate::store::Journal>,
+    /// Holds the scratch SQLite store when the setup named none.
+    _store_dir: Option<tempfile::TempDir>,
 }
 
 /// Options for [`TestServer::start_with`].
@@ -302,6 +306,11 @@ pub struct Setup {
     pub decision_log_capacity: usize,
     /// The rest of the audit pipeline (overflow, redaction, the index).
     pub audit: mandate::audit::AuditSettings,
+    /// The store; a fresh SQLite file when `None`. Its state is loaded at
+    /// start, as `mandate serve` does.
+    pub store: Option<Arc<dyn mandate::store::Store>>,
+    /// How the server follows the store.
+    pub replica: mandate::store::ReplicaSettings,
 }
 
 impl Default for Setup {
@@ -321,6 +330,8 @@ impl Default for Setup {
             revoke_on_trust_withdrawal: true,
             decision_log_capacity: 10_000,
             audit: mandate::audit::AuditSettings::default(),
+            store: None,
+            replica: mandate::store::ReplicaSettings::default(),
         }
     }
 }
@@ -357,10 +368,21 @@ impl TestServer {
             Some(path) => Catalog::load(path).unwrap().into_entries().unwrap(),
             None => Vec::new(),
         };
-        let revision = Arc::new(Revision::default());
+        let (store, store_dir) = match setup.store.take() {
+            Some(store) => (store, None),
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                (
+                    mandate::store::boot::scratch(dir.path()).await.unwrap(),
+                    Some(dir),
+                )
+            }
+        };
+        let loaded = mandate::store::boot::load(store.as_ref()).await.unwrap();
+        let revision = Arc::new(Revision::starting_at(loaded.revision));
         let registry = Arc::new(
             Registry::new(
-                entries,
+                mandate::store::boot::overlay(entries, &loaded.registry),
                 &Entities::empty(),
                 engine.schema(),
                 SensitivityScale::default(),
@@ -373,6 +395,14 @@ impl TestServer {
         let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
         let graph = Arc::new(TaskGraph::with_revision(
             setup.max_delegation_depth,
+            revision.clone(),
+        ));
+        mandate::store::boot::fill(&graph, &approvals, &loaded);
+        let journal = Arc::new(mandate::store::Journal::new(
+            store,
+            graph.clone(),
+            approvals.clone(),
+            registry.clone(),
             revision.clone(),
         ));
         let keys = Arc::new(SigningKeys::ephemeral(
@@ -426,6 +456,8 @@ impl TestServer {
                 Some(path) => RouteTable::load(path, &engine_for_routes).unwrap(),
                 None => RouteTable::empty(),
             }),
+            journal: journal.clone(),
+            replica: setup.replica,
         })
         .await
         .unwrap();
@@ -438,6 +470,8 @@ impl TestServer {
             graph,
             registry,
             approvals,
+            journal,
+            _store_dir: store_dir,
         }
     }
 

@@ -1,0 +1,303 @@
+//! The write path: plan against memory, commit to the store, then apply to
+//! memory at the revision the store took, then acknowledge.
+
+use std::sync::Arc;
+
+use spiffe::SpiffeId;
+use tokio::sync::Mutex;
+
+use super::approvals::Asking;
+use super::{Change, Store, StoreError};
+use crate::approval::{ApprovalBook, Subject};
+use crate::graph::{Amendment, GraphError, Task, TaskGraph, TaskId, TaskSpec};
+use crate::registry::{Entry, Kind, Registry, RegistryError, Snapshot};
+use crate::revision::Revision;
+
+/// How often one write plans again after another replica took its
+/// revision, before it gives up with `UNAVAILABLE`.
+const MAX_ATTEMPTS: usize = 16;
+/// Changes read per query while catching up.
+const CATCH_UP_BATCH: u32 = 1000;
+
+/// The durable writer of live state: every write to the graph, the
+/// approvals and the registry made by the API goes through it.
+///
+/// INVARIANT: writes run one at a time (the `writer` mutex), from plan to
+/// apply, and followers apply other replicas' changes under the same
+/// mutex, so a plan is still valid when it is applied; and nothing is
+/// applied to memory that the store has not committed.
+#[derive(Debug)]
+pub struct Journal {
+    store: Arc<dyn Store>,
+    writer: Mutex<()>,
+    graph: Arc<TaskGraph>,
+    pub(super) approvals: Arc<ApprovalBook>,
+    registry: Arc<Registry>,
+    revision: Arc<Revision>,
+    /// Approvals decisions asked for whose commit has not landed yet, so
+    /// asking again meanwhile names the same one.
+    pub(super) asking: std::sync::Mutex<std::collections::HashMap<Subject, Asking>>,
+    /// The key ring and the sealer, when signing keys live in the store.
+    pub(super) keys: std::sync::OnceLock<super::keyring::StoredKeys>,
+}
+
+impl Journal {
+    /// A journal writing `store` and the live state loaded from it.
+    pub fn new(
+        store: Arc<dyn Store>,
+        graph: Arc<TaskGraph>,
+        approvals: Arc<ApprovalBook>,
+        registry: Arc<Registry>,
+        revision: Arc<Revision>,
+    ) -> Self {
+        Self {
+            store,
+            writer: Mutex::new(()),
+            graph,
+            approvals,
+            registry,
+            revision,
+            asking: std::sync::Mutex::default(),
+            keys: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The revision memory is at.
+    pub fn revision(&self) -> u64 {
+        self.revision.current()
+    }
+
+    /// Runs `plan` (again after a conflict), commits its change as the next
+    /// revision and applies it. A plan without a change (a no-op such as
+    /// revoking a revoked task) answers with the current revision.
+    pub(super) async fn write<T, E: From<StoreError>>(
+        &self,
+        mut plan: impl FnMut() -> Result<(Option<Change>, T), E>,
+    ) -> Result<(T, u64), E> {
+        let _writer = self.writer.lock().await;
+        // Judged against what other replicas wrote, not only against what
+        // this one has been told of so far: a revoke of a task created
+        // elsewhere a moment ago must find it.
+        if self.store.shared() {
+            self.catch_up_locked().await?;
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let (change, value) = plan()?;
+            let Some(change) = change else {
+                return Ok((value, self.revision.current()));
+            };
+            let next = self.revision.current().saturating_add(1);
+            match self.store.commit(next, &change, unix_now()).await {
+                Ok(()) => {
+                    self.apply(&change, next);
+                    return Ok((value, next));
+                }
+                // Another replica wrote first: learn what it wrote and
+                // judge this write again against it.
+                Err(StoreError::Conflict(_)) => {
+                    self.catch_up_locked().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Unavailable("too many concurrent writers; try again".to_owned()).into())
+    }
+
+    /// Applies a committed change to memory.
+    fn apply(&self, change: &Change, revision: u64) {
+        match change {
+            Change::Tasks(tasks) => self.graph.apply(tasks, revision),
+            Change::Approvals(approvals) => self.approvals.apply(approvals, revision),
+            Change::Registry(change) => {
+                if let Err(problems) = self.registry.apply(change, revision) {
+                    tracing::error!(kind = %change.kind, id = %change.id, problems = %problems.join("; "), revision, "a committed registry write does not fit the schema in use; kept out of memory");
+                }
+            }
+            Change::SigningKey(record) => {
+                self.apply_key(record);
+                self.revision.advance_to(revision);
+            }
+        }
+    }
+
+    /// Reads and applies every change committed after memory's revision;
+    /// returns the revision memory is then at.
+    pub async fn catch_up(&self) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().await;
+        self.catch_up_locked().await
+    }
+
+    async fn catch_up_locked(&self) -> Result<u64, StoreError> {
+        loop {
+            let batch = self
+                .store
+                .changes_since(self.revision.current(), CATCH_UP_BATCH)
+                .await?;
+            if batch.is_empty() {
+                return Ok(self.revision.current());
+            }
+            for (revision, change) in batch {
+                // INVARIANT: changes are applied one revision after the
+                // other; a hole would mean a write this replica never saw,
+                // so it stops following (and, stale, denies everything)
+                // rather than decide on state with a write missing.
+                let expected = self.revision.current().saturating_add(1);
+                if revision != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "the change log jumps from revision `{}` to `{revision}`",
+                        expected.saturating_sub(1)
+                    )));
+                }
+                self.apply(&change, revision);
+            }
+        }
+    }
+
+    /// Creates a root task; see [`TaskGraph::create_root`].
+    pub async fn create_root<E: From<GraphError> + From<StoreError>>(
+        &self,
+        id: TaskId,
+        spec: TaskSpec,
+        delegator: SpiffeId,
+        originator: String,
+        now: i64,
+    ) -> Result<(Arc<Task>, u64), E> {
+        self.write(|| {
+            let task = self.graph.plan_root(
+                id.clone(),
+                spec.clone(),
+                delegator.clone(),
+                originator.clone(),
+                now,
+            )?;
+            Ok((Some(Change::Tasks(vec![task.clone()])), task))
+        })
+        .await
+    }
+
+    /// Creates a sub-task; see [`TaskGraph::delegate`]. Scopes are checked
+    /// against the registry in use.
+    pub async fn delegate<E: From<GraphError> + From<StoreError>>(
+        &self,
+        id: TaskId,
+        parent_id: &str,
+        caller: &SpiffeId,
+        spec: TaskSpec,
+        now: i64,
+    ) -> Result<(Arc<Task>, u64), E> {
+        self.write(|| {
+            let registry = self.registry.snapshot();
+            let task = self.graph.plan_delegate(
+                id.clone(),
+                parent_id,
+                caller,
+                spec.clone(),
+                now,
+                registry.as_ref(),
+            )?;
+            Ok((Some(Change::Tasks(vec![task.clone()])), task))
+        })
+        .await
+    }
+
+    /// Amends a task; see [`TaskGraph::amend`].
+    pub async fn amend<E: From<GraphError> + From<StoreError>>(
+        &self,
+        id: &str,
+        caller: &SpiffeId,
+        amendment: Amendment,
+        now: i64,
+    ) -> Result<(Arc<Task>, u64), E> {
+        self.write(|| {
+            let registry = self.registry.snapshot();
+            let task =
+                self.graph
+                    .plan_amend(id, caller, amendment.clone(), now, registry.as_ref())?;
+            Ok((Some(Change::Tasks(vec![task.clone()])), task))
+        })
+        .await
+    }
+
+    /// Completes a task; see [`TaskGraph::complete`].
+    pub async fn complete<E: From<GraphError> + From<StoreError>>(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<u64, E> {
+        self.write(|| {
+            let task = self.graph.plan_complete(id, now)?;
+            Ok((Some(Change::Tasks(vec![task])), ()))
+        })
+        .await
+        .map(|((), revision)| revision)
+    }
+
+    /// Revokes a task and its subtree; see [`TaskGraph::revoke`]. Returns
+    /// once memory denies, so every later decision on this replica does.
+    pub async fn revoke<E: From<GraphError> + From<StoreError>>(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<TaskId>, u64), E> {
+        self.write(|| {
+            let tasks = self.graph.plan_revoke(id)?;
+            Ok(revoked(tasks))
+        })
+        .await
+    }
+
+    /// Revokes every task delegated to `delegatee`.
+    pub async fn revoke_agent(
+        &self,
+        delegatee: &SpiffeId,
+    ) -> Result<(Vec<TaskId>, u64), StoreError> {
+        self.write(|| Ok(revoked(self.graph.plan_revoke_agent(delegatee))))
+            .await
+    }
+
+    /// Registers (`update` false) or updates a registry entry; see
+    /// [`Registry::register`].
+    pub async fn put_entry<E: From<RegistryError> + From<StoreError>>(
+        &self,
+        entry: Entry,
+        authorize: impl Fn(&Snapshot) -> Result<(), E>,
+        update: bool,
+    ) -> Result<u64, E> {
+        self.write(|| {
+            let change = self.registry.plan_put(entry.clone(), &authorize, update)?;
+            Ok((Some(Change::Registry(change)), ()))
+        })
+        .await
+        .map(|((), revision)| revision)
+    }
+
+    /// Removes a registry entry; see [`Registry::remove`].
+    pub async fn remove_entry<E: From<RegistryError> + From<StoreError>>(
+        &self,
+        kind: Kind,
+        id: &str,
+        authorize: impl Fn(&Snapshot) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        self.write(|| {
+            let change = self.registry.plan_remove(kind, id, &authorize)?;
+            Ok((Some(Change::Registry(change)), ()))
+        })
+        .await
+        .map(|((), revision)| revision)
+    }
+}
+
+fn revoked(tasks: Vec<Arc<Task>>) -> (Option<Change>, Vec<TaskId>) {
+    let ids = tasks.iter().map(|t| t.id.clone()).collect();
+    ((!tasks.is_empty()).then_some(Change::Tasks(tasks)), ids)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

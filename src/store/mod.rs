@@ -1,0 +1,261 @@
+//! Durable state: the store behind the live graph, approvals and registry.
+//!
+//! A small core interface ([`Store`]) with two backends chosen by URL:
+//! embedded SQLite (`sqlite://PATH`, the default under the data dir) and
+//! PostgreSQL (`postgres://...`) for several replicas. Memory stays the
+//! only thing decisions read; the store is written first and read at
+//! start-up and, on PostgreSQL, by replicas following the change log.
+//!
+//! Every write is one transaction: the rows it changes plus one change-log
+//! row whose primary key is the new revision. A writer claims revision
+//! `N + 1` where `N` is the revision its memory is at; if another replica
+//! took it first the insert conflicts, the writer catches up and plans
+//! again (see [`Journal`]).
+
+mod approvals;
+pub mod boot;
+mod error;
+mod follow;
+mod journal;
+mod keyring;
+mod postgres;
+pub mod record;
+pub mod seal;
+mod sqlite;
+
+use std::sync::Arc;
+
+use crate::approval::Approval;
+use crate::graph::Task;
+use crate::registry::RegistryChange;
+
+pub use error::StoreError;
+pub use follow::{Follower, ReplicaHealth, ReplicaSettings};
+pub use journal::Journal;
+pub use keyring::rotate_keys;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What the API holds of the store: the writer, and this replica's health
+/// and settings for decisions.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    /// Every write goes through it.
+    pub journal: Arc<Journal>,
+    /// Whether this replica is in contact with the store.
+    pub health: ReplicaHealth,
+    /// Bounds for waiting and staleness.
+    pub settings: ReplicaSettings,
+}
+
+impl StoreHandle {
+    /// Store health for `/readyz`: the backend, the revision memory is at,
+    /// and for a replica how long ago it reached the store and how many
+    /// revisions it is behind the newest it was told of.
+    pub fn report(&self) -> serde_json::Value {
+        let revision = self.journal.revision();
+        serde_json::json!({
+            "backend": self.journal.store().backend(),
+            "revision": revision,
+            "available": self.health.available(),
+            "since_contact_ms": self.health.since_contact().map(|d| d.as_millis()),
+            "lag_revisions": self.health.lag(revision),
+        })
+    }
+}
+
+/// One committed write, as applied to memory.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Tasks put, new or replacing (a revoke puts the revoked subtree).
+    Tasks(Vec<Arc<Task>>),
+    /// Approvals put, new or replacing.
+    Approvals(Vec<Approval>),
+    /// One registry entry put or removed.
+    Registry(RegistryChange),
+    /// A new signing key, sealed.
+    SigningKey(seal::KeyRecord),
+}
+
+/// The whole state, as read at start-up.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every task.
+    pub tasks: Vec<Arc<Task>>,
+    /// Every approval, by id (creation order).
+    pub approvals: Vec<Approval>,
+    /// Registry writes made through the API, on top of the catalog file.
+    pub registry: Vec<RegistryChange>,
+    /// Signing keys, sealed, oldest first.
+    pub keys: Vec<seal::KeyRecord>,
+    /// The revision of the last committed write; 0 for an empty store.
+    pub revision: u64,
+}
+
+impl Loaded {
+    /// Rows read.
+    pub fn rows(&self) -> usize {
+        self.tasks.len() + self.approvals.len() + self.registry.len() + self.keys.len()
+    }
+}
+
+/// A raw row for `store export` and `store import`: which table, and the
+/// JSON document as stored. Exports are portable between backends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportRow {
+    /// `task`, `approval`, `registry`, `signing_key` (sealed) or `head`.
+    pub table: String,
+    /// The row's revision.
+    pub revision: u64,
+    /// The document (`null` for the `head` row).
+    pub body: serde_json::Value,
+}
+
+/// Waits for other replicas' writes.
+#[async_trait::async_trait]
+pub trait ChangeListener: Send {
+    /// Returns when a write may have been committed elsewhere:
+    /// `Ok(Some(revision))` for a notification of that revision, `Ok(None)`
+    /// when the connection was lost and notifications may have been missed
+    /// (the caller must catch up).
+    async fn next(&mut self) -> Result<Option<u64>, StoreError>;
+}
+
+/// The durable store.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Whether other processes write to it too (replicas): then a writer
+    /// catches up before it plans, so it judges against their writes.
+    fn shared(&self) -> bool;
+
+    /// Reads the whole state.
+    async fn load(&self) -> Result<Loaded, StoreError>;
+
+    /// Commits `change` as `revision`, with its change-log row, in one
+    /// transaction. [`StoreError::Conflict`] when `revision` is taken:
+    /// the caller is behind and must catch up.
+    async fn commit(&self, revision: u64, change: &Change, at: i64) -> Result<(), StoreError>;
+
+    /// Changes after `after`, in revision order, at most `limit`.
+    async fn changes_since(&self, after: u64, limit: u32)
+    -> Result<Vec<(u64, Change)>, StoreError>;
+
+    /// The revision of the last committed write.
+    async fn head(&self) -> Result<u64, StoreError>;
+
+    /// A listener for other writers' commits; `None` when the backend has
+    /// a single writer (SQLite).
+    async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError>;
+
+    /// Every row, for `store export`.
+    async fn export(&self) -> Result<Vec<ExportRow>, StoreError>;
+
+    /// Writes exported rows into an empty store, in one transaction.
+    async fn import(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
+
+    /// Closes every connection; later calls fail with
+    /// [`StoreError::Unavailable`].
+    async fn close(&self);
+}
+
+/// Opens (creating if needed) the store at `url` and runs its migrations:
+/// `sqlite://PATH` or `postgres://...`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, None).await?))
+    } else {
+        Err(StoreError::BadUrl(redact(url)))
+    }
+}
+
+/// `url` without a password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = url.get(scheme + 3..at).unwrap_or_default();
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!(
+                "{}{user}:***{}",
+                url.get(..scheme + 3).unwrap_or_default(),
+                url.get(at..).unwrap_or_default()
+            )
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl ExportRow {
+    fn head(revision: u64) -> Self {
+        Self {
+            table: "head".to_owned(),
+            revision,
+            body: serde_json::Value::Null,
+        }
+    }
+
+    fn new(table: &str, revision: u64, body: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            table: table.to_owned(),
+            revision,
+            body: record::from_json(body)?,
+        })
+    }
+}
+
+/// The inserts an import makes, with `$N` placeholders binding (key,
+/// revision, body); the `head` row is left to [`import_head`].
+fn import_rows(rows: &[ExportRow]) -> Result<Vec<(&'static str, String, u64, String)>, StoreError> {
+    let text = |row: &ExportRow, field: &str| {
+        row.body
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Corrupt(format!("a `{}` row without `{field}`", row.table)))
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let body = record::to_json(&row.body)?;
+        let (sql, key) = match row.table.as_str() {
+            "task" => (
+                "INSERT INTO tasks (id, revision, body) VALUES ($1, $2, $3)",
+                text(row, "id")?,
+            ),
+            "approval" => (
+                "INSERT INTO approvals (id, revision, body) VALUES ($1, $2, $3)",
+                text(row, "id")?,
+            ),
+            "registry" => (
+                "INSERT INTO registry (key, revision, body) VALUES ($1, $2, $3)",
+                format!("{}/{}", text(row, "kind")?, text(row, "id")?),
+            ),
+            "signing_key" => (
+                "INSERT INTO signing_keys (kid, revision, body) VALUES ($1, $2, $3)",
+                text(row, "kid")?,
+            ),
+            "head" => continue,
+            other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
+        };
+        out.push((sql, key, row.revision, body));
+    }
+    Ok(out)
+}
+
+/// The exported revision: the `head` row's. Imported, it becomes an empty
+/// change-log row, so revisions go on from there.
+fn import_head(rows: &[ExportRow]) -> Result<(u64, String), StoreError> {
+    let head = rows
+        .iter()
+        .filter(|r| r.table == "head")
+        .map(|r| r.revision)
+        .max()
+        .unwrap_or(0);
+    let empty = record::to_json(&record::ChangeRecord::Tasks { tasks: Vec::new() })?;
+    Ok((head, empty))
+}

@@ -1,0 +1,276 @@
+//! The embedded backend: one SQLite file, in WAL mode with
+//! `synchronous=FULL`, so a commit is on disk before it is acknowledged and
+//! survives a crash of the process and of the machine.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use tokio_stream::StreamExt;
+
+use super::error::{from_db, to_db};
+use super::record::{self, ChangeRecord};
+use super::{Change, ChangeListener, ExportRow, Loaded, Store, StoreError};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating) the database at `path` and migrates it.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let fail = |e: &dyn std::fmt::Display| StoreError::Open {
+            url: format!("sqlite://{}", path.display()),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(|e| fail(&e))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: the WAL is synced at every commit, so an acknowledged
+            // write survives power loss, not only a crash of the process.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = sqlx::pool::PoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| fail(&e))?;
+        MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tools and benchmarks that fill a store in bulk.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::query(e, None)
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    async fn load(&self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded {
+            revision: self.head().await?,
+            ..Loaded::default()
+        };
+        let mut rows = sqlx::query("SELECT body FROM tasks").fetch(&self.pool);
+        while let Some(row) = rows.next().await {
+            let body: String = row.map_err(unavailable)?.get(0);
+            let task = record::from_json::<record::TaskRecord>(&body)?.into_task()?;
+            loaded.tasks.push(std::sync::Arc::new(task));
+        }
+        drop(rows);
+        for body in bodies(&self.pool, "SELECT body FROM approvals ORDER BY id").await? {
+            let approval = record::from_json::<record::ApprovalRecord>(&body)?;
+            loaded.approvals.push(approval.into_approval()?);
+        }
+        for body in bodies(&self.pool, "SELECT body FROM registry ORDER BY revision").await? {
+            let entry = record::from_json::<record::RegistryRecord>(&body)?;
+            loaded.registry.push(entry.into());
+        }
+        for body in bodies(
+            &self.pool,
+            "SELECT body FROM signing_keys ORDER BY revision",
+        )
+        .await?
+        {
+            loaded.keys.push(record::from_json(&body)?);
+        }
+        Ok(loaded)
+    }
+
+    async fn commit(&self, revision: u64, change: &Change, at: i64) -> Result<(), StoreError> {
+        let conflict = |e| StoreError::query(e, Some(revision));
+        let rev = to_db(revision);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let body = record::to_json(&ChangeRecord::from(change))?;
+        sqlx::query("INSERT INTO change_log (revision, recorded_at, body) VALUES (?1, ?2, ?3)")
+            .bind(rev)
+            .bind(at)
+            .bind(body)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        for (table, key, body) in rows_of(change)? {
+            let sql = match table {
+                "tasks" => {
+                    "INSERT INTO tasks (id, revision, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
+                }
+                "approvals" => {
+                    "INSERT INTO approvals (id, revision, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
+                }
+                "signing_keys" => {
+                    "INSERT INTO signing_keys (kid, revision, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (kid) DO UPDATE SET revision = excluded.revision, body = excluded.body"
+                }
+                _ => {
+                    "INSERT INTO registry (key, revision, body) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (key) DO UPDATE SET revision = excluded.revision, body = excluded.body"
+                }
+            };
+            sqlx::query(sql)
+                .bind(key)
+                .bind(rev)
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn changes_since(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, Change)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT revision, body FROM change_log WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+        )
+        .bind(to_db(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|row| {
+                let body: String = row.get(1);
+                let change = record::from_json::<ChangeRecord>(&body)?.into_change()?;
+                Ok((from_db(row.get(0)), change))
+            })
+            .collect()
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(from_db(head))
+    }
+
+    async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError> {
+        Ok(None)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
+        let mut out = vec![ExportRow::head(self.head().await?)];
+        for (table, name) in [
+            ("tasks", "task"),
+            ("approvals", "approval"),
+            ("registry", "registry"),
+            ("signing_keys", "signing_key"),
+        ] {
+            let sql = format!("SELECT revision, body FROM {table} ORDER BY revision");
+            let rows = sqlx::query(&sql)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            for row in rows {
+                let body: String = row.get(1);
+                out.push(ExportRow::new(name, from_db(row.get(0)), &body)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn import(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
+        let head = self.head().await?;
+        if head > 0 {
+            return Err(StoreError::NotEmpty(head));
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for (sql, key, revision, body) in super::import_rows(rows)? {
+            let sql = sql.replace('$', "?");
+            sqlx::query(&sql)
+                .bind(key)
+                .bind(to_db(revision))
+                .bind(body)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        let (head, empty) = super::import_head(rows)?;
+        if head > 0 {
+            sqlx::query("INSERT INTO change_log (revision, recorded_at, body) VALUES (?1, 0, ?2)")
+                .bind(to_db(head))
+                .bind(empty)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+}
+
+async fn bodies(pool: &SqlitePool, sql: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(sql)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// The state rows a change writes: (table, key, JSON body).
+pub(super) fn rows_of(change: &Change) -> Result<Vec<(&'static str, String, String)>, StoreError> {
+    Ok(match change {
+        Change::Tasks(tasks) => tasks
+            .iter()
+            .map(|t| {
+                let body = record::to_json(&record::TaskRecord::from(t.as_ref()))?;
+                Ok(("tasks", t.id.clone(), body))
+            })
+            .collect::<Result<_, StoreError>>()?,
+        Change::Approvals(approvals) => approvals
+            .iter()
+            .map(|a| {
+                let body = record::to_json(&record::ApprovalRecord::from(a))?;
+                Ok(("approvals", a.id.clone(), body))
+            })
+            .collect::<Result<_, StoreError>>()?,
+        Change::Registry(change) => vec![(
+            "registry",
+            registry_key(change.kind, &change.id),
+            record::to_json(&record::RegistryRecord::from(change))?,
+        )],
+        Change::SigningKey(key) => vec![("signing_keys", key.kid.clone(), record::to_json(key)?)],
+    })
+}
+
+/// The registry table's key: kind and id, which ids cannot make ambiguous
+/// since the kind has no `/`.
+pub(super) fn registry_key(kind: crate::registry::Kind, id: &str) -> String {
+    format!("{kind}/{id}")
+}
