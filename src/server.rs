@@ -207,11 +207,15 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     } else {
         (None, None)
     };
+    let replica_health = crate::store::ReplicaHealth::new(options.replica.stale_after);
     let metrics = Arc::new(Metrics::new(Live {
         policies: options.policies.clone(),
         approvals: options.approvals.clone(),
         revision: options.revision.clone(),
         audit: decision_log.as_ref().map(DecisionLog::stats),
+        identity: options.identity.clone(),
+        identity_status: options.identity_status.clone(),
+        replica: replica_health.clone(),
     }));
     let (incoming, accept) = listener::accept(
         grpc_listener,
@@ -220,7 +224,6 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         Some(metrics.clone()),
     )?;
 
-    let replica_health = crate::store::ReplicaHealth::new(options.replica.stale_after);
     let follower = crate::store::Follower::start(
         options.journal.clone(),
         replica_health.clone(),

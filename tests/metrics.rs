@@ -79,8 +79,22 @@ async fn metrics_move_when_decisions_are_made() {
             >= 1.0
     })
     .await;
+    // Our SVID's expiry is in the future; this single replica trusts its
+    // state and lags nothing.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(metric(&server, "mandate_svid_expiry_timestamp_seconds").await > now);
+    assert_eq!(metric(&server, "mandate_store_available").await, 1.0);
+    assert_eq!(
+        metric(&server, "mandate_store_replica_lag_revisions").await,
+        0.0
+    );
     let text = scrape(&server).await;
     for name in [
+        "mandate_svid_rotations_total",
+        "mandate_identity_refused_updates_total",
         "mandate_approvals_pending",
         "mandate_policy_reloads_total",
         "mandate_policy_reload_failures_total",

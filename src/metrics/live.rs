@@ -9,8 +9,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::approval::{ApprovalBook, ApprovalFilter, ApprovalState};
 use crate::audit::QueueStats;
+use crate::clock::{Clock, SystemClock};
+use crate::identity::{IdentityStatus, IdentityWatch};
 use crate::policy::PolicyStore;
 use crate::revision::Revision;
+use crate::store::ReplicaHealth;
 
 /// What the scrape-time metrics read.
 #[derive(Debug, Clone)]
@@ -23,6 +26,12 @@ pub struct Live {
     pub revision: Arc<Revision>,
     /// The audit queue, when the pipeline runs.
     pub audit: Option<Arc<QueueStats>>,
+    /// Our SVID and bundles, for the SVID's expiry.
+    pub identity: IdentityWatch,
+    /// Rotations and refused identity updates.
+    pub identity_status: IdentityStatus,
+    /// This replica's contact with the store and its lag.
+    pub replica: ReplicaHealth,
 }
 
 fn gauge(
@@ -82,6 +91,38 @@ impl Collector for Live {
             "mandate_policy_reload_failures",
             "Policy reloads refused (the set in use stayed)",
             status.failed_reloads,
+        )?;
+        let identity = self.identity.borrow().clone();
+        let report = self.identity_status.report(&identity, SystemClock.now());
+        gauge(
+            &mut encoder,
+            "mandate_svid_expiry_timestamp_seconds",
+            "End of the validity of the SVID Mandate serves with, Unix seconds",
+            u64::try_from(report.svid_not_after).unwrap_or(0),
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_svid_rotations",
+            "New SVIDs published since start",
+            report.rotations,
+        )?;
+        counter(
+            &mut encoder,
+            "mandate_identity_refused_updates",
+            "SVID or bundle updates refused (the previous material stayed)",
+            report.refused_updates,
+        )?;
+        gauge(
+            &mut encoder,
+            "mandate_store_replica_lag_revisions",
+            "Revisions this replica is behind the newest the store told it of",
+            self.replica.lag(self.revision.current()),
+        )?;
+        gauge(
+            &mut encoder,
+            "mandate_store_available",
+            "1 while this replica's state may be trusted (in contact with the store), else 0: decisions deny",
+            u64::from(self.replica.available()),
         )?;
         if let Some(audit) = &self.audit {
             gauge(
