@@ -8,6 +8,8 @@ mod check_cache;
 mod consistency;
 mod context;
 mod control;
+mod decision_state;
+mod enforcement;
 mod envoy;
 mod error;
 pub mod http;
