@@ -312,6 +312,8 @@ fn main() {
         build_sqlite(&store, n).await;
         let built = started.elapsed();
         store.close().await;
+        // One handle at a time: the file is locked while one is open.
+        drop(store);
         let store = SqliteStore::open(&path).await.unwrap();
         startup("sqlite", Arc::new(store), built).await;
         if let Some(url) = &postgres {

@@ -217,6 +217,7 @@ fn benches(c: &mut Criterion) {
         tokens,
         clock,
         max_batch_size: 100,
+        limits: mandate::limits::Limits::default(),
         decision_log: None,
         forwarded: Default::default(),
         metrics: None,

@@ -17,8 +17,10 @@ use crate::registry::SensitivityScale;
 
 mod audit;
 mod identity;
+mod limits;
 
 pub use audit::RawAudit;
+pub use limits::RawLimits;
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -158,6 +160,8 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     /// The audit pipeline (`[audit]`).
     pub audit: Option<RawAudit>,
+    /// Bounds on hostile input (`[limits]`).
+    pub limits: Option<RawLimits>,
     /// The store: `sqlite://PATH` or `postgres://...`.
     pub store: Option<String>,
     /// A replica out of contact with the store for longer denies, ms.
@@ -305,6 +309,10 @@ impl RawConfig {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
             },
+            limits: match (self.limits, file.limits) {
+                (Some(flags), Some(file)) => Some(flags.or(file)),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 }
@@ -350,6 +358,8 @@ pub struct Settings {
     pub agent_trust_domains: Option<Vec<TrustDomain>>,
     /// TLS handshake timeout.
     pub handshake_timeout: Duration,
+    /// Request sizes, nesting, streams and the call deadline.
+    pub limits: crate::limits::Limits,
     /// Shutdown grace period.
     pub shutdown_grace: Duration,
     /// Longest delegation chain.
@@ -541,6 +551,7 @@ impl Settings {
                 false
             }
         };
+        let limits = raw.limits.unwrap_or_default().resolve(&mut problems);
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -577,6 +588,7 @@ impl Settings {
                     agent_path_prefixes,
                     agent_trust_domains,
                     handshake_timeout: Duration::from_secs(handshake_timeout),
+                    limits,
                     shutdown_grace: Duration::from_secs(
                         raw.shutdown_grace_secs
                             .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),

@@ -18,6 +18,7 @@ pub mod envoy;
 pub mod graph;
 pub mod identity;
 pub mod integrity;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod registry;

@@ -24,7 +24,7 @@ use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
     ApprovalApi, AuditApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi,
-    TaskApi, http, listener, watch_routes,
+    TaskApi, TransportLimitsLayer, http, listener, watch_routes,
 };
 use crate::approval::ApprovalBook;
 use crate::audit::{AuditSettings, DecisionLog, DecisionLogWriter};
@@ -92,6 +92,8 @@ pub struct ServerOptions {
     pub max_batch_size: usize,
     /// A TLS handshake that takes longer is dropped.
     pub handshake_timeout: Duration,
+    /// Request sizes, nesting, streams and the call deadline.
+    pub limits: crate::limits::Limits,
     /// How long in-flight calls may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// How often the policy files are checked for changes; `None` turns
@@ -247,6 +249,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tokens: options.tokens.clone(),
         clock: options.clock,
         max_batch_size: options.max_batch_size,
+        limits: options.limits.clone(),
         forwarded: Default::default(),
         metrics: Some(metrics.clone()),
     });
@@ -290,26 +293,49 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         .map_err(|e| ServerError::Grpc(e.to_string()))?;
 
     let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+    let limits = &options.limits;
+    let max_bytes = limits.max_request_bytes;
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
             .layer(tonic::service::InterceptorLayer::new(
                 trusted_callers::TrustedCallers::new(options.identity.clone(), state.clock.clone()),
             ))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(AuthorizationServiceServer::new(AuthorizationApi::new(
-                state.clone(),
-            )))
-            .add_service(TaskServiceServer::new(TaskApi::new(state.clone())))
-            .add_service(RegistryServiceServer::new(RegistryApi::new(state.clone())))
-            .add_service(ApprovalServiceServer::new(ApprovalApi::new(state.clone())))
-            .add_service(PolicyServiceServer::new(PolicyApi::new(state.clone())))
-            .add_service(AuditServiceServer::new(AuditApi::new(state.clone())))
-            .add_service(AuthorizationServer::new(EnvoyApi::new(
-                AuthorizationApi::new(state.clone()),
-                Arc::new(options.envoy),
-                options.routes.clone(),
-            )))
+            .layer(TransportLimitsLayer::new(limits.request_timeout, max_bytes))
+            .add_service(health_service.max_decoding_message_size(max_bytes))
+            .add_service(reflection.max_decoding_message_size(max_bytes))
+            .add_service(
+                AuthorizationServiceServer::new(AuthorizationApi::new(state.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                TaskServiceServer::new(TaskApi::new(state.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                RegistryServiceServer::new(RegistryApi::new(state.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                ApprovalServiceServer::new(ApprovalApi::new(state.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                PolicyServiceServer::new(PolicyApi::new(state.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                AuditServiceServer::new(AuditApi::new(state.clone()))
+                    .max_decoding_message_size(max_bytes),
+            )
+            .add_service(
+                AuthorizationServer::new(EnvoyApi::new(
+                    AuthorizationApi::new(state.clone()),
+                    Arc::new(options.envoy),
+                    options.routes.clone(),
+                ))
+                .max_decoding_message_size(max_bytes),
+            )
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = grpc_stopped.await;
             }),

@@ -744,3 +744,26 @@ async fn a_min_revision_header_ahead_of_the_replica_is_denied_stale_state() {
     let (_, body) = denial(&garbled);
     assert_eq!(reasons(&body), ["invalid-check-request"], "{body}");
 }
+
+#[tokio::test]
+async fn an_oversized_token_header_is_400_limit_exceeded() {
+    let server = server_with(EnvoySettings::default(), None).await;
+    let (leaf, _, _) = agent_with_token(&server, &["read"]).await;
+    let mut envoy = envoy(&server).await;
+    let huge = "x".repeat(mandate::limits::defaults::MAX_TOKEN_BYTES + 1);
+    let response = check(
+        &mut envoy,
+        request(
+            PATCHER,
+            Some(&leaf),
+            "GET",
+            "/repos/acme/payments",
+            &[("x-mandate-token", &huge)],
+        ),
+    )
+    .await;
+    assert_eq!(code(&response), tonic::Code::InvalidArgument);
+    let (status, body) = denial(&response);
+    assert_eq!(status, 400);
+    assert_eq!(reasons(&body), ["limit-exceeded"]);
+}

@@ -161,3 +161,20 @@ async fn a_sqlite_store_moves_to_postgresql() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_open_in_another_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mandate.db");
+    let url = format!("sqlite://{}", path.display());
+    let running = SqliteStore::open(&path).await.unwrap();
+    fill(&running).await;
+    // A second process (an import into a store a server is using, a second
+    // server on the same volume) would never see this one's writes.
+    let (code, stderr) = mandate(&["store", "export", "--store", &url]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("another process"), "{stderr}");
+    drop(running);
+    let (code, stderr) = mandate(&["store", "migrate", "--store", &url]);
+    assert_eq!(code, 0, "once it is closed the store opens: {stderr}");
+}

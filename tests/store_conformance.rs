@@ -47,7 +47,7 @@ impl Backend {
     async fn open(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(dir) => Arc::new(
-                SqliteStore::open(&dir.path().join("mandate.db"))
+                SqliteStore::open_unlocked(&dir.path().join("mandate.db"))
                     .await
                     .unwrap(),
             ),
@@ -105,6 +105,7 @@ conformance!(
     export_then_import_round_trips,
     the_journal_commits_before_memory_and_agrees_with_the_store,
     a_failed_commit_leaves_memory_untouched,
+    a_write_whose_caller_goes_away_is_still_applied,
     a_writer_behind_another_catches_up_and_plans_again,
     a_write_on_a_shared_store_sees_other_writers_first,
     signing_keys_are_shared_sealed_and_refused_under_another_sealing_key,

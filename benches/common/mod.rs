@@ -117,6 +117,7 @@ impl DevServer {
             agents: agents(),
             max_batch_size: 100,
             handshake_timeout: Duration::from_secs(5),
+            limits: mandate::limits::Limits::default(),
             shutdown_grace: Duration::from_secs(5),
             policy_poll: None,
             decision_log: None,

@@ -13,7 +13,7 @@ use super::v1::{
     AuthorizeRequest, AuthorizeResponse, BatchAuthorizeRequest, BatchAuthorizeResponse, Decision,
     Subject,
 };
-use super::{ApiError, PeerIdentity};
+use super::{ApiError, PeerIdentity, request_limits};
 use crate::audit::{DecisionRecord, RECORD_VERSION};
 use crate::credential::thumbprint;
 
@@ -70,6 +70,7 @@ impl AuthorizationApi {
                 "`resource.id` is required".to_owned(),
             ));
         }
+        request_limits::check(&self.state.limits, request)?;
         let subject_id = request.subject.as_ref().map(subject_id).transpose()?;
 
         let started = std::time::Instant::now();

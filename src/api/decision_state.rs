@@ -47,6 +47,8 @@ pub struct DecisionState {
     pub clock: Arc<dyn Clock>,
     /// Most requests accepted in one `BatchAuthorize`.
     pub max_batch_size: usize,
+    /// Bounds on one request's token and context.
+    pub limits: crate::limits::Limits,
     /// Where decision records go, when configured.
     pub decision_log: Option<DecisionLog>,
     /// Subject certificates enforcement points forwarded, once verified.

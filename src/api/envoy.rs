@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::authorization::{Extras, View, caller};
 use super::v1::{AuthorizeRequest, Decision, Resource, Subject};
-use super::{ApiError, AuthorizationApi, PeerIdentity};
+use super::{ApiError, AuthorizationApi, PeerIdentity, request_limits};
 use crate::decision::reason;
 use crate::envoy::{
     Answer, EnvoySettings, RefusalKind, RouteTable, allowed, denied, http_context, map_check,
@@ -118,6 +118,15 @@ impl EnvoyApi {
             entities,
             subject_thumbprint: mapped.thumbprint.clone(),
         };
+        // Envoy bounds header sizes too, but not to our token limit.
+        if let Err(error) = request_limits::check(&self.authz.state().limits, &authorize) {
+            return refuse(
+                RefusalKind::Invalid,
+                reason::LIMIT_EXCEEDED,
+                &error.to_string(),
+                named,
+            );
+        }
         let (mut response, task_id) =
             match self.authz.decide_extended(caller, &authorize, view, extras) {
                 Ok(decided) => decided,

@@ -17,8 +17,10 @@ pub mod listener;
 mod peer;
 mod policy;
 mod registry;
+mod request_limits;
 mod task;
 mod trail;
+mod transport_limits;
 
 pub use approval::ApprovalApi;
 pub use audit::{AuditApi, decision_to_proto, event_to_proto};
@@ -29,6 +31,7 @@ pub use peer::{MtlsStream, PeerIdentity};
 pub use policy::{PolicyApi, watch as watch_policies};
 pub use registry::{RegistryApi, entry_from_proto, entry_to_proto, refuse_workload_on_agent_path};
 pub use task::TaskApi;
+pub use transport_limits::TransportLimitsLayer;
 
 /// Page size of list calls that ask for none.
 const DEFAULT_PAGE_SIZE: usize = 50;

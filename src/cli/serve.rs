@@ -450,6 +450,7 @@ async fn serve(
         agents,
         max_batch_size: settings.max_batch_size,
         handshake_timeout: settings.handshake_timeout,
+        limits: settings.limits.clone(),
         shutdown_grace: settings.shutdown_grace,
         policy_poll: settings.policy_poll,
         decision_log: settings.decision_log.clone(),

@@ -63,3 +63,5 @@ pub const INVALID_PATH: &str = "invalid-path";
 /// Envoy `Check`: the request lacks what every check needs (the HTTP
 /// attributes).
 pub const INVALID_CHECK_REQUEST: &str = "invalid-check-request";
+/// A request over one of the `[limits]` (its token, say), refused unread.
+pub const LIMIT_EXCEEDED: &str = "limit-exceeded";

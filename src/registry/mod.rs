@@ -207,8 +207,9 @@ impl Registry {
     /// Applies a committed change: rebuilds the registry with it against
     /// the schema in use and moves the revision to `revision`. A change
     /// was validated when planned; rebuilding can only fail if the schema
-    /// changed since, and then the registry stays as it was and the
-    /// problems are returned for the log.
+    /// changed since, and then the registry and the revision stay as they
+    /// were (memory never claims a revision whose write it lacks) and the
+    /// problems are returned.
     pub fn apply(&self, change: &RegistryChange, revision: u64) -> Result<(), Vec<String>> {
         let schema = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut entries = self.snapshot().entries().clone();
@@ -217,14 +218,12 @@ impl Registry {
             Some(entry) => entries.insert(key, entry.clone()),
             None => entries.remove(&key),
         };
-        let result = self
+        let next = self
             .build::<RegistryError>(entries, &schema)
-            .map(|next| {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
-            })
-            .map_err(|e| vec![e.to_string()]);
+            .map_err(|e| vec![e.to_string()])?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         self.revision.advance_to(revision);
-        result
+        Ok(())
     }
 
     fn plan_remove_locked<E: From<RegistryError>>(

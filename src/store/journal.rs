@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use spiffe::SpiffeId;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::approvals::Asking;
 use super::{Change, Store, StoreError};
@@ -26,10 +26,21 @@ const CATCH_UP_BATCH: u32 = 1000;
 /// apply, and followers apply other replicas' changes under the same
 /// mutex, so a plan is still valid when it is applied; and nothing is
 /// applied to memory that the store has not committed.
+///
+/// INVARIANT: once a commit is sent, it is applied (or, if its outcome is
+/// unknown, memory catches up with the store) even when the caller goes
+/// away meanwhile (a deadline, a cancelled call): the step runs in a task
+/// of its own, holding the writer mutex.
 #[derive(Debug)]
 pub struct Journal {
+    state: Arc<JournalState>,
+}
+
+/// What [`Journal`] holds; shared with the commit step's task.
+#[derive(Debug)]
+pub struct JournalState {
     store: Arc<dyn Store>,
-    writer: Mutex<()>,
+    writer: Arc<Mutex<()>>,
     graph: Arc<TaskGraph>,
     pub(super) approvals: Arc<ApprovalBook>,
     registry: Arc<Registry>,
@@ -39,6 +50,14 @@ pub struct Journal {
     pub(super) asking: std::sync::Mutex<std::collections::HashMap<Subject, Asking>>,
     /// The key ring and the sealer, when signing keys live in the store.
     pub(super) keys: std::sync::OnceLock<super::keyring::StoredKeys>,
+}
+
+impl std::ops::Deref for Journal {
+    type Target = JournalState;
+
+    fn deref(&self) -> &JournalState {
+        &self.state
+    }
 }
 
 impl Journal {
@@ -51,14 +70,16 @@ impl Journal {
         revision: Arc<Revision>,
     ) -> Self {
         Self {
-            store,
-            writer: Mutex::new(()),
-            graph,
-            approvals,
-            registry,
-            revision,
-            asking: std::sync::Mutex::default(),
-            keys: std::sync::OnceLock::new(),
+            state: Arc::new(JournalState {
+                store,
+                writer: Arc::new(Mutex::new(())),
+                graph,
+                approvals,
+                registry,
+                revision,
+                asking: std::sync::Mutex::default(),
+                keys: std::sync::OnceLock::new(),
+            }),
         }
     }
 
@@ -79,7 +100,7 @@ impl Journal {
         &self,
         mut plan: impl FnMut() -> Result<(Option<Change>, T), E>,
     ) -> Result<(T, u64), E> {
-        let _writer = self.writer.lock().await;
+        let mut writer = Arc::clone(&self.writer).lock_owned().await;
         // Judged against what other replicas wrote, not only against what
         // this one has been told of so far: a revoke of a task created
         // elsewhere a moment ago must find it.
@@ -92,11 +113,10 @@ impl Journal {
                 return Ok((value, self.revision.current()));
             };
             let next = self.revision.current().saturating_add(1);
-            match self.store.commit(next, &change, unix_now()).await {
-                Ok(()) => {
-                    self.apply(&change, next);
-                    return Ok((value, next));
-                }
+            let (held, committed) = self.commit_and_apply(writer, next, change).await;
+            writer = held;
+            match committed {
+                Ok(()) => return Ok((value, next)),
                 // Another replica wrote first: learn what it wrote and
                 // judge this write again against it.
                 Err(StoreError::Conflict(_)) => {
@@ -108,20 +128,40 @@ impl Journal {
         Err(StoreError::Unavailable("too many concurrent writers; try again".to_owned()).into())
     }
 
-    /// Applies a committed change to memory.
-    fn apply(&self, change: &Change, revision: u64) {
-        match change {
-            Change::Tasks(tasks) => self.graph.apply(tasks, revision),
-            Change::Approvals(approvals) => self.approvals.apply(approvals, revision),
-            Change::Registry(change) => {
-                if let Err(problems) = self.registry.apply(change, revision) {
-                    tracing::error!(kind = %change.kind, id = %change.id, problems = %problems.join("; "), revision, "a committed registry write does not fit the schema in use; kept out of memory");
+    /// Commits `change` as `revision` and applies it, in a task the caller
+    /// cannot cancel (see the type's invariant). On an error other than a
+    /// conflict the commit may have landed all the same (the connection
+    /// dropped after COMMIT was sent), so memory catches up with the store
+    /// before the writer mutex is given back.
+    async fn commit_and_apply(
+        &self,
+        writer: OwnedMutexGuard<()>,
+        revision: u64,
+        change: Change,
+    ) -> (OwnedMutexGuard<()>, Result<(), StoreError>) {
+        let state = Arc::clone(&self.state);
+        let step = tokio::spawn(async move {
+            let committed = match state.store.commit(revision, &change, unix_now()).await {
+                Ok(()) => state.apply(&change, revision),
+                Err(StoreError::Conflict(e)) => Err(StoreError::Conflict(e)),
+                Err(e) => {
+                    if let Err(caught) = state.catch_up_locked().await {
+                        tracing::warn!(error = %caught, "cannot learn whether a failed commit landed; this replica is behind the store until it catches up");
+                    }
+                    Err(e)
                 }
-            }
-            Change::SigningKey(record) => {
-                self.apply_key(record);
-                self.revision.advance_to(revision);
-            }
+            };
+            (writer, committed)
+        });
+        match step.await {
+            Ok(done) => done,
+            // The task panicked and its guard went with it.
+            Err(e) => (
+                Arc::clone(&self.writer).lock_owned().await,
+                Err(StoreError::Unavailable(format!(
+                    "the commit step failed: {e}"
+                ))),
+            ),
         }
     }
 
@@ -130,6 +170,35 @@ impl Journal {
     pub async fn catch_up(&self) -> Result<u64, StoreError> {
         let _writer = self.writer.lock().await;
         self.catch_up_locked().await
+    }
+}
+
+impl JournalState {
+    /// Applies a committed change to memory. A registry change that no
+    /// longer fits the schema in use (it changed since the plan) is not
+    /// applied and the revision does not move: memory cannot claim a
+    /// revision it lacks a write of, so this replica stops here and is
+    /// stale (and denies) rather than decide on an old registry.
+    fn apply(&self, change: &Change, revision: u64) -> Result<(), StoreError> {
+        match change {
+            Change::Tasks(tasks) => self.graph.apply(tasks, revision),
+            Change::Approvals(approvals) => self.approvals.apply(approvals, revision),
+            Change::Registry(change) => {
+                if let Err(problems) = self.registry.apply(change, revision) {
+                    let problems = problems.join("; ");
+                    tracing::error!(kind = %change.kind, id = %change.id, %problems, revision, "a committed registry write does not fit the schema in use; this replica stops at the revision before it");
+                    return Err(StoreError::Corrupt(format!(
+                        "the registry write at revision `{revision}` ({} `{}`) does not fit the schema in use: {problems}",
+                        change.kind, change.id
+                    )));
+                }
+            }
+            Change::SigningKey(record) => {
+                self.apply_key(record);
+                self.revision.advance_to(revision);
+            }
+        }
+        Ok(())
     }
 
     async fn catch_up_locked(&self) -> Result<u64, StoreError> {
@@ -153,11 +222,13 @@ impl Journal {
                         expected.saturating_sub(1)
                     )));
                 }
-                self.apply(&change, revision);
+                self.apply(&change, revision)?;
             }
         }
     }
+}
 
+impl Journal {
     /// Creates a root task; see [`TaskGraph::create_root`].
     pub async fn create_root<E: From<GraphError> + From<StoreError>>(
         &self,

@@ -38,6 +38,34 @@ impl Journal {
             .map_err(|_| StoreError::Key("signing keys are already kept".to_owned()))
     }
 
+    /// Makes, seals and commits a new signing key when the newest is due
+    /// for rotation (or there is none); returns whether it did. Another
+    /// replica may have rotated meanwhile: the plan runs after catching
+    /// up, so one rotation is enough.
+    pub async fn rotate_key_if_due(&self) -> Result<bool, StoreError> {
+        let Some(keys) = self.keys.get() else {
+            return Ok(false);
+        };
+        // Whether this call rotated: the revision may also move when the
+        // write catches up with other replicas' changes.
+        let (rotated, _) = self
+            .write(|| -> Result<_, StoreError> {
+                if !keys.ring.due() {
+                    return Ok((None, false));
+                }
+                let (kid, pkcs8) =
+                    SigningKeys::generate_pkcs8().map_err(|e| StoreError::Key(e.to_string()))?;
+                let record = keys.sealer.seal(&kid, keys.ring.now(), &pkcs8)?;
+                Ok((Some(Change::SigningKey(record)), true))
+            })
+            .await?;
+        Ok(rotated)
+    }
+}
+
+impl super::journal::JournalState {
+    /// Adds a committed signing key to the ring, when keys live in the
+    /// store on this replica.
     pub(super) fn apply_key(&self, record: &KeyRecord) {
         let Some(keys) = self.keys.get() else {
             // Keys come from files on this replica; stored ones are not
@@ -55,29 +83,6 @@ impl Journal {
                 tracing::error!(kid = %record.kid, error = %e, "a stored signing key cannot be used")
             }
         }
-    }
-
-    /// Makes, seals and commits a new signing key when the newest is due
-    /// for rotation (or there is none); returns whether it did. Another
-    /// replica may have rotated meanwhile: the plan runs after catching
-    /// up, so one rotation is enough.
-    pub async fn rotate_key_if_due(&self) -> Result<bool, StoreError> {
-        let Some(keys) = self.keys.get() else {
-            return Ok(false);
-        };
-        let before = self.revision();
-        let ((), after) = self
-            .write(|| -> Result<_, StoreError> {
-                if !keys.ring.due() {
-                    return Ok((None, ()));
-                }
-                let (kid, pkcs8) =
-                    SigningKeys::generate_pkcs8().map_err(|e| StoreError::Key(e.to_string()))?;
-                let record = keys.sealer.seal(&kid, keys.ring.now(), &pkcs8)?;
-                Ok((Some(Change::SigningKey(record)), ()))
-            })
-            .await?;
-        Ok(after != before)
     }
 }
 

@@ -20,11 +20,27 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The exclusive lock on `<file>.lock`, held while the store is open:
+    /// nothing follows a SQLite file's change log, so a second process on
+    /// the same file would never see this one's writes (a revoke, say).
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl SqliteStore {
-    /// Opens (creating) the database at `path` and migrates it.
+    /// Opens (creating) the database at `path` and migrates it, refusing
+    /// when another process has it open.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, true).await
+    }
+
+    /// [`SqliteStore::open`] without the process lock, so one process can
+    /// hold several handles on one file: for tests of the journal's
+    /// conflict handling, never for a server.
+    pub async fn open_unlocked(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, false).await
+    }
+
+    async fn open_with(path: &Path, locked: bool) -> Result<Self, StoreError> {
         let fail = |e: &dyn std::fmt::Display| StoreError::Open {
             url: format!("sqlite://{}", path.display()),
             message: e.to_string(),
@@ -32,6 +48,14 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         }
+        let lock = if locked {
+            Some(exclusive_lock(path).map_err(|message| StoreError::Open {
+                url: format!("sqlite://{}", path.display()),
+                message,
+            })?)
+        } else {
+            None
+        };
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|e| fail(&e))?
             .filename(path)
@@ -51,12 +75,46 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            _lock: lock.map(std::sync::Arc::new),
+        })
     }
 
     /// The pool, for tools and benchmarks that fill a store in bulk.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// Takes the lock that makes one process at a time use the file at
+/// `path`; the operating system lets it go when the process ends, however
+/// it ends.
+fn exclusive_lock(path: &Path) -> Result<std::fs::File, String> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| {
+            format!(
+                "cannot open the lock file `{}`: {e}",
+                Path::new(&name).display()
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(
+            "another process (a running `mandate serve`?) has this SQLite store open; \
+             one process at a time may use it: stop that one first, or share a \
+             PostgreSQL store between replicas"
+                .to_owned(),
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock `{}`: {e}", Path::new(&name).display()))
+        }
     }
 }
 

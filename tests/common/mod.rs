@@ -311,6 +311,10 @@ pub struct Setup {
     pub store: Option<Arc<dyn mandate::store::Store>>,
     /// How the server follows the store.
     pub replica: mandate::store::ReplicaSettings,
+    /// Request and connection limits.
+    pub limits: mandate::limits::Limits,
+    /// A TLS handshake not done in this time is dropped.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Setup {
@@ -332,6 +336,8 @@ impl Default for Setup {
             audit: mandate::audit::AuditSettings::default(),
             store: None,
             replica: mandate::store::ReplicaSettings::default(),
+            limits: mandate::limits::Limits::default(),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -445,7 +451,8 @@ impl TestServer {
                 [ca.td()],
             ),
             max_batch_size: setup.max_batch_size,
-            handshake_timeout: Duration::from_secs(5),
+            handshake_timeout: setup.handshake_timeout,
+            limits: setup.limits,
             shutdown_grace: Duration::from_secs(5),
             policy_poll: setup.policy_poll,
             decision_log: setup.decision_log.clone(),

@@ -351,3 +351,96 @@ pub async fn signing_keys_are_shared_sealed_and_refused_under_another_sealing_ke
     assert_eq!(first_ring.current().unwrap().kid, rotated);
     assert!(first_ring.verifying(&kid).is_some(), "the old key overlaps");
 }
+
+/// The real store, with every commit answered only after a pause: the
+/// commit has landed while its caller still waits, which is when a
+/// deadline or a cancelled call can interrupt it.
+#[derive(Debug)]
+struct SlowToAnswer {
+    inner: Arc<dyn Store>,
+    pause: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowToAnswer {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+    async fn load(&self) -> Result<mandate::store::Loaded, StoreError> {
+        self.inner.load().await
+    }
+    async fn commit(
+        &self,
+        revision: u64,
+        change: &mandate::store::Change,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let committed = self.inner.commit(revision, change, at).await;
+        tokio::time::sleep(self.pause).await;
+        committed
+    }
+    async fn changes_since(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, mandate::store::Change)>, StoreError> {
+        self.inner.changes_since(after, limit).await
+    }
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.inner.head().await
+    }
+    async fn listen(&self) -> Result<Option<Box<dyn mandate::store::ChangeListener>>, StoreError> {
+        self.inner.listen().await
+    }
+    async fn export(&self) -> Result<Vec<mandate::store::ExportRow>, StoreError> {
+        self.inner.export().await
+    }
+    async fn import(&self, rows: &[mandate::store::ExportRow]) -> Result<(), StoreError> {
+        self.inner.import(rows).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+pub async fn a_write_whose_caller_goes_away_is_still_applied(backend: &Backend) {
+    let store = backend.open().await;
+    let live = live(Arc::new(SlowToAnswer {
+        inner: store.clone(),
+        pause: std::time::Duration::from_millis(300),
+    }))
+    .await;
+    let mut root_spec = spec("/agents/a");
+    root_spec.expires_at = now() + 3600;
+    live.journal
+        .create_root::<StoreOrGraph>(
+            "root".into(),
+            root_spec,
+            spiffe("/workloads/front"),
+            "alice".into(),
+            now(),
+        )
+        .await
+        .unwrap();
+    // The revoke's caller gives up while the store is still answering.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        live.journal.revoke::<StoreOrGraph>("root"),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller gave up before the answer");
+    // The store holds the revoke; memory must get it too, without another
+    // write to trigger a catch-up.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while live.graph.get("root").unwrap().state != TaskState::Revoked {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store revoked the task and memory never did"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.revision.current(), store.head().await.unwrap());
+}
