@@ -154,7 +154,12 @@ impl Agent {
 
     /// Delegates part of our task to the agent `to`; returns the new task's
     /// id.
-    pub async fn delegate(&self, to: &str, intent: &str, scope: &Scope<'_>) -> Result<String, String> {
+    pub async fn delegate(
+        &self,
+        to: &str,
+        intent: &str,
+        scope: &Scope<'_>,
+    ) -> Result<String, String> {
         let what = format!(
             "delegate to {to}: \"{intent}\" [{} on {}, sensitivity <= {}]",
             scope.actions.join(", "),
@@ -261,8 +266,9 @@ fn refused(what: String, status: &tonic::Status) -> String {
 
 /// Writes one report line to the driver.
 fn send(report: &Report) {
-    let line = serde_json::to_string(report)
-        .unwrap_or_else(|e| format!(r#"{{"report":"failed","message":"cannot encode a report: {e}"}}"#));
+    let line = serde_json::to_string(report).unwrap_or_else(|e| {
+        format!(r#"{{"report":"failed","message":"cannot encode a report: {e}"}}"#)
+    });
     let mut out = std::io::stdout().lock();
     // A driver that went away ends the agent at its next read of stdin.
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());

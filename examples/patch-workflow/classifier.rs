@@ -18,7 +18,10 @@ pub const ROLE: Role = Role {
 
 /// `score` (take the task, read the advisory, run the classifier) and
 /// `classify-data` (run it again on the data the flaw exposes).
-pub async fn step(agent: &mut Agent, command: &Command) -> Result<BTreeMap<String, String>, String> {
+pub async fn step(
+    agent: &mut Agent,
+    command: &Command,
+) -> Result<BTreeMap<String, String>, String> {
     match command.step.as_str() {
         "score" => {
             agent.take(&command.task).await?;

@@ -92,10 +92,7 @@ impl Console {
 
     /// Relays alice's approval of `approval`, for ten minutes.
     pub async fn approve(&self, approval: &str) -> Result<Call, String> {
-        let what = format!(
-            "{HUMAN} approves {}",
-            crate::agent::short(approval)
-        );
+        let what = format!("{HUMAN} approves {}", crate::agent::short(approval));
         let decided = ApprovalServiceClient::new(self.channel.clone())
             .decide_approval(DecideApprovalRequest {
                 approval_id: approval.to_owned(),

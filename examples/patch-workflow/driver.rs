@@ -13,6 +13,10 @@ const INTENT: &str = "patch CVE-2026-1234 in repo acme/payments";
 /// Runs the story; exit code 1 when any answer was not the expected one or
 /// the story could not be told.
 pub fn main() -> ExitCode {
+    if let Err(e) = check_checksums() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let dir = match tempfile::Builder::new()
         .prefix("mandate-patch-workflow-")
         .tempdir()
@@ -38,17 +42,15 @@ pub fn main() -> ExitCode {
 }
 
 fn run(dir: &Path) -> Result<bool, String> {
-    check_checksums()?;
     let server = server::start(dir)?;
     let dev = dir.join("data").join("dev");
     let bundle = dev.join("bundle.pem");
     println!("Mandate patch workflow: {INTENT}");
     println!(
-        "server: mandate serve on {} (dev trust domain in {}, shipped policies + {}, catalog {})",
+        "server: mandate serve on {} (dev trust domain in {}, shipped policies + \
+         examples/patch-workflow/policies, catalog examples/patch-workflow/catalog.toml)",
         server.addr,
         dev.display(),
-        "examples/patch-workflow/policies",
-        "examples/patch-workflow/catalog.toml"
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -62,8 +64,11 @@ fn run(dir: &Path) -> Result<bool, String> {
             &bundle,
         ))?,
     };
-    let auditor =
-        runtime.block_on(crate::connect(&server.addr, &workloads.join("admin"), &bundle))?;
+    let auditor = runtime.block_on(crate::connect(
+        &server.addr,
+        &workloads.join("admin"),
+        &bundle,
+    ))?;
     let mut supervisor = AgentProcess::spawn("supervisor", &server.addr, &dev)?;
     let mut planner = AgentProcess::spawn("planner", &server.addr, &dev)?;
     let mut classifier = AgentProcess::spawn("classifier", &server.addr, &dev)?;
@@ -83,7 +88,12 @@ fn run(dir: &Path) -> Result<bool, String> {
     story.check("console", &call, Some(&Done));
 
     story.chapter("the supervisor reads the advisory and delegates narrower tasks");
-    let started = story.step(&mut supervisor, "start", &root, &[Done, Allow, Done, Done, Done])?;
+    let started = story.step(
+        &mut supervisor,
+        "start",
+        &root,
+        &[Done, Allow, Done, Done, Done],
+    )?;
     let task_of = |role: &str| {
         started
             .result
@@ -91,14 +101,22 @@ fn run(dir: &Path) -> Result<bool, String> {
             .cloned()
             .ok_or_else(|| format!("the supervisor delegated nothing to the {role}"))
     };
-    let (planner_task, classifier_task, patcher_task) =
-        (task_of("planner")?, task_of("classifier")?, task_of("patcher")?);
+    let (planner_task, classifier_task, patcher_task) = (
+        task_of("planner")?,
+        task_of("classifier")?,
+        task_of("patcher")?,
+    );
 
     story.chapter("the planner reads the advisory and the code");
     story.step(&mut planner, "study", &planner_task, &[Done, Allow, Allow])?;
 
     story.chapter("the classifier scores the flaw");
-    story.step(&mut classifier, "score", &classifier_task, &[Done, Allow, Allow])?;
+    story.step(
+        &mut classifier,
+        "score",
+        &classifier_task,
+        &[Done, Allow, Allow],
+    )?;
 
     story.chapter("halfway, the supervisor revokes the classifier's task; its next call is denied");
     story.step(&mut supervisor, "revoke", &classifier_task, &[Done])?;

@@ -83,7 +83,7 @@ pub async fn connect(server: &str, svid_dir: &Path, bundle: &Path) -> Result<Cha
         None,
     )
     .map_err(|e| e.to_string())?;
-    let server_id = spiffe::SpiffeId::new(&format!("spiffe://{TRUST_DOMAIN}/mandate"))
+    let server_id = spiffe::SpiffeId::new(format!("spiffe://{TRUST_DOMAIN}/mandate"))
         .map_err(|e| e.to_string())?;
     mandate::client::channel(server, &identity, Some(server_id))
         .await

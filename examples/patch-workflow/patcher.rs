@@ -17,7 +17,10 @@ pub const ROLE: Role = Role {
 
 /// `fix` (take the task, read the code, commit on the fix branch) and
 /// `push` (to `main`).
-pub async fn step(agent: &mut Agent, command: &Command) -> Result<BTreeMap<String, String>, String> {
+pub async fn step(
+    agent: &mut Agent,
+    command: &Command,
+) -> Result<BTreeMap<String, String>, String> {
     match command.step.as_str() {
         "fix" => {
             agent.take(&command.task).await?;

@@ -50,7 +50,10 @@ pub fn start(dir: &Path) -> Result<Server, String> {
     )
     .map_err(|e| format!("cannot create the dev trust domain: {e}"))?;
     let policies = dir.join("policies");
-    copy_policies(&Path::new(REPO_ROOT).join("policies"), &policies.join("shipped"))?;
+    copy_policies(
+        &Path::new(REPO_ROOT).join("policies"),
+        &policies.join("shipped"),
+    )?;
     copy_policies(&example_dir().join("policies"), &policies.join("workflow"))?;
 
     let log = dir.join("server.log");
@@ -62,7 +65,11 @@ pub fn start(dir: &Path) -> Result<Server, String> {
         .arg("--policies")
         .arg(&policies)
         .arg("--schema")
-        .arg(Path::new(REPO_ROOT).join("schemas").join("mandate.cedarschema"))
+        .arg(
+            Path::new(REPO_ROOT)
+                .join("schemas")
+                .join("mandate.cedarschema"),
+        )
         .arg("--catalog")
         .arg(example_dir().join("catalog.toml"))
         .args(["--log-format", "json"])
@@ -121,11 +128,11 @@ fn copy_policies(from: &Path, to: &Path) -> Result<(), String> {
     let entries = fs::read_dir(from).map_err(|e| format!("`{}`: {e}", from.display()))?;
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|e| e == "cedar") {
-            if let Some(name) = path.file_name() {
-                fs::copy(&path, to.join(name))
-                    .map_err(|e| format!("cannot copy `{}`: {e}", path.display()))?;
-            }
+        if let Some(name) = path.file_name()
+            && path.extension().is_some_and(|e| e == "cedar")
+        {
+            fs::copy(&path, to.join(name))
+                .map_err(|e| format!("cannot copy `{}`: {e}", path.display()))?;
         }
     }
     Ok(())

@@ -86,8 +86,10 @@ impl Story {
         };
         if let Some(surprise) = surprise {
             println!("   {:<10}  !! {surprise}", "");
-            self.surprises
-                .push(format!("{who}: {}: {} ({surprise})", call.what, call.outcome));
+            self.surprises.push(format!(
+                "{who}: {}: {} ({surprise})",
+                call.what, call.outcome
+            ));
         }
     }
 
@@ -125,8 +127,9 @@ impl Story {
             if read == 0 {
                 return Err(format!("the {} exited during `{step}`", agent.name));
             }
-            let report: Report = serde_json::from_str(&line)
-                .map_err(|e| format!("the {} said something unreadable: {e}: {line}", agent.name))?;
+            let report: Report = serde_json::from_str(&line).map_err(|e| {
+                format!("the {} said something unreadable: {e}: {line}", agent.name)
+            })?;
             match report {
                 Report::Call(call) => {
                     self.check(agent.name, &call, expect.get(calls.len()));
@@ -161,7 +164,7 @@ impl Story {
             return true;
         }
         println!(
-            "story FAILED: {} of {} calls not as expected:",
+            "story FAILED: {} thing(s) not as expected, in {} calls:",
             self.surprises.len(),
             self.calls
         );

@@ -20,7 +20,10 @@ pub const ROLE: Role = Role {
 
 /// `start` (take the root task, triage, delegate; answers the sub-tasks'
 /// ids by role), `revoke` (a task it delegated), `finish`.
-pub async fn step(agent: &mut Agent, command: &Command) -> Result<BTreeMap<String, String>, String> {
+pub async fn step(
+    agent: &mut Agent,
+    command: &Command,
+) -> Result<BTreeMap<String, String>, String> {
     let mut result = BTreeMap::new();
     match command.step.as_str() {
         "start" => {
@@ -42,10 +45,18 @@ pub async fn step(agent: &mut Agent, command: &Command) -> Result<BTreeMap<Strin
                 max_sensitivity: 1,
             };
             let planned = agent
-                .delegate("planner", "find the vulnerable code and plan the fix", &planner)
+                .delegate(
+                    "planner",
+                    "find the vulnerable code and plan the fix",
+                    &planner,
+                )
                 .await?;
             let scored = agent
-                .delegate("classifier", "score the flaw and the data it exposes", &classifier)
+                .delegate(
+                    "classifier",
+                    "score the flaw and the data it exposes",
+                    &classifier,
+                )
                 .await?;
             let patched = agent
                 .delegate("patcher", "write the fix on a branch and push it", &patcher)
