@@ -20,6 +20,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use audit::render_trail;
+
 /// Exit code for bad usage or configuration.
 pub const EXIT_USAGE: u8 = 2;
 

@@ -17,6 +17,8 @@ use super::connection::ConnectArgs;
 use super::failure::{Failure, refused};
 use crate::api::v1::audit_service_client::AuditServiceClient;
 
+pub use trail::render as render_trail;
+
 #[derive(Debug, Subcommand)]
 pub(super) enum AuditCommand {
     /// Decisions in the server's audit window matching every filter given.

@@ -123,8 +123,9 @@ fn event_line(e: &TaskEvent) -> String {
     }
 }
 
-/// The tree's lines, two spaces a level.
-fn render(root: &str, entries: &[TrailEntry]) -> Vec<String> {
+/// The tree's lines, two spaces a level: what `mandate audit trail` prints
+/// for `GetTaskTrail`'s entries, for other clients to print the same.
+pub fn render(root: &str, entries: &[TrailEntry]) -> Vec<String> {
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut children = BTreeSet::new();
     for entry in entries.iter().filter_map(|e| e.entry.as_ref()) {
