@@ -630,7 +630,7 @@ fn store_settings(
         }
         Duration::from_millis(value)
     };
-    crate::store::ReplicaSettings {
+    let settings = crate::store::ReplicaSettings {
         stale_after: ms(
             stale_after_ms,
             defaults::STORE_STALE_AFTER_MS,
@@ -644,12 +644,36 @@ fn store_settings(
             problems,
         ),
         poll: ms(poll_ms, defaults::STORE_POLL_MS, "store_poll_ms", problems),
+    };
+    // On a quiet cluster the poll is the only contact: polling no more
+    // often than the stale bound would flap the replica into deny-all.
+    if settings.poll >= settings.stale_after {
+        problems.push(format!(
+            "`store_poll_ms` ({} ms) must be less than `store_stale_after_ms` ({} ms)",
+            settings.poll.as_millis(),
+            settings.stale_after.as_millis()
+        ));
     }
+    settings
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poll_as_slow_as_the_stale_bound_is_refused() {
+        let mut problems = Vec::new();
+        store_settings(
+            [Some(1000), None, Some(1000)],
+            "sqlite://x.db",
+            &mut problems,
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("`store_poll_ms`")),
+            "{problems:?}"
+        );
+    }
 
     #[test]
     fn flags_win_over_the_file() {

@@ -109,8 +109,16 @@ async fn export(args: &StoreArgs, output: Option<PathBuf>) -> Result<(), Failure
     let rows = store.export().await?;
     let mut out: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| Failure::Io(format!("cannot create `{}`: {e}", path.display())))?,
+            // The backup holds every task and approval: the owner's alone.
+            std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+                0o600,
+            )
+            .open(path)
+            .map_err(|e| Failure::Io(format!("cannot create `{}`: {e}", path.display())))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };

@@ -49,8 +49,9 @@ impl Journal {
         now: i64,
     ) -> Result<(Approval, bool), ApprovalError> {
         let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pending) = asking.get(&subject)
-            && pending.approval.scope_digest == scope_digest
+        if let Some(pending) = asking
+            .values()
+            .find(|a| a.approval.subject == subject && a.approval.scope_digest == scope_digest)
         {
             return Ok((pending.approval.clone(), false));
         }
@@ -78,7 +79,7 @@ impl Journal {
         );
         let (done, settled) = tokio::sync::watch::channel(false);
         asking.insert(
-            subject.clone(),
+            id.clone(),
             Asking {
                 approval: plan.approval.clone(),
                 settled,
@@ -105,7 +106,7 @@ impl Journal {
                 .asking
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&subject);
+                .remove(&id);
             let _ = done.send(true);
             if let Err(e) = written {
                 tracing::warn!(approval_id = %id, error = %e, "an approval asked for by a decision was not recorded");
@@ -122,8 +123,7 @@ impl Journal {
             .asking
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .find(|a| a.approval.id == approval_id)
+            .get(approval_id)
             .map(|a| a.settled.clone());
         if let Some(mut settled) = waiting {
             // An error means the sender is gone: settled too.

@@ -143,7 +143,17 @@ async fn follow(
 ) {
     let mut healthy = true;
     loop {
-        match journal.catch_up().await {
+        // A read that never answers (a half-open connection) must not
+        // stop the follower: it is an error like any other, and the
+        // replica goes stale (and denies) until a catch-up succeeds.
+        let caught_up = tokio::time::timeout(settings.stale_after, journal.catch_up())
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the store did not answer within `store_stale_after_ms`".to_owned(),
+                ))
+            });
+        match caught_up {
             Ok(revision) => {
                 health.contact(revision);
                 if !healthy {

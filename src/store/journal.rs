@@ -8,7 +8,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::approvals::Asking;
 use super::{Change, Store, StoreError};
-use crate::approval::{ApprovalBook, Subject};
+use crate::approval::ApprovalBook;
 use crate::graph::{Amendment, GraphError, Task, TaskGraph, TaskId, TaskSpec};
 use crate::registry::{Entry, Kind, Registry, RegistryError, Snapshot};
 use crate::revision::Revision;
@@ -45,9 +45,10 @@ pub struct JournalState {
     pub(super) approvals: Arc<ApprovalBook>,
     registry: Arc<Registry>,
     revision: Arc<Revision>,
-    /// Approvals decisions asked for whose commit has not landed yet, so
-    /// asking again meanwhile names the same one.
-    pub(super) asking: std::sync::Mutex<std::collections::HashMap<Subject, Asking>>,
+    /// Approvals decisions asked for whose commit has not landed yet, by
+    /// approval id, so asking again meanwhile names the same one (and two
+    /// asked for one subject under different scopes stay apart).
+    pub(super) asking: std::sync::Mutex<std::collections::HashMap<String, Asking>>,
     /// The key ring and the sealer, when signing keys live in the store.
     pub(super) keys: std::sync::OnceLock<super::keyring::StoredKeys>,
 }

@@ -175,8 +175,25 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// `url` without a password, for messages and logs.
+/// `url` without a password (in its credentials or a `password=` query
+/// parameter, which sqlx reads too), for messages and logs.
 pub fn redact(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = url.get(scheme + 3..at).unwrap_or_default();
@@ -258,4 +275,24 @@ fn import_head(rows: &[ExportRow]) -> Result<(u64, String), StoreError> {
         .unwrap_or(0);
     let empty = record::to_json(&record::ChangeRecord::Tasks { tasks: Vec::new() })?;
     Ok((head, empty))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://mandate:s3cret@db:5432/mandate"),
+            "postgres://mandate:***@db:5432/mandate"
+        );
+        let redacted = redact("postgres://mandate@db/mandate?sslmode=require&password=s3cret");
+        assert!(!redacted.contains("s3cret"), "{redacted}");
+        assert!(redacted.contains("sslmode=require"), "{redacted}");
+        assert_eq!(
+            redact("sqlite://data/mandate.db"),
+            "sqlite://data/mandate.db"
+        );
+    }
 }

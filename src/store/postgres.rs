@@ -34,7 +34,16 @@ impl PostgresStore {
             url: super::redact(url),
             message: e.to_string(),
         };
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| fail(&e))?;
+        // A session stalled inside a transaction (a paused process, a
+        // half-open connection) holds the change log's next key; without
+        // these, every other replica's write would wait on it for ever,
+        // holding its journal and so its follower too.
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| fail(&e))?
+            .options([
+                ("lock_timeout", "5s"),
+                ("idle_in_transaction_session_timeout", "15s"),
+            ]);
         if let Some(schema) = schema {
             if !schema
                 .chars()
@@ -106,33 +115,43 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self) -> Result<Loaded, StoreError> {
+        // One snapshot: the revision and every row as of the same moment,
+        // so catching up from `revision` replays exactly what the rows
+        // lack and never an older write over a newer row.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Nothing can change what this transaction reads.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let mut loaded = Loaded {
-            revision: self.head().await?,
+            revision: from_db(head),
             ..Loaded::default()
         };
-        let mut rows = sqlx::query("SELECT body FROM tasks").fetch(&self.pool);
-        while let Some(row) = rows.next().await {
-            let body: String = row.map_err(unavailable)?.get(0);
-            let task = record::from_json::<record::TaskRecord>(&body)?.into_task()?;
-            loaded.tasks.push(std::sync::Arc::new(task));
+        {
+            let mut rows = sqlx::query("SELECT body FROM tasks").fetch(&mut *tx);
+            while let Some(row) = rows.next().await {
+                let body: String = row.and_then(|r| r.try_get(0)).map_err(unavailable)?;
+                let task = record::from_json::<record::TaskRecord>(&body)?.into_task()?;
+                loaded.tasks.push(std::sync::Arc::new(task));
+            }
         }
-        drop(rows);
-        for body in bodies(&self.pool, "SELECT body FROM approvals ORDER BY id").await? {
+        for body in bodies(&mut tx, "SELECT body FROM approvals ORDER BY id").await? {
             let approval = record::from_json::<record::ApprovalRecord>(&body)?;
             loaded.approvals.push(approval.into_approval()?);
         }
-        for body in bodies(&self.pool, "SELECT body FROM registry ORDER BY revision").await? {
+        for body in bodies(&mut tx, "SELECT body FROM registry ORDER BY revision").await? {
             let entry = record::from_json::<record::RegistryRecord>(&body)?;
             loaded.registry.push(entry.into());
         }
-        for body in bodies(
-            &self.pool,
-            "SELECT body FROM signing_keys ORDER BY revision",
-        )
-        .await?
-        {
+        for body in bodies(&mut tx, "SELECT body FROM signing_keys ORDER BY revision").await? {
             loaded.keys.push(record::from_json(&body)?);
         }
+        tx.rollback().await.map_err(unavailable)?;
         Ok(loaded)
     }
 
@@ -199,9 +218,9 @@ impl Store for PostgresStore {
         .map_err(unavailable)?;
         rows.into_iter()
             .map(|row| {
-                let body: String = row.get(1);
+                let body: String = row.try_get(1).map_err(unavailable)?;
                 let change = record::from_json::<ChangeRecord>(&body)?.into_change()?;
-                Ok((from_db(row.get(0)), change))
+                Ok((from_db(row.try_get(0).map_err(unavailable)?), change))
             })
             .collect()
     }
@@ -240,8 +259,9 @@ impl Store for PostgresStore {
                 .await
                 .map_err(unavailable)?;
             for row in rows {
-                let body: String = row.get(1);
-                out.push(ExportRow::new(name, from_db(row.get(0)), &body)?);
+                let body: String = row.try_get(1).map_err(unavailable)?;
+                let revision = from_db(row.try_get(0).map_err(unavailable)?);
+                out.push(ExportRow::new(name, revision, &body)?);
             }
         }
         Ok(out)
@@ -275,10 +295,12 @@ impl Store for PostgresStore {
     }
 }
 
-async fn bodies(pool: &PgPool, sql: &str) -> Result<Vec<String>, StoreError> {
+async fn bodies(conn: &mut sqlx::PgConnection, sql: &str) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query(sql)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(unavailable)?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(unavailable))
+        .collect()
 }

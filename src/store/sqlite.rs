@@ -48,6 +48,16 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         }
+        // Created the owner's alone (SQLite gives its WAL and shared
+        // memory files the database's mode); an existing file keeps its.
+        if !path.exists() {
+            std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(path)
+            .map_err(|e| fail(&e))?;
+        }
         let lock = if locked {
             Some(exclusive_lock(path).map_err(|message| StoreError::Open {
                 url: format!("sqlite://{}", path.display()),
@@ -93,17 +103,20 @@ impl SqliteStore {
 fn exclusive_lock(path: &Path) -> Result<std::fs::File, String> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&name)
-        .map_err(|e| {
-            format!(
-                "cannot open the lock file `{}`: {e}",
-                Path::new(&name).display()
-            )
-        })?;
+    let file = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+        0o600,
+    )
+    .open(&name)
+    .map_err(|e| {
+        format!(
+            "cannot open the lock file `{}`: {e}",
+            Path::new(&name).display()
+        )
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(
@@ -133,33 +146,38 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self) -> Result<Loaded, StoreError> {
+        // One snapshot: the revision and every row as of the same moment,
+        // so catching up from `revision` replays exactly what the rows
+        // lack and never an older write over a newer row.
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let mut loaded = Loaded {
-            revision: self.head().await?,
+            revision: from_db(head),
             ..Loaded::default()
         };
-        let mut rows = sqlx::query("SELECT body FROM tasks").fetch(&self.pool);
-        while let Some(row) = rows.next().await {
-            let body: String = row.map_err(unavailable)?.get(0);
-            let task = record::from_json::<record::TaskRecord>(&body)?.into_task()?;
-            loaded.tasks.push(std::sync::Arc::new(task));
+        {
+            let mut rows = sqlx::query("SELECT body FROM tasks").fetch(&mut *tx);
+            while let Some(row) = rows.next().await {
+                let body: String = row.and_then(|r| r.try_get(0)).map_err(unavailable)?;
+                let task = record::from_json::<record::TaskRecord>(&body)?.into_task()?;
+                loaded.tasks.push(std::sync::Arc::new(task));
+            }
         }
-        drop(rows);
-        for body in bodies(&self.pool, "SELECT body FROM approvals ORDER BY id").await? {
+        for body in bodies(&mut tx, "SELECT body FROM approvals ORDER BY id").await? {
             let approval = record::from_json::<record::ApprovalRecord>(&body)?;
             loaded.approvals.push(approval.into_approval()?);
         }
-        for body in bodies(&self.pool, "SELECT body FROM registry ORDER BY revision").await? {
+        for body in bodies(&mut tx, "SELECT body FROM registry ORDER BY revision").await? {
             let entry = record::from_json::<record::RegistryRecord>(&body)?;
             loaded.registry.push(entry.into());
         }
-        for body in bodies(
-            &self.pool,
-            "SELECT body FROM signing_keys ORDER BY revision",
-        )
-        .await?
-        {
+        for body in bodies(&mut tx, "SELECT body FROM signing_keys ORDER BY revision").await? {
             loaded.keys.push(record::from_json(&body)?);
         }
+        tx.rollback().await.map_err(unavailable)?;
         Ok(loaded)
     }
 
@@ -220,9 +238,9 @@ impl Store for SqliteStore {
         .map_err(unavailable)?;
         rows.into_iter()
             .map(|row| {
-                let body: String = row.get(1);
+                let body: String = row.try_get(1).map_err(unavailable)?;
                 let change = record::from_json::<ChangeRecord>(&body)?.into_change()?;
-                Ok((from_db(row.get(0)), change))
+                Ok((from_db(row.try_get(0).map_err(unavailable)?), change))
             })
             .collect()
     }
@@ -257,8 +275,9 @@ impl Store for SqliteStore {
                 .await
                 .map_err(unavailable)?;
             for row in rows {
-                let body: String = row.get(1);
-                out.push(ExportRow::new(name, from_db(row.get(0)), &body)?);
+                let body: String = row.try_get(1).map_err(unavailable)?;
+                let revision = from_db(row.try_get(0).map_err(unavailable)?);
+                out.push(ExportRow::new(name, revision, &body)?);
             }
         }
         Ok(out)
@@ -293,12 +312,14 @@ impl Store for SqliteStore {
     }
 }
 
-async fn bodies(pool: &SqlitePool, sql: &str) -> Result<Vec<String>, StoreError> {
+async fn bodies(conn: &mut sqlx::SqliteConnection, sql: &str) -> Result<Vec<String>, StoreError> {
     let rows = sqlx::query(sql)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(unavailable)?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(unavailable))
+        .collect()
 }
 
 /// The state rows a change writes: (table, key, JSON body).
