@@ -123,7 +123,7 @@ impl AuthorizationApi {
             );
         }
         if let Some(log) = &self.state.decision_log {
-            log.record(
+            log.record_request(
                 DecisionRecord {
                     version: RECORD_VERSION,
                     decision_id: decision_id.clone(),
@@ -148,6 +148,10 @@ impl AuthorizationApi {
                     cedar: None,
                 },
                 evaluated,
+                request
+                    .context
+                    .iter()
+                    .flat_map(|c| c.fields.keys().map(String::as_str)),
             );
         }
         tracing::info!(
