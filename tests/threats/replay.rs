@@ -112,7 +112,7 @@ async fn replaying_a_token_after_its_task_was_revoked_is_denied_when_revoke_retu
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(revoked.revoked_task_ids, [task.id.clone()]);
+    assert_eq!(revoked.revoked_task_ids, std::slice::from_ref(&task.id));
     // The very next call, on the warm connection and on a new one.
     let r = call(&mut patcher, &captured, "write", "repo:acme/payments").await;
     assert_denied_by(
