@@ -124,7 +124,7 @@ impl AuthorizationApi {
             );
         }
         if let Some(log) = &self.state.decision_log {
-            log.record(
+            log.record_request(
                 DecisionRecord {
                     version: RECORD_VERSION,
                     decision_id: decision_id.clone(),
@@ -149,6 +149,10 @@ impl AuthorizationApi {
                     cedar: None,
                 },
                 evaluated,
+                request
+                    .context
+                    .iter()
+                    .flat_map(|c| c.fields.keys().map(String::as_str)),
             );
         }
         tracing::info!(

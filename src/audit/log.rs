@@ -68,6 +68,8 @@ pub struct DecisionLog {
     index: Option<Arc<AuditIndex>>,
     /// The file sink's path and rotated files kept, for reading back.
     file: Option<(std::path::PathBuf, usize)>,
+    /// What records never hold, for what must be done before queueing.
+    redaction: Arc<Redaction>,
 }
 
 /// The writer thread; [`DecisionLogWriter::finish`] flushes it.
@@ -117,6 +119,7 @@ impl DecisionLog {
                     .file
                     .clone()
                     .map(|path| (path, settings.rotation.keep)),
+                redaction: Arc::new(settings.redaction.clone()),
             },
             DecisionLogWriter { thread },
         ))
@@ -128,6 +131,20 @@ impl DecisionLog {
             entry: AuditEntry::Decision(Box::new(record)),
             evaluated,
         });
+    }
+
+    /// Queues the decision on a request whose caller context held
+    /// `context_keys`: errors that may quote a redacted value are replaced
+    /// first (see [`Redaction::scrub_errors`]).
+    pub fn record_request<'a>(
+        &self,
+        mut record: DecisionRecord,
+        evaluated: Option<Evaluated>,
+        context_keys: impl IntoIterator<Item = &'a str>,
+    ) {
+        self.redaction
+            .scrub_errors(&mut record.errors, context_keys);
+        self.record(record, evaluated);
     }
 
     /// Queues a task lifecycle event, in order with the decisions.

@@ -22,7 +22,7 @@ pub use index::{AuditIndex, DecisionFilter, IndexLimits, Indexed};
 pub use log::{DecisionLog, DecisionLogWriter, QueueStats};
 pub use readback::{read_entries, sink_files};
 pub use record::{CedarRequest, DecisionRecord, RECORD_VERSION, REDACTED};
-pub use redact::{ALWAYS_REDACTED_HEADERS, Redaction};
+pub use redact::{ALWAYS_REDACTED_HEADERS, REDACTED_ERROR, Redaction};
 pub use settings::{AuditSettings, Overflow, defaults};
 pub use sink::{AuditSink, FileSink, Rotation, StdoutSink, rotated};
 pub use verify::{BrokenLink, Verified, verify_files};

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use super::record::{CedarRequest, REDACTED};
 
+/// What a record shows instead of an error that may quote a redacted value.
+pub const REDACTED_ERROR: &str = "(redacted: the error may quote a redacted context value)";
+
 /// Headers never recorded, whatever the configuration says: they carry
 /// credentials.
 pub const ALWAYS_REDACTED_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
@@ -41,6 +44,28 @@ impl Redaction {
                 .map(|h| h.to_ascii_lowercase())
                 .chain(ALWAYS_REDACTED_HEADERS.iter().map(|h| (*h).to_owned()))
                 .collect(),
+        }
+    }
+
+    /// Cedar's messages about an invalid context print the context, values
+    /// included, so a record of a request whose context held a listed key
+    /// keeps none of its errors' text (the reasons still say what went
+    /// wrong; the caller's own response keeps the details).
+    pub fn scrub_errors<'a>(
+        &self,
+        errors: &mut [String],
+        context_keys: impl IntoIterator<Item = &'a str>,
+    ) {
+        if errors.is_empty() || self.context_keys.is_empty() {
+            return;
+        }
+        if context_keys
+            .into_iter()
+            .any(|key| self.context_keys.contains(key))
+        {
+            for error in errors {
+                REDACTED_ERROR.clone_into(error);
+            }
         }
     }
 
@@ -77,6 +102,22 @@ impl Redaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_of_requests_with_a_listed_key_are_replaced() {
+        let redaction = Redaction::new(["ssn".to_owned()], []);
+        let quoted = || vec!["context `{ssn: {n: \"123\"}}` is not valid".to_owned()];
+        let mut errors = quoted();
+        redaction.scrub_errors(&mut errors, ["purpose", "ssn"]);
+        assert_eq!(errors, [REDACTED_ERROR]);
+        // Without a listed key in the request, errors stay as they are.
+        let mut errors = quoted();
+        redaction.scrub_errors(&mut errors, ["purpose"]);
+        assert_eq!(errors, quoted());
+        let mut errors = quoted();
+        Redaction::default().scrub_errors(&mut errors, ["ssn"]);
+        assert_eq!(errors, quoted());
+    }
 
     #[test]
     fn listed_context_keys_and_headers_are_replaced() {
