@@ -312,6 +312,12 @@ async fn only_the_delegatee_gets_tokens_and_only_over_its_own_svid() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    // Knowing a task id does not tell who works on it.
+    assert!(
+        !status.message().contains("/agents/patcher"),
+        "{}",
+        status.message()
+    );
 
     let mut patcher = party(&server, "/agents/patcher").await;
     let token = issue(&mut patcher, &task).await;

@@ -137,8 +137,8 @@ impl ApprovalService for ApprovalApi {
         // of it, and only while the task is live.
         if task.delegatee != caller {
             return Err(ApiError::PermissionDenied(format!(
-                "not-delegatee: only `{}` may ask for approvals of task `{}`",
-                task.delegatee, task.id
+                "not-delegatee: `{caller}` is not the delegatee of task `{}`; only it may ask for approvals of it",
+                task.id
             ))
             .into());
         }

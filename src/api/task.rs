@@ -336,8 +336,10 @@ impl TaskService for TaskApi {
         // INVARIANT: a token is for one (task, delegatee) pair (§3.2).
         if task.delegatee != peer.spiffe_id {
             return Err(ApiError::PermissionDenied(format!(
-                "not-delegatee: only `{}` may get tokens for task `{}`",
-                task.delegatee, task.id
+                // The delegatee is not named: a caller that only knows a
+                // task id learns nothing about who works on it.
+                "not-delegatee: `{}` is not the delegatee of task `{}`; only it may get tokens for it",
+                peer.spiffe_id, task.id
             ))
             .into());
         }
