@@ -95,6 +95,10 @@ pub(super) struct ServeArgs {
     /// Also write every audit record (decisions, task events) to stdout.
     #[arg(long)]
     audit_stdout: bool,
+    /// Also write every audit record to the store (`[audit] store = true`);
+    /// `AuditService` then answers from it.
+    #[arg(long)]
+    audit_store: bool,
     /// The store: `sqlite://PATH` or `postgres://...` [default:
     /// sqlite://DATA_DIR/mandate.db].
     #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
@@ -145,8 +149,9 @@ impl ServeArgs {
                 ..RawEnvoy::default()
             }),
             log_format: self.log_format,
-            audit: self.audit_stdout.then(|| RawAudit {
-                stdout: Some(true),
+            audit: (self.audit_stdout || self.audit_store).then(|| RawAudit {
+                stdout: self.audit_stdout.then_some(true),
+                store: self.audit_store.then_some(true),
                 ..RawAudit::default()
             }),
             store: self.store,
