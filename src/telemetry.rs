@@ -141,9 +141,6 @@ mod otel {
             .with_resource(Resource::builder().with_service_name(SERVICE_NAME).build())
             .build();
         let tracer = provider.tracer(SERVICE_NAME);
-        Ok((
-            tracing_opentelemetry::layer().with_tracer(tracer),
-            provider,
-        ))
+        Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
     }
 }

@@ -22,8 +22,8 @@ use common::audit::*;
 use common::{Setup, TestServer};
 use mandate::api::v1::{CreateTaskRequest, QueryDecisionsRequest};
 use mandate::audit::{
-    AuditEntry, AuditSettings, AuditTable, DecisionLog, DecisionRecord, EventKind, StoreSinkSettings,
-    StoredRow, TaskEvent, prune_once, verify_table,
+    AuditEntry, AuditSettings, AuditTable, DecisionLog, DecisionRecord, EventKind,
+    StoreSinkSettings, StoredRow, TaskEvent, prune_once, verify_table,
 };
 use mandate::store::{PostgresStore, SqliteStore, Store};
 use tokio_stream::StreamExt;
@@ -214,7 +214,10 @@ async fn records_land_in_the_table_and_are_answered_after_a_restart(backend: &Ba
             (4, "decision", Some("deny")),
         ]
     );
-    assert!(rows.iter().all(|r| r.root_task_id.as_deref() == Some(root.as_str())));
+    assert!(
+        rows.iter()
+            .all(|r| r.root_task_id.as_deref() == Some(root.as_str()))
+    );
     assert_eq!(rows[0].prev_hash, mandate::audit::GENESIS);
     assert_eq!(rows[1].prev_hash, rows[0].hash);
     assert!(rows[2].body.contains(&allowed));
@@ -260,7 +263,7 @@ async fn records_land_in_the_table_and_are_answered_after_a_restart(backend: &Ba
     for request in filtered {
         assert_eq!(
             decision_ids(&mut admin, request.clone()).await,
-            [denied.clone()],
+            std::slice::from_ref(&denied),
             "{request:?}"
         );
     }
@@ -300,13 +303,23 @@ async fn records_land_in_the_table_and_are_answered_after_a_restart(backend: &Ba
     assert_eq!(verified.len(), 1);
     let chain = verified[0].as_ref().unwrap();
     assert_eq!(
-        (chain.chain.as_str(), chain.rows, chain.first_seq, chain.last_seq),
+        (
+            chain.chain.as_str(),
+            chain.rows,
+            chain.first_seq,
+            chain.last_seq
+        ),
         ("replica-a", 6, 1, 6)
     );
 }
 
 fn event(root: &str, time_ms: i64) -> TaskEvent {
-    let mut event = TaskEvent::new(EventKind::TaskCreated, "spiffe://mandate.local/fe", root, root);
+    let mut event = TaskEvent::new(
+        EventKind::TaskCreated,
+        "spiffe://mandate.local/fe",
+        root,
+        root,
+    );
     event.time_ms = time_ms;
     event
 }
@@ -359,7 +372,10 @@ async fn retention_prunes_old_rows_and_the_rest_verifies(backend: &Backend) {
     assert_eq!(all_rows(table.as_ref(), "r1").await.len(), 15);
 
     let retention = Duration::from_secs(30 * 24 * 3600);
-    assert_eq!(prune_once(table.as_ref(), retention, now).await.unwrap(), 13);
+    assert_eq!(
+        prune_once(table.as_ref(), retention, now).await.unwrap(),
+        13
+    );
     let kept = all_rows(table.as_ref(), "r1").await;
     assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [14, 15]);
     assert_eq!(prune_once(table.as_ref(), retention, now).await.unwrap(), 0);
@@ -376,7 +392,9 @@ async fn retention_prunes_old_rows_and_the_rest_verifies(backend: &Backend) {
     assert_eq!(verified[0].as_ref().unwrap().last_seq, 16);
 
     // Even when retention took every row, the chain goes on from the cut.
-    prune_once(table.as_ref(), Duration::ZERO, now + 1).await.unwrap();
+    prune_once(table.as_ref(), Duration::ZERO, now + 1)
+        .await
+        .unwrap();
     assert!(all_rows(table.as_ref(), "r1").await.is_empty());
     write(&table, "r1", |log| log.event(event("new", now + 2))).await;
     let rows = all_rows(table.as_ref(), "r1").await;
@@ -429,7 +447,9 @@ async fn an_edited_row_is_found_by_verify(backend: &Backend) {
 
     // The body changed: it no longer hashes to its `hash` column.
     let original = all_rows(table.as_ref(), "r1").await[1].clone();
-    let forged = original.body.replace(r#""decision":"deny""#, r#""decision":"allow""#);
+    let forged = original
+        .body
+        .replace(r#""decision":"deny""#, r#""decision":"allow""#);
     assert_ne!(forged, original.body);
     backend
         .exec(&format!(
@@ -468,8 +488,14 @@ async fn verify_from_the_command_line_passes_an_intact_store() {
     let backend = Backend::sqlite();
     let store = backend.open().await;
     let table = store.audit_table();
-    write(&table, "replica-a", |log| log.event(event("t", AuditEntry::now_ms()))).await;
-    write(&table, "replica-b", |log| log.event(event("t", AuditEntry::now_ms()))).await;
+    write(&table, "replica-a", |log| {
+        log.event(event("t", AuditEntry::now_ms()))
+    })
+    .await;
+    write(&table, "replica-b", |log| {
+        log.event(event("t", AuditEntry::now_ms()))
+    })
+    .await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
         .args(["audit", "verify", "--store", &backend.url()])
         .output()
@@ -512,7 +538,10 @@ async fn a_failing_audit_table_never_changes_a_decision() {
             && metric(&server, "mandate_audit_store_pending").await == 5.0
     })
     .await;
-    assert_eq!(metric(&server, "mandate_audit_store_dropped_total").await, 0.0);
+    assert_eq!(
+        metric(&server, "mandate_audit_store_dropped_total").await,
+        0.0
+    );
 
     backend
         .exec("ALTER TABLE audit_records_away RENAME TO audit_records")
@@ -571,7 +600,10 @@ async fn two_replicas_on_one_postgres_keep_a_chain_each() {
     // Each chain holds only its own replica's decisions.
     let a_rows = all_rows(table.as_ref(), "replica-a").await;
     for (i, id) in made.iter().enumerate() {
-        assert_eq!(a_rows.iter().any(|r| r.body.contains(id.as_str())), i % 2 == 0);
+        assert_eq!(
+            a_rows.iter().any(|r| r.body.contains(id.as_str())),
+            i % 2 == 0
+        );
     }
 
     // Either replica answers for both.

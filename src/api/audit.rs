@@ -202,23 +202,25 @@ impl AuditService for AuditApi {
         // back further. Matches are copied out under the index's lock, then
         // streamed without it.
         let found = if let Some(table) = self.table() {
-            table.decisions(&filter, limit).await.map_err(ApiError::from)?
+            table
+                .decisions(&filter, limit)
+                .await
+                .map_err(ApiError::from)?
         } else {
             let (index, files) = self.sources()?;
             match index {
-            Some(index)
-                if files.is_empty()
-                    || index
-                        .window_start()
-                        .is_none_or(|start| filter.since_ms.is_some_and(|s| s >= start)) =>
-            {
-                index.decisions(&filter, limit)
-            }
-            _ => {
-                let wanted =
-                    move |e: &AuditEntry| matches!(e, AuditEntry::Decision(d) if filter.matches(d));
-                read_back(files, wanted, limit).await?
-            }
+                Some(index)
+                    if files.is_empty()
+                        || index
+                            .window_start()
+                            .is_none_or(|start| filter.since_ms.is_some_and(|s| s >= start)) =>
+                {
+                    index.decisions(&filter, limit)
+                }
+                _ => {
+                    let wanted = move |e: &AuditEntry| matches!(e, AuditEntry::Decision(d) if filter.matches(d));
+                    read_back(files, wanted, limit).await?
+                }
             }
         };
         let stream = tokio_stream::iter(found.into_iter().filter_map(

@@ -100,9 +100,7 @@ impl StoreSink {
     fn write_batch(&mut self, n: usize) -> Result<(), StoreError> {
         let mut chain = match &self.chain {
             Some(chain) => chain.clone(),
-            None => self
-                .run(self.table.head(&self.name))?
-                .unwrap_or_default(),
+            None => self.run(self.table.head(&self.name))?.unwrap_or_default(),
         };
         let mut rows = Vec::with_capacity(n);
         for record in self.pending.iter().take(n) {
@@ -221,7 +219,10 @@ impl AuditSink for StoreSink {
     fn close(&mut self) -> std::io::Result<()> {
         let deadline = Instant::now() + CLOSE_DEADLINE;
         while !self.try_write(true) && Instant::now() < deadline {
-            std::thread::sleep(self.backoff.min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                self.backoff
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            );
         }
         let lost = self.pending.len();
         if lost == 0 {

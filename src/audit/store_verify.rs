@@ -141,7 +141,10 @@ fn check_row(
                 row.seq
             )
         } else if row.seq <= last_seq {
-            format!("seq {} follows {last_seq}: a row was left behind by retention or reordered", row.seq)
+            format!(
+                "seq {} follows {last_seq}: a row was left behind by retention or reordered",
+                row.seq
+            )
         } else {
             format!("seq {} follows {last_seq}: rows were deleted", row.seq)
         });

@@ -47,10 +47,7 @@ impl StoredRow {
     pub fn of_line(chain: &str, line: &str) -> Result<Self, String> {
         let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
         let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
-        let seq = value
-            .get("seq")
-            .and_then(Value::as_u64)
-            .ok_or("no `seq`")?;
+        let seq = value.get("seq").and_then(Value::as_u64).ok_or("no `seq`")?;
         let prev_hash = text("prev_hash").ok_or("no `prev_hash`")?;
         let event = text("event");
         let is_decision = event.is_none();

@@ -197,7 +197,10 @@ mod tests {
             ..RawAudit::default()
         }
         .resolve("x-mandate-token", &mut problems);
-        let store = on.store.clone().unwrap_or_else(|| StoreSinkSettings::new("x"));
+        let store = on
+            .store
+            .clone()
+            .unwrap_or_else(|| StoreSinkSettings::new("x"));
         assert_eq!(store.retention, None, "0 days keeps rows forever");
         assert!(
             problems.iter().any(|p| p.contains("`replica a`")),

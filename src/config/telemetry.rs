@@ -114,6 +114,9 @@ mod tests {
         assert_eq!(settings.otlp_endpoint.as_deref(), Some("http://a:4317"));
         assert!(problems.is_empty());
         let (_, problems) = resolve(Some("https://a:4317"), None);
-        assert!(problems.iter().any(|p| p.contains("`https://a:4317`")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("`https://a:4317`")),
+            "{problems:?}"
+        );
     }
 }

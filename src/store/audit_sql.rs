@@ -170,9 +170,10 @@ impl AuditTable for SqlAuditTable {
                     .fetch_one(pool)
                     .await
                     .map_err(unavailable)?;
-                    let (Some(cut), Some(lowest)) =
-                        (bounds.get::<Option<i64>, _>(0), bounds.get::<Option<i64>, _>(1))
-                    else {
+                    let (Some(cut), Some(lowest)) = (
+                        bounds.get::<Option<i64>, _>(0),
+                        bounds.get::<Option<i64>, _>(1),
+                    ) else {
                         continue;
                     };
                     // INVARIANT: everything up to the cut goes, whatever
@@ -191,20 +192,23 @@ impl AuditTable for SqlAuditTable {
                         continue;
                     };
                     let (last_seq, last_hash): (i64, String) = (last.get(0), last.get(1));
-                    sqlx::query(&sql("DELETE FROM audit_policies WHERE chain = $1 AND seq <= $2"))
-                        .bind(chain)
-                        .bind(last_seq)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                    let deleted =
-                        sqlx::query(&sql("DELETE FROM audit_records WHERE chain = $1 AND seq <= $2"))
-                            .bind(chain)
-                            .bind(last_seq)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(unavailable)?
-                            .rows_affected();
+                    sqlx::query(&sql(
+                        "DELETE FROM audit_policies WHERE chain = $1 AND seq <= $2",
+                    ))
+                    .bind(chain)
+                    .bind(last_seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                    let deleted = sqlx::query(&sql(
+                        "DELETE FROM audit_records WHERE chain = $1 AND seq <= $2",
+                    ))
+                    .bind(chain)
+                    .bind(last_seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
                     // Two replicas may prune at once: the cut only moves on.
                     sqlx::query(&sql(
                         "INSERT INTO audit_chains (chain, pruned_seq, pruned_hash, pruned_at_ms) VALUES ($1, $2, $3, $4) \
@@ -307,7 +311,9 @@ impl AuditTable for SqlAuditTable {
                 .fetch_one(pool)
                 .await
                 .map_err(unavailable)?;
-            Ok(Some(oldest.unwrap_or_else(crate::audit::AuditEntry::now_ms)))
+            Ok(Some(
+                oldest.unwrap_or_else(crate::audit::AuditEntry::now_ms),
+            ))
         })
     }
 
