@@ -56,7 +56,9 @@ pub struct StoreSink {
 impl StoreSink {
     /// A sink writing chain `name` to `table`, keeping at most
     /// `max_pending` records while the store fails. Call within a Tokio
-    /// runtime: its handle runs the SQL.
+    /// runtime, a multi-thread one: its handle runs the SQL from the writer
+    /// thread, which a current-thread runtime drives only while its own
+    /// thread waits.
     pub fn new(
         table: Arc<dyn AuditTable>,
         name: &str,
