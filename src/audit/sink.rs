@@ -134,8 +134,13 @@ impl AuditSink for FileSink {
         self.chain = sealed.next;
         let written = u64::try_from(sealed.line.len()).unwrap_or(u64::MAX);
         self.size = self.size.saturating_add(written).saturating_add(1);
-        if self.rotation.max_bytes.is_some_and(|max| self.size >= max) {
-            self.rotate()?;
+        // The record is written: a rotation that fails is logged, not
+        // reported, or the writer would count a written record as lost.
+        // The next record tries to rotate again.
+        if self.rotation.max_bytes.is_some_and(|max| self.size >= max)
+            && let Err(error) = self.rotate()
+        {
+            tracing::error!(file = %self.path.display(), %error, "cannot rotate the audit file; it keeps growing");
         }
         Ok(())
     }
