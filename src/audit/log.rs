@@ -249,7 +249,11 @@ impl DecisionLog {
         // and "0" means the queue is empty (the writer flushes then).
         self.stats.depth.fetch_add(1, Ordering::Relaxed);
         let sent = match self.overflow {
-            Overflow::Block => self.sender.send(pending).map_err(|_| "writer stopped"),
+            Overflow::Block => match self.sender.try_send(pending) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(pending)) => wait_for_room(&self.sender, pending),
+                Err(TrySendError::Disconnected(_)) => Err("writer stopped"),
+            },
             Overflow::Drop => self.sender.try_send(pending).map_err(|e| match e {
                 TrySendError::Full(_) => "queue full",
                 TrySendError::Disconnected(_) => "writer stopped",
@@ -287,6 +291,21 @@ impl DecisionLog {
     /// The store sink's table, when the store sink is on.
     pub fn table(&self) -> Option<Arc<dyn AuditTable>> {
         self.table.clone()
+    }
+}
+
+/// Sends into a full queue, waiting for room. On a worker of a
+/// multi-thread Tokio runtime (the decision path), the wait is announced
+/// with `block_in_place`, so the worker's other tasks (health checks,
+/// `/metrics`, calls that need no record) move to another thread instead
+/// of stalling behind a slow sink.
+fn wait_for_room(sender: &SyncSender<Pending>, pending: Pending) -> Result<(), &'static str> {
+    let send = || sender.send(pending).map_err(|_| "writer stopped");
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(send)
+        }
+        _ => send(),
     }
 }
 
