@@ -18,9 +18,11 @@ use crate::registry::SensitivityScale;
 mod audit;
 mod identity;
 mod limits;
+mod telemetry;
 
 pub use audit::RawAudit;
 pub use limits::RawLimits;
+pub use telemetry::{OTLP_ENDPOINT_VAR, RawTelemetry, TelemetrySettings};
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -162,6 +164,8 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     /// Bounds on hostile input (`[limits]`).
     pub limits: Option<RawLimits>,
+    /// OpenTelemetry export (`[telemetry]`).
+    pub telemetry: Option<RawTelemetry>,
     /// The store: `sqlite://PATH` or `postgres://...`.
     pub store: Option<String>,
     /// A replica out of contact with the store for longer denies, ms.
@@ -313,6 +317,10 @@ impl RawConfig {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
             },
+            telemetry: match (self.telemetry, file.telemetry) {
+                (Some(flags), Some(file)) => Some(flags.or(file)),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 }
@@ -375,6 +383,8 @@ pub struct Settings {
     /// The audit pipeline but its file and capacity (`decision_log`,
     /// `decision_log_capacity`).
     pub audit: crate::audit::AuditSettings,
+    /// OpenTelemetry export.
+    pub telemetry: TelemetrySettings,
     /// The store URL.
     pub store: String,
     /// How this replica follows the store.
@@ -543,6 +553,11 @@ impl Settings {
             .audit
             .unwrap_or_default()
             .resolve(&envoy.token_header, &mut problems);
+        let telemetry = raw
+            .telemetry
+            .clone()
+            .unwrap_or_default()
+            .resolve(std::env::var(OTLP_ENDPOINT_VAR).ok(), &mut problems);
         let log_json = match raw.log_format.as_deref() {
             None | Some("human") => false,
             Some("json") => true,
@@ -599,6 +614,7 @@ impl Settings {
                     envoy,
                     log_json,
                     audit,
+                    telemetry,
                     store,
                     replica,
                     store_key_file: raw.store_key_file,

@@ -25,3 +25,4 @@ pub mod registry;
 pub mod revision;
 pub mod server;
 pub mod store;
+pub mod telemetry;

@@ -159,6 +159,8 @@ pub struct RunningServer {
     /// Health and withdrawals following the identity snapshots.
     identity_tasks: [JoinHandle<()>; 2],
     log_writer: Option<DecisionLogWriter>,
+    /// Prunes the audit table past its retention.
+    pruner: Option<JoinHandle<()>>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     readiness: http::Readiness,
@@ -199,15 +201,33 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         capacity: options.decision_log_capacity,
         ..options.audit.clone()
     };
+    // The store sink writes to the state store's own database.
+    let audit_table = audit
+        .store
+        .as_ref()
+        .map(|_| options.journal.store().audit_table());
     let (decision_log, log_writer) = if audit.enabled() {
-        let (log, writer) =
-            DecisionLog::start(&audit).map_err(|source| ServerError::DecisionLog {
+        let (log, writer) = DecisionLog::start(&audit, audit_table.clone()).map_err(|source| {
+            ServerError::DecisionLog {
                 path: audit.file.clone().unwrap_or_default(),
                 source,
-            })?;
+            }
+        })?;
         (Some(log), Some(writer))
     } else {
         (None, None)
+    };
+    // Retention runs on a task of its own, off the decision path.
+    let pruner = match (&audit.store, &audit_table, &decision_log) {
+        (Some(store), Some(table), Some(log)) => store.retention.map(|retention| {
+            tokio::spawn(crate::audit::prune_every(
+                table.clone(),
+                retention,
+                store.prune_every,
+                log.stats(),
+            ))
+        }),
+        _ => None,
     };
     let replica_health = crate::store::ReplicaHealth::new(options.replica.stale_after);
     let metrics = Arc::new(Metrics::new(Live {
@@ -384,6 +404,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         _follower: follower,
         identity_tasks,
         log_writer,
+        pruner,
         grpc_addr,
         http_addr,
         readiness,
@@ -445,6 +466,9 @@ impl RunningServer {
         }
         if let Some(watcher) = &self.route_watcher {
             watcher.abort();
+        }
+        if let Some(pruner) = &self.pruner {
+            pruner.abort();
         }
         let _ = self.stop_grpc.send(());
         let mut grpc = self.grpc;

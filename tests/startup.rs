@@ -137,6 +137,26 @@ fn an_unknown_key_in_mandate_toml_is_refused() {
 }
 
 #[test]
+fn audit_and_telemetry_keys_that_cannot_be_honoured_refuse_start() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(
+        dir.path().join("mandate.toml"),
+        "[audit]\nstore_retention_days = 7\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`audit.store_retention_days` is set but the store sink is off"),
+        "{stderr}"
+    );
+    // Asked for in the configuration, OTLP export is never silently off.
+    if !cfg!(feature = "otel") {
+        assert!(stderr.contains("--features otel"), "{stderr}");
+    }
+}
+
+#[test]
 fn a_bad_catalog_refuses_start_and_names_every_entry_at_fault() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     std::fs::write(

@@ -1,7 +1,9 @@
-//! `mandate.v1.AuditService`: decisions and task trails from the audit
-//! index, the window of recent entries the pipeline keeps in memory, or,
-//! when a question reaches before that window, from the file sink's files.
-//! Both calls are Cedar decisions on `Mandate::AuditLog::"main"`.
+//! `mandate.v1.AuditService`: decisions and task trails. With the store
+//! sink on, from the store's audit table (filters in SQL; with PostgreSQL,
+//! any replica answers for the records of all of them). Otherwise from the
+//! audit index, the window of recent entries the pipeline keeps in memory,
+//! or, when a question reaches before that window, from the file sink's
+//! files. Both calls are Cedar decisions on `Mandate::AuditLog::"main"`.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -19,7 +21,8 @@ use super::v1::{
 };
 use super::{ApiError, DecisionState};
 use crate::audit::{
-    AuditEntry, AuditIndex, DecisionFilter, DecisionRecord, Indexed, TaskEvent, read_entries,
+    AuditEntry, AuditIndex, AuditTable, DecisionFilter, DecisionRecord, Indexed, TaskEvent,
+    read_entries,
 };
 
 /// The Cedar type and id of the audit log, the resource of these calls.
@@ -28,6 +31,8 @@ const AUDIT_LOG_ID: &str = "main";
 /// Records a query returns when it asks for no limit, and at most.
 const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
+/// Most entries of one trail read from the store.
+const MAX_TRAIL: usize = 100_000;
 
 /// The gRPC service.
 #[derive(Debug, Clone)]
@@ -53,6 +58,11 @@ impl AuditApi {
                 context: Vec::new(),
             },
         )
+    }
+
+    /// The store's audit table, when the store sink is on.
+    fn table(&self) -> Option<Arc<dyn AuditTable>> {
+        self.state.decision_log.as_ref().and_then(|log| log.table())
     }
 
     /// The index and the file sink's files (oldest first), either may be
@@ -187,23 +197,30 @@ impl AuditService for AuditApi {
             0 => DEFAULT_LIMIT,
             n => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
         };
-        // The index answers unless the question reaches before its window
-        // and the files go back further. Matches are copied out under the
-        // index's lock, then streamed without it.
-        let (index, files) = self.sources()?;
-        let found = match index {
-            Some(index)
-                if files.is_empty()
-                    || index
-                        .window_start()
-                        .is_none_or(|start| filter.since_ms.is_some_and(|s| s >= start)) =>
-            {
-                index.decisions(&filter, limit)
-            }
-            _ => {
-                let wanted =
-                    move |e: &AuditEntry| matches!(e, AuditEntry::Decision(d) if filter.matches(d));
-                read_back(files, wanted, limit).await?
+        // The store answers when its sink is on. Otherwise the index does,
+        // unless the question reaches before its window and the files go
+        // back further. Matches are copied out under the index's lock, then
+        // streamed without it.
+        let found = if let Some(table) = self.table() {
+            table
+                .decisions(&filter, limit)
+                .await
+                .map_err(ApiError::from)?
+        } else {
+            let (index, files) = self.sources()?;
+            match index {
+                Some(index)
+                    if files.is_empty()
+                        || index
+                            .window_start()
+                            .is_none_or(|start| filter.since_ms.is_some_and(|s| s >= start)) =>
+                {
+                    index.decisions(&filter, limit)
+                }
+                _ => {
+                    let wanted = move |e: &AuditEntry| matches!(e, AuditEntry::Decision(d) if filter.matches(d));
+                    read_back(files, wanted, limit).await?
+                }
             }
         };
         let stream = tokio_stream::iter(found.into_iter().filter_map(
@@ -223,6 +240,14 @@ impl AuditService for AuditApi {
         let root = &request.get_ref().root_task_id;
         if root.is_empty() {
             return Err(ApiError::InvalidArgument("`root_task_id` is required".to_owned()).into());
+        }
+        if let Some(table) = self.table() {
+            let entries = table.trail(root, MAX_TRAIL).await.map_err(ApiError::from)?;
+            let window = table.window_start().await.map_err(ApiError::from)?;
+            return Ok(Response::new(GetTaskTrailResponse {
+                entries: entries.iter().map(trail_entry).collect(),
+                window_start_ms: window.unwrap_or_default(),
+            }));
         }
         let (index, files) = self.sources()?;
         let (entries, window) = match index.map(|index| index.trail(root)) {

@@ -114,6 +114,12 @@ async fn ready(
         "identity": identity,
         "decision_log": decision_log.as_ref().map(|log| serde_json::json!({
             "dropped": log.dropped(),
+            // The store sink: records waiting for the store, failed writes.
+            "store": log.stats().store().map(|s| serde_json::json!({
+                "pending": s.pending,
+                "failures": s.failures,
+                "dropped": s.dropped,
+            })),
         })),
         "ready": ready,
         "policies": {

@@ -1,7 +1,6 @@
-//! The in-memory index `AuditService` answers from: the most recent audit
-//! entries, bounded by count and by age. Until the store sink exists this
-//! window is all the API can answer; older records are only in the sinks'
-//! files.
+//! The in-memory index `AuditService` answers from when the store sink is
+//! off: the most recent audit entries, bounded by count and by age. Older
+//! records are then only in the sinks' files.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};

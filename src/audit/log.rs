@@ -7,8 +7,9 @@
 //! cannot starve it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
 
 use super::event::{AuditEntry, TaskEvent};
 use super::index::AuditIndex;
@@ -16,6 +17,8 @@ use super::record::{CedarRequest, DecisionRecord};
 use super::redact::Redaction;
 use super::settings::{AuditSettings, Overflow};
 use super::sink::{AuditSink, FileSink, StdoutSink};
+use super::store_sink::StoreSink;
+use super::table::AuditTable;
 use crate::decision::Evaluated;
 
 /// An entry waiting to be written; the Cedar request is turned into JSON
@@ -32,6 +35,34 @@ pub struct QueueStats {
     depth: AtomicU64,
     dropped: AtomicU64,
     written: AtomicU64,
+    store: StoreStats,
+}
+
+/// Counters of the store sink.
+#[derive(Debug, Default)]
+struct StoreStats {
+    enabled: AtomicBool,
+    written: AtomicU64,
+    failures: AtomicU64,
+    dropped: AtomicU64,
+    pending: AtomicU64,
+    pruned: AtomicU64,
+}
+
+/// A snapshot of the store sink's counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSinkCounts {
+    /// Rows committed.
+    pub written: u64,
+    /// Writes that failed (each is retried).
+    pub failures: u64,
+    /// Records the store never got: its backlog was full under `drop`,
+    /// or shutdown came before the store answered.
+    pub dropped: u64,
+    /// Records waiting for the store now.
+    pub pending: u64,
+    /// Rows deleted by retention.
+    pub pruned: u64,
 }
 
 impl QueueStats {
@@ -49,6 +80,45 @@ impl QueueStats {
     /// Entries the writer has handled.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+
+    /// The store sink's counters, when it runs.
+    pub fn store(&self) -> Option<StoreSinkCounts> {
+        let s = &self.store;
+        s.enabled.load(Ordering::Relaxed).then(|| StoreSinkCounts {
+            written: s.written.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            pending: s.pending.load(Ordering::Relaxed),
+            pruned: s.pruned.load(Ordering::Relaxed),
+        })
+    }
+
+    pub(super) fn store_enabled(&self) {
+        self.store.enabled.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn store_written(&self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.store.written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn store_failed(&self) {
+        self.store.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn store_dropped(&self) {
+        self.store.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn store_pending(&self, n: usize) {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.store.pending.store(n, Ordering::Relaxed);
+    }
+
+    /// Counts rows retention deleted.
+    pub fn store_pruned(&self, n: u64) {
+        self.store.pruned.fetch_add(n, Ordering::Relaxed);
     }
 
     fn drop_one(&self, why: &str) {
@@ -70,6 +140,8 @@ pub struct DecisionLog {
     file: Option<(std::path::PathBuf, usize)>,
     /// What records never hold, for what must be done before queueing.
     redaction: Arc<Redaction>,
+    /// The store sink's table, which `AuditService` then answers from.
+    table: Option<Arc<dyn AuditTable>>,
 }
 
 /// The writer thread; [`DecisionLogWriter::finish`] flushes it.
@@ -79,8 +151,14 @@ pub struct DecisionLogWriter {
 }
 
 impl DecisionLog {
-    /// Opens the sinks `settings` names and starts the writer.
-    pub fn start(settings: &AuditSettings) -> std::io::Result<(Self, DecisionLogWriter)> {
+    /// Opens the sinks `settings` names and starts the writer; the store
+    /// sink writes to `table` (the store's), which it needs when on. Call
+    /// within a Tokio runtime when the store sink is on.
+    pub fn start(
+        settings: &AuditSettings,
+        table: Option<Arc<dyn AuditTable>>,
+    ) -> std::io::Result<(Self, DecisionLogWriter)> {
+        let stats = Arc::new(QueueStats::default());
         let mut sinks: Vec<Box<dyn AuditSink>> = Vec::new();
         if let Some(path) = &settings.file {
             sinks.push(Box::new(FileSink::open(path, settings.rotation.clone())?));
@@ -88,16 +166,42 @@ impl DecisionLog {
         if settings.stdout {
             sinks.push(Box::new(StdoutSink::default()));
         }
-        Self::with_sinks(settings, sinks)
+        let table = match (&settings.store, table) {
+            (Some(store), Some(table)) => {
+                sinks.push(Box::new(StoreSink::new(
+                    table.clone(),
+                    &store.chain,
+                    settings.capacity,
+                    settings.overflow,
+                    stats.clone(),
+                )?));
+                Some(table)
+            }
+            (Some(_), None) => {
+                return Err(std::io::Error::other(
+                    "the audit store sink is on but no store was given",
+                ));
+            }
+            (None, _) => None,
+        };
+        Self::spawn(settings, sinks, stats, table)
     }
 
-    /// Starts the writer over `sinks` (a store-backed sink comes in here).
+    /// Starts the writer over `sinks`.
     pub fn with_sinks(
         settings: &AuditSettings,
         sinks: Vec<Box<dyn AuditSink>>,
     ) -> std::io::Result<(Self, DecisionLogWriter)> {
+        Self::spawn(settings, sinks, Arc::default(), None)
+    }
+
+    fn spawn(
+        settings: &AuditSettings,
+        sinks: Vec<Box<dyn AuditSink>>,
+        stats: Arc<QueueStats>,
+        table: Option<Arc<dyn AuditTable>>,
+    ) -> std::io::Result<(Self, DecisionLogWriter)> {
         let (sender, receiver) = sync_channel(settings.capacity.max(1));
-        let stats = Arc::new(QueueStats::default());
         let index =
             (settings.index.max_entries > 0).then(|| Arc::new(AuditIndex::new(settings.index)));
         let writer = Writer {
@@ -120,6 +224,7 @@ impl DecisionLog {
                     .clone()
                     .map(|path| (path, settings.rotation.keep)),
                 redaction: Arc::new(settings.redaction.clone()),
+                table,
             },
             DecisionLogWriter { thread },
         ))
@@ -161,7 +266,11 @@ impl DecisionLog {
         // and "0" means the queue is empty (the writer flushes then).
         self.stats.depth.fetch_add(1, Ordering::Relaxed);
         let sent = match self.overflow {
-            Overflow::Block => self.sender.send(pending).map_err(|_| "writer stopped"),
+            Overflow::Block => match self.sender.try_send(pending) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(pending)) => wait_for_room(&self.sender, pending),
+                Err(TrySendError::Disconnected(_)) => Err("writer stopped"),
+            },
             Overflow::Drop => self.sender.try_send(pending).map_err(|e| match e {
                 TrySendError::Full(_) => "queue full",
                 TrySendError::Disconnected(_) => "writer stopped",
@@ -195,6 +304,26 @@ impl DecisionLog {
     pub fn index(&self) -> Option<Arc<AuditIndex>> {
         self.index.clone()
     }
+
+    /// The store sink's table, when the store sink is on.
+    pub fn table(&self) -> Option<Arc<dyn AuditTable>> {
+        self.table.clone()
+    }
+}
+
+/// Sends into a full queue, waiting for room. On a worker of a
+/// multi-thread Tokio runtime (the decision path), the wait is announced
+/// with `block_in_place`, so the worker's other tasks (health checks,
+/// `/metrics`, calls that need no record) move to another thread instead
+/// of stalling behind a slow sink.
+fn wait_for_room(sender: &SyncSender<Pending>, pending: Pending) -> Result<(), &'static str> {
+    let send = || sender.send(pending).map_err(|_| "writer stopped");
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(send)
+        }
+        _ => send(),
+    }
 }
 
 impl DecisionLogWriter {
@@ -209,6 +338,9 @@ impl DecisionLogWriter {
     }
 }
 
+/// How often the writer wakes without records, to retry held ones.
+const TICK: Duration = Duration::from_millis(250);
+
 /// The writer thread's state.
 struct Writer {
     sinks: Vec<Box<dyn AuditSink>>,
@@ -222,7 +354,19 @@ impl Writer {
     // sink's chain (and the index) sees entries in the order they were
     // recorded, and a task's trail reads in the order things happened.
     fn run(mut self, receiver: Receiver<Pending>) {
-        while let Ok(pending) = receiver.recv() {
+        loop {
+            let pending = match receiver.recv_timeout(TICK) {
+                Ok(pending) => pending,
+                Err(RecvTimeoutError::Timeout) => {
+                    // A sink holding records for a retry gets one even
+                    // when nothing new comes.
+                    if self.sinks.iter().any(|s| s.has_pending()) {
+                        self.flush();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             self.stats.depth.fetch_sub(1, Ordering::Relaxed);
             let entry = Arc::new(self.complete(pending));
             if !self.sinks.is_empty() {
@@ -236,7 +380,11 @@ impl Writer {
                 self.flush();
             }
         }
-        self.flush();
+        for sink in &mut self.sinks {
+            if let Err(error) = sink.close() {
+                tracing::error!(sink = %sink.name(), %error, "audit sink not flushed at shutdown");
+            }
+        }
     }
 
     /// The entry as recorded: with its Cedar request (for replay) when a

@@ -2,6 +2,7 @@
 //! queue and overflow policy, redaction and the query window.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::index::IndexLimits;
 use super::redact::Redaction;
@@ -53,8 +54,22 @@ pub struct AuditSettings {
     pub overflow: Overflow,
     /// What records never hold.
     pub redaction: Redaction,
-    /// The window `AuditService` answers from.
+    /// The window `AuditService` answers from (unless the store sink is
+    /// on: then it answers from the store).
     pub index: IndexLimits,
+    /// The store sink, if on.
+    pub store: Option<StoreSinkSettings>,
+}
+
+/// The store sink: rows in the store's `audit_records` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSinkSettings {
+    /// This writer's chain; replicas sharing a store need different ones.
+    pub chain: String,
+    /// Rows older than this are pruned; `None`: kept forever.
+    pub retention: Option<Duration>,
+    /// How often retention runs.
+    pub prune_every: Duration,
 }
 
 /// Defaults, in one place (`config::defaults` refers to these).
@@ -69,6 +84,12 @@ pub mod defaults {
     pub const INDEX_MAX_ENTRIES: usize = 100_000;
     /// Oldest entry the query index keeps, seconds.
     pub const INDEX_MAX_AGE_SECS: u64 = 24 * 3600;
+    /// Days the store sink keeps rows.
+    pub const STORE_RETENTION_DAYS: u64 = 30;
+    /// How often retention prunes the store, seconds.
+    pub const STORE_PRUNE_INTERVAL_SECS: u64 = 3600;
+    /// The store chain's name when the host has none to give.
+    pub const STORE_CHAIN: &str = "mandate";
 }
 
 impl Default for AuditSettings {
@@ -87,6 +108,7 @@ impl Default for AuditSettings {
                 max_entries: defaults::INDEX_MAX_ENTRIES,
                 max_age_ms: i64::try_from(defaults::INDEX_MAX_AGE_SECS * 1000).unwrap_or(i64::MAX),
             },
+            store: None,
         }
     }
 }
@@ -106,6 +128,31 @@ impl AuditSettings {
 
     /// Whether any record needs the pipeline: a sink or the index.
     pub fn enabled(&self) -> bool {
-        self.file.is_some() || self.stdout || self.index.max_entries > 0
+        self.file.is_some() || self.stdout || self.store.is_some() || self.index.max_entries > 0
     }
+}
+
+impl StoreSinkSettings {
+    /// A sink writing chain `chain`, with the default retention.
+    pub fn new(chain: &str) -> Self {
+        Self {
+            chain: chain.to_owned(),
+            retention: Some(Duration::from_secs(
+                defaults::STORE_RETENTION_DAYS * 24 * 3600,
+            )),
+            prune_every: Duration::from_secs(defaults::STORE_PRUNE_INTERVAL_SECS),
+        }
+    }
+}
+
+/// The default chain name: this host's name (stable across restarts of a
+/// VM or a StatefulSet pod, different per replica), else
+/// [`defaults::STORE_CHAIN`].
+pub fn default_store_chain() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| defaults::STORE_CHAIN.to_owned())
 }

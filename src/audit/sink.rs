@@ -1,8 +1,8 @@
 //! Where audit lines go. A sink appends records to its own hash chain and
 //! writes them somewhere durable; it runs on the audit writer thread, never
 //! on the decision path, so it may block. The JSON-lines file (rotated by
-//! size) and stdout live here; a store-backed sink (a table with retention)
-//! implements the same trait.
+//! size) and stdout live here; the store sink (a table with retention) is
+//! in `store_sink.rs`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -21,9 +21,21 @@ pub trait AuditSink: Send {
     /// Appends one record, chaining it to the sink's previous one.
     fn append(&mut self, record: Map<String, Value>) -> std::io::Result<()>;
 
-    /// Makes what was appended durable (called when the queue runs empty
-    /// and on shutdown).
+    /// Makes what was appended durable (called when the queue runs empty,
+    /// and while [`AuditSink::has_pending`] says so, every tick).
     fn flush(&mut self) -> std::io::Result<()>;
+
+    /// The last flush, on shutdown: a sink that retries may try a little
+    /// longer, then reports what it could not write.
+    fn close(&mut self) -> std::io::Result<()> {
+        self.flush()
+    }
+
+    /// Whether records are held for a retry, so the writer flushes again
+    /// even when no new record arrives.
+    fn has_pending(&self) -> bool {
+        false
+    }
 }
 
 /// How a file sink rotates.
@@ -122,8 +134,13 @@ impl AuditSink for FileSink {
         self.chain = sealed.next;
         let written = u64::try_from(sealed.line.len()).unwrap_or(u64::MAX);
         self.size = self.size.saturating_add(written).saturating_add(1);
-        if self.rotation.max_bytes.is_some_and(|max| self.size >= max) {
-            self.rotate()?;
+        // The record is written: a rotation that fails is logged, not
+        // reported, or the writer would count a written record as lost.
+        // The next record tries to rotate again.
+        if self.rotation.max_bytes.is_some_and(|max| self.size >= max)
+            && let Err(error) = self.rotate()
+        {
+            tracing::error!(file = %self.path.display(), %error, "cannot rotate the audit file; it keeps growing");
         }
         Ok(())
     }

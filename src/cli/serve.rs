@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cedar_policy::Entities;
 use clap::Args;
 
-use super::{EXIT_USAGE, init_logging_as, runtime};
+use super::{EXIT_USAGE, runtime};
 use crate::api::refuse_workload_on_agent_path;
 use crate::approval::ApprovalBook;
 use crate::clock::{Clock, SystemClock};
@@ -95,6 +95,10 @@ pub(super) struct ServeArgs {
     /// Also write every audit record (decisions, task events) to stdout.
     #[arg(long)]
     audit_stdout: bool,
+    /// Also write every audit record to the store (`[audit] store = true`);
+    /// `AuditService` then answers from it.
+    #[arg(long)]
+    audit_store: bool,
     /// The store: `sqlite://PATH` or `postgres://...` [default:
     /// sqlite://DATA_DIR/mandate.db].
     #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
@@ -145,8 +149,9 @@ impl ServeArgs {
                 ..RawEnvoy::default()
             }),
             log_format: self.log_format,
-            audit: self.audit_stdout.then(|| RawAudit {
-                stdout: Some(true),
+            audit: (self.audit_stdout || self.audit_store).then(|| RawAudit {
+                stdout: self.audit_stdout.then_some(true),
+                store: self.audit_store.then_some(true),
                 ..RawAudit::default()
             }),
             store: self.store,
@@ -197,7 +202,21 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(problems) => return usage_error(&problems),
     };
-    init_logging_as("info", settings.log_json);
+    // The runtime first: the OTLP exporter, when configured, runs on it.
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let telemetry = {
+        let _in_runtime = runtime.enter();
+        match crate::telemetry::init("info", settings.log_json, &settings.telemetry) {
+            Ok(telemetry) => telemetry,
+            Err(e) => return usage_error(&[e.to_string()]),
+        }
+    };
+    if let Some(endpoint) = &settings.telemetry.otlp_endpoint {
+        tracing::info!(%endpoint, "exporting spans over OTLP");
+    }
     let engine = match Sources::read(&settings.policies, &settings.schema).and_then(|sources| {
         PolicyEngine::from_sources_at_level(
             &sources,
@@ -233,11 +252,12 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         None => RouteTable::empty(),
     };
 
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    runtime.block_on(serve(settings, engine, registry_input, routes))
+    let code = runtime.block_on(serve(settings, engine, registry_input, routes));
+    // Spans still buffered go out before the process ends.
+    runtime.block_on(async {
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    });
+    code
 }
 
 /// What the registry starts with: the catalog's entries and the entities

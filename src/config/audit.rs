@@ -1,11 +1,22 @@
 //! The `[audit]` table of `mandate.toml`: sinks besides the decision log
-//! file, rotation, the overflow policy, redaction and the query window.
+//! file (stdout, the store with its retention), rotation, the overflow
+//! policy, redaction and the query window.
 //! The file sink itself is the top-level `decision_log` key and the queue
 //! size `decision_log_capacity`, as before this table existed.
 
 use serde::Deserialize;
 
-use crate::audit::{AuditSettings, IndexLimits, Overflow, Redaction, Rotation, defaults};
+use std::time::Duration;
+
+use crate::audit::{
+    AuditSettings, IndexLimits, Overflow, Redaction, Rotation, StoreSinkSettings,
+    default_store_chain, defaults,
+};
+
+/// Longest retention accepted, days (a typo guard: 100 years).
+const MAX_RETENTION_DAYS: u64 = 36_500;
+/// Longest chain name, bytes.
+const MAX_CHAIN_LEN: usize = 128;
 
 /// The `[audit]` table.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -28,6 +39,14 @@ pub struct RawAudit {
     pub index_max_entries: Option<usize>,
     /// Oldest entry it keeps, seconds.
     pub index_max_age_secs: Option<u64>,
+    /// Also write every record to the store's `audit_records` table.
+    pub store: Option<bool>,
+    /// Days the store keeps rows; 0: forever.
+    pub store_retention_days: Option<u64>,
+    /// This replica's chain in the store [default: the host name].
+    pub store_chain: Option<String>,
+    /// How often retention prunes, seconds.
+    pub store_prune_interval_secs: Option<u64>,
 }
 
 impl RawAudit {
@@ -42,6 +61,12 @@ impl RawAudit {
             redact_headers: self.redact_headers.or(file.redact_headers),
             index_max_entries: self.index_max_entries.or(file.index_max_entries),
             index_max_age_secs: self.index_max_age_secs.or(file.index_max_age_secs),
+            store: self.store.or(file.store),
+            store_retention_days: self.store_retention_days.or(file.store_retention_days),
+            store_chain: self.store_chain.or(file.store_chain),
+            store_prune_interval_secs: self
+                .store_prune_interval_secs
+                .or(file.store_prune_interval_secs),
         }
     }
 
@@ -65,6 +90,7 @@ impl RawAudit {
         let max_age_secs = self
             .index_max_age_secs
             .unwrap_or(defaults::INDEX_MAX_AGE_SECS);
+        let store = self.store_sink(problems);
         let headers = self
             .redact_headers
             .unwrap_or_default()
@@ -87,8 +113,59 @@ impl RawAudit {
                     .unwrap_or(defaults::INDEX_MAX_ENTRIES),
                 max_age_ms: i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             },
+            store,
             ..base
         }
+    }
+
+    /// The store sink's settings, when `store = true`; its keys without it
+    /// are a mistake worth naming.
+    fn store_sink(&self, problems: &mut Vec<String>) -> Option<StoreSinkSettings> {
+        if self.store != Some(true) {
+            for (key, set) in [
+                ("store_retention_days", self.store_retention_days.is_some()),
+                ("store_chain", self.store_chain.is_some()),
+                (
+                    "store_prune_interval_secs",
+                    self.store_prune_interval_secs.is_some(),
+                ),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "`audit.{key}` is set but the store sink is off; add `store = true` to `[audit]`"
+                    ));
+                }
+            }
+            return None;
+        }
+        let days = self
+            .store_retention_days
+            .unwrap_or(defaults::STORE_RETENTION_DAYS);
+        if days > MAX_RETENTION_DAYS {
+            problems.push(format!(
+                "`audit.store_retention_days` {days} is more than {MAX_RETENTION_DAYS}; use 0 to keep rows forever"
+            ));
+        }
+        let every = self
+            .store_prune_interval_secs
+            .unwrap_or(defaults::STORE_PRUNE_INTERVAL_SECS);
+        if every == 0 {
+            problems.push("`audit.store_prune_interval_secs` must be at least 1".to_owned());
+        }
+        let chain = self.store_chain.clone().unwrap_or_else(default_store_chain);
+        if chain.is_empty()
+            || chain.len() > MAX_CHAIN_LEN
+            || !chain.chars().all(|c| c.is_ascii_graphic())
+        {
+            problems.push(format!(
+                "`audit.store_chain` `{chain}` must be 1 to {MAX_CHAIN_LEN} printable ASCII characters without spaces"
+            ));
+        }
+        Some(StoreSinkSettings {
+            chain,
+            retention: (days > 0).then(|| Duration::from_secs(days.saturating_mul(24 * 3600))),
+            prune_every: Duration::from_secs(every.max(1)),
+        })
     }
 }
 
@@ -108,6 +185,47 @@ mod tests {
             problems.iter().any(|p| p.contains("`wait`")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn the_store_sink_is_checked() {
+        let mut problems = Vec::new();
+        let on = RawAudit {
+            store: Some(true),
+            store_retention_days: Some(0),
+            store_chain: Some("replica a".into()),
+            ..RawAudit::default()
+        }
+        .resolve("x-mandate-token", &mut problems);
+        let store = on
+            .store
+            .clone()
+            .unwrap_or_else(|| StoreSinkSettings::new("x"));
+        assert_eq!(store.retention, None, "0 days keeps rows forever");
+        assert!(
+            problems.iter().any(|p| p.contains("`replica a`")),
+            "{problems:?}"
+        );
+        let mut problems = Vec::new();
+        let off = RawAudit {
+            store_retention_days: Some(7),
+            ..RawAudit::default()
+        }
+        .resolve("x-mandate-token", &mut problems);
+        assert_eq!(off.store, None);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`audit.store_retention_days`") && p.contains("store = true")),
+            "{problems:?}"
+        );
+        let default = RawAudit {
+            store: Some(true),
+            ..RawAudit::default()
+        }
+        .resolve("x-mandate-token", &mut Vec::new());
+        let retention = default.store.and_then(|s| s.retention);
+        assert_eq!(retention, Some(Duration::from_secs(30 * 24 * 3600)));
     }
 
     #[test]

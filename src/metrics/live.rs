@@ -143,6 +143,38 @@ impl Collector for Live {
                 "Audit records handled by the writer",
                 audit.written(),
             )?;
+            if let Some(store) = audit.store() {
+                counter(
+                    &mut encoder,
+                    "mandate_audit_store_written",
+                    "Audit rows committed to the store",
+                    store.written,
+                )?;
+                counter(
+                    &mut encoder,
+                    "mandate_audit_store_failures",
+                    "Failed writes of audit rows to the store (each retried; decisions are not affected)",
+                    store.failures,
+                )?;
+                counter(
+                    &mut encoder,
+                    "mandate_audit_store_dropped",
+                    "Audit records the store never got: its backlog was full under the drop policy, or shutdown came first",
+                    store.dropped,
+                )?;
+                gauge(
+                    &mut encoder,
+                    "mandate_audit_store_pending",
+                    "Audit records waiting for the store",
+                    store.pending,
+                )?;
+                counter(
+                    &mut encoder,
+                    "mandate_audit_store_pruned",
+                    "Audit rows deleted by retention",
+                    store.pruned,
+                )?;
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! again (see [`Journal`]).
 
 mod approvals;
+mod audit_sql;
 pub mod boot;
 mod error;
 mod follow;
@@ -29,6 +30,7 @@ use crate::approval::Approval;
 use crate::graph::Task;
 use crate::registry::RegistryChange;
 
+pub use audit_sql::SqlAuditTable;
 pub use error::StoreError;
 pub use follow::{Follower, ReplicaHealth, ReplicaSettings};
 pub use journal::Journal;
@@ -155,6 +157,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Writes exported rows into an empty store, in one transaction.
     async fn import(&self, rows: &[ExportRow]) -> Result<(), StoreError>;
+
+    /// The audit table of the store sink, on the same database.
+    fn audit_table(&self) -> Arc<dyn crate::audit::AuditTable>;
 
     /// Closes every connection; later calls fail with
     /// [`StoreError::Unavailable`].

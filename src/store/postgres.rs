@@ -241,6 +241,10 @@ impl Store for PostgresStore {
         Ok(Some(Box::new(Listener(listener))))
     }
 
+    fn audit_table(&self) -> std::sync::Arc<dyn crate::audit::AuditTable> {
+        super::SqlAuditTable::postgres(self.pool.clone())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -257,6 +257,10 @@ impl Store for SqliteStore {
         Ok(None)
     }
 
+    fn audit_table(&self) -> std::sync::Arc<dyn crate::audit::AuditTable> {
+        super::SqlAuditTable::sqlite(self.pool.clone())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

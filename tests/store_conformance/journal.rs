@@ -401,6 +401,9 @@ impl Store for SlowToAnswer {
     async fn import(&self, rows: &[mandate::store::ExportRow]) -> Result<(), StoreError> {
         self.inner.import(rows).await
     }
+    fn audit_table(&self) -> Arc<dyn mandate::audit::AuditTable> {
+        self.inner.audit_table()
+    }
     async fn close(&self) {
         self.inner.close().await;
     }

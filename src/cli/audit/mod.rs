@@ -1,6 +1,6 @@
 //! `mandate audit ...`: query a server's recent decisions, show a root
-//! task's trail as a tree, and verify a decision log file's hash chain
-//! (offline).
+//! task's trail as a tree, and verify the hash chain of a decision log
+//! file or of a store's audit table (offline).
 //!
 //! Exit codes: 0 done (verify: the chain is intact), 1 refused by the
 //! server (verify: a broken link), 2 bad usage or no connection.
@@ -26,8 +26,8 @@ pub(super) enum AuditCommand {
     /// A root task's tree: who delegated to whom, tokens, approvals,
     /// revocations and each call with its decision and policies.
     Trail(trail::TrailArgs),
-    /// Check the hash chain of decision log files (oldest first); report
-    /// the first broken link.
+    /// Check the hash chain of decision log files (oldest first) or of the
+    /// store's audit chains (`--store URL`); report the first broken link.
     Verify(verify::VerifyArgs),
 }
 
