@@ -486,7 +486,11 @@ impl RunningServer {
             }
         };
         let _ = self.stop_http.send(());
-        let _ = tokio::time::timeout(self.grace, self.http).await;
+        let mut http = self.http;
+        if tokio::time::timeout(self.grace, &mut http).await.is_err() {
+            http.abort();
+            let _ = http.await;
+        }
         // The writer ends once the last handle to the log is gone: the
         // services are, the watcher is aborted, ours goes now.
         if let Some(watcher) = self.watcher {

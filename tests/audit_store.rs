@@ -60,7 +60,7 @@ impl Backend {
     async fn open(&self) -> Arc<dyn Store> {
         match self {
             Self::Sqlite(dir) => Arc::new(
-                SqliteStore::open(&dir.path().join("mandate.db"))
+                SqliteStore::open_unlocked(&dir.path().join("mandate.db"))
                     .await
                     .unwrap(),
             ),
@@ -74,7 +74,7 @@ impl Backend {
     async fn exec(&self, sql: &str) {
         match self {
             Self::Sqlite(dir) => {
-                let store = SqliteStore::open(&dir.path().join("mandate.db"))
+                let store = SqliteStore::open_unlocked(&dir.path().join("mandate.db"))
                     .await
                     .unwrap();
                 sqlx::query(sql).execute(store.pool()).await.unwrap();

@@ -148,6 +148,9 @@ pub struct DecisionLog {
 #[derive(Debug)]
 pub struct DecisionLogWriter {
     thread: std::thread::JoinHandle<()>,
+    /// Tells the writer to end once its queue is empty, even while some
+    /// task still holds a [`DecisionLog`] handle.
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DecisionLog {
@@ -204,7 +207,9 @@ impl DecisionLog {
         let (sender, receiver) = sync_channel(settings.capacity.max(1));
         let index =
             (settings.index.max_entries > 0).then(|| Arc::new(AuditIndex::new(settings.index)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {
+            stop: stop.clone(),
             sinks,
             index: index.clone(),
             redaction: settings.redaction.clone(),
@@ -226,7 +231,7 @@ impl DecisionLog {
                 redaction: Arc::new(settings.redaction.clone()),
                 table,
             },
-            DecisionLogWriter { thread },
+            DecisionLogWriter { thread, stop },
         ))
     }
 
@@ -327,9 +332,11 @@ fn wait_for_room(sender: &SyncSender<Pending>, pending: Pending) -> Result<(), &
 }
 
 impl DecisionLogWriter {
-    /// Waits until every queued entry is written and flushed. Call after
-    /// every [`DecisionLog`] handle is dropped.
+    /// Waits until every queued entry is written and flushed, then ends
+    /// the writer. Entries queued later (by a handle some task still
+    /// holds) are refused and counted as dropped.
     pub async fn finish(self) -> std::io::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
         let thread = self.thread;
         tokio::task::spawn_blocking(move || thread.join())
             .await
@@ -343,6 +350,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// The writer thread's state.
 struct Writer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
     sinks: Vec<Box<dyn AuditSink>>,
     index: Option<Arc<AuditIndex>>,
     redaction: Redaction,
@@ -358,6 +366,9 @@ impl Writer {
             let pending = match receiver.recv_timeout(TICK) {
                 Ok(pending) => pending,
                 Err(RecvTimeoutError::Timeout) => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                     // A sink holding records for a retry gets one even
                     // when nothing new comes.
                     if self.sinks.iter().any(|s| s.has_pending()) {

@@ -17,10 +17,26 @@ pub const REDACTED_ERROR: &str = "(redacted: the error may quote a redacted cont
 /// credentials.
 pub const ALWAYS_REDACTED_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
-/// The Cedar type and id of the entity holding the selected headers (see
-/// `envoy/context.rs`).
+/// Query parameters never recorded, whatever the configuration says:
+/// clients put credentials there (OAuth, signed URLs, API keys).
+pub const ALWAYS_REDACTED_QUERY: &[&str] = &[
+    "access_token",
+    "api_key",
+    "apikey",
+    "client_secret",
+    "code",
+    "id_token",
+    "password",
+    "refresh_token",
+    "signature",
+    "token",
+];
+
+/// The Cedar type and ids of the entities holding the selected headers and
+/// the query parameters (see `envoy/context.rs`).
 const FIELDS_TYPE: &str = "Mandate::HttpFields";
 const HEADERS_ID: &str = "headers";
+const QUERY_ID: &str = "query";
 
 /// Context keys and headers to keep out of records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +45,8 @@ pub struct Redaction {
     pub context_keys: BTreeSet<String>,
     /// Header names, lowercase.
     pub headers: BTreeSet<String>,
+    /// Query parameter names, lowercase.
+    pub query_params: BTreeSet<String>,
 }
 
 impl Redaction {
@@ -44,7 +62,19 @@ impl Redaction {
                 .map(|h| h.to_ascii_lowercase())
                 .chain(ALWAYS_REDACTED_HEADERS.iter().map(|h| (*h).to_owned()))
                 .collect(),
+            query_params: ALWAYS_REDACTED_QUERY
+                .iter()
+                .map(|q| (*q).to_owned())
+                .collect(),
         }
+    }
+
+    /// Also keeps `params` (query parameter names) out of records.
+    #[must_use]
+    pub fn with_query_params(mut self, params: impl IntoIterator<Item = String>) -> Self {
+        self.query_params
+            .extend(params.into_iter().map(|p| p.to_ascii_lowercase()));
+        self
     }
 
     /// Cedar's messages about an invalid context print the context, values
@@ -82,15 +112,17 @@ impl Redaction {
         }
         for entity in cedar.entities.as_array_mut().into_iter().flatten() {
             let uid = entity.get("uid");
-            let is_headers = uid.and_then(|u| u.get("type")).and_then(Value::as_str)
-                == Some(FIELDS_TYPE)
-                && uid.and_then(|u| u.get("id")).and_then(Value::as_str) == Some(HEADERS_ID);
-            if !is_headers {
+            if uid.and_then(|u| u.get("type")).and_then(Value::as_str) != Some(FIELDS_TYPE) {
                 continue;
             }
+            let listed = match uid.and_then(|u| u.get("id")).and_then(Value::as_str) {
+                Some(HEADERS_ID) => &self.headers,
+                Some(QUERY_ID) => &self.query_params,
+                _ => continue,
+            };
             if let Some(tags) = entity.get_mut("tags").and_then(Value::as_object_mut) {
                 for (name, value) in tags.iter_mut() {
-                    if self.headers.contains(&name.to_ascii_lowercase()) {
+                    if listed.contains(&name.to_ascii_lowercase()) {
                         *value = Value::String(REDACTED.to_owned());
                     }
                 }
@@ -130,15 +162,25 @@ mod tests {
                 {"uid": {"type": "Mandate::HttpFields", "id": "headers"}, "attrs": {}, "parents": [],
                  "tags": {"x-secret": "s", "authorization": "Bearer t", "x-env": "prod"}},
                 {"uid": {"type": "Mandate::HttpFields", "id": "query"}, "attrs": {}, "parents": [],
-                 "tags": {"x-secret": "kept: not a header"}}
+                 "tags": {"x-secret": "kept: not a header", "access_token": "qt",
+                          "Session": "sess-9", "page": "2"}}
             ]),
         };
-        Redaction::new(["ssn".to_owned()], ["X-Secret".to_owned()]).apply(&mut cedar);
+        Redaction::new(["ssn".to_owned()], ["X-Secret".to_owned()])
+            .with_query_params(["session".to_owned()])
+            .apply(&mut cedar);
         let text = cedar.context.to_string() + &cedar.entities.to_string();
         assert!(
             !text.contains("123") && !text.contains("Bearer t") && !text.contains("\"s\""),
             "{text}"
         );
+        // Query parameters: the always-listed credential and the
+        // configured one (matched without regard to case).
+        assert!(
+            !text.contains("\"qt\"") && !text.contains("sess-9"),
+            "{text}"
+        );
+        assert!(text.contains("\"2\""), "{text}");
         assert!(
             text.contains("prod") && text.contains("fix") && text.contains("kept"),
             "{text}"

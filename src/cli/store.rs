@@ -105,7 +105,8 @@ async fn migrate(args: &StoreArgs) -> Result<(), Failure> {
 }
 
 async fn export(args: &StoreArgs, output: Option<PathBuf>) -> Result<(), Failure> {
-    let store = crate::store::open(&args.url()).await?;
+    // Reads only: a backup may be taken while the server runs.
+    let store = crate::store::open_to_read(&args.url()).await?;
     let rows = store.export().await?;
     let mut out: Box<dyn Write> = match &output {
         Some(path) => Box::new(std::io::BufWriter::new(

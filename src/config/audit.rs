@@ -35,6 +35,9 @@ pub struct RawAudit {
     /// Headers whose values are never recorded (besides
     /// `authorization`, `proxy-authorization` and `cookie`).
     pub redact_headers: Option<Vec<String>>,
+    /// Query parameters whose values are never recorded (besides
+    /// `access_token`, `token`, `password`, ...).
+    pub redact_query: Option<Vec<String>>,
     /// Entries `AuditService` can answer from; 0 turns the index off.
     pub index_max_entries: Option<usize>,
     /// Oldest entry it keeps, seconds.
@@ -59,6 +62,7 @@ impl RawAudit {
             max_files: self.max_files.or(file.max_files),
             redact_context_keys: self.redact_context_keys.or(file.redact_context_keys),
             redact_headers: self.redact_headers.or(file.redact_headers),
+            redact_query: self.redact_query.or(file.redact_query),
             index_max_entries: self.index_max_entries.or(file.index_max_entries),
             index_max_age_secs: self.index_max_age_secs.or(file.index_max_age_secs),
             store: self.store.or(file.store),
@@ -106,7 +110,8 @@ impl RawAudit {
             },
             stdout: self.stdout.unwrap_or(false),
             overflow,
-            redaction: Redaction::new(self.redact_context_keys.unwrap_or_default(), headers),
+            redaction: Redaction::new(self.redact_context_keys.unwrap_or_default(), headers)
+                .with_query_params(self.redact_query.unwrap_or_default()),
             index: IndexLimits {
                 max_entries: self
                     .index_max_entries

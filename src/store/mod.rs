@@ -167,12 +167,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 }
 
 /// Opens (creating if needed) the store at `url` and runs its migrations:
-/// `sqlite://PATH` or `postgres://...`.
+/// `sqlite://PATH` or `postgres://...`. A SQLite file is refused while
+/// another process has it open (see [`SqliteStore::open`]).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_as(url, true).await
+}
+
+/// [`open`] for commands that only read (`store export`, `audit verify
+/// --store`): they may run beside the server using a SQLite file.
+pub async fn open_to_read(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_as(url, false).await
+}
+
+async fn open_as(url: &str, exclusive: bool) -> Result<Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(
-            SqliteStore::open(std::path::Path::new(path)).await?,
-        ))
+        let path = std::path::Path::new(path);
+        Ok(Arc::new(if exclusive {
+            SqliteStore::open(path).await?
+        } else {
+            SqliteStore::open_unlocked(path).await?
+        }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(url, None).await?))
     } else {

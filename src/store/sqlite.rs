@@ -33,9 +33,10 @@ impl SqliteStore {
         Self::open_with(path, true).await
     }
 
-    /// [`SqliteStore::open`] without the process lock, so one process can
-    /// hold several handles on one file: for tests of the journal's
-    /// conflict handling, never for a server.
+    /// [`SqliteStore::open`] without the process lock: for commands that
+    /// only read beside a running server, and tests holding several
+    /// handles on one file; never for a server or anything that writes
+    /// state.
     pub async fn open_unlocked(path: &Path) -> Result<Self, StoreError> {
         Self::open_with(path, false).await
     }
