@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), whole as u64);
         sink.append(record(3)).unwrap();
         sink.flush().unwrap();
-        let verified = verify_files(&[path.clone()]).unwrap();
+        let verified = verify_files(std::slice::from_ref(&path)).unwrap();
         assert_eq!((verified.first_seq, verified.last_seq), (1, 4));
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(
