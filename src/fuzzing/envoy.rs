@@ -4,6 +4,8 @@
 //! policies see. Never a panic; a mapped request must be one the path
 //! rules allow and must not leak a credential to policies.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use prost::Message;
 
@@ -113,6 +115,24 @@ fn mapped_is_safe(
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             || format!("thumbprint `{thumbprint}` is not a base64url SHA-256"),
         )?;
+        // It must be the `Hash` Envoy sent, read as hex and nothing else.
+        let hex: String = URL_SAFE_NO_PAD
+            .decode(thumbprint)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let sent = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .and_then(|http| crate::envoy::header(http, "x-forwarded-client-cert"))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        ensure(hex.len() == 64 && sent.contains(&hex), || {
+            format!("thumbprint `{thumbprint}` is not the `Hash` of `{sent}`")
+        })?;
     }
     ensure(
         mapped.http.path.starts_with('/') && !mapped.http.path.contains('?'),
