@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use prost::Message;
+use spiffe::SpiffeId;
 
 use super::{Outcome, ensure};
 use crate::envoy::{EnvoySettings, Mapped, RouteMap, http_context, map_check};
@@ -93,10 +94,13 @@ fn mapped_is_safe(
     ensure(!mapped.subject.path().is_empty(), || {
         format!("subject `{subject}` has no path")
     })?;
-    // Envoy's own view of the peer is never overridden by a header.
-    ensure(principal.is_empty() || principal == subject, || {
-        format!("subject `{subject}` is not the principal `{principal}`")
-    })?;
+    // Envoy's own view of the peer is never overridden by a header (the
+    // trust domain is compared in its canonical lowercase).
+    let vouched = SpiffeId::new(principal).map(|id| id.to_string());
+    ensure(
+        principal.is_empty() || vouched.as_deref() == Ok(subject.as_str()),
+        || format!("subject `{subject}` is not the principal `{principal}`"),
+    )?;
     ensure(!principal.is_empty() || settings.trust_xfcc, || {
         format!("subject `{subject}` came from an untrusted header")
     })?;

@@ -174,6 +174,13 @@ impl TokenHarness {
     /// key, must verify; else why not.
     fn acceptable(&self, header: &Value, claims: &Value) -> Result<(), String> {
         let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        ensure(
+            header.as_object().is_some_and(|h| {
+                h.keys()
+                    .all(|k| ["alg", "typ", "kid"].contains(&k.as_str()))
+            }),
+            || "the header holds more than `alg`, `typ` and `kid`".to_owned(),
+        )?;
         ensure(text(header, "alg").as_deref() == Some("EdDSA"), || {
             "`alg` is not EdDSA".to_owned()
         })?;
