@@ -18,6 +18,9 @@ use crate::credential::{
     KeyRotation, SigningKeys, TOKEN_TYPE, TaskClaims, TaskTokens, TokenSettings, thumbprint,
 };
 
+/// The verifier's size limit: a longer token is refused unread.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// A verifier over one fixed key, at [`NOW`], for [`SUBJECT`] presenting
 /// one fixed certificate.
 #[derive(Debug)]
@@ -135,7 +138,11 @@ impl TokenHarness {
     pub fn check_signed(&self, header: &Value, claims: &Value) -> Result<Outcome, String> {
         let token = self.sign(header, claims);
         let outcome = self.check_token(&token)?;
-        let expected = self.acceptable(header, claims);
+        let expected = if token.len() > MAX_TOKEN_BYTES {
+            Err("it is longer than the verifier's limit".to_owned())
+        } else {
+            self.acceptable(header, claims)
+        };
         match (&outcome, expected) {
             (Outcome::Accepted, Err(why)) => Err(format!("accepted although {why}: {token}")),
             (Outcome::Refused(error), Ok(())) => {
