@@ -15,6 +15,8 @@ pub mod config;
 pub mod credential;
 pub mod decision;
 pub mod envoy;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod identity;
 pub mod integrity;

@@ -130,7 +130,11 @@ pub struct TaskTokens {
     verified: RwLock<HashMap<String, Arc<Verified>>>,
 }
 
+/// The header fields we read. Our tokens carry exactly these; any other
+/// (`crit` above all, which RFC 7515 says to refuse when not understood,
+/// or `jku`, `jwk`, `x5u`, `x5c`) is refused rather than ignored.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawHeader {
     alg: Option<String>,
     typ: Option<String>,

@@ -344,7 +344,8 @@ fn decode_query(query: &str) -> Vec<(String, String)> {
 /// `x5t#S256` (base64url SHA-256) from a hex SHA-256.
 fn hex_sha256_to_x5t(hex: &str) -> Option<String> {
     use base64::Engine;
-    if hex.len() != 64 {
+    // `from_str_radix` alone would take a sign: `+a` is not hex.
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes = (0..32)

@@ -222,16 +222,19 @@ fn xfcc_hash_becomes_a_thumbprint_when_trusted() {
         mapped.thumbprint.as_deref(),
         Some("q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s")
     );
-    let bad = format!("Hash=xyz;URI={AGENT}");
-    let request = check(
-        "",
-        "/repos/a/b",
-        &[("x-mandate-token", "t"), ("x-forwarded-client-cert", &bad)],
-    );
-    assert_eq!(
-        map(&request, &settings).unwrap_err().reason,
-        reason::SUBJECT_CERTIFICATE_INVALID
-    );
+    // `+a` parses as a hex number but is not hex (see fuzz/regressions).
+    for hash in ["xyz".to_owned(), "+a".repeat(32)] {
+        let bad = format!("Hash={hash};URI={AGENT}");
+        let request = check(
+            "",
+            "/repos/a/b",
+            &[("x-mandate-token", "t"), ("x-forwarded-client-cert", &bad)],
+        );
+        assert_eq!(
+            map(&request, &settings).unwrap_err().reason,
+            reason::SUBJECT_CERTIFICATE_INVALID
+        );
+    }
 }
 
 #[test]
