@@ -57,13 +57,16 @@ impl ServeProcess {
                 }
             }
         });
-        let Ok(addr) = rx.recv_timeout(START_TIMEOUT) else {
-            let _ = child.kill();
-            panic!(
-                "mandate serve did not start; its log:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
+        let addr = rx
+            .recv_timeout(START_TIMEOUT)
+            .map_err(|_| {
+                let _ = child.kill();
+                format!(
+                    "mandate serve did not start; its log:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .unwrap();
         Self { child, addr, log }
     }
 

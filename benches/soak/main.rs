@@ -331,12 +331,12 @@ fn report(
         .filter(|s| around(**s))
         .count();
     println!(
-        "reloads: {} ({} by the file watch, {} by PolicyService.Reload), {} shown, write to shown {:.0}-{:.0} ms",
+        "reloads: {} ({} by the file watch, {} by PolicyService.Reload), {} shown, write to shown {:.0} to {:.0} ms",
         reloads.len(),
         reloads.iter().filter(|r| !r.by_rpc).count(),
         reloads.iter().filter(|r| r.by_rpc).count(),
         shown.len(),
-        shown.iter().copied().fold(f64::INFINITY, f64::min),
+        shown.iter().copied().reduce(f64::min).unwrap_or(0.0),
         shown.iter().copied().fold(0.0, f64::max),
     );
     println!(
@@ -352,13 +352,15 @@ fn report(
         answered += get(&per_second[*s]);
         answered >= k.audit_index_entries
     });
-    let warmup = index_full.map(|s| (s as u64 + 2).max(k.warmup));
-    match (
-        warmup,
-        memory::figures(samples, warmup.unwrap_or(k.warmup) as f64),
-    ) {
-        (_, None) => failures.push("memory: no RSS samples of the server".into()),
-        (Some(w), Some(m)) if w + 30 <= k.seconds => {
+    let judged = index_full
+        .map(|s| (s as u64 + 2).max(k.warmup))
+        .filter(|w| w + 30 <= k.seconds);
+    let first = samples.first().map_or(0, |s| s.1);
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    match judged.map(|w| (w, memory::figures(samples, w as f64))) {
+        _ if samples.is_empty() => failures.push("memory: no RSS samples of the server".into()),
+        Some((_, None)) => failures.push("memory: no RSS sample after warm-up".into()),
+        Some((w, Some(m))) => {
             println!(
                 "server RSS: {} MiB at start, {} MiB after warm-up ({w} s: the audit index full, {} decisions), {} MiB at the end, peak {} MiB after warm-up; growth after warm-up {:+.1}% (stable: at most {}%)",
                 m.first / 1024,
@@ -376,11 +378,12 @@ fn report(
                 ));
             }
         }
-        (_, Some(m)) => println!(
-            "server RSS: {} MiB at start, {} MiB at the end, peak {} MiB; not judged: the run ended less than 30 s after the audit index filled ({} decisions; {calls} made), and it grows until then by design",
-            m.first / 1024,
-            m.end / 1024,
-            samples.iter().map(|(_, k)| *k).max().unwrap_or(0) / 1024,
+        None => println!(
+            "server RSS: {} MiB at start, {} MiB at the end, peak {} MiB; not judged: the run ended less than 30 s after warm-up ({} s, and until the audit index is full: {} decisions; {calls} made), and RSS grows until then by design",
+            first / 1024,
+            samples.last().map_or(0, |s| s.1) / 1024,
+            peak / 1024,
+            k.warmup,
             k.audit_index_entries,
         ),
     }

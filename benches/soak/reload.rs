@@ -85,7 +85,7 @@ impl Reloader {
                 _ = ticker.tick() => {}
                 () = tokio::time::sleep_until(self.deadline.into()) => break,
             }
-            if Instant::now() + SHOW_WITHIN / 2 >= self.deadline {
+            if Instant::now() >= self.deadline {
                 break;
             }
             permit = !permit;
