@@ -18,6 +18,17 @@ use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::server::{RunningServer, ServerOptions, start};
 use tonic::transport::Channel;
 
+pub mod serve;
+
+/// A numeric knob from the environment, `default` when unset or not a
+/// number.
+pub fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
