@@ -81,8 +81,10 @@ impl From<crate::approval::ApprovalError> for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
         tracing::warn!(error = %error, "write refused: the store failed");
-        // Nothing was applied to memory (the store commits first), so
-        // the caller may retry.
+        // Memory never holds what the store has not committed. When a
+        // commit's answer was lost the write may have landed all the same;
+        // memory then catches up before the next write, so a retry is
+        // judged against it (revoking a revoked task is a no-op).
         Self::Unavailable(format!("store-unavailable: {error}"))
     }
 }
