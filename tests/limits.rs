@@ -171,12 +171,15 @@ async fn a_large_context_is_invalid_argument() {
 
 #[tokio::test]
 async fn too_many_entity_references_are_invalid_argument_in_a_batch_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
     let server = TestServer::start_with(Setup {
         limits: Limits {
             max_context_entities: 2,
             ..Limits::default()
         },
         max_batch_size: 4,
+        decision_log: Some(log.clone()),
         ..Setup::default()
     })
     .await;
@@ -200,6 +203,22 @@ async fn too_many_entity_references_are_invalid_argument_in_a_batch_too() {
     assert_refused(&status, Code::InvalidArgument, "max_context_entities");
     assert!(status.message().contains("requests[1]"), "{status:?}");
     still_serving(&server).await;
+    // The log is written in order: once the call above is in it, so would
+    // be anything decided before it. Only that one call is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let decisions = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let decisions = text
+            .lines()
+            .filter(|l| l.contains("\"decision_id\""))
+            .count();
+        if decisions > 0 {
+            break decisions;
+        }
+        assert!(std::time::Instant::now() < deadline, "no decision recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(decisions, 1, "no request of the refused batch was decided");
 }
 
 /// A TLS connection over raw HTTP/2, presenting a fresh SVID for `path`.

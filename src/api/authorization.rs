@@ -325,6 +325,16 @@ impl AuthorizationService for AuthorizationApi {
             ))
             .into());
         }
+        // Every request within the limits before any is decided (and
+        // recorded): an oversized one fails the batch with nothing done.
+        for (i, r) in requests.iter().enumerate() {
+            request_limits::check(&self.state.limits, r).map_err(|e| match e {
+                ApiError::InvalidArgument(m) => {
+                    ApiError::InvalidArgument(format!("requests[{i}]: {m}"))
+                }
+                other => other,
+            })?;
+        }
         let min_revision = requests.iter().map(|r| r.min_revision).max();
         let gate = self.state.state_gate(min_revision.unwrap_or(0)).await;
         // One policy set and one registry for the whole batch.
