@@ -22,6 +22,7 @@ mod keyring;
 mod postgres;
 pub mod record;
 pub mod seal;
+mod snapshot;
 mod sqlite;
 
 use std::sync::Arc;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use tokio_stream::StreamExt;
 
 use super::error::{from_db, to_db};
 use super::record::{self, ChangeRecord};
@@ -115,42 +114,13 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self) -> Result<Loaded, StoreError> {
-        // One snapshot: the revision and every row as of the same moment,
-        // so catching up from `revision` replays exactly what the rows
-        // lack and never an older write over a newer row.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // Nothing can change what this transaction reads.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let mut loaded = Loaded {
-            revision: from_db(head),
-            ..Loaded::default()
-        };
-        {
-            let mut rows = sqlx::query("SELECT body FROM tasks").fetch(&mut *tx);
-            while let Some(row) = rows.next().await {
-                let body: String = row.and_then(|r| r.try_get(0)).map_err(unavailable)?;
-                let task = record::from_json::<record::TaskRecord>(&body)?.into_task()?;
-                loaded.tasks.push(std::sync::Arc::new(task));
-            }
-        }
-        for body in bodies(&mut tx, "SELECT body FROM approvals ORDER BY id").await? {
-            let approval = record::from_json::<record::ApprovalRecord>(&body)?;
-            loaded.approvals.push(approval.into_approval()?);
-        }
-        for body in bodies(&mut tx, "SELECT body FROM registry ORDER BY revision").await? {
-            let entry = record::from_json::<record::RegistryRecord>(&body)?;
-            loaded.registry.push(entry.into());
-        }
-        for body in bodies(&mut tx, "SELECT body FROM signing_keys ORDER BY revision").await? {
-            loaded.keys.push(record::from_json(&body)?);
-        }
+        let loaded = super::snapshot::load::<sqlx::Postgres>(&mut tx).await?;
         tx.rollback().await.map_err(unavailable)?;
         Ok(loaded)
     }
@@ -297,14 +267,4 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(unavailable)
     }
-}
-
-async fn bodies(conn: &mut sqlx::PgConnection, sql: &str) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(sql)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(unavailable)?;
-    rows.iter()
-        .map(|r| r.try_get(0).map_err(unavailable))
-        .collect()
 }
