@@ -70,7 +70,6 @@ impl AuthorizationApi {
                 "`resource.id` is required".to_owned(),
             ));
         }
-        request_limits::check(&self.state.limits, request)?;
         let subject_id = request.subject.as_ref().map(subject_id).transpose()?;
 
         let started = std::time::Instant::now();
@@ -293,6 +292,14 @@ pub(super) fn caller<T>(request: &Request<T>) -> Result<PeerIdentity, ApiError> 
         })
 }
 
+/// Names the request of a batch a bad-input error is about.
+fn in_batch(i: usize) -> impl Fn(ApiError) -> ApiError {
+    move |e| match e {
+        ApiError::InvalidArgument(m) => ApiError::InvalidArgument(format!("requests[{i}]: {m}")),
+        other => other,
+    }
+}
+
 #[tonic::async_trait]
 impl AuthorizationService for AuthorizationApi {
     async fn authorize(
@@ -300,6 +307,7 @@ impl AuthorizationService for AuthorizationApi {
         request: Request<AuthorizeRequest>,
     ) -> Result<Response<AuthorizeResponse>, Status> {
         let caller = caller(&request)?;
+        request_limits::check(&self.state.limits, request.get_ref())?;
         let gate = self.state.state_gate(request.get_ref().min_revision).await;
         let view = View::now(&self.state);
         if let Some(refusal) = gate {
@@ -328,12 +336,7 @@ impl AuthorizationService for AuthorizationApi {
         // Every request within the limits before any is decided (and
         // recorded): an oversized one fails the batch with nothing done.
         for (i, r) in requests.iter().enumerate() {
-            request_limits::check(&self.state.limits, r).map_err(|e| match e {
-                ApiError::InvalidArgument(m) => {
-                    ApiError::InvalidArgument(format!("requests[{i}]: {m}"))
-                }
-                other => other,
-            })?;
+            request_limits::check(&self.state.limits, r).map_err(in_batch(i))?;
         }
         let min_revision = requests.iter().map(|r| r.min_revision).max();
         let gate = self.state.state_gate(min_revision.unwrap_or(0)).await;
@@ -349,14 +352,7 @@ impl AuthorizationService for AuthorizationApi {
         let mut responses: Vec<AuthorizeResponse> = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| {
-                self.decide(&caller, r, &view).map_err(|e| match e {
-                    ApiError::InvalidArgument(m) => {
-                        ApiError::InvalidArgument(format!("requests[{i}]: {m}"))
-                    }
-                    other => other,
-                })
-            })
+            .map(|(i, r)| self.decide(&caller, r, &view).map_err(in_batch(i)))
             .collect::<Result<Vec<_>, _>>()?;
         for response in &mut responses {
             self.state.settle(response).await;
