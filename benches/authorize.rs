@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mandate::api::v1::{AuthorizeRequest, Resource};
-use mandate::decision::{Decider, DecisionRequest};
+use mandate::decision::{Evaluator, Query};
 use mandate::identity::SpiffeId;
 
 mod common;
@@ -21,18 +21,23 @@ use common::{DevServer, agents, engine, registry};
 fn in_process(c: &mut Criterion) {
     let engine = engine();
     let registry = registry(&engine).snapshot();
-    let decider = Decider::new(agents());
+    let evaluator = Evaluator::new(agents());
     let patcher = SpiffeId::new("spiffe://mandate.local/agents/patcher").unwrap();
-    let request = DecisionRequest::new(
+    let request = Query::new(
         &patcher,
         "read",
         "",
         "repo:acme/payments",
         serde_json::json!({ "purpose": "bench" }),
     );
-    assert!(decider.decide(&engine, &registry, request.clone()).allowed);
+    assert!(
+        evaluator
+            .evaluate(&engine, &registry, request.clone())
+            .0
+            .is_allowed()
+    );
     c.bench_function("decision/in_process_allow", |b| {
-        b.iter(|| decider.decide(&engine, &registry, std::hint::black_box(request.clone())))
+        b.iter(|| evaluator.evaluate(&engine, &registry, std::hint::black_box(request.clone())))
     });
 }
 

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mandate::api::DecisionState;
-use mandate::api::v1::{AuthorizeRequest, Resource};
 use mandate::approval::ApprovalBook;
 use mandate::clock::{Clock, SystemClock};
-use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
-use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES, Decider};
+use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings, thumbprint};
+use mandate::decision::{
+    AgentPattern, Caller, DEFAULT_AGENT_PATH_PREFIXES, Evaluator, Pipeline, Request, View,
+};
 use mandate::graph::{TaskGraph, TaskSpec};
 use mandate::identity::{IdentitySource, SpiffeId, TrustDomain, dev::DevTrustDomain};
 use mandate::policy::{PolicyEngine, PolicyStore};
@@ -187,55 +187,48 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-    let store = runtime
-        .block_on(mandate::store::boot::scratch(dir.path()))
-        .unwrap();
-    let journal = Arc::new(mandate::store::Journal::new(
-        store,
-        graph.clone(),
-        approvals.clone(),
-        registry.clone(),
-        revision.clone(),
-    ));
-    let settings = mandate::store::ReplicaSettings::default();
-    let state = DecisionState {
-        store: mandate::store::StoreHandle {
-            journal,
-            health: mandate::store::ReplicaHealth::new(settings.stale_after),
-            settings,
-        },
-        policies: Arc::new(PolicyStore::new(Arc::try_unwrap(engine).unwrap(), None, 0)),
-        decider: Decider::new(AgentPattern::new(
+    let policies = PolicyStore::new(Arc::try_unwrap(engine).unwrap(), None, 0);
+    let pipeline = Pipeline::new(
+        Arc::new(Evaluator::new(AgentPattern::new(
             DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
             [trust_domain],
-        )),
-        identity,
-        graph: graph.clone(),
-        registry,
-        approvals,
-        revision,
+        ))),
         tokens,
-        clock,
-        max_batch_size: 100,
-        limits: mandate::limits::Limits::default(),
-        decision_log: None,
-        forwarded: Default::default(),
-        metrics: None,
+        graph.clone(),
+        approvals,
+    );
+    // What the runner reads for every decision: the view of the state.
+    let view = || View {
+        revision: revision.current(),
+        engine: policies.current(),
+        registry: registry.snapshot(),
+        bundles: identity.borrow().bundles.clone(),
+        now: clock.now(),
     };
-    let resource = Resource {
-        r#type: String::new(),
-        id: "repo:acme/payments".into(),
+    let mut request = Request {
+        token: Some(token.clone()),
+        ..Request::new(
+            Caller {
+                spiffe_id: subject.clone(),
+                thumbprint: None,
+            },
+            "read",
+            mandate::decision::Resource {
+                type_name: String::new(),
+                id: "repo:acme/payments".into(),
+            },
+        )
     };
-    let request = AuthorizeRequest {
-        action: "read".into(),
-        resource: Some(resource.clone()),
-        token: token.clone(),
-        ..Default::default()
-    };
-    let outcome = state.decide_as(&subject, Some(certificate.as_ref()), &request, &resource);
-    assert!(outcome.allowed, "{outcome:?}");
+    request.caller.thumbprint = Some(thumbprint(certificate.as_ref()));
+    let decided = pipeline.decide(&view(), &request);
+    assert!(decided.decision.is_allowed(), "{:?}", decided.decision);
+    // The certificate's thumbprint is taken on every call, as the
+    // `Authorize` adapter does.
     c.bench_function("decision/task_token_depth5_100k_tasks", |b| {
-        b.iter(|| state.decide_as(&subject, Some(certificate.as_ref()), &request, &resource))
+        b.iter(|| {
+            request.caller.thumbprint = Some(thumbprint(certificate.as_ref()));
+            pipeline.decide(&view(), &request)
+        })
     });
     c.bench_function("graph/chain_lookup_depth5_100k_tasks", |b| {
         b.iter(|| graph.chain(&leaf).unwrap())

@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use crate::identity::{Identity, client_config};
+use crate::proto::v1::authorization_service_client::AuthorizationServiceClient;
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -22,9 +22,13 @@ pub enum ClientError {
     /// The address is not `host:port`.
     #[error("invalid server address `{0}`: {1}")]
     Address(String, String),
-    /// The connection or handshake failed.
+    /// Nobody answered, or the connection broke.
     #[error("cannot connect to `{0}`: {1}")]
     Connect(String, String),
+    /// The TLS handshake failed: the server is not who we pinned, or our
+    /// own SVID was refused. Asking again will not help.
+    #[error("cannot connect to `{0}`: the TLS handshake failed: {1}")]
+    Handshake(String, String),
 }
 
 /// Opens an HTTP/2 channel to `addr` (`host:port`), presenting our SVID and
@@ -64,10 +68,28 @@ pub async fn channel_with_config(
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });
-    endpoint
-        .connect_with_connector(connect)
-        .await
-        .map_err(|e| ClientError::Connect(addr.to_owned(), error_chain(&e)))
+    endpoint.connect_with_connector(connect).await.map_err(|e| {
+        if failed_handshake(&e) {
+            ClientError::Handshake(addr.to_owned(), error_chain(&e))
+        } else {
+            ClientError::Connect(addr.to_owned(), error_chain(&e))
+        }
+    })
+}
+
+/// Whether `error` comes from TLS refusing the peer (rustls reports it as
+/// an I/O error of kind `InvalidData`), not from the network.
+fn failed_handshake(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// An `AuthorizationService` client over [`channel`].

@@ -15,6 +15,7 @@ pub mod config;
 pub mod credential;
 pub mod decision;
 pub mod envoy;
+pub mod exit_code;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod graph;
@@ -23,6 +24,7 @@ pub mod integrity;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod proto;
 pub mod registry;
 pub mod revision;
 pub mod server;

@@ -30,7 +30,7 @@ use crate::approval::ApprovalBook;
 use crate::audit::{AuditSettings, DecisionLog, DecisionLogWriter};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
-use crate::decision::{AgentPattern, Decider};
+use crate::decision::{AgentPattern, Evaluator, Pipeline, Runner, RunnerParts};
 use crate::envoy::{EnvoySettings, RouteTable};
 use crate::graph::TaskGraph;
 use crate::identity::{IdentityError, IdentityStatus, IdentityWatch};
@@ -252,15 +252,35 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         options.replica,
     )
     .await?;
+    let store = crate::store::StoreHandle {
+        journal: options.journal.clone(),
+        health: replica_health,
+        settings: options.replica,
+    };
+    let evaluator = Arc::new(Evaluator::new(options.agents));
+    let runner = Arc::new(Runner::new(RunnerParts {
+        pipeline: Pipeline::new(
+            evaluator.clone(),
+            options.tokens.clone(),
+            options.graph.clone(),
+            options.approvals.clone(),
+        ),
+        policies: options.policies.clone(),
+        registry: options.registry.clone(),
+        identity: options.identity.clone(),
+        revision: options.revision.clone(),
+        clock: options.clock.clone(),
+        store: store.clone(),
+        decision_log: decision_log.clone(),
+        metrics: Some(metrics.clone()),
+        limits: options.limits.clone(),
+        max_batch_size: options.max_batch_size,
+    }));
     let state = Arc::new(DecisionState {
-        store: crate::store::StoreHandle {
-            journal: options.journal.clone(),
-            health: replica_health,
-            settings: options.replica,
-        },
+        store,
         decision_log,
         policies: options.policies,
-        decider: Decider::new(options.agents),
+        evaluator,
         identity: options.identity.clone(),
         graph: options.graph,
         registry: options.registry,
@@ -268,9 +288,6 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         revision: options.revision,
         tokens: options.tokens.clone(),
         clock: options.clock,
-        max_batch_size: options.max_batch_size,
-        limits: options.limits.clone(),
-        forwarded: Default::default(),
         metrics: Some(metrics.clone()),
     });
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -325,7 +342,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             .add_service(health_service.max_decoding_message_size(max_bytes))
             .add_service(reflection.max_decoding_message_size(max_bytes))
             .add_service(
-                AuthorizationServiceServer::new(AuthorizationApi::new(state.clone()))
+                AuthorizationServiceServer::new(AuthorizationApi::new(runner.clone()))
                     .max_decoding_message_size(max_bytes),
             )
             .add_service(
@@ -350,7 +367,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             )
             .add_service(
                 AuthorizationServer::new(EnvoyApi::new(
-                    AuthorizationApi::new(state.clone()),
+                    runner.clone(),
                     Arc::new(options.envoy),
                     options.routes.clone(),
                 ))

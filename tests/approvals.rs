@@ -302,7 +302,7 @@ async fn only_allowed_approvers_decide() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains("no-permit"), "{status:?}");
+    assert_eq!(common::error_reason(&status), "no-permit", "{status:?}");
     // The admin workload is not an approval front end, even for alice.
     let mut admin = party(&server, "/workloads/admin").await;
     let status = decide(&mut admin, &approval_id, true, "alice", 600)
@@ -409,7 +409,7 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert!(status.message().starts_with("not-delegatee"), "{status:?}");
+    assert_eq!(common::error_reason(&status), "not-delegatee", "{status:?}");
     // The reviewer is no party of the task: it cannot see the approval.
     let seen = reviewer
         .approvals
@@ -432,7 +432,7 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().starts_with("outside-task"), "{status:?}");
+    assert_eq!(common::error_reason(&status), "outside-task", "{status:?}");
 }
 
 /// A policy set where an agent may delete `repo:acme/web` without a task,

@@ -113,17 +113,18 @@ async fn context_is_passed_through() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn errors_exit_2() {
+async fn errors_exit_2_and_a_server_that_cannot_answer_3() {
     let server = TestServer::start().await;
     let f = files(&server, "/agents/patcher");
-    // Nobody listens on port 1.
+    // Nobody listens on port 1: Mandate could not be asked (3), which is
+    // neither a deny (1) nor a mistake in the command (2).
     let out = authorize(
         "127.0.0.1:1",
         &f,
         &["--action", "read", "--resource", "handbook"],
     )
     .await;
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
     // Context that is not JSON.
     let out = authorize(

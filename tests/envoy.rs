@@ -734,14 +734,17 @@ async fn a_min_revision_header_ahead_of_the_replica_is_denied_stale_state() {
     let reached = check(&mut envoy, with_revision(&current.to_string())).await;
     assert_eq!(code(&reached), tonic::Code::Ok, "{reached:?}");
 
-    // Nobody writes that revision: after the wait (1 s), a deny.
+    // Nobody writes that revision: after the wait (1 s), a deny that
+    // says "try again later" (503), not "forbidden".
     let ahead = check(&mut envoy, with_revision(&(current + 5).to_string())).await;
     let (status, body) = denial(&ahead);
-    assert_eq!(status, 403);
+    assert_eq!(status, 503);
+    assert_eq!(code(&ahead), tonic::Code::Unavailable, "{ahead:?}");
     assert_eq!(reasons(&body), ["stale-state"], "{body}");
 
     let garbled = check(&mut envoy, with_revision("soon")).await;
-    let (_, body) = denial(&garbled);
+    let (status, body) = denial(&garbled);
+    assert_eq!(status, 400);
     assert_eq!(reasons(&body), ["invalid-check-request"], "{body}");
 }
 

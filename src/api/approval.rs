@@ -136,8 +136,8 @@ impl ApprovalService for ApprovalApi {
         // INVARIANT: only the agent working on the task asks for approvals
         // of it, and only while the task is live.
         if task.delegatee != caller {
-            return Err(ApiError::PermissionDenied(format!(
-                "not-delegatee: `{caller}` is not the delegatee of task `{}`; only it may ask for approvals of it",
+            return Err(ApiError::refused(tonic::Code::PermissionDenied, "not-delegatee", format!(
+                "`{caller}` is not the delegatee of task `{}`; only it may ask for approvals of it",
                 task.id
             ))
             .into());
@@ -145,11 +145,11 @@ impl ApprovalService for ApprovalApi {
         let now = self.now();
         let state = chain_state(&chain, now);
         if state != TaskState::Active {
-            return Err(ApiError::FailedPrecondition(format!(
-                "task-not-active: task `{}` is {}",
-                task.id,
-                state.as_str()
-            ))
+            return Err(ApiError::refused(
+                tonic::Code::FailedPrecondition,
+                "task-not-active",
+                format!("task `{}` is {}", task.id, state.as_str()),
+            )
             .into());
         }
         // An approval lifts only approval policies, never the task's own
@@ -162,10 +162,14 @@ impl ApprovalService for ApprovalApi {
                 .iter()
                 .any(|root| registry.within(&resource.id, root));
         if !task.actions.contains(&r.action) || !in_scope {
-            return Err(ApiError::FailedPrecondition(format!(
-                "outside-task: task `{}` does not allow `{}` on `{}`; an approval cannot widen a task",
-                task.id, r.action, resource.id
-            ))
+            return Err(ApiError::refused(
+                tonic::Code::FailedPrecondition,
+                "outside-task",
+                format!(
+                    "task `{}` does not allow `{}` on `{}`; an approval cannot widen a task",
+                    task.id, r.action, resource.id
+                ),
+            )
             .into());
         }
         let subject = Subject {

@@ -5,8 +5,8 @@ use cedar_policy::{Entity, RestrictedExpression};
 use spiffe::SpiffeId;
 
 use super::{ApiError, DecisionState};
-use crate::approval::{APPROVAL_TYPE, Approval, approval_entity};
-use crate::decision::{DecisionRequest, reason, task_entities};
+use crate::approval::{APPROVAL_TYPE, Approval};
+use crate::decision::{Query, Reason, approval_entities, check_agent_proof};
 
 /// One control-plane question: may the caller `action` this resource?
 #[derive(Debug)]
@@ -29,13 +29,13 @@ impl DecisionState {
         caller: &SpiffeId,
         request: ControlRequest<'_>,
     ) -> Result<(), ApiError> {
-        let outcome = self.decider.decide(
+        let (decision, _) = self.evaluator.evaluate(
             &self.policies.current(),
             &self.registry.snapshot(),
-            DecisionRequest {
+            Query {
                 entities: request.entities,
                 mandate_context: request.context,
-                ..DecisionRequest::new(
+                ..Query::new(
                     caller,
                     request.action,
                     request.resource_type,
@@ -44,20 +44,26 @@ impl DecisionState {
                 )
             },
         );
-        if outcome.allowed {
+        if decision.is_allowed() {
             return Ok(());
         }
-        let mut why = outcome.reasons.join(", ");
-        if !outcome.determining_policies.is_empty() {
-            why.push_str(&format!(" ({})", outcome.determining_policies.join(", ")));
+        let grounds = decision.grounds();
+        let reasons: Vec<&str> = grounds.reasons.iter().map(|r| r.as_str()).collect();
+        let mut why = reasons.join(", ");
+        if !grounds.determining_policies.is_empty() {
+            why.push_str(&format!(" ({})", grounds.determining_policies.join(", ")));
         }
-        if let Some(error) = outcome.errors.first() {
+        if let Some(error) = grounds.errors.first() {
             why.push_str(&format!(": {error}"));
         }
-        Err(ApiError::PermissionDenied(format!(
-            "`{caller}` may not `{}` `{}`: {why}",
-            request.action, request.resource_id
-        )))
+        Err(ApiError::refused(
+            tonic::Code::PermissionDenied,
+            decision.first_reason().map_or("no-permit", Reason::as_str),
+            format!(
+                "`{caller}` may not `{}` `{}`: {why}",
+                request.action, request.resource_id
+            ),
+        ))
     }
 
     /// Asks Cedar whether `caller` may `action` `approval`; the slice holds
@@ -76,13 +82,8 @@ impl DecisionState {
                 approval.subject.task_id, approval.id
             ))
         })?;
-        let originator = chain
-            .last()
-            .map(|t| t.originator.clone())
-            .unwrap_or_default();
         let mut entities =
-            vec![approval_entity(approval, &originator).map_err(ApiError::Internal)?];
-        entities.extend(task_entities(&chain, self.clock.now()).map_err(ApiError::Internal)?);
+            approval_entities(approval, &chain, self.clock.now()).map_err(ApiError::Internal)?;
         entities.extend(more);
         self.authorize_control(
             caller,
@@ -104,21 +105,18 @@ impl DecisionState {
             crate::integrity::check_checksum_format(proof)
                 .map_err(|e| ApiError::InvalidArgument(format!("`agent_proof`: {e}")))?;
         }
-        let registry = self.registry.snapshot();
-        let Some(expected) = registry
-            .agent(&agent.to_string())
-            .and_then(|a| a.checksum.as_deref())
-        else {
-            return Ok(());
-        };
-        if proof == expected {
-            return Ok(());
-        }
-        tracing::warn!(spiffe_id = %agent, proof = %proof, "agent checksum mismatch: call refused");
-        Err(ApiError::PermissionDenied(format!(
-            "{}: `{agent}` is registered with another checksum than the one it proved ({}); re-register the agent if it changed on purpose",
-            reason::AGENT_CHECKSUM_MISMATCH,
-            if proof.is_empty() { "none" } else { proof }
-        )))
+        let proved = (!proof.is_empty()).then_some(proof);
+        // A control-plane call always states its proof, so any refusal
+        // is a mismatch (an empty proof proves nothing).
+        check_agent_proof(&self.registry.snapshot(), agent, Some(proved)).map_err(|_| {
+            ApiError::refused(
+                tonic::Code::PermissionDenied,
+                Reason::AgentChecksumMismatch.as_str(),
+                format!(
+                    "`{agent}` is registered with another checksum than the one it proved ({}); re-register the agent if it changed on purpose",
+                    proved.unwrap_or("none")
+                ),
+            )
+        })
     }
 }

@@ -11,155 +11,127 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse}
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::authorization::{Extras, View, caller};
-use super::v1::{AuthorizeRequest, Decision, Resource, Subject};
-use super::{ApiError, AuthorizationApi, PeerIdentity, request_limits};
-use crate::decision::reason;
+use super::PeerIdentity;
+use super::authorization::caller;
+use crate::decision::{
+    self, Answer, Caller, DoorContext, OnBehalfOf, Reason, ReasonKind, Runner, Target,
+};
 use crate::envoy::{
-    Answer, EnvoySettings, RefusalKind, RouteTable, allowed, denied, http_context, map_check,
+    self as ext, EnvoySettings, RouteTable, allowed, denied, http_context, map_check,
 };
 use crate::policy::PolicyStore;
+
+/// The header carrying `min_revision` through Envoy.
+pub const MIN_REVISION_HEADER: &str = "x-mandate-min-revision";
 
 /// The ext_authz service.
 #[derive(Debug, Clone)]
 pub struct EnvoyApi {
-    authz: AuthorizationApi,
+    runner: Arc<Runner>,
     settings: Arc<EnvoySettings>,
     routes: Arc<RouteTable>,
 }
 
 impl EnvoyApi {
-    /// A service deciding through `authz` with these settings and routes.
-    pub fn new(
-        authz: AuthorizationApi,
-        settings: Arc<EnvoySettings>,
-        routes: Arc<RouteTable>,
-    ) -> Self {
+    /// A service deciding through `runner` with these settings and routes.
+    pub fn new(runner: Arc<Runner>, settings: Arc<EnvoySettings>, routes: Arc<RouteTable>) -> Self {
         Self {
-            authz,
+            runner,
             settings,
             routes,
         }
     }
 
-    async fn answer(
-        &self,
-        caller: &PeerIdentity,
-        request: &CheckRequest,
-        view: &View,
-    ) -> CheckResponse {
+    async fn answer(&self, caller: &PeerIdentity, request: &CheckRequest) -> CheckResponse {
         let principal = request
             .attributes
             .as_ref()
             .and_then(|a| a.source.as_ref())
             .map(|s| s.principal.as_str())
             .unwrap_or_default();
-        let refuse = |kind, code: &'static str, error: &str, target: (&str, &str, &str)| {
-            let decision_id = self.authz.record_refusal(
-                &caller.spiffe_id,
-                principal,
-                target,
-                (code, error),
-                view,
-            );
-            denied(
-                &Answer {
-                    decision_id: &decision_id,
-                    decision: "deny",
-                    reasons: &[code.to_owned()],
-                    determining_policies: &[],
-                    approval_id: None,
-                    task_id: None,
-                },
-                kind,
-            )
+        let refuse = |target: Target<'_>, reason: Reason, error: String| {
+            let target = Target {
+                subject: principal,
+                ..target
+            };
+            self.reply(&self.runner.refuse(&caller.spiffe_id, target, reason, error))
+        };
+        let min_revision = match min_revision(request) {
+            Ok(min_revision) => min_revision,
+            Err(error) => return refuse(Target::default(), Reason::InvalidCheckRequest, error),
         };
         let routes = self.routes.current();
         let mapped = match map_check(request, &self.settings, &routes) {
             Ok(mapped) => mapped,
-            Err(refusal) => {
-                return refuse(refusal.kind, refusal.reason, &refusal.error, ("", "", ""));
-            }
+            Err(refusal) => return refuse(Target::default(), refusal.reason, refusal.error),
         };
         let target = &mapped.target;
-        let named = (
-            target.action.as_str(),
-            target.resource_type.as_str(),
-            target.resource_id.as_str(),
-        );
+        let named = Target {
+            subject: principal,
+            action: &target.action,
+            resource_type: &target.resource_type,
+            resource_id: &target.resource_id,
+        };
         let (pair, entities) = match http_context(&mapped.http, &target.route, &target.params) {
             Ok(built) => built,
-            Err(error) => {
-                return refuse(
-                    RefusalKind::Forbidden,
-                    reason::INTERNAL_ERROR,
-                    &error,
-                    named,
-                );
-            }
+            Err(error) => return refuse(named, Reason::InternalError, error),
         };
-        let authorize = AuthorizeRequest {
-            action: target.action.clone(),
-            resource: Some(Resource {
-                r#type: target.resource_type.clone(),
-                id: target.resource_id.clone(),
+        let question = decision::Request {
+            on_behalf_of: Some(OnBehalfOf {
+                spiffe_id: mapped.subject.clone(),
+                certificate_pem: mapped.certificate_pem.clone(),
+                forwarded_thumbprint: mapped.thumbprint.clone(),
             }),
-            context: None,
-            token: mapped.token.clone().unwrap_or_default(),
-            // Checked before deciding, in `check`.
-            min_revision: 0,
-            subject: Some(Subject {
-                spiffe_id: mapped.subject.to_string(),
-                certificate_pem: mapped.certificate_pem.clone().unwrap_or_default(),
-            }),
-        };
-        let extras = Extras {
-            context: vec![pair],
-            entities,
-            subject_thumbprint: mapped.thumbprint.clone(),
+            token: mapped.token.clone(),
+            min_revision,
+            door: DoorContext {
+                pairs: vec![pair],
+                entities,
+            },
+            ..decision::Request::new(
+                Caller {
+                    spiffe_id: caller.spiffe_id.clone(),
+                    thumbprint: None,
+                },
+                target.action.clone(),
+                decision::Resource {
+                    type_name: target.resource_type.clone(),
+                    id: target.resource_id.clone(),
+                },
+            )
         };
         // Envoy bounds header sizes too, but not to our token limit.
-        if let Err(error) = request_limits::check(&self.authz.state().limits, &authorize) {
-            return refuse(
-                RefusalKind::Invalid,
-                reason::LIMIT_EXCEEDED,
-                &error.to_string(),
-                named,
-            );
+        match self.runner.run(question).await {
+            Ok(answer) => self.reply(&answer),
+            Err(limit) => refuse(named, Reason::LimitExceeded, limit.to_string()),
         }
-        let (mut response, task_id) =
-            match self.authz.decide_extended(caller, &authorize, view, extras) {
-                Ok(decided) => decided,
-                // Mapping checked what `Authorize` would refuse as bad
-                // input; anything left is ours, and a deny.
-                Err(error) => {
-                    let code = match error {
-                        ApiError::InvalidArgument(_) => reason::INVALID_CHECK_REQUEST,
-                        _ => reason::INTERNAL_ERROR,
-                    };
-                    return refuse(RefusalKind::Forbidden, code, &error.to_string(), named);
-                }
-            };
-        // The approval it names must exist before Envoy shows it.
-        self.authz.state().settle(&mut response).await;
-        let decision = Decision::try_from(response.decision).unwrap_or(Decision::Unspecified);
-        let answer = Answer {
-            decision_id: &response.decision_id,
-            decision: match decision {
-                Decision::Allow => "allow",
-                Decision::NeedsApproval => "needs_approval",
-                _ => "deny",
-            },
-            reasons: &response.reasons,
-            determining_policies: &response.determining_policies,
-            approval_id: (!response.approval_id.is_empty()).then_some(&response.approval_id),
-            task_id: task_id.as_deref(),
+    }
+
+    /// The answer as Envoy takes it.
+    // INVARIANT: only an explicit allow lets the request through.
+    fn reply(&self, answer: &Answer) -> CheckResponse {
+        let grounds = answer.decision.grounds();
+        let reasons: Vec<String> = grounds
+            .reasons
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        let wire = ext::Answer {
+            decision_id: &answer.decision_id,
+            decision: answer.decision.name(),
+            reasons: &reasons,
+            determining_policies: &grounds.determining_policies,
+            approval_id: answer.approval_id.as_deref(),
+            task_id: answer.task_id.as_deref(),
         };
-        // INVARIANT: only an explicit allow lets the request through.
-        if decision == Decision::Allow {
-            allowed(&answer, &self.settings)
+        if answer.decision.is_allowed() {
+            allowed(&wire, &self.settings)
         } else {
-            denied(&answer, refusal_kind(&response.reasons))
+            let kind = answer
+                .decision
+                .first_reason()
+                .map_or(ReasonKind::Denied, Reason::kind);
+            denied(&wire, kind)
         }
     }
 }
@@ -181,69 +153,6 @@ fn min_revision(request: &CheckRequest) -> Result<u64, String> {
     }
 }
 
-/// The header carrying `min_revision` through Envoy.
-pub const MIN_REVISION_HEADER: &str = "x-mandate-min-revision";
-
-impl EnvoyApi {
-    /// A deny for a check the state gate refused.
-    fn refuse_state(
-        &self,
-        caller: &PeerIdentity,
-        request: &CheckRequest,
-        (code, error): (&'static str, String),
-        view: &View,
-    ) -> CheckResponse {
-        let principal = request
-            .attributes
-            .as_ref()
-            .and_then(|a| a.source.as_ref())
-            .map(|s| s.principal.as_str())
-            .unwrap_or_default();
-        let decision_id = self.authz.record_refusal(
-            &caller.spiffe_id,
-            principal,
-            ("", "", ""),
-            (code, &error),
-            view,
-        );
-        denied(
-            &Answer {
-                decision_id: &decision_id,
-                decision: "deny",
-                reasons: &[code.to_owned()],
-                determining_policies: &[],
-                approval_id: None,
-                task_id: None,
-            },
-            RefusalKind::Forbidden,
-        )
-    }
-}
-
-/// 401 when the subject or its token is what failed, else 403.
-fn refusal_kind(reasons: &[String]) -> RefusalKind {
-    let unauthenticated = reasons.iter().any(|r| {
-        r.starts_with("token-")
-            || [
-                reason::UNTRUSTED_SUBJECT,
-                reason::SUBJECT_CERTIFICATE_INVALID,
-                reason::AGENT_PROOF_REQUIRED,
-            ]
-            .contains(&r.as_str())
-    });
-    // A refused enforcement point is the caller's problem, not the
-    // subject's credentials.
-    if unauthenticated
-        && !reasons
-            .iter()
-            .any(|r| r == reason::NOT_AN_ENFORCEMENT_POINT)
-    {
-        RefusalKind::Unauthenticated
-    } else {
-        RefusalKind::Forbidden
-    }
-}
-
 #[tonic::async_trait]
 impl Authorization for EnvoyApi {
     async fn check(
@@ -251,22 +160,7 @@ impl Authorization for EnvoyApi {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         let caller = caller(&request)?;
-        let gate = match min_revision(request.get_ref()) {
-            Ok(min_revision) => self.authz.state().state_gate(min_revision).await,
-            Err(error) => Some((reason::INVALID_CHECK_REQUEST, error)),
-        };
-        let view = View::now(self.authz.state());
-        if let Some(refusal) = gate {
-            return Ok(Response::new(self.refuse_state(
-                &caller,
-                request.get_ref(),
-                refusal,
-                &view,
-            )));
-        }
-        Ok(Response::new(
-            self.answer(&caller, request.get_ref(), &view).await,
-        ))
+        Ok(Response::new(self.answer(&caller, request.get_ref()).await))
     }
 }
 

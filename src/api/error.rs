@@ -1,7 +1,15 @@
 //! The one place where API errors become gRPC statuses. A policy deny is a
-//! normal response and never passes through here.
+//! normal response and never passes through here. Every status carries a
+//! `google.rpc.ErrorInfo` whose `reason` is a stable code (domain
+//! `mandate`), so clients match on it instead of parsing messages.
 
-use tonic::Status;
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo` domain of Mandate's reasons.
+pub const ERROR_DOMAIN: &str = "mandate";
 
 /// Why an API call failed before a decision could be made.
 #[derive(Debug, thiserror::Error)]
@@ -30,50 +38,121 @@ pub enum ApiError {
     /// The store is down or this replica is behind it: try again.
     #[error("{0}")]
     Unavailable(String),
+    /// A refusal with its own reason code; the message starts with it.
+    #[error("{reason}: {message}")]
+    Refused {
+        /// The gRPC code.
+        code: Code,
+        /// The reason code (`no-permit`, `not-delegatee`, ...).
+        reason: &'static str,
+        /// What went wrong, for a human.
+        message: String,
+    },
 }
 
-impl From<crate::graph::GraphError> for ApiError {
-    fn from(error: crate::graph::GraphError) -> Self {
-        use crate::graph::GraphError;
-        let message = format!("{}: {error}", error.reason());
-        match error {
-            GraphError::NotFound(_) => Self::NotFound(message),
-            GraphError::Violation { .. } => Self::PermissionDenied(message),
-            GraphError::NotActive { .. } => Self::FailedPrecondition(message),
-            GraphError::Invalid(_) => Self::InvalidArgument(message),
+impl ApiError {
+    /// A refusal for `reason`.
+    pub fn refused(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Refused {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The stable reason code of this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid-argument",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::PermissionDenied(_) => "permission-denied",
+            Self::NotFound(_) => "not-found",
+            Self::AlreadyExists(_) => "already-exists",
+            Self::FailedPrecondition(_) => "failed-precondition",
+            Self::Internal(_) => "internal-error",
+            Self::Unavailable(_) => "unavailable",
+            Self::Refused { reason, .. } => reason,
+        }
+    }
+
+    /// The gRPC code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::NotFound(_) => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Internal(_) => Code::Internal,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Refused { code, .. } => *code,
+        }
+    }
+
+    /// This error with `prefix` put before its message (which request of
+    /// a batch it is about, say).
+    pub fn in_context(self, prefix: &str) -> Self {
+        let (code, reason) = (self.code(), self.reason());
+        match self {
+            Self::Internal(message) => Self::Internal(message),
+            Self::Refused { message, .. } => Self::Refused {
+                code,
+                reason,
+                message: format!("{prefix}: {message}"),
+            },
+            other => Self::Refused {
+                code,
+                reason,
+                message: format!("{prefix}: {other}"),
+            },
         }
     }
 }
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
-        match error {
-            ApiError::InvalidArgument(message) => Status::invalid_argument(message),
-            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
-            ApiError::PermissionDenied(message) => Status::permission_denied(message),
-            ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::FailedPrecondition(message) => Status::failed_precondition(message),
-            ApiError::AlreadyExists(message) => Status::already_exists(message),
-            ApiError::Unavailable(message) => Status::unavailable(message),
+        let (code, reason) = (error.code(), error.reason());
+        let message = match error {
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
-                Status::internal("internal error")
+                "internal error".to_owned()
             }
-        }
+            other => other.to_string(),
+        };
+        let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new());
+        Status::with_error_details(code, message, details)
+    }
+}
+
+impl From<crate::graph::GraphError> for ApiError {
+    fn from(error: crate::graph::GraphError) -> Self {
+        use crate::graph::GraphError;
+        let code = match error {
+            GraphError::NotFound(_) => Code::NotFound,
+            GraphError::Violation { .. } => Code::PermissionDenied,
+            GraphError::NotActive { .. } => Code::FailedPrecondition,
+            GraphError::Invalid(_) => Code::InvalidArgument,
+        };
+        Self::refused(code, error.reason(), error.to_string())
     }
 }
 
 impl From<crate::approval::ApprovalError> for ApiError {
     fn from(error: crate::approval::ApprovalError) -> Self {
         use crate::approval::ApprovalError;
-        let message = error.to_string();
-        match error {
-            ApprovalError::NotFound(_) => Self::NotFound(message),
-            ApprovalError::NotPending { .. }
-            | ApprovalError::AlreadyRevoked(_)
-            | ApprovalError::TaskChanged(_)
-            | ApprovalError::TooManyPending(_) => Self::FailedPrecondition(message),
-            ApprovalError::Invalid(_) => Self::InvalidArgument(message),
+        let (code, reason) = match error {
+            ApprovalError::NotFound(_) => (Code::NotFound, "unknown-approval"),
+            ApprovalError::NotPending { .. } => (Code::FailedPrecondition, "approval-not-pending"),
+            ApprovalError::AlreadyRevoked(_) => (Code::FailedPrecondition, "approval-revoked"),
+            ApprovalError::TaskChanged(_) => (Code::FailedPrecondition, "approval-task-changed"),
+            ApprovalError::TooManyPending(_) => (Code::FailedPrecondition, "too-many-pending"),
+            ApprovalError::Invalid(_) => (Code::InvalidArgument, "invalid-approval"),
+        };
+        Self::Refused {
+            code,
+            reason,
+            message: error.to_string(),
         }
     }
 }
@@ -85,6 +164,6 @@ impl From<crate::store::StoreError> for ApiError {
         // commit's answer was lost the write may have landed all the same;
         // memory then catches up before the next write, so a retry is
         // judged against it (revoking a revoked task is a no-op).
-        Self::Unavailable(format!("store-unavailable: {error}"))
+        Self::refused(Code::Unavailable, "store-unavailable", error.to_string())
     }
 }

@@ -4,12 +4,9 @@
 mod approval;
 mod audit;
 mod authorization;
-mod check_cache;
-mod consistency;
 mod context;
 mod control;
 mod decision_state;
-mod enforcement;
 mod envoy;
 mod error;
 pub mod http;
@@ -17,14 +14,14 @@ pub mod listener;
 mod peer;
 mod policy;
 mod registry;
-mod request_limits;
 mod task;
 mod trail;
 mod transport_limits;
 
 pub use approval::ApprovalApi;
 pub use audit::{AuditApi, decision_to_proto, event_to_proto};
-pub use authorization::{AuthorizationApi, DecisionState};
+pub use authorization::AuthorizationApi;
+pub use decision_state::DecisionState;
 pub use envoy::{EnvoyApi, watch_routes};
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
@@ -48,12 +45,6 @@ fn page_limit(requested: u32) -> usize {
     }
 }
 
-/// Generated types of `proto/mandate/v1`.
-pub mod v1 {
-    #![allow(missing_docs, reason = "generated from proto/; documented there")]
-    tonic::include_proto!("mandate.v1");
-
-    /// Encoded descriptors of `proto/`, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("mandate_descriptor");
-}
+/// The wire types, which live in [`crate::proto`]; kept here so the
+/// services read as before.
+pub use crate::proto::v1;

@@ -33,14 +33,15 @@ pub struct RegistryApi {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::AlreadyExists { .. } => Self::AlreadyExists(e.to_string()),
-            RegistryError::NotFound { .. } => Self::NotFound(e.to_string()),
-            RegistryError::InUse { .. } | RegistryError::Static { .. } => {
-                Self::FailedPrecondition(e.to_string())
-            }
-            RegistryError::Invalid(_) => Self::InvalidArgument(e.to_string()),
-        }
+        use tonic::Code;
+        let (code, reason) = match e {
+            RegistryError::AlreadyExists { .. } => (Code::AlreadyExists, "already-registered"),
+            RegistryError::NotFound { .. } => (Code::NotFound, "not-registered"),
+            RegistryError::InUse { .. } => (Code::FailedPrecondition, "entry-in-use"),
+            RegistryError::Static { .. } => (Code::FailedPrecondition, "static-entry"),
+            RegistryError::Invalid(_) => (Code::InvalidArgument, "invalid-entry"),
+        };
+        Self::refused(code, reason, e.to_string())
     }
 }
 
@@ -82,7 +83,7 @@ impl RegistryApi {
         entry.check().map_err(|e| {
             ApiError::InvalidArgument(format!("{} `{}`: {e}", entry.kind(), entry.id()))
         })?;
-        refuse_workload_on_agent_path(&entry, self.state.decider.agents())?;
+        refuse_workload_on_agent_path(&entry, self.state.evaluator.agents())?;
         let (kind, id) = (entry.kind(), entry.id().to_owned());
         let action = if update { "update" } else { "register" };
         let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);

@@ -335,21 +335,25 @@ impl TaskService for TaskApi {
             .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
         // INVARIANT: a token is for one (task, delegatee) pair (§3.2).
         if task.delegatee != peer.spiffe_id {
-            return Err(ApiError::PermissionDenied(format!(
-                // The delegatee is not named: a caller that only knows a
-                // task id learns nothing about who works on it.
-                "not-delegatee: `{}` is not the delegatee of task `{}`; only it may get tokens for it",
-                peer.spiffe_id, task.id
-            ))
+            return Err(ApiError::refused(
+                tonic::Code::PermissionDenied,
+                "not-delegatee",
+                format!(
+                    // The delegatee is not named: a caller that only knows a
+                    // task id learns nothing about who works on it.
+                    "`{}` is not the delegatee of task `{}`; only it may get tokens for it",
+                    peer.spiffe_id, task.id
+                ),
+            )
             .into());
         }
         let state = chain_state(&chain, self.now());
         if state != TaskState::Active {
-            return Err(ApiError::FailedPrecondition(format!(
-                "task-not-active: task `{}` is {}",
-                task.id,
-                state.as_str()
-            ))
+            return Err(ApiError::refused(
+                tonic::Code::FailedPrecondition,
+                "task-not-active",
+                format!("task `{}` is {}", task.id, state.as_str()),
+            )
             .into());
         }
         self.authorize_task(&peer.spiffe_id, "issue_token", &chain)?;
@@ -457,7 +461,7 @@ impl TaskService for TaskApi {
         let target = spiffe_id("spiffe_id", &r.spiffe_id)?;
         let entity = self
             .state
-            .decider
+            .evaluator
             .agents()
             .entity(&self.state.registry.snapshot(), &target)
             .map_err(ApiError::Internal)?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::approval::{Approval, ApprovalState};
+use crate::approval::Approval;
 use crate::audit::{EventKind, TaskEvent};
 use crate::graph::Task;
 
@@ -67,15 +67,7 @@ impl DecisionState {
             .chain(task_id)
             .and_then(|chain| chain.last().map(|t| t.id.clone()))
             .unwrap_or_else(|| task_id.clone());
-        let mut event = TaskEvent::new(kind, actor, task_id, &root);
-        event.approval_id = Some(approval.id.clone());
-        event.action = Some(approval.subject.action.clone());
-        event.resource_id = Some(approval.subject.resource_id.clone());
-        event.approver.clone_from(&approval.approver);
-        if kind == EventKind::ApprovalDecided {
-            event.approved = Some(approval.state == ApprovalState::Approved);
-        }
-        event.revision = revision;
+        let event = TaskEvent::for_approval(kind, actor, approval, &root, revision);
         self.record_event(event);
     }
 }

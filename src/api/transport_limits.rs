@@ -8,6 +8,12 @@
 //! limit, say) it answers `INTERNAL`, which would tell the caller the fault
 //! is ours; it is `INVALID_ARGUMENT`. Only those two tonic messages are
 //! rewritten; any other status passes untouched.
+//!
+//! Matching tonic's message text is the only way in: tonic 0.14 builds
+//! these statuses inside its codec (`tonic::codec::Streaming`), after the
+//! service is called and with no hook to map them, so a layer reading the
+//! response trailers is where they can be told apart. The rewritten
+//! statuses carry an `ErrorInfo` like every other refusal.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +21,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::{Code, Status};
+
+use super::ApiError;
+
+/// The reason of a refusal over a limit.
+const LIMIT_EXCEEDED: &str = crate::decision::Reason::LimitExceeded.as_str();
 
 /// The start of tonic's message for a request over the decoding limit.
 const TONIC_TOO_LARGE: &str = "Error, decoded message length too large";
@@ -82,10 +93,14 @@ where
                     limits.max_request_bytes,
                 )),
                 Ok(Err(error)) => Err(error),
-                Err(_) => Ok(Status::deadline_exceeded(format!(
-                    "limit-exceeded: the call was not done within {} ms \
-                     (`limits.request_timeout_ms` in mandate.toml)",
-                    limits.timeout.as_millis()
+                Err(_) => Ok(Status::from(ApiError::refused(
+                    Code::DeadlineExceeded,
+                    LIMIT_EXCEEDED,
+                    format!(
+                        "the call was not done within {} ms \
+                         (`limits.request_timeout_ms` in mandate.toml)",
+                        limits.timeout.as_millis()
+                    ),
                 ))
                 .into_http()),
             }
@@ -110,16 +125,20 @@ fn decode_failures_are_the_callers<B>(
                 .nth(1)
                 .and_then(|rest| rest.split(' ').next())
                 .unwrap_or("over the limit");
-            Status::resource_exhausted(format!(
-                "limit-exceeded: the request is {found} bytes; the limit is {limit} \
-                 (`limits.max_request_bytes` in mandate.toml)"
+            Status::from(ApiError::refused(
+                Code::ResourceExhausted,
+                LIMIT_EXCEEDED,
+                format!(
+                    "the request is {found} bytes; the limit is {limit} \
+                     (`limits.max_request_bytes` in mandate.toml)"
+                ),
             ))
         }
         Code::Internal if status.message().starts_with(TONIC_UNDECODABLE) => {
-            Status::invalid_argument(format!(
+            Status::from(ApiError::InvalidArgument(format!(
                 "the request is not a valid message: {}",
                 status.message()
-            ))
+            )))
         }
         _ => return response,
     };

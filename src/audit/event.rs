@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::record::DecisionRecord;
+use crate::approval::{Approval, ApprovalState};
 
 /// The version written in every event.
 pub const EVENT_VERSION: u32 = 1;
@@ -123,6 +124,27 @@ pub struct TaskEvent {
 }
 
 impl TaskEvent {
+    /// An event of `kind` by `actor` about `approval`, whose task's root
+    /// is `root_task_id`, at `revision`.
+    pub fn for_approval(
+        kind: EventKind,
+        actor: &str,
+        approval: &Approval,
+        root_task_id: &str,
+        revision: u64,
+    ) -> Self {
+        let mut event = Self::new(kind, actor, &approval.subject.task_id, root_task_id);
+        event.approval_id = Some(approval.id.clone());
+        event.action = Some(approval.subject.action.clone());
+        event.resource_id = Some(approval.subject.resource_id.clone());
+        event.approver.clone_from(&approval.approver);
+        if kind == EventKind::ApprovalDecided {
+            event.approved = Some(approval.state == ApprovalState::Approved);
+        }
+        event.revision = revision;
+        event
+    }
+
     /// An event of `kind` by `actor` on `task_id` (root `root_task_id`),
     /// now; the other fields empty.
     pub fn new(kind: EventKind, actor: &str, task_id: &str, root_task_id: &str) -> Self {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use cedar_policy::{Context, Entities, Entity, EntityUid, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::decision::Evaluated;
+use crate::policy::Evaluated;
 
 /// The version written in every record.
 pub const RECORD_VERSION: u32 = 1;

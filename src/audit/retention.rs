@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::log::QueueStats;
+use super::stats::QueueStats;
 use super::table::AuditTable;
 use crate::store::StoreError;
 

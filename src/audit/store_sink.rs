@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::chain::Chain;
-use super::log::QueueStats;
 use super::settings::Overflow;
 use super::sink::AuditSink;
+use super::stats::QueueStats;
 use super::table::{AuditTable, StoredRow};
 use crate::store::StoreError;
 

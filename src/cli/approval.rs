@@ -7,8 +7,8 @@ use clap::{Args, Subcommand};
 use super::authorize::parse_resource;
 use super::connection::ConnectArgs;
 use super::failure::{Failure, refused, run_client};
-use crate::api::v1::approval_service_client::ApprovalServiceClient;
-use crate::api::v1::{
+use crate::proto::v1::approval_service_client::ApprovalServiceClient;
+use crate::proto::v1::{
     Approval, ApprovalResource, ApprovalState, DecideApprovalRequest, ListApprovalsRequest,
     RequestApprovalRequest, RevokeApprovalRequest,
 };
@@ -169,9 +169,7 @@ fn print(approval: Option<&Approval>, json: bool) {
 async fn client(
     connection: &ConnectArgs,
 ) -> Result<ApprovalServiceClient<tonic::transport::Channel>, Failure> {
-    Ok(ApprovalServiceClient::new(
-        connection.channel().await.map_err(Failure::Usage)?,
-    ))
+    Ok(ApprovalServiceClient::new(connection.channel().await?))
 }
 
 pub(super) fn run(command: ApprovalCommand) -> ExitCode {

@@ -11,9 +11,11 @@ use clap::Args;
 use prost_types::value::Kind;
 
 use super::connection::ConnectArgs;
+use super::failure::refused;
 use super::{EXIT_USAGE, init_logging, runtime};
-use crate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use crate::api::v1::{AuthorizeRequest, AuthorizeResponse, Decision, Resource, Subject};
+use crate::decision::Reason;
+use crate::proto::v1::authorization_service_client::AuthorizationServiceClient;
+use crate::proto::v1::{AuthorizeRequest, AuthorizeResponse, Decision, Resource, Subject};
 
 #[derive(Debug, Args)]
 pub(super) struct AuthorizeArgs {
@@ -142,27 +144,32 @@ pub(super) fn run(args: AuthorizeArgs) -> ExitCode {
             .authorize(request)
             .await
             .map(tonic::Response::into_inner)
-            .map_err(|status| format!("{}: {}", status.code(), status.message()))
+            .map_err(refused)
     });
     match result {
         Ok(response) => {
-            let allowed = response.decision == Decision::Allow as i32;
             if args.json {
                 println!("{}", to_json(&response));
             } else {
                 print!("{}", to_text(&response));
             }
-            if allowed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(exit_code_of(&response))
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Err(failure) => failure.report(),
     }
+}
+
+/// 0 for an allow; for a deny, what its first reason's kind says (1 for a
+/// refusal, 3 when the server could not decide: `stale-state`, say).
+fn exit_code_of(response: &AuthorizeResponse) -> u8 {
+    if response.decision == Decision::Allow as i32 {
+        return crate::exit_code::SUCCESS;
+    }
+    response
+        .reasons
+        .first()
+        .and_then(|code| Reason::parse(code))
+        .map_or(crate::exit_code::DENY, |reason| reason.kind().exit_code())
 }
 
 fn decision_name(response: &AuthorizeResponse) -> &'static str {

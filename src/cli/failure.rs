@@ -1,29 +1,68 @@
-//! How client commands end: exit 0 done, 1 refused by the server (policy,
-//! an invariant, not found, wrong state), 2 bad usage or no connection.
+//! How client commands end (see [`crate::exit_code`]): 0 done, 1 refused
+//! by the server (policy, an invariant, not found, wrong state), 2 bad
+//! usage or configuration, 3 the server could not be asked or could not
+//! answer (unreachable, unavailable, internal error).
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use tonic::Code;
 
-use super::{EXIT_USAGE, init_logging, runtime};
+use super::{init_logging, runtime};
+use crate::exit_code;
 
 /// What went wrong, and the exit code it deserves.
+#[derive(Debug)]
 pub(super) enum Failure {
-    /// Bad usage or no connection: exit 2.
+    /// Bad usage or configuration: exit 2.
     Usage(String),
     /// The server refused: exit 1.
     Refused(tonic::Status),
+    /// The server could not be reached or could not answer: exit 3.
+    Unavailable(String),
 }
 
-/// A gRPC error as a [`Failure`]: refusals are the server's answer, the
-/// rest are usage or connection problems.
+impl Failure {
+    /// The exit code.
+    pub(super) fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Usage(_) => exit_code::USAGE,
+            Self::Refused(_) => exit_code::DENY,
+            Self::Unavailable(_) => exit_code::FAILURE,
+        })
+    }
+
+    /// Says what went wrong on stderr and gives the exit code.
+    pub(super) fn report(self) -> ExitCode {
+        let code = self.exit_code();
+        match self {
+            Self::Refused(status) => {
+                eprintln!("refused ({}): {}", status.code(), status.message());
+            }
+            Self::Usage(message) => eprintln!("error: {message}"),
+            Self::Unavailable(message) => eprintln!("error: {message}"),
+        }
+        code
+    }
+}
+
+/// A gRPC error as a [`Failure`]: refusals are the server's answer, a
+/// server that cannot answer is a failure, the rest are the caller's.
 pub(super) fn refused(status: tonic::Status) -> Failure {
     match status.code() {
         Code::PermissionDenied
         | Code::NotFound
         | Code::FailedPrecondition
         | Code::AlreadyExists => Failure::Refused(status),
+        Code::Unavailable
+        | Code::Internal
+        | Code::Unknown
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::DataLoss
+        | Code::Cancelled => {
+            Failure::Unavailable(format!("{}: {}", status.code(), status.message()))
+        }
         _ => Failure::Usage(format!("{}: {}", status.code(), status.message())),
     }
 }
@@ -41,13 +80,6 @@ where
     };
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Refused(status)) => {
-            eprintln!("refused ({}): {}", status.code(), status.message());
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_USAGE)
-        }
+        Err(failure) => failure.report(),
     }
 }

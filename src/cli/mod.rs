@@ -22,8 +22,8 @@ use clap::{Parser, Subcommand};
 
 pub use audit::render_trail;
 
-/// Exit code for bad usage or configuration.
-pub const EXIT_USAGE: u8 = 2;
+/// Exit code for bad usage or configuration (see [`crate::exit_code`]).
+pub const EXIT_USAGE: u8 = crate::exit_code::USAGE;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -9,9 +9,9 @@ use tonic::Code;
 
 use super::connection::ConnectArgs;
 use super::failure::{Failure, refused, run_client};
-use crate::api::v1::registry_service_client::RegistryServiceClient;
-use crate::api::v1::{EntryKind, ListRequest, RegisterRequest, RemoveRequest, UpdateRequest};
 use crate::api::{entry_from_proto, entry_to_proto};
+use crate::proto::v1::registry_service_client::RegistryServiceClient;
+use crate::proto::v1::{EntryKind, ListRequest, RegisterRequest, RemoveRequest, UpdateRequest};
 use crate::registry::Catalog;
 
 #[derive(Debug, Subcommand)]
@@ -86,9 +86,7 @@ pub(super) struct RemoveArgs {
 async fn client(
     connection: &ConnectArgs,
 ) -> Result<RegistryServiceClient<tonic::transport::Channel>, Failure> {
-    Ok(RegistryServiceClient::new(
-        connection.channel().await.map_err(Failure::Usage)?,
-    ))
+    Ok(RegistryServiceClient::new(connection.channel().await?))
 }
 
 pub(super) fn run(command: RegistryCommand) -> ExitCode {

@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::connection::ConnectArgs;
 use super::failure::{Failure, refused, run_client};
-use crate::api::v1::task_service_client::TaskServiceClient;
-use crate::api::v1::{
+use crate::proto::v1::task_service_client::TaskServiceClient;
+use crate::proto::v1::{
     AmendTaskRequest, CompleteTaskRequest, CreateTaskRequest, DelegateTaskRequest, GetTaskRequest,
     IssueTaskTokenRequest, ListTasksRequest, RevokeAgentRequest, RevokeTaskRequest, Task,
     TaskScope, TaskState,
@@ -265,9 +265,7 @@ fn print_task(task: Option<&Task>, json: bool) {
 async fn client(
     connection: &ConnectArgs,
 ) -> Result<TaskServiceClient<tonic::transport::Channel>, Failure> {
-    Ok(TaskServiceClient::new(
-        connection.channel().await.map_err(Failure::Usage)?,
-    ))
+    Ok(TaskServiceClient::new(connection.channel().await?))
 }
 
 pub(super) fn run(command: TaskCommand) -> ExitCode {

@@ -18,7 +18,8 @@ pub enum CredentialError {
     Signing(String),
 }
 
-/// Why a task token is refused. Each maps to a reason code.
+/// Why a task token is refused. Each maps to a reason code
+/// (`crate::decision::Reason`'s `From<&TokenError>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// Not a compact JWS we can read, or too large.
@@ -56,22 +57,4 @@ pub enum TokenError {
     /// `cnf` does not match the certificate of this call.
     #[error("token is bound to another certificate than the one presented")]
     NotBound,
-}
-
-impl TokenError {
-    /// The reason code, for decisions.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Malformed(_) => "token-malformed",
-            Self::WrongType(_) => "token-wrong-type",
-            Self::WrongAlgorithm => "token-wrong-algorithm",
-            Self::UnknownKey(_) => "token-unknown-key",
-            Self::BadSignature => "token-bad-signature",
-            Self::Expired(_) => "token-expired",
-            Self::NotYetValid(_) => "token-not-yet-valid",
-            Self::WrongAudience(_) => "token-wrong-audience",
-            Self::SubjectMismatch { .. } => "token-subject-mismatch",
-            Self::NotBound => "token-not-bound",
-        }
-    }
 }

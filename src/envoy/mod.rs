@@ -13,7 +13,7 @@ mod table;
 mod xfcc;
 
 pub use context::http_context;
-pub use request::{HttpAttributes, Mapped, Refusal, RefusalKind, header, map_check};
+pub use request::{HttpAttributes, Mapped, Refusal, header, map_check};
 pub use response::{Answer, allowed, denied};
 pub use routes::{Route, RouteMap, RouteMatch};
 pub use settings::{EnvoySettings, defaults};

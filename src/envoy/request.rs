@@ -10,34 +10,20 @@ use spiffe::SpiffeId;
 
 use super::routes::{RouteMap, RouteMatch};
 use super::{EnvoySettings, xfcc};
-use crate::decision::reason;
-
-/// How a refusal is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalKind {
-    /// 401 / UNAUTHENTICATED: the subject or its token is missing or bad.
-    Unauthenticated,
-    /// 403 / PERMISSION_DENIED.
-    Forbidden,
-    /// 400 / INVALID_ARGUMENT: the request cannot be mapped safely.
-    Invalid,
-}
+use crate::decision::Reason;
 
 /// A request answered before any policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// How it is answered.
-    pub kind: RefusalKind,
-    /// The reason code.
-    pub reason: &'static str,
+    /// Why; its kind says how it is answered.
+    pub reason: Reason,
     /// What went wrong, for logs.
     pub error: String,
 }
 
 impl Refusal {
-    fn new(kind: RefusalKind, reason: &'static str, error: impl Into<String>) -> Self {
+    fn new(reason: Reason, error: impl Into<String>) -> Self {
         Self {
-            kind,
             reason,
             error: error.into(),
         }
@@ -89,8 +75,7 @@ pub fn map_check(
         .and_then(|r| r.http.as_ref())
         .ok_or_else(|| {
             Refusal::new(
-                RefusalKind::Invalid,
-                reason::INVALID_CHECK_REQUEST,
+                Reason::InvalidCheckRequest,
                 "the check request carries no HTTP request",
             )
         })?;
@@ -102,8 +87,7 @@ pub fn map_check(
     let token = token(http, settings);
     if token.is_none() && settings.require_token {
         return Err(Refusal::new(
-            RefusalKind::Unauthenticated,
-            reason::TOKEN_REQUIRED,
+            Reason::TokenRequired,
             format!(
                 "no task token in `{}`{}",
                 settings.token_header,
@@ -121,8 +105,7 @@ pub fn map_check(
     let host = host_without_port(&http.host);
     let target = routes.find(&host, &http.method, &segments).ok_or_else(|| {
         Refusal::new(
-            RefusalKind::Forbidden,
-            reason::NO_ROUTE,
+            Reason::NoRoute,
             format!(
                 "no route for `{} {}{raw_path}`",
                 http.method,
@@ -161,13 +144,12 @@ fn subject(
     principal: &str,
     certificate: &str,
 ) -> Result<SubjectParts, Refusal> {
-    let unauthenticated =
-        |reason, error: String| Refusal::new(RefusalKind::Unauthenticated, reason, error);
+    let unauthenticated = |reason, error: String| Refusal::new(reason, error);
     let forwarded = if settings.trust_xfcc {
         match header(http, "x-forwarded-client-cert") {
             Some(value) => Some(xfcc::parse(&value).ok_or_else(|| {
                 unauthenticated(
-                    reason::NO_SUBJECT,
+                    Reason::NoSubject,
                     "`x-forwarded-client-cert` cannot be read".to_owned(),
                 )
             })?),
@@ -180,7 +162,7 @@ fn subject(
     let id = match (principal, forwarded.uri.as_deref()) {
         ("", None) => {
             return Err(unauthenticated(
-                reason::NO_SUBJECT,
+                Reason::NoSubject,
                 "Envoy sent no downstream principal: terminate the agents' mTLS in Envoy"
                     .to_owned(),
             ));
@@ -188,7 +170,7 @@ fn subject(
         ("", Some(uri)) => uri,
         (principal, Some(uri)) if principal != uri => {
             return Err(unauthenticated(
-                reason::NO_SUBJECT,
+                Reason::NoSubject,
                 format!(
                     "`source.principal` `{principal}` and `x-forwarded-client-cert` `{uri}` disagree"
                 ),
@@ -201,7 +183,7 @@ fn subject(
         .filter(|id| !id.path().is_empty())
         .ok_or_else(|| {
             unauthenticated(
-                reason::NO_SUBJECT,
+                Reason::NoSubject,
                 format!("downstream principal `{id}` is not a workload's SPIFFE ID"),
             )
         })?;
@@ -217,7 +199,7 @@ fn subject(
                 .map(|pem| pem.into_owned())
                 .map_err(|_| {
                     unauthenticated(
-                        reason::SUBJECT_CERTIFICATE_INVALID,
+                        Reason::SubjectCertificateInvalid,
                         "the forwarded certificate is not URL-encoded PEM".to_owned(),
                     )
                 })?,
@@ -227,7 +209,7 @@ fn subject(
     let thumbprint = match (&certificate_pem, forwarded.hash.as_deref()) {
         (None, Some(hash)) => Some(hex_sha256_to_x5t(hash).ok_or_else(|| {
             unauthenticated(
-                reason::SUBJECT_CERTIFICATE_INVALID,
+                Reason::SubjectCertificateInvalid,
                 "`x-forwarded-client-cert` `Hash` is not a hex SHA-256".to_owned(),
             )
         })?),
@@ -235,7 +217,7 @@ fn subject(
     };
     if certificate_pem.is_none() && settings.require_certificate {
         return Err(unauthenticated(
-            reason::SUBJECT_CERTIFICATE_REQUIRED,
+            Reason::SubjectCertificateRequired,
             "Envoy did not forward the downstream certificate: set `include_peer_certificate: true`".to_owned(),
         ));
     }
@@ -295,7 +277,7 @@ fn host_without_port(host: &str) -> String {
 /// `normalize_path` and `merge_slashes` remove most before they get
 /// here).
 fn decode_path(path: &str) -> Result<Vec<String>, Refusal> {
-    let invalid = |error: String| Refusal::new(RefusalKind::Invalid, reason::INVALID_PATH, error);
+    let invalid = |error: String| Refusal::new(Reason::InvalidPath, error);
     let rest = path
         .strip_prefix('/')
         .ok_or_else(|| invalid(format!("path `{path}` does not start with `/`")))?;

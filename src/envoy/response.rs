@@ -6,12 +6,13 @@
 
 use envoy_types::ext_authz::v3::pb::{
     CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
-    HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
+    HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use super::{EnvoySettings, RefusalKind, defaults};
+use super::{EnvoySettings, defaults};
+use crate::decision::ReasonKind;
 
 /// What was decided, as Envoy is told.
 #[derive(Debug, Clone, Copy)]
@@ -105,14 +106,10 @@ pub fn allowed(answer: &Answer<'_>, settings: &EnvoySettings) -> CheckResponse {
 }
 
 /// The answer to a refused request.
-pub fn denied(answer: &Answer<'_>, kind: RefusalKind) -> CheckResponse {
-    let (code, http) = match kind {
-        RefusalKind::Unauthenticated => {
-            (tonic::Code::Unauthenticated, HttpStatusCode::Unauthorized)
-        }
-        RefusalKind::Forbidden => (tonic::Code::PermissionDenied, HttpStatusCode::Forbidden),
-        RefusalKind::Invalid => (tonic::Code::InvalidArgument, HttpStatusCode::BadRequest),
-    };
+/// `kind` (of the refusal's first reason) sets the gRPC code and the HTTP
+/// status Envoy answers with.
+pub fn denied(answer: &Answer<'_>, kind: ReasonKind) -> CheckResponse {
+    let (code, http) = (kind.grpc_code(), i32::from(kind.http_status()));
     let mut body = serde_json::json!({
         "decision_id": answer.decision_id,
         "decision": answer.decision,
@@ -128,7 +125,7 @@ pub fn denied(answer: &Answer<'_>, kind: RefusalKind) -> CheckResponse {
         ),
         dynamic_metadata: Some(metadata(answer)),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus { code: http.into() }),
+            status: Some(HttpStatus { code: http }),
             headers: vec![
                 header("content-type", "application/json"),
                 header(defaults::DECISION_ID_HEADER, answer.decision_id),

@@ -3,6 +3,7 @@
 
 mod approval;
 mod error;
+mod evaluated;
 pub mod guards;
 mod load;
 pub mod store;
@@ -16,6 +17,7 @@ use cedar_policy::{Entities, Entity, EntityTypeName, EntityUid, PolicyId, Policy
 pub use approval::{APPROVAL_ANNOTATION, NEEDS_APPROVAL};
 
 pub use error::{PolicyError, Problem};
+pub use evaluated::Evaluated;
 pub use load::Sources;
 pub use store::{PolicyPaths, PolicyStatus, PolicyStore, ReloadFailure};
 

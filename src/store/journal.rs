@@ -6,7 +6,6 @@ use std::sync::Arc;
 use spiffe::SpiffeId;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::approvals::Asking;
 use super::{Change, Store, StoreError};
 use crate::approval::ApprovalBook;
 use crate::graph::{Amendment, GraphError, Task, TaskGraph, TaskId, TaskSpec};
@@ -45,12 +44,8 @@ pub struct JournalState {
     pub(super) approvals: Arc<ApprovalBook>,
     registry: Arc<Registry>,
     revision: Arc<Revision>,
-    /// Approvals decisions asked for whose commit has not landed yet, by
-    /// approval id, so asking again meanwhile names the same one (and two
-    /// asked for one subject under different scopes stay apart).
-    pub(super) asking: std::sync::Mutex<std::collections::HashMap<String, Asking>>,
     /// The key ring and the sealer, when signing keys live in the store.
-    pub(super) keys: std::sync::OnceLock<super::keyring::StoredKeys>,
+    pub(super) keys: std::sync::OnceLock<super::seal::StoredKeys>,
 }
 
 impl std::ops::Deref for Journal {
@@ -78,7 +73,6 @@ impl Journal {
                 approvals,
                 registry,
                 revision,
-                asking: std::sync::Mutex::default(),
                 keys: std::sync::OnceLock::new(),
             }),
         }

@@ -6,16 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::seal::{KeyRecord, Sealer};
+use super::seal::{KeyRecord, Sealer, StoredKeys};
 use super::{Change, Journal, StoreError};
 use crate::credential::SigningKeys;
-
-/// The key ring a journal fills, and how it opens stored keys.
-#[derive(Debug)]
-pub(super) struct StoredKeys {
-    ring: Arc<SigningKeys>,
-    sealer: Sealer,
-}
 
 impl Journal {
     /// Keeps signing keys in the store: `ring` (made with

@@ -526,3 +526,14 @@ impl TestServer {
         mandate::client::channel_with_config(&self.addr, Arc::new(config)).await
     }
 }
+
+/// The reason of a refused call, from its `google.rpc.ErrorInfo` (domain
+/// `mandate`): what clients match on, never the message.
+pub fn error_reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .expect("every refusal carries an ErrorInfo");
+    assert_eq!(info.domain, "mandate", "{status:?}");
+    info.reason
+}

@@ -121,7 +121,7 @@ async fn a_step_approved_for_another_resource_or_by_the_wrong_party_is_not_allow
     assert_refused(
         decide(&mut patcher, &web, "alice").await,
         Code::PermissionDenied,
-        "may not `approve`",
+        "invalid-request",
         "the agent approving its own step",
     );
     // An approval of one resource does not carry over to another.

@@ -376,8 +376,9 @@ async fn error_messages_hold_no_secret() {
         .await
         .unwrap_err();
     for status in [&issue, &delegation] {
-        assert!(
-            status.message().contains("agent-checksum-mismatch"),
+        assert_eq!(
+            crate::common::error_reason(status),
+            "agent-checksum-mismatch",
             "{status:?}"
         );
         assert!(!status.message().contains(&proof), "{status:?}");

@@ -56,10 +56,16 @@ async fn origin_forgery_by_a_front_end_acting_for_another_user_is_refused() {
     create_for(&mut portal, "alice")
         .await
         .expect("the portal acts for alice");
+    let refused = create_for(&mut portal, "mallory").await;
+    // The message names the policy that refused it.
+    assert!(
+        format!("{refused:?}").contains("hr-portal-acts-for-its-users"),
+        "{refused:?}"
+    );
     assert_refused(
-        create_for(&mut portal, "mallory").await,
+        refused,
         Code::PermissionDenied,
-        "hr-portal-acts-for-its-users",
+        "forbidden-by-policy",
         "the portal claiming a user it does not serve",
     );
     assert_eq!(server.graph.len(), 1, "only alice's task exists");

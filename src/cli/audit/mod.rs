@@ -15,7 +15,7 @@ use clap::Subcommand;
 
 use super::connection::ConnectArgs;
 use super::failure::{Failure, refused};
-use crate::api::v1::audit_service_client::AuditServiceClient;
+use crate::proto::v1::audit_service_client::AuditServiceClient;
 
 pub use trail::render as render_trail;
 
@@ -42,9 +42,7 @@ pub(super) fn run(command: AuditCommand) -> ExitCode {
 async fn client(
     connection: &ConnectArgs,
 ) -> Result<AuditServiceClient<tonic::transport::Channel>, Failure> {
-    Ok(AuditServiceClient::new(
-        connection.channel().await.map_err(Failure::Usage)?,
-    ))
+    Ok(AuditServiceClient::new(connection.channel().await?))
 }
 
 /// `Refused` for policy refusals, `Usage` for the rest.

@@ -4,8 +4,8 @@ use clap::Args;
 use tokio_stream::StreamExt;
 
 use super::{Failure, client, clock_time, status};
-use crate::api::v1::{DecisionEntry, QueryDecisionsRequest};
 use crate::cli::connection::ConnectArgs;
+use crate::proto::v1::{DecisionEntry, QueryDecisionsRequest};
 
 #[derive(Debug, Args)]
 pub(in crate::cli) struct QueryArgs {

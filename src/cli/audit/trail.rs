@@ -9,8 +9,8 @@ use clap::Args;
 
 use super::query::{decision_json, decision_line};
 use super::{Failure, client, clock_time, status};
-use crate::api::v1::{GetTaskTrailRequest, TaskEvent, TrailEntry, trail_entry::Entry};
 use crate::cli::connection::ConnectArgs;
+use crate::proto::v1::{GetTaskTrailRequest, TaskEvent, TrailEntry, trail_entry::Entry};
 
 #[derive(Debug, Args)]
 pub(in crate::cli) struct TrailArgs {

@@ -13,7 +13,7 @@ use clap::Args;
 
 use super::{Failure, SetArgs};
 use crate::audit::{DecisionRecord, RECORD_VERSION};
-use crate::decision::{Verdict, evaluate};
+use crate::decision::{Decision, judge};
 
 #[derive(Debug, Args)]
 pub(in crate::cli) struct ReplayArgs {
@@ -26,14 +26,6 @@ pub(in crate::cli) struct ReplayArgs {
     /// The candidate set.
     #[command(flatten)]
     set: SetArgs,
-}
-
-fn name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Allow => "allow",
-        Verdict::Deny => "deny",
-        Verdict::NeedsApproval => "needs_approval",
-    }
 }
 
 /// One decision that would change.
@@ -86,7 +78,7 @@ pub(super) fn run(args: &ReplayArgs) -> Result<(), Failure> {
         let (request, entities) = cedar
             .to_cedar()
             .map_err(|e| Failure::Usage(format!("{}:{}: {e}", args.decisions.display(), n + 1)))?;
-        let mut outcome = evaluate(&authorizer, &engine, &request, &entities);
+        let outcome = judge(&authorizer, &engine, &request, &entities);
         let has_task = cedar.context.get("task").is_some();
         let denied = cedar
             .context
@@ -94,24 +86,24 @@ pub(super) fn run(args: &ReplayArgs) -> Result<(), Failure> {
             .and_then(|a| a.get("granted"))
             .and_then(serde_json::Value::as_bool)
             == Some(false);
-        outcome.settle_approval(has_task, denied);
+        let outcome = outcome.settle_approval(has_task, denied);
         replayed += 1;
-        let now = name(outcome.verdict());
+        let now = outcome.name();
         // A server that could not ask for an approval answered deny; the
         // same request needing approval again is no change.
         let unasked = record.decision == "deny"
             && record.reasons.iter().any(|r| r == "approval-not-requested")
-            && outcome.verdict() == Verdict::NeedsApproval;
+            && matches!(outcome, Decision::NeedsApproval(_));
         if now == record.decision || unasked {
             continue;
         }
-        if outcome.verdict() == Verdict::Allow {
+        if outcome.is_allowed() {
             widening += 1;
         }
-        let by = if outcome.determining_policies.is_empty() {
-            outcome.reasons.join(", ")
+        let by = if outcome.grounds().determining_policies.is_empty() {
+            outcome.grounds().codes().join(", ")
         } else {
-            outcome.determining_policies.join(", ")
+            outcome.grounds().determining_policies.join(", ")
         };
         changes
             .entry((format!("{} -> {now}", record.decision), by))

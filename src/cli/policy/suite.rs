@@ -32,8 +32,7 @@ use spiffe::{SpiffeId, TrustDomain};
 use super::{Failure, SetArgs};
 use crate::cli::authorize::parse_resource;
 use crate::decision::{
-    AgentPattern, ApprovalView, DEFAULT_AGENT_PATH_PREFIXES, Decider, DecisionRequest, Outcome,
-    TaskFacts, Verdict,
+    AgentPattern, ApprovalView, DEFAULT_AGENT_PATH_PREFIXES, Decision, Evaluator, Query, TaskFacts,
 };
 use crate::graph::{Task, TaskSpec, TaskState};
 use crate::policy::PolicyEngine;
@@ -139,19 +138,11 @@ enum Expect {
     NeedsApproval,
 }
 
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Allow => "allow",
-        Verdict::Deny => "deny",
-        Verdict::NeedsApproval => "needs_approval",
-    }
-}
-
 /// A suite made ready to decide: its registry and task chains.
 struct World {
     registry: Arc<Snapshot>,
     tasks: HashMap<String, Arc<Task>>,
-    decider: Decider,
+    evaluator: Evaluator,
     now: i64,
 }
 
@@ -241,7 +232,7 @@ fn world(
     Ok(World {
         registry: registry.snapshot(),
         tasks,
-        decider: Decider::new(AgentPattern::new(
+        evaluator: Evaluator::new(AgentPattern::new(
             DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
             [trust_domain],
         )),
@@ -266,7 +257,7 @@ impl World {
         &self,
         engine: &PolicyEngine,
         case: &Case,
-    ) -> Result<(Outcome, Option<Entities>), String> {
+    ) -> Result<(Decision, Option<Entities>), String> {
         let principal = SpiffeId::new(&case.principal)
             .map_err(|e| format!("principal `{}`: {e}", case.principal))?;
         let resource = parse_resource(&case.resource);
@@ -281,17 +272,17 @@ impl World {
             None => None,
         };
         let has_task = task.is_some();
-        let (mut outcome, evaluated) = self.decider.decide_explained(
+        let (outcome, evaluated) = self.evaluator.evaluate(
             engine,
             &self.registry,
-            DecisionRequest {
+            Query {
                 task,
                 approval: case.approval.as_ref().map(|a| ApprovalView {
                     granted: a.granted,
                     approver: a.approver.clone(),
                     age_seconds: a.age_seconds,
                 }),
-                ..DecisionRequest::new(
+                ..Query::new(
                     &principal,
                     &case.action,
                     &resource.r#type,
@@ -301,7 +292,7 @@ impl World {
             },
         );
         let denied = case.approval.as_ref().is_some_and(|a| !a.granted);
-        outcome.settle_approval(has_task, denied);
+        let outcome = outcome.settle_approval(has_task, denied);
         Ok((outcome, evaluated.map(|e| e.entities)))
     }
 }
@@ -336,31 +327,37 @@ fn suite_files(path: &Path) -> Result<Vec<PathBuf>, Failure> {
     Ok(files)
 }
 
-fn describe(outcome: &Outcome) -> String {
+fn describe(outcome: &Decision) -> String {
     let mut out = format!(
         "{} (policies: [{}]",
-        verdict_name(outcome.verdict()),
-        outcome.determining_policies.join(", ")
+        outcome.name(),
+        outcome.grounds().determining_policies.join(", ")
     );
-    if !outcome.reasons.is_empty() {
-        out.push_str(&format!("; reasons: {}", outcome.reasons.join(", ")));
+    if !outcome.reasons().is_empty() {
+        out.push_str(&format!(
+            "; reasons: {}",
+            outcome.grounds().codes().join(", ")
+        ));
     }
-    if !outcome.errors.is_empty() {
-        out.push_str(&format!("; errors: {}", outcome.errors.join(" | ")));
+    if !outcome.grounds().errors.is_empty() {
+        out.push_str(&format!(
+            "; errors: {}",
+            outcome.grounds().errors.join(" | ")
+        ));
     }
     out.push(')');
     out
 }
 
 /// What is wrong with `outcome` for `case`, if anything.
-fn mismatch(case: &Case, outcome: &Outcome) -> Option<String> {
-    let verdict = verdict_name(outcome.verdict());
+fn mismatch(case: &Case, outcome: &Decision) -> Option<String> {
+    let verdict = outcome.name();
     let expected = match case.expect {
         Expect::Allow => "allow",
         Expect::Deny => "deny",
         Expect::NeedsApproval => "needs_approval",
     };
-    let mut sorted = outcome.determining_policies.clone();
+    let mut sorted = outcome.grounds().determining_policies.clone();
     sorted.sort();
     let policies_differ = case.policies.as_ref().is_some_and(|p| {
         let mut p = p.clone();
@@ -369,9 +366,9 @@ fn mismatch(case: &Case, outcome: &Outcome) -> Option<String> {
     });
     let reasons_differ = case.reasons.as_ref().is_some_and(|r| {
         *r != outcome
-            .reasons
+            .reasons()
             .iter()
-            .map(|s| (*s).to_owned())
+            .map(|s| s.as_str().to_owned())
             .collect::<Vec<_>>()
     });
     if verdict == expected && !policies_differ && !reasons_differ {
@@ -453,6 +450,7 @@ pub(super) fn explain(args: &ExplainArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("cannot show the entity slice: {e}")))?
         .unwrap_or(serde_json::Value::Null);
     let policies: Vec<serde_json::Value> = outcome
+        .grounds()
         .determining_policies
         .iter()
         .map(|id| {
@@ -467,10 +465,10 @@ pub(super) fn explain(args: &ExplainArgs) -> Result<(), Failure> {
             "{}",
             serde_json::json!({
                 "case": case.name,
-                "decision": verdict_name(outcome.verdict()),
+                "decision": outcome.name(),
                 "determining_policies": policies,
-                "reasons": outcome.reasons,
-                "errors": outcome.errors,
+                "reasons": outcome.grounds().codes(),
+                "errors": outcome.grounds().errors,
                 "policy_hash": engine.hash().as_ref(),
                 "entities": slice,
             })
@@ -480,7 +478,7 @@ pub(super) fn explain(args: &ExplainArgs) -> Result<(), Failure> {
     println!(
         "{}\n  decision:   {}",
         case.name,
-        verdict_name(outcome.verdict()).to_uppercase()
+        outcome.name().to_uppercase()
     );
     for p in &policies {
         println!(
@@ -489,10 +487,10 @@ pub(super) fn explain(args: &ExplainArgs) -> Result<(), Failure> {
             p["source"].as_str().unwrap_or_default()
         );
     }
-    if !outcome.reasons.is_empty() {
-        println!("  reasons:    {}", outcome.reasons.join(", "));
+    if !outcome.reasons().is_empty() {
+        println!("  reasons:    {}", outcome.grounds().codes().join(", "));
     }
-    for error in &outcome.errors {
+    for error in &outcome.grounds().errors {
         println!("  error:      {error}");
     }
     println!("  policy set: {}", engine.hash());

@@ -1,0 +1,474 @@
+//! The decision, in one place (DESIGN §4 steps 3-6): from a [`Request`] and
+//! a consistent [`View`] of the state to a [`Decision`]. Synchronous, no
+//! I/O, no writes: what must be written (a pending approval) comes back as
+//! an [`ApprovalAsk`] for the runner.
+//!
+//! In order: enforcement-point mode (the caller may `check` for the
+//! subject, whose certificate verifies), the agent proof, the task token
+//! and its live chain, the current approval, a task as the resource, Cedar,
+//! and for a "needs approval" whether one may be asked for.
+
+use std::sync::Arc;
+
+use cedar_policy::Entity;
+use rustls_pki_types::UnixTime;
+use spiffe::SpiffeId;
+
+use super::check_cache::{CheckCache, CheckKey};
+use super::task::TaskFacts;
+use super::{
+    ApprovalView, DEFAULT_RESOURCE_TYPE, Decision, Evaluator, OnBehalfOf, Query, Reason, Request,
+    View, task_entities,
+};
+use crate::approval::{
+    APPROVAL_TYPE, Approval, ApprovalBook, ApprovalState, Subject as ApprovalSubject,
+    approval_entity,
+};
+use crate::credential::{TaskTokens, TokenError};
+use crate::graph::{Chain, TaskGraph};
+use crate::identity::ForwardedSubjects;
+use crate::policy::Evaluated;
+use crate::registry::Snapshot;
+
+/// The Cedar type of tasks.
+const TASK_TYPE: &str = "Mandate::Task";
+/// The action an enforcement point needs to ask on behalf of a subject.
+const CHECK_ACTION: &str = "check";
+/// The action an agent needs to ask a human for an approval.
+const REQUEST_APPROVAL: &str = "request_approval";
+
+/// The decision path over live state.
+#[derive(Debug)]
+pub struct Pipeline {
+    evaluator: Arc<Evaluator>,
+    tokens: Arc<TaskTokens>,
+    graph: Arc<TaskGraph>,
+    approvals: Arc<ApprovalBook>,
+    forwarded: ForwardedSubjects,
+    checks: CheckCache,
+}
+
+/// A decision and what its record keeps.
+#[derive(Debug)]
+pub struct Decided {
+    /// The answer.
+    pub decision: Decision,
+    /// The Cedar request and entity slice, when the policies were reached.
+    pub evaluated: Option<Evaluated>,
+    /// The token's task first, its root last; empty without a token.
+    pub chain: Chain,
+    /// The token's id.
+    pub token_jti: Option<String>,
+    /// For a "needs approval": the pending approval the runner must make
+    /// sure exists before answering.
+    pub ask: Option<ApprovalAsk>,
+}
+
+impl Decided {
+    /// A decision that never reached the policies.
+    fn early(decision: Decision) -> Self {
+        Self {
+            decision,
+            evaluated: None,
+            chain: Vec::new(),
+            token_jti: None,
+            ask: None,
+        }
+    }
+}
+
+/// A pending approval a decision asks for.
+#[derive(Debug, Clone)]
+pub struct ApprovalAsk {
+    /// The (task, action, resource) it is about.
+    pub subject: ApprovalSubject,
+    /// The caller's `purpose`.
+    pub justification: String,
+    /// The principal that asks.
+    pub requested_by: String,
+    /// The task's scope digest now.
+    pub scope_digest: String,
+}
+
+impl Pipeline {
+    /// A pipeline evaluating with `evaluator` over this live state.
+    pub fn new(
+        evaluator: Arc<Evaluator>,
+        tokens: Arc<TaskTokens>,
+        graph: Arc<TaskGraph>,
+        approvals: Arc<ApprovalBook>,
+    ) -> Self {
+        Self {
+            evaluator,
+            tokens,
+            graph,
+            approvals,
+            forwarded: ForwardedSubjects::default(),
+            checks: CheckCache::default(),
+        }
+    }
+
+    /// The evaluator, for control-plane questions.
+    pub fn evaluator(&self) -> &Arc<Evaluator> {
+        &self.evaluator
+    }
+
+    /// The root of `task_id`'s chain, if the task exists.
+    pub fn root_of(&self, task_id: &str) -> Option<String> {
+        self.graph
+            .chain(task_id)
+            .and_then(|chain| chain.last().map(|t| t.id.clone()))
+    }
+
+    /// Decides `request` against `view`. Never fails: every problem is a
+    /// deny with a reason.
+    pub fn decide(&self, view: &View, request: &Request) -> Decided {
+        // Enforcement-point mode: the subject is the principal, and its
+        // certificate (or a forwarded hash of it) binds the token.
+        let (principal, binding) = match &request.on_behalf_of {
+            None => (&request.caller.spiffe_id, request.caller.thumbprint.clone()),
+            Some(subject) => match self.enforcement_point(view, request, subject) {
+                Ok(binding) => (&subject.spiffe_id, binding),
+                Err(refused) => return *refused,
+            },
+        };
+        let task = match &request.token {
+            None => match agent_proof(&view.registry, principal, None) {
+                Ok(()) => None,
+                Err(refused) => return Decided::early(refused),
+            },
+            Some(token) => match self.task_facts(view, token, principal, binding.as_deref()) {
+                Ok(facts) => Some(facts),
+                Err(refused) => return Decided::early(refused),
+            },
+        };
+        let resource = &request.resource;
+        let resource_type = if resource.type_name.is_empty() {
+            DEFAULT_RESOURCE_TYPE
+        } else {
+            resource.type_name.as_str()
+        };
+        let asked = task.as_ref().and_then(|facts| {
+            facts.chain.first().map(|t| {
+                (
+                    ApprovalSubject {
+                        task_id: t.id.clone(),
+                        action: request.action.clone(),
+                        resource_type: resource_type.to_owned(),
+                        resource_id: resource.id.clone(),
+                    },
+                    t.scope_digest.clone(),
+                )
+            })
+        });
+        let now = view.now;
+        let current = asked
+            .as_ref()
+            .and_then(|(subject, digest)| self.approvals.current(subject, digest, now));
+        // A task as the resource comes from the live graph, never from files.
+        let mut entities = if resource.type_name == TASK_TYPE {
+            match self
+                .graph
+                .chain(&resource.id)
+                .map(|chain| task_entities(&chain, now))
+            {
+                Some(Ok(entities)) => entities,
+                Some(Err(e)) => return Decided::early(Decision::deny(Reason::InternalError, e)),
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        entities.extend(request.door.entities.iter().cloned());
+        let (chain, token_jti) = task.as_ref().map_or((Vec::new(), None), |f| {
+            (f.chain.clone(), Some(f.token_jti.clone()))
+        });
+        let (decision, evaluated) = self.evaluator.evaluate(
+            &view.engine,
+            &view.registry,
+            Query {
+                task,
+                entities,
+                approval: current.as_ref().map(|a| ApprovalView {
+                    granted: a.state == ApprovalState::Approved,
+                    approver: a.approver.clone().unwrap_or_default(),
+                    age_seconds: now.saturating_sub(a.decided_at.unwrap_or(now)),
+                }),
+                mandate_context: request.door.pairs.clone(),
+                ..Query::new(
+                    principal,
+                    &request.action,
+                    &resource.type_name,
+                    &resource.id,
+                    serde_json::Value::Object(request.context.fields.clone()),
+                )
+            },
+        );
+        let approval_denied = current.is_some_and(|a| a.state == ApprovalState::Denied);
+        let decision = decision.settle_approval(asked.is_some(), approval_denied);
+        let (decision, ask) = match (decision, asked) {
+            (decision @ Decision::NeedsApproval(_), Some((subject, scope_digest))) => {
+                let ask = ApprovalAsk {
+                    subject,
+                    justification: request.context.purpose().to_owned(),
+                    requested_by: principal.to_string(),
+                    scope_digest,
+                };
+                match self.may_ask(view, principal, &ask) {
+                    Ok(()) => (decision, Some(ask)),
+                    Err(error) => (
+                        decision.refuse_approval(Reason::ApprovalNotRequested, error),
+                        None,
+                    ),
+                }
+            }
+            (decision, _) => (decision, None),
+        };
+        Decided {
+            decision,
+            evaluated,
+            chain,
+            token_jti,
+            ask,
+        }
+    }
+
+    /// The subject's trust domain must be trusted, its certificate (when
+    /// sent) must verify, and the caller must be allowed `check` on the
+    /// resource for it. Returns what binds the subject's token.
+    fn enforcement_point(
+        &self,
+        view: &View,
+        request: &Request,
+        subject: &OnBehalfOf,
+    ) -> Result<Option<String>, Box<Decided>> {
+        let id = &subject.spiffe_id;
+        if !view.bundles.trusts(id.trust_domain()) {
+            return Err(Box::new(Decided::early(Decision::deny(
+                Reason::UntrustedSubject,
+                format!(
+                    "subject trust domain `{}` is not trusted",
+                    id.trust_domain_name()
+                ),
+            ))));
+        }
+        let verified = match &subject.certificate_pem {
+            None => None,
+            Some(pem) => Some(
+                self.verify_subject_certificate(view, pem, id)
+                    .map_err(|e| {
+                        Box::new(Decided::early(Decision::deny(
+                            Reason::SubjectCertificateInvalid,
+                            e,
+                        )))
+                    })?,
+            ),
+        };
+        let caller = &request.caller.spiffe_id;
+        let resource = &request.resource;
+        let key = CheckKey {
+            caller: caller.to_string(),
+            resource: (resource.type_name.clone(), resource.id.clone()),
+            subject: id.to_string(),
+            certificate_verified: verified.is_some(),
+        };
+        if !self.checks.allowed(&view.engine, &view.registry, &key) {
+            let (check, evaluated) = self.evaluator.evaluate(
+                &view.engine,
+                &view.registry,
+                Query::new(
+                    caller,
+                    CHECK_ACTION,
+                    &resource.type_name,
+                    &resource.id,
+                    serde_json::json!({
+                        "subject": {
+                            "spiffe_id": id.to_string(),
+                            "trust_domain": id.trust_domain_name(),
+                            "path": id.path(),
+                            "certificate_verified": verified.is_some(),
+                        }
+                    }),
+                ),
+            );
+            if !check.is_allowed() {
+                // The record keeps the `check` request: a policy change
+                // that would let this enforcement point ask shows in a
+                // replay.
+                return Err(Box::new(Decided {
+                    evaluated,
+                    ..Decided::early(check.led_by(Reason::NotAnEnforcementPoint))
+                }));
+            }
+            self.checks.remember(&view.engine, &view.registry, key);
+        }
+        Ok(verified.or_else(|| subject.forwarded_thumbprint.clone()))
+    }
+
+    /// Verifies a forwarded subject SVID against our bundles; returns the
+    /// thumbprint of its leaf.
+    fn verify_subject_certificate(
+        &self,
+        view: &View,
+        pem: &str,
+        expected: &SpiffeId,
+    ) -> Result<String, String> {
+        let verified = self.forwarded.verify(&view.bundles, pem, UnixTime::now())?;
+        if verified.spiffe_id != *expected {
+            return Err(format!(
+                "subject certificate is for `{}`, not `{expected}`",
+                verified.spiffe_id
+            ));
+        }
+        Ok(verified.thumbprint)
+    }
+
+    /// Verifies a task token and reads its task's live chain.
+    // INVARIANT: a token that does not verify, or names no task, never
+    // reaches the policies: it is a deny with the token's reason.
+    fn task_facts(
+        &self,
+        view: &View,
+        token: &str,
+        subject: &SpiffeId,
+        binding: Option<&str>,
+    ) -> Result<TaskFacts, Decision> {
+        let claims = self
+            .tokens
+            .verify_bound(token, subject, binding)
+            .map_err(|e: TokenError| Decision::deny(Reason::from(&e), e.to_string()))?;
+        agent_proof(&view.registry, subject, Some(claims.agent_proof.as_deref()))?;
+        let chain = self.graph.chain(&claims.task).ok_or_else(|| {
+            Decision::deny(
+                Reason::UnknownTask,
+                format!("task `{}` does not exist", claims.task),
+            )
+        })?;
+        Ok(TaskFacts {
+            chain,
+            now: view.now,
+            token_jti: claims.jti,
+        })
+    }
+
+    /// Asking a human is a `request_approval` like any other: policy may
+    /// refuse it. `Err` says why it may not.
+    fn may_ask(&self, view: &View, principal: &SpiffeId, ask: &ApprovalAsk) -> Result<(), String> {
+        let would_be = Approval {
+            id: "(new)".to_owned(),
+            subject: ask.subject.clone(),
+            justification: ask.justification.clone(),
+            requested_by: ask.requested_by.clone(),
+            requested_at: view.now,
+            state: ApprovalState::Pending,
+            approver: None,
+            decided_by: None,
+            decided_at: None,
+            expires_at: None,
+            scope_digest: ask.scope_digest.clone(),
+        };
+        let chain = self
+            .graph
+            .chain(&ask.subject.task_id)
+            .ok_or_else(|| format!("task `{}` no longer exists", ask.subject.task_id))?;
+        let entities = approval_entities(&would_be, &chain, view.now)?;
+        let (decision, _) = self.evaluator.evaluate(
+            &view.engine,
+            &view.registry,
+            Query {
+                entities,
+                ..Query::new(
+                    principal,
+                    REQUEST_APPROVAL,
+                    APPROVAL_TYPE,
+                    &would_be.id,
+                    serde_json::json!({}),
+                )
+            },
+        );
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        Err(format!(
+            "`{principal}` may not `{REQUEST_APPROVAL}`: {}",
+            decision
+                .reasons()
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// The entities a question about `approval` needs: the approval, then its
+/// task's chain (`chain`, the task first).
+pub fn approval_entities(
+    approval: &Approval,
+    chain: &Chain,
+    now: i64,
+) -> Result<Vec<Entity>, String> {
+    let originator = chain
+        .last()
+        .map(|t| t.originator.clone())
+        .unwrap_or_default();
+    let mut entities = vec![approval_entity(approval, &originator)?];
+    entities.extend(task_entities(chain, now)?);
+    Ok(entities)
+}
+
+/// Why an agent's proof of its checksum does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofRefusal {
+    /// The agent is registered with a checksum and proved none.
+    Required,
+    /// It proved another checksum than the registered one.
+    Mismatch,
+}
+
+/// INVARIANT: an agent registered with a checksum acts only by proving
+/// it: on the decision path through its task token (`proof` is
+/// `Some(token's proof)`; `None` is a call without a token), on the
+/// control plane with `agent_proof`. A mismatch is logged.
+pub fn check_agent_proof(
+    registry: &Snapshot,
+    agent: &SpiffeId,
+    proof: Option<Option<&str>>,
+) -> Result<(), ProofRefusal> {
+    let Some(expected) = registry
+        .agent(&agent.to_string())
+        .and_then(|a| a.checksum.as_deref())
+    else {
+        return Ok(());
+    };
+    match proof {
+        None => Err(ProofRefusal::Required),
+        Some(proved) if proved == Some(expected) => Ok(()),
+        Some(proved) => {
+            tracing::warn!(spiffe_id = %agent, proof = proved.unwrap_or("none"), "agent checksum mismatch: call refused");
+            Err(ProofRefusal::Mismatch)
+        }
+    }
+}
+
+/// [`check_agent_proof`] as a decision.
+fn agent_proof(
+    registry: &Snapshot,
+    agent: &SpiffeId,
+    proof: Option<Option<&str>>,
+) -> Result<(), Decision> {
+    check_agent_proof(registry, agent, proof).map_err(|refusal| match refusal {
+        ProofRefusal::Required => Decision::deny(
+            Reason::AgentProofRequired,
+            format!(
+                "`{agent}` is registered with a checksum: call with a task token, which carries its proof"
+            ),
+        ),
+        ProofRefusal::Mismatch => Decision::deny(
+            Reason::AgentChecksumMismatch,
+            format!(
+                "`{agent}` is registered with another checksum than the one its token proved; get a new token"
+            ),
+        ),
+    })
+}

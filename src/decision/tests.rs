@@ -1,0 +1,658 @@
+//! `Pipeline::decide` as a table: state + request → decision + reason, one
+//! row at least for every [`Reason`] the pipeline gives, no sockets. The
+//! reasons given around the pipeline (the runner's gate and limits, the
+//! Envoy door's mapping) are listed with the tests that cover them; a new
+//! variant in neither place fails `every_reason_has_a_row`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use spiffe::{SpiffeId, TrustDomain};
+
+use super::*;
+use crate::approval::{ApprovalBook, Subject as ApprovalSubject};
+use crate::clock::{Clock, ManualClock};
+use crate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings, thumbprint};
+use crate::graph::{Task, TaskGraph, TaskSpec};
+use crate::identity::TrustBundles;
+use crate::identity::dev::DevTrustDomain;
+use crate::policy::PolicyEngine;
+use crate::registry::{Catalog, Registry, SensitivityScale};
+use crate::revision::Revision;
+
+const NOW: i64 = 1_900_000_000;
+const CERT: &[u8] = b"the caller's DER certificate";
+const OTHER_CERT: &[u8] = b"another DER certificate";
+const SEALED_CHECKSUM: &str =
+    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+/// Policies that make every reason reachable (the shipped schema; the
+/// built-in guards hold calls with a token to their task).
+const POLICIES: &str = r#"
+@id("anyone-reads-handbook")
+permit (principal, action == Mandate::Action::"read", resource == Mandate::Resource::"handbook");
+
+@id("agents-act-in-their-task")
+permit (
+  principal is Mandate::Agent,
+  action in [Mandate::Action::"read", Mandate::Action::"write", Mandate::Action::"delete"],
+  resource is Mandate::Resource
+)
+when { context has task };
+
+@id("helpdesk-deletes-handbook")
+permit (principal is Mandate::Agent, action == Mandate::Action::"delete", resource == Mandate::Resource::"handbook");
+
+@id("deletes-need-approval")
+@mandate_outcome("needs_approval")
+forbid (principal is Mandate::Agent, action == Mandate::Action::"delete", resource is Mandate::Resource)
+unless { context has approval && context.approval.granted };
+
+@id("overflowing")
+permit (principal, action == Mandate::Action::"invoke", resource == Mandate::Resource::"service:payments")
+when { 9223372036854775807 + 1 > 0 };
+
+@id("enforcement-points-check")
+permit (principal in Mandate::Group::"enforcement-points", action == Mandate::Action::"check", resource);
+
+@id("delegatee-asks-but-not-for-web")
+permit (principal, action == Mandate::Action::"request_approval", resource is Mandate::Approval)
+when { resource.task.delegatee == principal.spiffe_id && resource.resource_id != "repo:acme/web" };
+"#;
+
+fn id(path: &str) -> SpiffeId {
+    SpiffeId::new(format!("spiffe://mandate.local{path}")).unwrap()
+}
+
+struct World {
+    pipeline: Pipeline,
+    view: View,
+    keys: Arc<SigningKeys>,
+    tokens: Arc<TaskTokens>,
+    /// The patcher's task, in the graph.
+    task: Vec<Arc<Task>>,
+    /// The sealed agent's task, in the graph.
+    sealed_task: Vec<Arc<Task>>,
+    /// The patcher's dev SVID: PEM and DER.
+    patcher_pem: String,
+    patcher_der: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn spec(delegatee: SpiffeId) -> TaskSpec {
+    TaskSpec {
+        intent: "fix the build".into(),
+        delegatee,
+        actions: BTreeSet::from(["read".into(), "write".into(), "delete".into()]),
+        scope: BTreeSet::from(["repos".into()]),
+        max_sensitivity: 1,
+        expires_at: NOW + 3600,
+    }
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/rows.cedar"), POLICIES).unwrap();
+    let engine = Arc::new(
+        PolicyEngine::load(
+            &dir.path().join("policies"),
+            &root.join("schemas/mandate.cedarschema"),
+        )
+        .unwrap(),
+    );
+    let mut catalog_text = std::fs::read_to_string(root.join("examples/catalog.toml")).unwrap();
+    catalog_text.push_str(&format!(
+        "\n[[agents]]\nspiffe_id = \"spiffe://mandate.local/agents/sealed\"\nchecksum = \"{SEALED_CHECKSUM}\"\n"
+    ));
+    let catalog: Catalog = toml::from_str(&catalog_text).unwrap();
+    let revision = Arc::new(Revision::default());
+    let registry = Registry::new(
+        catalog.into_entries().unwrap(),
+        &cedar_policy::Entities::empty(),
+        engine.schema(),
+        SensitivityScale::default(),
+        "mandate.local",
+        revision.clone(),
+    )
+    .unwrap();
+
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
+    let graph = Arc::new(TaskGraph::with_revision(
+        crate::graph::DEFAULT_MAX_DEPTH,
+        revision.clone(),
+    ));
+    let frontend = id("/workloads/frontend");
+    let root_task = |n: &str, delegatee: SpiffeId| {
+        graph
+            .create_root(
+                n.into(),
+                spec(delegatee),
+                frontend.clone(),
+                "alice".into(),
+                NOW,
+            )
+            .unwrap();
+        graph.chain(n).unwrap()
+    };
+    let task = root_task("t-patcher", id("/agents/patcher"));
+    let sealed_task = root_task("t-sealed", id("/agents/sealed"));
+
+    let approvals = Arc::new(ApprovalBook::new(revision.clone()));
+    // A human said no to the patcher deleting the payments repository.
+    let subject = ApprovalSubject {
+        task_id: "t-patcher".into(),
+        action: "delete".into(),
+        resource_type: DEFAULT_RESOURCE_TYPE.into(),
+        resource_id: "repo:acme/payments".into(),
+    };
+    let digest = task[0].scope_digest.clone();
+    let (asked, _, _) = approvals
+        .request(
+            subject,
+            "",
+            "spiffe://mandate.local/agents/patcher",
+            &digest,
+            NOW,
+        )
+        .unwrap();
+    approvals
+        .decide(
+            &asked.id,
+            false,
+            "alice",
+            "spiffe://mandate.local/workloads/frontend",
+            600,
+            &digest,
+            NOW,
+        )
+        .unwrap();
+
+    let keys = Arc::new(SigningKeys::ephemeral(
+        KeyRotation::default(),
+        clock.clone(),
+    ));
+    let tokens = Arc::new(TaskTokens::new(
+        keys.clone(),
+        TokenSettings::default(),
+        clock.clone(),
+    ));
+
+    let trust_domain = TrustDomain::new("mandate.local").unwrap();
+    let dev = DevTrustDomain::init(&dir.path().join("dev"), &trust_domain, &[]).unwrap();
+    let mut bundles = TrustBundles::default();
+    bundles
+        .add(
+            trust_domain.clone(),
+            &crate::identity::load_certs(&dev.bundle).unwrap(),
+        )
+        .unwrap();
+    let patcher = dev
+        .samples
+        .iter()
+        .find(|s| s.spiffe_id.ends_with("/agents/patcher"))
+        .unwrap();
+    let patcher_pem = std::fs::read_to_string(&patcher.cert).unwrap();
+    let patcher_der = crate::identity::load_certs(&patcher.cert).unwrap()[0].to_vec();
+
+    let pipeline = Pipeline::new(
+        Arc::new(Evaluator::new(AgentPattern::new(
+            DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
+            [trust_domain],
+        ))),
+        tokens.clone(),
+        graph,
+        approvals,
+    );
+    let view = View {
+        revision: revision.current(),
+        engine,
+        registry: registry.snapshot(),
+        bundles: Arc::new(bundles),
+        now: NOW,
+    };
+    World {
+        pipeline,
+        view,
+        keys,
+        tokens,
+        task,
+        sealed_task,
+        patcher_pem,
+        patcher_der,
+        _dir: dir,
+    }
+}
+
+impl World {
+    fn token(&self) -> String {
+        self.tokens.mint(&self.task, CERT, None, None).unwrap().0
+    }
+
+    /// A token for the patcher's task minted by other token machinery:
+    /// another clock, other settings or other keys.
+    fn token_from(
+        &self,
+        now: i64,
+        settings: TokenSettings,
+        keys: Option<Arc<SigningKeys>>,
+    ) -> String {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(now));
+        let keys = keys.unwrap_or_else(|| self.keys.clone());
+        TaskTokens::new(keys, settings, clock)
+            .mint(&self.task, CERT, None, None)
+            .unwrap()
+            .0
+    }
+
+    /// The patcher's token with its header replaced by `header`.
+    fn token_with_header(&self, header: serde_json::Value) -> String {
+        let token = self.token();
+        let (_, rest) = token.split_once('.').unwrap();
+        format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()))
+    }
+
+    fn kid(&self) -> String {
+        let token = self.token();
+        jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
+    }
+}
+
+/// A request by `caller` (its certificate [`CERT`]).
+fn ask(caller: &str, action: &str, resource: &str) -> Request {
+    Request::new(
+        Caller {
+            spiffe_id: id(caller),
+            thumbprint: Some(thumbprint(CERT)),
+        },
+        action,
+        Resource {
+            type_name: String::new(),
+            id: resource.into(),
+        },
+    )
+}
+
+fn with_token(request: Request, token: String) -> Request {
+    Request {
+        token: Some(token),
+        ..request
+    }
+}
+
+fn on_behalf(request: Request, subject: SpiffeId, pem: Option<String>) -> Request {
+    Request {
+        on_behalf_of: Some(OnBehalfOf {
+            spiffe_id: subject,
+            certificate_pem: pem,
+            forwarded_thumbprint: None,
+        }),
+        ..request
+    }
+}
+
+/// One row: what is asked, and the decision and reason it must get.
+struct Row {
+    name: &'static str,
+    request: Request,
+    decision: &'static str,
+    reason: Option<Reason>,
+}
+
+fn rows(w: &World) -> Vec<Row> {
+    let row = |name, request, decision, reason| Row {
+        name,
+        request,
+        decision,
+        reason,
+    };
+    let patcher = "/agents/patcher";
+    let token = w.token();
+    let other_keys = Arc::new(SigningKeys::ephemeral(
+        KeyRotation::default(),
+        Arc::new(ManualClock::new(NOW)),
+    ));
+    // The same claims signed again: another signature under this header.
+    let forged = {
+        let other = w.token_from(NOW, TokenSettings::default(), Some(other_keys.clone()));
+        let (head, _) = token.rsplit_once('.').unwrap();
+        let (_, signature) = other.rsplit_once('.').unwrap();
+        format!("{head}.{signature}")
+    };
+    let mut typed = ask("/workloads/frontend", "read", "handbook");
+    typed.resource.type_name = "Mandate::Spaceship".into();
+    let mut user = ask("/workloads/frontend", "read", "alice");
+    user.resource.type_name = "Mandate::User".into();
+    let mut reserved = ask("/workloads/frontend", "read", "handbook");
+    reserved
+        .context
+        .fields
+        .insert("task".into(), serde_json::json!("mine"));
+    let mut doubled = with_token(ask(patcher, "read", "repo:acme/payments"), token.clone());
+    doubled.door.pairs.push((
+        "task".into(),
+        cedar_policy::RestrictedExpression::new_bool(true),
+    ));
+    let sealed_token = w.tokens.mint(&w.sealed_task, CERT, None, None).unwrap().0;
+    let ghost = {
+        let mut task = (*w.task[0]).clone();
+        task.id = "t-ghost".into();
+        task.root = "t-ghost".into();
+        w.tokens
+            .mint(&[Arc::new(task)], CERT, None, None)
+            .unwrap()
+            .0
+    };
+    let mut unbound = with_token(ask(patcher, "read", "repo:acme/payments"), token.clone());
+    unbound.caller.thumbprint = Some(thumbprint(OTHER_CERT));
+    let bound_to_svid = w
+        .tokens
+        .mint(&w.task, &w.patcher_der, None, None)
+        .unwrap()
+        .0;
+    vec![
+        row(
+            "an agent acts within its task",
+            with_token(ask(patcher, "read", "repo:acme/payments"), token.clone()),
+            "allow",
+            None,
+        ),
+        row(
+            "an enforcement point asks for a subject whose certificate it forwarded",
+            on_behalf(
+                with_token(
+                    ask("/workloads/envoy", "read", "repo:acme/payments"),
+                    bound_to_svid,
+                ),
+                id(patcher),
+                Some(w.patcher_pem.clone()),
+            ),
+            "allow",
+            None,
+        ),
+        row(
+            "no policy permits a workload the repository",
+            ask("/workloads/frontend", "read", "repo:acme/payments"),
+            "deny",
+            Some(Reason::NoPermit),
+        ),
+        row(
+            "a guard forbids what is outside the task",
+            with_token(ask(patcher, "read", "customer-db"), token.clone()),
+            "deny",
+            Some(Reason::ForbiddenByPolicy),
+        ),
+        row(
+            "an action the schema does not declare",
+            ask("/workloads/frontend", "fly", "handbook"),
+            "deny",
+            Some(Reason::UnknownAction),
+        ),
+        row(
+            "a resource type the schema does not declare",
+            typed,
+            "deny",
+            Some(Reason::UnknownResourceType),
+        ),
+        row(
+            "a caller's context sets a key Mandate sets",
+            reserved,
+            "deny",
+            Some(Reason::InvalidContext),
+        ),
+        row(
+            "an action that does not apply to the resource type",
+            user,
+            "deny",
+            Some(Reason::InvalidRequest),
+        ),
+        row(
+            "a policy that cannot be evaluated denies",
+            ask("/workloads/frontend", "invoke", "service:payments"),
+            "deny",
+            Some(Reason::EvaluationError),
+        ),
+        row(
+            "an agent may not ask for another",
+            on_behalf(
+                ask(patcher, "read", "handbook"),
+                id("/agents/reviewer"),
+                None,
+            ),
+            "deny",
+            Some(Reason::NotAnEnforcementPoint),
+        ),
+        row(
+            "a subject from a trust domain we do not trust",
+            on_behalf(
+                ask("/workloads/envoy", "read", "handbook"),
+                SpiffeId::new("spiffe://elsewhere.example/agents/x").unwrap(),
+                None,
+            ),
+            "deny",
+            Some(Reason::UntrustedSubject),
+        ),
+        row(
+            "a forwarded certificate that does not verify",
+            on_behalf(
+                ask("/workloads/envoy", "read", "handbook"),
+                id("/agents/reviewer"),
+                Some("not a certificate".into()),
+            ),
+            "deny",
+            Some(Reason::SubjectCertificateInvalid),
+        ),
+        row(
+            "a door adding a context key Mandate adds too is a bug",
+            doubled,
+            "deny",
+            Some(Reason::InternalError),
+        ),
+        row(
+            "a token for a task the graph does not hold",
+            with_token(ask(patcher, "read", "repo:acme/payments"), ghost),
+            "deny",
+            Some(Reason::UnknownTask),
+        ),
+        row(
+            "deleting needs a human",
+            with_token(ask(patcher, "delete", "repos"), token.clone()),
+            "needs_approval",
+            Some(Reason::NeedsApproval),
+        ),
+        row(
+            "an agent with a checksum calls without the token that proves it",
+            ask("/agents/sealed", "read", "handbook"),
+            "deny",
+            Some(Reason::AgentProofRequired),
+        ),
+        row(
+            "the human said no",
+            with_token(ask(patcher, "delete", "repo:acme/payments"), token.clone()),
+            "deny",
+            Some(Reason::ApprovalDenied),
+        ),
+        row(
+            "an approval would lift the deny, but there is no task to hold it",
+            ask("/agents/helpdesk", "delete", "handbook"),
+            "deny",
+            Some(Reason::ApprovalNeedsTask),
+        ),
+        row(
+            "the token proved another checksum than the registered one",
+            with_token(
+                ask("/agents/sealed", "read", "repo:acme/payments"),
+                sealed_token,
+            ),
+            "deny",
+            Some(Reason::AgentChecksumMismatch),
+        ),
+        row(
+            "policy refuses asking for this approval",
+            with_token(ask(patcher, "delete", "repo:acme/web"), token.clone()),
+            "deny",
+            Some(Reason::ApprovalNotRequested),
+        ),
+        row(
+            "a token that is not a JWS",
+            with_token(ask(patcher, "read", "repos"), "not a token".into()),
+            "deny",
+            Some(Reason::TokenMalformed),
+        ),
+        row(
+            "a token whose type is not ours",
+            with_token(
+                ask(patcher, "read", "repos"),
+                w.token_with_header(
+                    serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": w.kid()}),
+                ),
+            ),
+            "deny",
+            Some(Reason::TokenWrongType),
+        ),
+        row(
+            "a token signed with another algorithm",
+            with_token(
+                ask(patcher, "read", "repos"),
+                w.token_with_header(serde_json::json!({"alg": "HS256", "typ": "mandate-task+jwt"})),
+            ),
+            "deny",
+            Some(Reason::TokenWrongAlgorithm),
+        ),
+        row(
+            "a token signed with a key we do not hold",
+            with_token(
+                ask(patcher, "read", "repos"),
+                w.token_from(NOW, TokenSettings::default(), Some(other_keys)),
+            ),
+            "deny",
+            Some(Reason::TokenUnknownKey),
+        ),
+        row(
+            "a token whose signature is not its own",
+            with_token(ask(patcher, "read", "repos"), forged),
+            "deny",
+            Some(Reason::TokenBadSignature),
+        ),
+        row(
+            "a token past its expiry",
+            with_token(
+                ask(patcher, "read", "repos"),
+                w.token_from(NOW - 10_000, TokenSettings::default(), None),
+            ),
+            "deny",
+            Some(Reason::TokenExpired),
+        ),
+        row(
+            "a token before its validity",
+            with_token(
+                ask(patcher, "read", "repos"),
+                w.token_from(NOW + 3_000, TokenSettings::default(), None),
+            ),
+            "deny",
+            Some(Reason::TokenNotYetValid),
+        ),
+        row(
+            "a token for another audience",
+            with_token(
+                ask(patcher, "read", "repos"),
+                w.token_from(
+                    NOW,
+                    TokenSettings {
+                        audience: "someone-else".into(),
+                        ..TokenSettings::default()
+                    },
+                    None,
+                ),
+            ),
+            "deny",
+            Some(Reason::TokenWrongAudience),
+        ),
+        row(
+            "another agent's token",
+            with_token(ask("/agents/reviewer", "read", "repos"), token.clone()),
+            "deny",
+            Some(Reason::TokenSubjectMismatch),
+        ),
+        row(
+            "a token presented with another certificate",
+            unbound,
+            "deny",
+            Some(Reason::TokenNotBound),
+        ),
+    ]
+}
+
+/// Reasons given around the pipeline, and where each is tested.
+const AROUND_THE_PIPELINE: &[(Reason, &str)] = &[
+    (
+        Reason::StaleState,
+        "runner gate: tests/replicas.rs, tests/envoy.rs",
+    ),
+    (Reason::StateUnavailable, "runner gate: tests/replicas.rs"),
+    (
+        Reason::LimitExceeded,
+        "decision::limits::tests, tests/limits.rs",
+    ),
+    (Reason::NoRoute, "envoy::request::tests"),
+    (Reason::NoSubject, "envoy::request::tests"),
+    (Reason::SubjectCertificateRequired, "envoy::request::tests"),
+    (Reason::TokenRequired, "envoy::request::tests"),
+    (Reason::InvalidPath, "envoy::request::tests"),
+    (Reason::InvalidCheckRequest, "envoy::request::tests"),
+];
+
+#[test]
+fn every_row_decides_as_expected() {
+    let w = world();
+    let mut failures = Vec::new();
+    for row in rows(&w) {
+        let decided = w.pipeline.decide(&w.view, &row.request);
+        let decision = &decided.decision;
+        let reason_ok = row.reason.is_none_or(|r| decision.reasons().contains(&r));
+        if decision.name() != row.decision || !reason_ok {
+            failures.push(format!(
+                "{}: expected {} {:?}, got {decision:?}",
+                row.name, row.decision, row.reason
+            ));
+        }
+        // An ask comes with, and only with, a "needs approval".
+        if decided.ask.is_some() != (decision.name() == "needs_approval") {
+            failures.push(format!(
+                "{}: ask {:?} with {decision:?}",
+                row.name, decided.ask
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_reason_has_a_row() {
+    let w = world();
+    let mut covered: HashSet<Reason> = rows(&w).iter().filter_map(|r| r.reason).collect();
+    covered.extend(AROUND_THE_PIPELINE.iter().map(|(r, _)| *r));
+    let missing: Vec<&str> = Reason::ALL
+        .iter()
+        .filter(|r| !covered.contains(r))
+        .map(|r| r.as_str())
+        .collect();
+    assert!(missing.is_empty(), "reasons without a row: {missing:?}");
+}
+
+#[test]
+fn a_needs_approval_asks_for_the_task_action_and_resource() {
+    let w = world();
+    let request = with_token(ask("/agents/patcher", "delete", "repos"), w.token());
+    let decided = w.pipeline.decide(&w.view, &request);
+    let ask = decided.ask.expect("an ask");
+    assert_eq!(ask.subject.task_id, "t-patcher");
+    assert_eq!(ask.subject.action, "delete");
+    assert_eq!(ask.subject.resource_id, "repos");
+    assert_eq!(ask.requested_by, "spiffe://mandate.local/agents/patcher");
+    assert_eq!(decided.chain.len(), 1);
+    assert!(decided.token_jti.is_some());
+}
