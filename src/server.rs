@@ -24,7 +24,7 @@ use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
     ApprovalApi, AuditApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi,
-    TaskApi, TransportLimitsLayer, http, listener, watch_routes,
+    TaskApi, TransportLimitsLayer, http, listener,
 };
 use crate::approval::ApprovalBook;
 use crate::audit::{AuditSettings, DecisionLog, DecisionLogWriter};
@@ -398,7 +398,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         .policy_poll
         .map(|interval| tokio::spawn(crate::api::watch_policies(state.clone(), interval)));
     let route_watcher = options.policy_poll.map(|interval| {
-        tokio::spawn(watch_routes(
+        tokio::spawn(crate::envoy::watch_routes(
             options.routes.clone(),
             state.policies.clone(),
             interval,

@@ -5,10 +5,8 @@
 //! authenticated. Every failure is a deny with a reason, never an allow.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::PeerIdentity;
@@ -19,7 +17,6 @@ use crate::decision::{
 use crate::envoy::{
     self as ext, EnvoySettings, RouteTable, allowed, denied, http_context, map_check,
 };
-use crate::policy::PolicyStore;
 
 /// The header carrying `min_revision` through Envoy.
 pub const MIN_REVISION_HEADER: &str = "x-mandate-min-revision";
@@ -161,42 +158,5 @@ impl Authorization for EnvoyApi {
     ) -> Result<Response<CheckResponse>, Status> {
         let caller = caller(&request)?;
         Ok(Response::new(self.answer(&caller, request.get_ref()).await))
-    }
-}
-
-/// Reloads the route map when its file changes: polled every `interval`,
-/// taken once its content stayed the same for one more poll, so a file
-/// being written is not read half-way.
-pub async fn watch_routes(routes: Arc<RouteTable>, policies: Arc<PolicyStore>, interval: Duration) {
-    let Some(path) = routes.path().map(ToOwned::to_owned) else {
-        return;
-    };
-    // The content seen at the last poll, and the content last taken (good
-    // or refused: a broken file is reported once, not every poll).
-    let mut last: Option<[u8; 32]> = None;
-    let mut taken: Option<[u8; 32]> = None;
-    loop {
-        tokio::time::sleep(interval).await;
-        let path = path.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || {
-            std::fs::read(&path)
-                .ok()
-                .map(|bytes| <[u8; 32]>::from(Sha256::digest(bytes)))
-        })
-        .await
-        else {
-            continue;
-        };
-        if now.is_none() || now != last {
-            last = now;
-            continue;
-        }
-        if now == taken {
-            continue;
-        }
-        taken = now;
-        let (routes, policies) = (routes.clone(), policies.clone());
-        // Unchanged content is a no-op by hash; the outcome is logged.
-        let _ = tokio::task::spawn_blocking(move || routes.reload(&policies.current())).await;
     }
 }

@@ -22,7 +22,7 @@ pub use approval::ApprovalApi;
 pub use audit::{AuditApi, decision_to_proto, event_to_proto};
 pub use authorization::AuthorizationApi;
 pub use decision_state::DecisionState;
-pub use envoy::{EnvoyApi, watch_routes};
+pub use envoy::EnvoyApi;
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
 pub use policy::{PolicyApi, watch as watch_policies};

@@ -10,6 +10,7 @@ mod response;
 mod routes;
 mod settings;
 mod table;
+mod watch;
 mod xfcc;
 
 pub use context::http_context;
@@ -18,4 +19,5 @@ pub use response::{Answer, allowed, denied};
 pub use routes::{Route, RouteMap, RouteMatch};
 pub use settings::{EnvoySettings, defaults};
 pub use table::RouteTable;
+pub use watch::watch_routes;
 pub use xfcc::ForwardedCert;
