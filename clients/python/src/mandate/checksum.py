@@ -169,7 +169,7 @@ def _number(value: int | float) -> str:
     elif -6 < point <= 0:
         body = "0." + "0" * (-point) + digits
     else:
-        e = point - 1
-        exponent = f"e{'+' if e >= 0 else '-'}{abs(e)}"
+        power = point - 1
+        exponent = f"e{'+' if power >= 0 else '-'}{abs(power)}"
         body = (digits[0] + ("." + digits[1:] if k > 1 else "")) + exponent
     return sign + body

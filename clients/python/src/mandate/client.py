@@ -116,7 +116,9 @@ class Mandate:
                     private_key=svid.key_pem,
                     certificate_chain=svid.cert_chain_pem,
                 )
-                options = [("grpc.ssl_target_name_override", self._server_name)] if self._server_name else []
+                options: list[tuple[str, Any]] = []
+                if self._server_name:
+                    options.append(("grpc.ssl_target_name_override", self._server_name))
                 # A fresh subchannel pool: a new SVID must mean a new handshake.
                 options.append(("grpc.use_local_subchannel_pool", 1))
                 self._channel = grpc.secure_channel(self.target, credentials, options=options)
@@ -186,7 +188,7 @@ class Mandate:
             request.subject.CopyFrom(authorization_pb2.Subject(spiffe_id=subject, certificate_pem=pem or ""))
         response = self._call(
             "AuthorizationService.Authorize",
-            lambda ch: authorization_pb2_grpc.AuthorizationServiceStub(ch).Authorize(request, timeout=self.timeout),
+            lambda ch: _stub(authorization_pb2_grpc.AuthorizationServiceStub, ch).Authorize(request, timeout=self.timeout),
         )
         return Decision.from_pb(response)
 
@@ -254,7 +256,7 @@ class Mandate:
         )
         response = self._call(
             "TaskService.CreateTask",
-            lambda ch: task_pb2_grpc.TaskServiceStub(ch).CreateTask(request, timeout=self.timeout),
+            lambda ch: _stub(task_pb2_grpc.TaskServiceStub, ch).CreateTask(request, timeout=self.timeout),
         )
         return Task.from_pb(response.task, response.revision)
 
@@ -287,14 +289,14 @@ class Mandate:
         )
         response = self._call(
             "TaskService.DelegateTask",
-            lambda ch: task_pb2_grpc.TaskServiceStub(ch).DelegateTask(request, timeout=self.timeout),
+            lambda ch: _stub(task_pb2_grpc.TaskServiceStub, ch).DelegateTask(request, timeout=self.timeout),
         )
         return Task.from_pb(response.task, response.revision)
 
     def get_task(self, task_id: str) -> Task:
         request = task_pb2.GetTaskRequest(task_id=task_id)
         response = self._call(
-            "TaskService.GetTask", lambda ch: task_pb2_grpc.TaskServiceStub(ch).GetTask(request, timeout=self.timeout)
+            "TaskService.GetTask", lambda ch: _stub(task_pb2_grpc.TaskServiceStub, ch).GetTask(request, timeout=self.timeout)
         )
         return Task.from_pb(response)
 
@@ -303,7 +305,7 @@ class Mandate:
         request = task_pb2.IssueTaskTokenRequest(task_id=task_id, ttl_seconds=ttl_seconds, agent_proof=agent_proof)
         channel, svid = self._current_channel()
         try:
-            response = task_pb2_grpc.TaskServiceStub(channel).IssueTaskToken(request, timeout=self.timeout)
+            response = _stub(task_pb2_grpc.TaskServiceStub, channel).IssueTaskToken(request, timeout=self.timeout)
         except grpc.RpcError as e:
             raise rpc_error("TaskService.IssueTaskToken", e.code().name, e.details() or "") from e
         return TaskToken(
@@ -327,7 +329,7 @@ class Mandate:
         request = task_pb2.CompleteTaskRequest(task_id=task_id)
         response = self._call(
             "TaskService.CompleteTask",
-            lambda ch: task_pb2_grpc.TaskServiceStub(ch).CompleteTask(request, timeout=self.timeout),
+            lambda ch: _stub(task_pb2_grpc.TaskServiceStub, ch).CompleteTask(request, timeout=self.timeout),
         )
         return int(response.revision)
 
@@ -339,7 +341,7 @@ class Mandate:
         request = task_pb2.RevokeTaskRequest(task_id=task_id, reason=reason)
         response = self._call(
             "TaskService.RevokeTask",
-            lambda ch: task_pb2_grpc.TaskServiceStub(ch).RevokeTask(request, timeout=self.timeout),
+            lambda ch: _stub(task_pb2_grpc.TaskServiceStub, ch).RevokeTask(request, timeout=self.timeout),
         )
         return tuple(response.revoked_task_ids)
 
@@ -358,7 +360,7 @@ class Mandate:
         )
         response = self._call(
             "ApprovalService.RequestApproval",
-            lambda ch: approval_pb2_grpc.ApprovalServiceStub(ch).RequestApproval(request, timeout=self.timeout),
+            lambda ch: _stub(approval_pb2_grpc.ApprovalServiceStub, ch).RequestApproval(request, timeout=self.timeout),
         )
         return Approval.from_pb(response.approval)
 
@@ -371,7 +373,7 @@ class Mandate:
         )
         response = self._call(
             "ApprovalService.DecideApproval",
-            lambda ch: approval_pb2_grpc.ApprovalServiceStub(ch).DecideApproval(request, timeout=self.timeout),
+            lambda ch: _stub(approval_pb2_grpc.ApprovalServiceStub, ch).DecideApproval(request, timeout=self.timeout),
         )
         return Approval.from_pb(response.approval)
 
@@ -381,11 +383,11 @@ class Mandate:
         page = ""
         while True:
             request = approval_pb2.ListApprovalsRequest(
-                task_id=task_id, state=state.value if state else 0, page_size=500, page_token=page
+                task_id=task_id, state=f"APPROVAL_STATE_{state.name}" if state else None, page_size=500, page_token=page
             )
             response = self._call(
                 "ApprovalService.ListApprovals",
-                lambda ch: approval_pb2_grpc.ApprovalServiceStub(ch).ListApprovals(request, timeout=self.timeout),
+                lambda ch: _stub(approval_pb2_grpc.ApprovalServiceStub, ch).ListApprovals(request, timeout=self.timeout),
             )
             found.extend(Approval.from_pb(a) for a in response.approvals)
             page = response.next_page_token
@@ -429,6 +431,11 @@ class Mandate:
             if waited >= timeout:
                 raise ApprovalTimeout(approval_id, waited)
             time.sleep(min(poll_interval, max(timeout - waited, 0.0)))
+
+
+def _stub(factory: Any, channel: grpc.Channel) -> Any:
+    # The generated service stubs are untyped; requests and responses are.
+    return factory(channel)
 
 
 def _raise_unless_allowed(decision: Decision, action: str, resource: str) -> Decision:

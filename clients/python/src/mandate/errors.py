@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .decision import Decision
+    from .types import Decision
 
 
 class MandateError(Exception):

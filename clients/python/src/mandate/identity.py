@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -234,6 +235,10 @@ class WorkloadApiSvidSource:
         with self._lock:
             self._cache = (leaf_der, wrapped)
         return wrapped
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the stream's thread) after each update of the SVID."""
+        self._source.subscribe_for_updates(callback)
 
     def close(self) -> None:
         self._source.close()
