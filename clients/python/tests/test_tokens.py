@@ -22,9 +22,11 @@ def start(frontend: Mandate) -> str:
 
 def test_the_holder_refreshes_before_expiry_and_across_it(frontend: Mandate, patcher: Mandate) -> None:
     task_id = start(frontend)
-    holder = patcher.token_holder(task_id, ttl_seconds=4, refresh_before=2)
+    # Lifetime 6 s (5 to 6 s from here: `exp` is whole seconds), so the
+    # margin is the 2 s asked for, not half the lifetime.
+    holder = patcher.token_holder(task_id, ttl_seconds=6, refresh_before=2)
     first = holder.current()
-    assert first.expires_at - time.time() <= 4.5
+    assert 4.5 <= first.expires_at - time.time() <= 6.5
     assert holder.current() is first and holder.fetches == 1  # not due yet
     assert patcher.authorize("read", "repo:acme/web", token=holder).allowed
 
