@@ -74,3 +74,17 @@ def test_a_denial_ends_the_wait(frontend: Mandate, patcher: Mandate) -> None:
     with pytest.raises(ApprovalRefused) as refused:
         patcher.wait_for_approval(pending.value.approval_id, task_id=holder.task_id, timeout=5)
     assert refused.value.state == "denied" and refused.value.approver == "alice"
+
+
+def test_an_agent_may_ask_before_it_acts(frontend: Mandate, patcher: Mandate) -> None:
+    holder = patcher.token_holder(start(frontend))
+    asked = patcher.request_approval(
+        holder.task_id, "delete", "repo:acme/web", justification="the repo was archived in 2023"
+    )
+    assert asked.state is ApprovalState.PENDING and asked.justification == "the repo was archived in 2023"
+    with pytest.raises(NeedsApproval) as pending:
+        patcher.authorize("delete", "repo:acme/web", token=holder)
+    assert pending.value.approval_id == asked.id
+    frontend.decide_approval(asked.id, approve=True, approver="alice", valid_for_seconds=60)
+    assert patcher.wait_for_approval(asked.id, task_id=holder.task_id, timeout=5).current
+    assert patcher.authorize("delete", "repo:acme/web", token=holder).allowed

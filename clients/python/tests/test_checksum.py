@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,33 @@ def test_files_the_cli_refuses_are_refused_too(tmp_path: Path) -> None:
         assert out.returncode != 0, f"the CLI accepted {text!r}"
         with pytest.raises(ChecksumError):
             agent_checksum_files(tmp_path / "prompt.txt", tmp_path / "tools.json", tmp_path / "config.json")
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(8 if depth < 4 else 5)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:  # any finite double, by its bits
+        while True:
+            value = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+            if math.isfinite(value):
+                return value
+    if kind == 2:
+        return rng.choice([rng.randint(-(2**70), 2**70), rng.randint(-1000, 1000), rng.random() * 10 ** rng.randint(-30, 30)])
+    if kind in (3, 4):
+        alphabet = "aZ09 \"\\/\b\f\n\r\t\x00\x1f\x7f\u00e9\u2028\u20ac\ufb33\U0001f600\U00010000"
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+    if kind == 5:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(5))]
+    keys = ["", "a", "A", "b", "aa", "\u00e9", "\u20ac", "\U0001f600", "\ufb33", "1", "\r", "\x7f"]
+    return {rng.choice(keys) + rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randrange(6))}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_documents_equal_the_cli(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    tools, config = _random_value(rng), _random_value(rng)
+    prompt = "".join(rng.choice("ab \n\r\t\u00e9\U0001f600") for _ in range(20))
+    # json.dumps writes each double so that it reads back as the same one.
+    expected = cli_checksum(tmp_path, prompt, json.dumps(tools), json.dumps(config, ensure_ascii=False))
+    assert agent_checksum(prompt, tools, config) == expected

@@ -125,7 +125,10 @@ class Mandate:
                 self._channel_svid = svid
                 self.channels_opened += 1
                 if old is not None:
-                    old.close()
+                    # Calls in flight on the old channel may finish first.
+                    retire = threading.Timer(self.timeout + 1.0, old.close)
+                    retire.daemon = True
+                    retire.start()
             return self._channel, self._channel_svid
 
     def _call(self, method: str, invoke: Callable[[grpc.Channel], T]) -> T:
@@ -209,7 +212,6 @@ class Mandate:
         token: str | TokenHolder,
         timeout: float = 300.0,
         poll_interval: float = 1.0,
-        justification: str = "",
         on_pending: Callable[[NeedsApproval], None] | None = None,
         **kwargs: Any,
     ) -> Decision:
@@ -228,8 +230,6 @@ class Mandate:
                 on_pending(pending)
             raw = token if isinstance(token, str) else token.token()
             task_id = str(token_claims(raw).get("task", ""))
-            if justification:
-                self.request_approval(task_id, action, resource, justification=justification)
             self.wait_for_approval(pending.approval_id, task_id=task_id, timeout=timeout, poll_interval=poll_interval)
             return self.authorize(action, resource, token=token, **kwargs)
 
