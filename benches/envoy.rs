@@ -204,7 +204,14 @@ async fn main() -> ExitCode {
 
     // Warm-up: connections, Mandate's caches, Envoy's upstream pools.
     for envoy in [&with_authz, &without] {
-        let warm = drive(envoy.port, &tls, &token, concurrency, Duration::from_secs(1)).await;
+        let warm = drive(
+            envoy.port,
+            &tls,
+            &token,
+            concurrency,
+            Duration::from_secs(1),
+        )
+        .await;
         if warm.failures > 0 || warm.requests == 0 {
             eprintln!("warm-up failed; envoy log:\n{}", envoy.log());
             return ExitCode::FAILURE;
@@ -228,14 +235,21 @@ async fn main() -> ExitCode {
         envoy_stack::ENVOY_VERSION,
         rounds,
         seconds.as_secs(),
-        load_average.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load_average
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!("\nlatency, one request at a time (ms):");
     println!("| envoy | requests | p50 | p90 | p99 |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let mut p50 = [0.0; 2];
     let mut p99 = [0.0; 2];
-    for (i, name) in ["+ ext_authz (Mandate)", "no ext_authz"].into_iter().enumerate() {
+    for (i, name) in ["+ ext_authz (Mandate)", "no ext_authz"]
+        .into_iter()
+        .enumerate()
+    {
         let s = &mut latency[i];
         p50[i] = ms(s.percentile(0.50));
         p99[i] = ms(s.percentile(0.99));
@@ -256,7 +270,10 @@ async fn main() -> ExitCode {
     println!("| envoy | requests/s | p50 ms | p99 ms |");
     println!("| --- | ---: | ---: | ---: |");
     let mut rates = [0.0; 2];
-    for (i, name) in ["+ ext_authz (Mandate)", "no ext_authz"].into_iter().enumerate() {
+    for (i, name) in ["+ ext_authz (Mandate)", "no ext_authz"]
+        .into_iter()
+        .enumerate()
+    {
         let s = &mut load[i];
         rates[i] = s.rate();
         println!(

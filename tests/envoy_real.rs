@@ -27,8 +27,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use envoy_stack::{
-    EnvoyProcess, Response, ServeProcess, Upstream, Variant, envoy_binary, envoy_config,
-    port_of, request, start_mandate,
+    EnvoyProcess, Response, ServeProcess, Upstream, Variant, envoy_binary, envoy_config, port_of,
+    request, start_mandate,
 };
 use mandate::api::v1::approval_service_client::ApprovalServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
@@ -246,7 +246,10 @@ async fn agents_through_envoy_are_decided_by_mandate() {
     let line = stack
         .access_log_line(&[&format!("decision={decision_id}"), &format!("task={task}")])
         .await;
-    assert!(line.contains("GET /repos/acme/payments?ref=main 200"), "{line}");
+    assert!(
+        line.contains("GET /repos/acme/payments?ref=main 200"),
+        "{line}"
+    );
     assert!(line.contains(PATCHER), "{line}");
 
     // Denied by policy: the task may read, not write.
@@ -277,18 +280,30 @@ async fn agents_through_envoy_are_decided_by_mandate() {
         .call("agents/patcher", "GET", "/repos/acme/payments", &[])
         .await;
     let (status, body) = denial(&response);
-    assert_eq!((status, reasons(&body)), (401, vec!["token-required".into()]));
+    assert_eq!(
+        (status, reasons(&body)),
+        (401, vec!["token-required".into()])
+    );
 
     // Another agent presents the patcher's token: 401.
     let response = stack
-        .call("agents/reviewer", "GET", "/repos/acme/payments", &with_token)
+        .call(
+            "agents/reviewer",
+            "GET",
+            "/repos/acme/payments",
+            &with_token,
+        )
         .await;
     let (status, body) = denial(&response);
     assert_eq!(
         (status, reasons(&body)),
         (401, vec!["token-subject-mismatch".into()])
     );
-    assert_eq!(stack.upstream.count(), before, "no denied request went upstream");
+    assert_eq!(
+        stack.upstream.count(),
+        before,
+        "no denied request went upstream"
+    );
 
     // Unsafe paths: Envoy cleans dot segments and double slashes before
     // Mandate matches them, and the tool API gets the cleaned path...
@@ -309,7 +324,12 @@ async fn agents_through_envoy_are_decided_by_mandate() {
     // Needs approval: 403 naming the approval; once a human approved, the
     // same request goes through.
     let response = stack
-        .call("agents/patcher", "DELETE", "/repos/acme/payments", &with_token)
+        .call(
+            "agents/patcher",
+            "DELETE",
+            "/repos/acme/payments",
+            &with_token,
+        )
         .await;
     let (status, body) = denial(&response);
     assert_eq!(status, 403, "{response:?}");
@@ -327,11 +347,19 @@ async fn agents_through_envoy_are_decided_by_mandate() {
         .await
         .unwrap();
     let response = stack
-        .call("agents/patcher", "DELETE", "/repos/acme/payments", &with_token)
+        .call(
+            "agents/patcher",
+            "DELETE",
+            "/repos/acme/payments",
+            &with_token,
+        )
         .await;
     assert_eq!(response.status, 200, "{response:?}");
     let seen = stack.upstream.last().unwrap();
-    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("DELETE", "/repos/acme/payments"));
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("DELETE", "/repos/acme/payments")
+    );
 
     // Revoked: the very next call is denied.
     let mut frontend = TaskServiceClient::new(stack.channel("workloads/frontend").await);

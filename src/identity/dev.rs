@@ -319,7 +319,10 @@ mod tests {
             let files = if spiffe_id == dev.server.spiffe_id {
                 &dev.server
             } else {
-                dev.samples.iter().find(|s| s.spiffe_id == spiffe_id).unwrap()
+                dev.samples
+                    .iter()
+                    .find(|s| s.spiffe_id == spiffe_id)
+                    .unwrap()
             };
             load_certs(&files.cert).unwrap()
         };

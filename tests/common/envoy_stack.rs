@@ -350,8 +350,10 @@ impl Drop for EnvoyProcess {
 /// `GET path` on Envoy's admin port: status and body.
 async fn admin_get(admin: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut tcp = TcpStream::connect(admin).await?;
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut response = String::new();
     tcp.read_to_string(&mut response).await?;
     let status = response
@@ -423,8 +425,7 @@ impl Response {
 
     /// The body as JSON (Mandate's denials).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
 }
 
@@ -488,8 +489,8 @@ impl Connection {
         while self.buffer.len() < body_start + length {
             self.fill().await?;
         }
-        let body = String::from_utf8_lossy(&self.buffer[body_start..body_start + length])
-            .into_owned();
+        let body =
+            String::from_utf8_lossy(&self.buffer[body_start..body_start + length]).into_owned();
         self.buffer.drain(..body_start + length);
         Ok(Response {
             status,
