@@ -253,12 +253,10 @@ async fn main() -> ExitCode {
         let s = &mut latency[i];
         p50[i] = ms(s.percentile(0.50));
         p99[i] = ms(s.percentile(0.99));
+        let p90 = ms(s.percentile(0.90));
         println!(
-            "| {name} | {} | {:.3} | {:.3} | {:.3} |",
-            s.requests,
-            p50[i],
-            ms(s.percentile(0.90)),
-            p99[i]
+            "| {name} | {} | {:.3} | {p90:.3} | {:.3} |",
+            s.requests, p50[i], p99[i]
         );
     }
     println!(
