@@ -23,6 +23,11 @@ pub const DEFAULT_AGENTS: &[&str] = &["patcher", "reviewer"];
 /// front end that starts tasks for its users.
 pub const DEFAULT_WORKLOADS: &[&str] = &["envoy", "admin", "frontend"];
 
+/// The host name of the sample tool API behind the dev Envoy
+/// (`examples/envoy/`): the Envoy SVID serves it, so clients calling the tool
+/// API through Envoy can check Envoy's certificate.
+pub const ENVOY_SAMPLE_HOST: &str = "tools.acme.internal";
+
 const CA_LIFETIME: Duration = Duration::days(3650);
 const SVID_LIFETIME: Duration = Duration::days(365);
 
@@ -100,9 +105,14 @@ impl DevTrustDomain {
         write(&dir.join("ca.key"), ca_key.serialize_pem().as_bytes(), true)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
-        issue(&issuer, &layout.server, true)?;
+        issue(&issuer, &layout.server, Serves::Mandate)?;
         for sample in &layout.samples {
-            issue(&issuer, sample, false)?;
+            let serves = if sample.spiffe_id == layout.envoy_spiffe_id() {
+                Serves::ToolApi
+            } else {
+                Serves::Nothing
+            };
+            issue(&issuer, sample, serves)?;
         }
         Ok(layout)
     }
@@ -120,6 +130,11 @@ impl DevTrustDomain {
             server: files("server", "mandate"),
             samples: samples.iter().map(|s| files(s, s)).collect(),
         }
+    }
+
+    /// The sample enforcement point's SPIFFE ID (`workloads/envoy`).
+    fn envoy_spiffe_id(&self) -> String {
+        format!("spiffe://{}/workloads/envoy", self.trust_domain.as_str())
     }
 
     /// The same material as a `files` identity source.
@@ -175,10 +190,21 @@ fn ca_params(trust_domain: &TrustDomain) -> Result<CertificateParams, IdentityEr
     Ok(params)
 }
 
+/// What an SVID may serve as a TLS server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    /// Mandate's API, on loopback.
+    Mandate,
+    /// The sample tool API, as the Envoy in front of it.
+    ToolApi,
+    /// Nothing: a client-only SVID.
+    Nothing,
+}
+
 fn issue(
     issuer: &Issuer<'_, KeyPair>,
     files: &SvidFiles,
-    server: bool,
+    serves: Serves,
 ) -> Result<(), IdentityError> {
     let id = SpiffeId::new(&files.spiffe_id).map_err(|e| IdentityError::NotSpiffe {
         uri: files.spiffe_id.clone(),
@@ -186,27 +212,37 @@ fn issue(
     })?;
     let mut params = CertificateParams::default();
     params.subject_alt_names = vec![uri_san(&id.to_string())?];
-    if server {
-        // Extra SANs let clients that check DNS names (grpcurl, other
-        // languages' default TLS) reach the dev server on loopback.
-        params.subject_alt_names.push(SanType::DnsName(
-            "localhost".try_into().map_err(generate_error)?,
-        ));
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    match serves {
+        Serves::Mandate => {
+            // Extra SANs let clients that check DNS names (grpcurl, other
+            // languages' default TLS) reach the dev server on loopback.
+            params.subject_alt_names.push(SanType::DnsName(
+                "localhost".try_into().map_err(generate_error)?,
+            ));
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        }
+        // The sample host only, never `localhost`: a client that checks
+        // host names and does not pin Mandate's SPIFFE ID still cannot take
+        // Envoy for the dev server.
+        Serves::ToolApi => params.subject_alt_names.push(SanType::DnsName(
+            ENVOY_SAMPLE_HOST.try_into().map_err(generate_error)?,
+        )),
+        Serves::Nothing => {}
     }
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // Only Mandate's own SVID may serve, so a sample workload cannot pose
-    // as the server to a client that does not pin the server's SPIFFE ID.
-    params.extended_key_usages = if server {
+    // Only Mandate's SVID and the sample Envoy's (which terminates the
+    // agents' mTLS) may serve, so another sample workload cannot pose as a
+    // server to a client that does not pin the server's SPIFFE ID.
+    params.extended_key_usages = if serves == Serves::Nothing {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    } else {
         vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ]
-    } else {
-        vec![ExtendedKeyUsagePurpose::ClientAuth]
     };
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
@@ -268,6 +304,51 @@ mod tests {
             err.to_string().contains("`example.org`, not `other.org`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn only_mandate_and_the_sample_envoy_may_serve_and_envoy_names_the_tool_host() {
+        use super::super::{TrustBundles, Usage};
+        let dir = tempfile::tempdir().unwrap();
+        let td = TrustDomain::new("example.org").unwrap();
+        let dev = DevTrustDomain::init(dir.path(), &td, &[]).unwrap();
+        let mut bundles = TrustBundles::default();
+        bundles.add(td, &load_certs(&dev.bundle).unwrap()).unwrap();
+        let now = rustls_pki_types::UnixTime::now();
+        let leaf = |spiffe_id: &str| {
+            let files = if spiffe_id == dev.server.spiffe_id {
+                &dev.server
+            } else {
+                dev.samples
+                    .iter()
+                    .find(|s| s.spiffe_id == spiffe_id)
+                    .unwrap()
+            };
+            load_certs(&files.cert).unwrap()
+        };
+        let envoy = leaf("spiffe://example.org/workloads/envoy");
+        assert!(bundles.verify(&envoy, now, Usage::Server).is_ok());
+        assert!(bundles.verify(&envoy, now, Usage::Client).is_ok());
+        let cert = webpki::EndEntityCert::try_from(&envoy[0]).unwrap();
+        let host = rustls_pki_types::ServerName::try_from(ENVOY_SAMPLE_HOST).unwrap();
+        assert!(cert.verify_is_valid_for_subject_name(&host).is_ok());
+        // Not `localhost`: Envoy's SVID cannot stand in for the dev server's.
+        let localhost = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        assert!(cert.verify_is_valid_for_subject_name(&localhost).is_err());
+        let server = leaf(&dev.server.spiffe_id);
+        assert!(bundles.verify(&server, now, Usage::Server).is_ok());
+        for client_only in [
+            "spiffe://example.org/agents/patcher",
+            "spiffe://example.org/workloads/frontend",
+            "spiffe://example.org/workloads/admin",
+        ] {
+            let chain = leaf(client_only);
+            assert!(bundles.verify(&chain, now, Usage::Client).is_ok());
+            assert!(
+                bundles.verify(&chain, now, Usage::Server).is_err(),
+                "{client_only} may not serve"
+            );
+        }
     }
 
     #[test]
