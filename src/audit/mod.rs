@@ -23,6 +23,7 @@ mod table;
 mod verify;
 
 pub use chain::{Chain, GENESIS, Sealed};
+pub(crate) use event::unix_ms;
 pub use event::{AuditEntry, EVENT_VERSION, EventKind, TaskEvent, is_event_line};
 pub use index::{AuditIndex, DecisionFilter, IndexLimits, Indexed};
 pub use log::{DecisionLog, DecisionLogWriter};

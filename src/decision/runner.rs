@@ -30,19 +30,7 @@ const REVISION_POLL: Duration = Duration::from_millis(2);
 
 /// Runs decisions for every door.
 #[derive(Debug)]
-pub struct Runner {
-    pipeline: Pipeline,
-    policies: Arc<PolicyStore>,
-    registry: Arc<Registry>,
-    identity: IdentityWatch,
-    revision: Arc<Revision>,
-    clock: Arc<dyn Clock>,
-    store: StoreHandle,
-    decision_log: Option<DecisionLog>,
-    metrics: Option<Arc<Metrics>>,
-    limits: Limits,
-    max_batch_size: usize,
-}
+pub struct Runner(RunnerParts);
 
 /// What a [`Runner`] is built from.
 #[derive(Debug)]
@@ -146,37 +134,12 @@ enum AskError {
 impl Runner {
     /// A runner over these parts.
     pub fn new(parts: RunnerParts) -> Self {
-        let RunnerParts {
-            pipeline,
-            policies,
-            registry,
-            identity,
-            revision,
-            clock,
-            store,
-            decision_log,
-            metrics,
-            limits,
-            max_batch_size,
-        } = parts;
-        Self {
-            pipeline,
-            policies,
-            registry,
-            identity,
-            revision,
-            clock,
-            store,
-            decision_log,
-            metrics,
-            limits,
-            max_batch_size,
-        }
+        Self(parts)
     }
 
     /// The decision path, for control-plane questions and tests.
     pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+        &self.0.pipeline
     }
 
     /// The state as a decision made now reads it.
@@ -184,22 +147,22 @@ impl Runner {
     // client waiting for revision N never sees a decision made before N;
     // the policies before the registry (see `Registry::revalidate`).
     pub fn view(&self) -> View {
-        let revision = self.revision.current();
-        let engine = self.policies.current();
-        let registry = self.registry.snapshot();
+        let revision = self.0.revision.current();
+        let engine = self.0.policies.current();
+        let registry = self.0.registry.snapshot();
         View {
             revision,
             engine,
             registry,
-            bundles: self.identity.borrow().bundles.clone(),
-            now: self.clock.now(),
+            bundles: self.0.identity.borrow().bundles.clone(),
+            now: self.0.clock.now(),
         }
     }
 
     /// Decides one request. `Err` only for a request over a limit, which
     /// is refused unread and unrecorded; every other problem is a deny.
     pub async fn run(&self, request: Request) -> Result<Answer, LimitExceeded> {
-        limits::check(&self.limits, &request)?;
+        limits::check(&self.0.limits, &request)?;
         let gate = self.gate(request.min_revision).await;
         let view = self.view();
         Ok(self.answer(&request, &view, gate).await)
@@ -209,14 +172,14 @@ impl Runner {
     /// checked against the limits before any is decided (and recorded):
     /// an oversized one refuses the batch with nothing done.
     pub async fn run_batch(&self, requests: &[Request]) -> Result<Vec<Answer>, BatchRefused> {
-        if requests.len() > self.max_batch_size {
+        if requests.len() > self.0.max_batch_size {
             return Err(BatchRefused::TooLarge {
                 found: requests.len(),
-                limit: self.max_batch_size,
+                limit: self.0.max_batch_size,
             });
         }
         for (index, request) in requests.iter().enumerate() {
-            limits::check(&self.limits, request)
+            limits::check(&self.0.limits, request)
                 .map_err(|error| BatchRefused::Limit { index, error })?;
         }
         let min_revision = requests.iter().map(|r| r.min_revision).max();
@@ -271,7 +234,7 @@ impl Runner {
     /// `min_revision` waits up to the configured bound for it, then denies
     /// (`stale-state`).
     async fn gate(&self, min_revision: u64) -> Option<(Reason, String)> {
-        let health = &self.store.health;
+        let health = &self.0.store.health;
         if !health.available() {
             let since = health.since_contact().unwrap_or_default();
             return Some((
@@ -282,20 +245,20 @@ impl Runner {
                 ),
             ));
         }
-        if self.revision.current() >= min_revision {
+        if self.0.revision.current() >= min_revision {
             return None;
         }
-        let deadline = Instant::now() + self.store.settings.min_revision_wait;
+        let deadline = Instant::now() + self.0.store.settings.min_revision_wait;
         // INVARIANT: the revision only moves once a change is applied to
         // memory, so reaching `min_revision` means every write up to it is
         // visible to the decision that follows.
-        while self.revision.current() < min_revision {
+        while self.0.revision.current() < min_revision {
             if Instant::now() >= deadline {
                 return Some((
                     Reason::StaleState,
                     format!(
                         "this replica is at revision `{}`, the request asks for `{min_revision}`",
-                        self.revision.current()
+                        self.0.revision.current()
                     ),
                 ));
             }
@@ -332,7 +295,7 @@ impl Runner {
                     token_jti: None,
                     ask: None,
                 },
-                None => self.pipeline.decide(view, request),
+                None => self.0.pipeline.decide(view, request),
             };
             let mut approval_id = None;
             if let Some(ask) = decided.ask.take() {
@@ -380,6 +343,7 @@ impl Runner {
             scope_digest,
         } = ask;
         let (approval, created, revision) = self
+            .0
             .store
             .journal
             .request_approval::<AskError>(
@@ -387,14 +351,15 @@ impl Runner {
                 &justification,
                 &requested_by,
                 &scope_digest,
-                self.clock.now(),
+                self.0.clock.now(),
             )
             .await?;
         if created {
             tracing::info!(approval_id = %approval.id, task_id = %approval.subject.task_id, action = %approval.subject.action, resource_id = %approval.subject.resource_id, spiffe_id = %requested_by, "approval requested by a decision");
-            if let Some(log) = &self.decision_log {
+            if let Some(log) = &self.0.decision_log {
                 let task_id = &approval.subject.task_id;
                 let root = self
+                    .0
                     .pipeline
                     .root_of(task_id)
                     .unwrap_or_else(|| task_id.clone());
@@ -429,7 +394,7 @@ impl Runner {
         } = decided;
         let grounds = decision.grounds();
         let policy_hash = view.engine.hash().to_string();
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.0.metrics {
             metrics.decision(
                 decision.name(),
                 decision.first_reason().map_or("none", Reason::as_str),
@@ -454,13 +419,13 @@ impl Runner {
             policy_hash = %policy_hash,
             "decision"
         );
-        if let Some(log) = &self.decision_log {
+        if let Some(log) = &self.0.decision_log {
             let chain: Vec<String> = chain.iter().map(|t| t.id.clone()).collect();
             log.record_request(
                 DecisionRecord {
                     version: RECORD_VERSION,
                     decision_id: decision_id.clone(),
-                    time_ms: unix_ms(),
+                    time_ms: crate::audit::unix_ms(),
                     caller: caller.to_string(),
                     subject,
                     action: target.action.to_owned(),
@@ -508,15 +473,4 @@ struct Concluded<'a> {
     decided: Decided,
     approval_id: Option<String>,
     latency: Option<Duration>,
-}
-
-/// Now, Unix milliseconds.
-fn unix_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
 }
