@@ -31,7 +31,7 @@ pub struct Query<'a> {
     /// Context as JSON (an object).
     pub context: serde_json::Value,
     /// The task of a verified task token, if the call presented one.
-    pub task: Option<TaskFacts>,
+    pub task: Option<&'a TaskFacts>,
     /// Entities the resource needs beyond the registry's, such as a task
     /// and its chain when the resource is a task.
     pub entities: Vec<Entity>,
@@ -165,7 +165,7 @@ impl Evaluator {
             Err(e) => return outcome(Decision::deny(Reason::InvalidContext, e.to_string())),
         };
         let mut pairs = request.mandate_context;
-        if let Some(facts) = &request.task {
+        if let Some(facts) = request.task {
             match task::context_pairs(facts) {
                 Ok(more) => pairs.extend(more),
                 Err(e) => return outcome(Decision::deny(Reason::InternalError, e)),
@@ -208,7 +208,7 @@ impl Evaluator {
             Err(e) => return outcome(Decision::deny(Reason::InvalidRequest, e.to_string())),
         };
         let mut extra = request.entities;
-        if let Some(facts) = &request.task {
+        if let Some(facts) = request.task {
             match self.tasks.chain(&facts.chain, facts.now) {
                 Ok(tasks) => extra.extend(tasks),
                 Err(e) => return outcome(Decision::deny(Reason::InternalError, e)),

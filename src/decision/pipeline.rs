@@ -180,14 +180,11 @@ impl Pipeline {
             Vec::new()
         };
         entities.extend(request.door.entities.iter().cloned());
-        let (chain, token_jti) = task.as_ref().map_or((Vec::new(), None), |f| {
-            (f.chain.clone(), Some(f.token_jti.clone()))
-        });
         let (decision, evaluated) = self.evaluator.evaluate(
             &view.engine,
             &view.registry,
             Query {
-                task,
+                task: task.as_ref(),
                 entities,
                 approval: current.as_ref().map(|a| ApprovalView {
                     granted: a.state == ApprovalState::Approved,
@@ -204,6 +201,8 @@ impl Pipeline {
                 )
             },
         );
+        // What the record keeps of the task, moved, not copied.
+        let (chain, token_jti) = task.map_or((Vec::new(), None), |f| (f.chain, Some(f.token_jti)));
         let approval_denied = current.is_some_and(|a| a.state == ApprovalState::Denied);
         let decision = decision.settle_approval(asked.is_some(), approval_denied);
         let (decision, ask) = match (decision, asked) {

@@ -276,7 +276,7 @@ impl World {
             engine,
             &self.registry,
             Query {
-                task,
+                task: task.as_ref(),
                 approval: case.approval.as_ref().map(|a| ApprovalView {
                     granted: a.granted,
                     approver: a.approver.clone(),
