@@ -66,7 +66,7 @@ pub struct Decided {
 
 impl Decided {
     /// A decision that never reached the policies.
-    fn early(decision: Decision) -> Self {
+    pub(super) fn early(decision: Decision) -> Self {
         Self {
             decision,
             evaluated: None,

@@ -204,13 +204,7 @@ impl Runner {
     ) -> Answer {
         let view = self.view();
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let decided = Decided {
-            decision: Decision::deny(reason, error),
-            evaluated: None,
-            chain: Vec::new(),
-            token_jti: None,
-            ask: None,
-        };
+        let decided = Decided::early(Decision::deny(reason, error));
         let span = tracing::info_span!("decision", decision_id = %decision_id);
         span.in_scope(|| {
             self.conclude(
@@ -288,13 +282,7 @@ impl Runner {
         let span = tracing::info_span!("decision", decision_id = %decision_id);
         async move {
             let mut decided = match gate {
-                Some((reason, error)) => Decided {
-                    decision: Decision::deny(reason, error),
-                    evaluated: None,
-                    chain: Vec::new(),
-                    token_jti: None,
-                    ask: None,
-                },
+                Some((reason, error)) => Decided::early(Decision::deny(reason, error)),
                 None => self.0.pipeline.decide(view, request),
             };
             let mut approval_id = None;
