@@ -1,6 +1,8 @@
 //! The gRPC API's wire types, generated from `proto/` at build time. Its
 //! own module: the CLI and the client use it without the server.
 
+pub mod registry;
+
 /// Generated types of `proto/mandate/v1`.
 pub mod v1 {
     #![allow(missing_docs, reason = "generated from proto/; documented there")]

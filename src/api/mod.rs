@@ -26,7 +26,7 @@ pub use envoy::EnvoyApi;
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
 pub use policy::{PolicyApi, watch as watch_policies};
-pub use registry::{RegistryApi, entry_from_proto, entry_to_proto, refuse_workload_on_agent_path};
+pub use registry::{RegistryApi, refuse_workload_on_agent_path};
 pub use task::TaskApi;
 pub use transport_limits::TransportLimitsLayer;
 

@@ -9,7 +9,7 @@ use tonic::Code;
 
 use super::connection::ConnectArgs;
 use super::failure::{Failure, refused, run_client};
-use crate::api::{entry_from_proto, entry_to_proto};
+use crate::proto::registry::{entry_from_proto, entry_to_proto};
 use crate::proto::v1::registry_service_client::RegistryServiceClient;
 use crate::proto::v1::{EntryKind, ListRequest, RegisterRequest, RemoveRequest, UpdateRequest};
 use crate::registry::Catalog;
