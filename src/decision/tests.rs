@@ -599,7 +599,7 @@ const AROUND_THE_PIPELINE: &[(Reason, &str)] = &[
     ),
     (Reason::NoRoute, "envoy::request::tests"),
     (Reason::NoSubject, "envoy::request::tests"),
-    (Reason::SubjectCertificateRequired, "envoy::request::tests"),
+    (Reason::SubjectCertificateRequired, "tests/envoy.rs"),
     (Reason::TokenRequired, "envoy::request::tests"),
     (Reason::InvalidPath, "envoy::request::tests"),
     (Reason::InvalidCheckRequest, "envoy::request::tests"),
