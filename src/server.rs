@@ -23,8 +23,8 @@ use crate::api::v1::policy_service_server::PolicyServiceServer;
 use crate::api::v1::registry_service_server::RegistryServiceServer;
 use crate::api::v1::task_service_server::TaskServiceServer;
 use crate::api::{
-    ApprovalApi, AuditApi, AuthorizationApi, DecisionState, EnvoyApi, PolicyApi, RegistryApi,
-    TaskApi, TransportLimitsLayer, http, listener,
+    ApprovalApi, AuditApi, AuthorizationApi, ControlGate, EnvoyApi, PolicyApi, PolicyReload,
+    RegistryApi, TaskApi, Trail, TransportLimitsLayer, http, listener,
 };
 use crate::approval::ApprovalBook;
 use crate::audit::{AuditSettings, DecisionLog, DecisionLogWriter};
@@ -57,64 +57,61 @@ const HEALTH_NAMES: &[&str] = &[
 /// Envoy's ext_authz service, served on the same port.
 pub const ENVOY_SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
 
-/// Everything needed to run a server, already validated.
-#[derive(Debug)]
-pub struct ServerOptions {
+/// Everything a server runs, built and checked by [`crate::app::App`].
+pub(crate) struct Parts {
     /// gRPC (mTLS) listen address; port 0 picks a free port.
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// HTTP listen address for `/healthz` and `/readyz`.
-    pub http_listen: SocketAddr,
+    pub(crate) http_listen: SocketAddr,
     /// The policy set in use, reloadable.
-    pub policies: Arc<PolicyStore>,
+    pub(crate) policies: Arc<PolicyStore>,
     /// The live task graph.
-    pub graph: Arc<TaskGraph>,
+    pub(crate) graph: Arc<TaskGraph>,
     /// The registry.
-    pub registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
     /// Human approvals.
-    pub approvals: Arc<ApprovalBook>,
+    pub(crate) approvals: Arc<ApprovalBook>,
     /// The revision shared by the graph, the registry and the approvals.
-    pub revision: Arc<Revision>,
+    pub(crate) revision: Arc<Revision>,
     /// Task token minting and verification.
-    pub tokens: Arc<TaskTokens>,
+    pub(crate) tokens: Arc<TaskTokens>,
     /// The clock of the decision path.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Our SVID and trust bundles.
-    pub identity: IdentityWatch,
+    pub(crate) identity: IdentityWatch,
     /// What happened to them; `IdentityStatus::default()` for material
     /// handed over whole.
-    pub identity_status: IdentityStatus,
+    pub(crate) identity_status: IdentityStatus,
     /// Revoke the tasks of a trust domain's agents when its bundle is
     /// withdrawn.
-    pub revoke_on_trust_withdrawal: bool,
+    pub(crate) revoke_on_trust_withdrawal: bool,
     /// Which SPIFFE IDs are agents.
-    pub agents: AgentPattern,
+    pub(crate) agents: AgentPattern,
     /// Most requests in one `BatchAuthorize`.
-    pub max_batch_size: usize,
+    pub(crate) max_batch_size: usize,
     /// A TLS handshake that takes longer is dropped.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// Request sizes, nesting, streams and the call deadline.
-    pub limits: crate::limits::Limits,
+    pub(crate) limits: crate::limits::Limits,
     /// How long in-flight calls may take to finish on shutdown.
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
     /// How often the policy files are checked for changes; `None` turns
     /// the watch off (reloads then come from SIGHUP or `PolicyService`).
-    pub policy_poll: Option<Duration>,
-    /// A JSON-lines file decision records are appended to, if any.
-    pub decision_log: Option<std::path::PathBuf>,
-    /// Most decision records waiting to be written; more are dropped.
-    pub decision_log_capacity: usize,
-    /// The rest of the audit pipeline: stdout, rotation, overflow,
-    /// redaction, the query window. Its `file` and `capacity` come from
-    /// `decision_log` and `decision_log_capacity`.
-    pub audit: AuditSettings,
+    pub(crate) policy_poll: Option<Duration>,
+    /// The audit pipeline: the decision log file, stdout, rotation,
+    /// overflow, redaction, the query window.
+    pub(crate) audit: AuditSettings,
     /// How Envoy's `Check` reads requests.
-    pub envoy: EnvoySettings,
+    pub(crate) envoy: EnvoySettings,
     /// The route map of Envoy's `Check`, reloadable.
-    pub routes: Arc<RouteTable>,
+    pub(crate) routes: Arc<RouteTable>,
     /// The durable writer of the graph, approvals and registry above.
-    pub journal: Arc<crate::store::Journal>,
+    pub(crate) journal: Arc<crate::store::Journal>,
     /// How this replica follows the store.
-    pub replica: crate::store::ReplicaSettings,
+    pub(crate) replica: crate::store::ReplicaSettings,
+    /// How often to check whether the sealed signing key is due for
+    /// rotation; `None` when keys are files, not shared through the store.
+    pub(crate) rotate_keys_every: Option<Duration>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -150,7 +147,10 @@ pub enum ServerError {
 /// A running server; [`RunningServer::shutdown`] stops it gracefully.
 #[derive(Debug)]
 pub struct RunningServer {
-    state: Arc<DecisionState>,
+    reload: PolicyReload,
+    policies: Arc<PolicyStore>,
+    /// Rotates the sealed signing key when due.
+    key_rotation: Option<JoinHandle<()>>,
     watcher: Option<JoinHandle<()>>,
     route_watcher: Option<JoinHandle<()>>,
     routes: Arc<RouteTable>,
@@ -180,7 +180,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 }
 
 /// Binds both listeners and starts serving.
-pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
+pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> {
     let grpc_listener = bind(options.listen).await?;
     let http_listener = bind(options.http_listen).await?;
     let grpc_addr = grpc_listener
@@ -196,18 +196,14 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             source,
         })?;
 
-    let audit = AuditSettings {
-        file: options.decision_log.clone(),
-        capacity: options.decision_log_capacity,
-        ..options.audit.clone()
-    };
+    let audit = &options.audit;
     // The store sink writes to the state store's own database.
     let audit_table = audit
         .store
         .as_ref()
         .map(|_| options.journal.store().audit_table());
     let (decision_log, log_writer) = if audit.enabled() {
-        let (log, writer) = DecisionLog::start(&audit, audit_table.clone()).map_err(|source| {
+        let (log, writer) = DecisionLog::start(audit, audit_table.clone()).map_err(|source| {
             ServerError::DecisionLog {
                 path: audit.file.clone().unwrap_or_default(),
                 source,
@@ -276,23 +272,23 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         limits: options.limits.clone(),
         max_batch_size: options.max_batch_size,
     }));
-    let state = Arc::new(DecisionState {
-        store,
-        decision_log,
-        policies: options.policies,
+    let gate = ControlGate::new(
         evaluator,
-        identity: options.identity.clone(),
-        graph: options.graph,
-        registry: options.registry,
-        approvals: options.approvals,
-        revision: options.revision,
-        tokens: options.tokens.clone(),
-        clock: options.clock,
-        metrics: Some(metrics.clone()),
-    });
+        options.policies.clone(),
+        options.registry.clone(),
+        options.graph.clone(),
+        options.clock.clone(),
+    );
+    let trail = Trail::new(decision_log.clone(), options.graph.clone());
+    let reload = PolicyReload::new(
+        options.policies.clone(),
+        options.registry.clone(),
+        options.clock.clone(),
+    );
+    let clock = options.clock.clone();
     let (health, health_service) = tonic_health::server::health_reporter();
     // Set before serving, so the first health check already tells.
-    let svid_valid = svid_health::valid_now(&options.identity, state.clock.as_ref());
+    let svid_valid = svid_health::valid_now(&options.identity, clock.as_ref());
     svid_health::set(&health, HEALTH_NAMES, svid_valid).await;
     // Material handed over whole withdraws nothing; a status already
     // followed by another server is not followed twice.
@@ -306,19 +302,20 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             health.clone(),
             HEALTH_NAMES,
             svid_valid,
-            state.clock.clone(),
+            clock.clone(),
         )),
         tokio::spawn(withdrawal::follow(
             withdrawal_events,
             withdrawal::Withdrawals {
-                graph: state.graph.clone(),
+                graph: options.graph.clone(),
                 status: options.identity_status.clone(),
                 own: options.identity.borrow().trust_domain().clone(),
                 revoke: options.revoke_on_trust_withdrawal,
-                clock: state.clock.clone(),
+                clock: clock.clone(),
                 identity: options.identity.clone(),
                 grace: options.identity_status.withdrawal_grace(),
-                trail: Some(state.clone()),
+                trail: Some(trail.clone()),
+                metrics: Some(metrics.clone()),
                 journal: Some(options.journal.clone()),
             },
         )),
@@ -336,7 +333,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tonic::transport::Server::builder()
             .max_concurrent_streams(limits.max_concurrent_streams)
             .layer(tonic::service::InterceptorLayer::new(
-                trusted_callers::TrustedCallers::new(options.identity.clone(), state.clock.clone()),
+                trusted_callers::TrustedCallers::new(options.identity.clone(), clock.clone()),
             ))
             .layer(TransportLimitsLayer::new(limits.request_timeout, max_bytes))
             .add_service(health_service.max_decoding_message_size(max_bytes))
@@ -346,24 +343,55 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
                     .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                TaskServiceServer::new(TaskApi::new(state.clone()))
-                    .max_decoding_message_size(max_bytes),
+                TaskServiceServer::new(TaskApi {
+                    gate: gate.clone(),
+                    trail: trail.clone(),
+                    graph: options.graph.clone(),
+                    registry: options.registry.clone(),
+                    revision: options.revision.clone(),
+                    tokens: options.tokens.clone(),
+                    journal: options.journal.clone(),
+                    clock: clock.clone(),
+                    metrics: Some(metrics.clone()),
+                })
+                .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                RegistryServiceServer::new(RegistryApi::new(state.clone()))
-                    .max_decoding_message_size(max_bytes),
+                RegistryServiceServer::new(RegistryApi {
+                    gate: gate.clone(),
+                    registry: options.registry.clone(),
+                    journal: options.journal.clone(),
+                })
+                .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                ApprovalServiceServer::new(ApprovalApi::new(state.clone()))
-                    .max_decoding_message_size(max_bytes),
+                ApprovalServiceServer::new(ApprovalApi {
+                    gate: gate.clone(),
+                    trail,
+                    approvals: options.approvals.clone(),
+                    graph: options.graph.clone(),
+                    registry: options.registry.clone(),
+                    policies: options.policies.clone(),
+                    journal: options.journal.clone(),
+                    clock: clock.clone(),
+                    metrics: Some(metrics.clone()),
+                })
+                .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                PolicyServiceServer::new(PolicyApi::new(state.clone()))
-                    .max_decoding_message_size(max_bytes),
+                PolicyServiceServer::new(PolicyApi {
+                    gate: gate.clone(),
+                    policies: options.policies.clone(),
+                    reload: reload.clone(),
+                })
+                .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                AuditServiceServer::new(AuditApi::new(state.clone()))
-                    .max_decoding_message_size(max_bytes),
+                AuditServiceServer::new(AuditApi {
+                    gate,
+                    decision_log: decision_log.clone(),
+                })
+                .max_decoding_message_size(max_bytes),
             )
             .add_service(
                 AuthorizationServer::new(EnvoyApi::new(
@@ -384,23 +412,23 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let router = http::router(
         http::ReadyState {
             readiness: readiness.clone(),
-            policies: state.policies.clone(),
-            decision_log: state.decision_log.clone(),
+            policies: options.policies.clone(),
+            decision_log,
             identity: options.identity.clone(),
             identity_status: options.identity_status.clone(),
             routes: options.routes.clone(),
-            store: state.store.clone(),
+            store,
         },
         options.tokens,
     )
     .merge(http::metrics_router(metrics));
     let watcher = options
         .policy_poll
-        .map(|interval| tokio::spawn(crate::api::watch_policies(state.clone(), interval)));
+        .map(|interval| tokio::spawn(crate::api::watch_policies(reload.clone(), interval)));
     let route_watcher = options.policy_poll.map(|interval| {
         tokio::spawn(crate::envoy::watch_routes(
             options.routes.clone(),
-            state.policies.clone(),
+            options.policies.clone(),
             interval,
         ))
     });
@@ -413,8 +441,13 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     });
 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "serving");
+    let key_rotation = options
+        .rotate_keys_every
+        .map(|every| tokio::spawn(crate::store::rotate_keys(options.journal.clone(), every)));
     Ok(RunningServer {
-        state,
+        reload,
+        policies: options.policies,
+        key_rotation,
         watcher,
         route_watcher,
         routes: options.routes,
@@ -446,11 +479,12 @@ impl RunningServer {
         self.http_addr
     }
 
-    /// Reloads the policy files (as on SIGHUP); see
-    /// [`DecisionState::reload_policies`].
+    /// Reloads the policy files (as on SIGHUP): `Ok(false)` when nothing
+    /// changed; a set that does not load or that the registry does not fit
+    /// is refused and the one in use stays.
     pub async fn reload_policies(&self, trigger: &'static str) -> Result<bool, Vec<String>> {
-        let state = self.state.clone();
-        tokio::task::spawn_blocking(move || state.reload_policies(trigger))
+        let reload = self.reload.clone();
+        tokio::task::spawn_blocking(move || reload.reload(trigger))
             .await
             .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]))
     }
@@ -458,7 +492,7 @@ impl RunningServer {
     /// Reloads the route map of Envoy's `Check` (as on SIGHUP); `Ok(false)`
     /// when it is unchanged or there is none.
     pub async fn reload_routes(&self) -> Result<bool, Vec<String>> {
-        let (routes, policies) = (self.routes.clone(), self.state.policies.clone());
+        let (routes, policies) = (self.routes.clone(), self.policies.clone());
         tokio::task::spawn_blocking(move || routes.reload(&policies.current()))
             .await
             .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]))
@@ -487,6 +521,9 @@ impl RunningServer {
         if let Some(pruner) = &self.pruner {
             pruner.abort();
         }
+        if let Some(rotation) = &self.key_rotation {
+            rotation.abort();
+        }
         let _ = self.stop_grpc.send(());
         let mut grpc = self.grpc;
         let result = match tokio::time::timeout(self.grace, &mut grpc).await {
@@ -513,7 +550,6 @@ impl RunningServer {
         if let Some(watcher) = self.watcher {
             let _ = watcher.await;
         }
-        drop(self.state);
         if let Some(writer) = self.log_writer {
             match tokio::time::timeout(self.grace, writer.finish()).await {
                 Ok(Ok(())) => {}

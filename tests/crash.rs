@@ -372,6 +372,6 @@ async fn signing_keys_sealed_in_the_store_survive_sigkill_and_need_their_key() {
     std::fs::write(dir.path().join("store.key"), other).unwrap();
     let output = serve(dir.path(), &with_key).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("wrong sealing key"), "{stderr}");
 }

@@ -423,7 +423,7 @@ fn an_unreachable_spire_agent_fails_start_after_the_timeout() {
     let started = Instant::now();
     let (code, stderr) = serve_exits(dir.path(), &[]);
     assert!(started.elapsed() >= Duration::from_secs(1), "{stderr}");
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("workload API"), "{stderr}");
     assert!(stderr.contains("/nonexistent/agent.sock"), "{stderr}");
     assert!(!stderr.contains("serving"), "{stderr}");
@@ -457,7 +457,7 @@ fn a_first_svid_that_cannot_be_served_is_waited_on_until_the_timeout() {
     let started = Instant::now();
     let (code, stderr) = serve_exits(dir.path(), &[]);
     assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 3, "{stderr}");
     assert!(
         stderr.contains("does not verify against our own bundle"),
         "{stderr}"

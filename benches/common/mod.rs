@@ -5,17 +5,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use mandate::clock::SystemClock;
-use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
+use mandate::app::{App, Seams};
+use mandate::config::{RawConfig, Settings};
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
-use mandate::envoy::{EnvoySettings, RouteTable};
-use mandate::graph::TaskGraph;
-use mandate::identity::{IdentitySource, TrustDomain, dev::DevTrustDomain};
-use mandate::policy::{PolicyEngine, PolicyStore};
+use mandate::identity::{TrustDomain, dev::DevTrustDomain};
+use mandate::policy::PolicyEngine;
 use mandate::registry::{Catalog, Registry, SensitivityScale};
-use mandate::server::{RunningServer, ServerOptions, start};
+use mandate::server::RunningServer;
 use tonic::transport::Channel;
 
 pub mod serve;
@@ -76,81 +73,32 @@ pub struct DevServer {
 }
 
 impl DevServer {
+    /// Built by the same composition root as `mandate serve`, on its
+    /// defaults but for the example catalog and Envoy route map.
     pub async fn start(dir: &std::path::Path) -> Self {
-        let trust_domain = TrustDomain::new("mandate.local").unwrap();
-        let dev = DevTrustDomain::init(dir, &trust_domain, &[]).unwrap();
-        let sample = dev.samples.first().unwrap().clone();
-        let identity = IdentitySource::Dev {
-            dir: dir.to_owned(),
-            trust_domain,
-        }
-        .open()
-        .await
-        .unwrap();
-        let engine = engine();
-        let engine_for_routes = self::engine();
-        let revision: Arc<mandate::revision::Revision> = Arc::default();
-        let registry = Arc::new(registry(&engine));
-        let graph = Arc::new(TaskGraph::with_revision(
-            mandate::graph::DEFAULT_MAX_DEPTH,
-            revision.clone(),
-        ));
-        let approvals = Arc::new(mandate::approval::ApprovalBook::new(revision.clone()));
-        let journal = Arc::new(mandate::store::Journal::new(
-            mandate::store::boot::scratch(dir).await.unwrap(),
-            graph.clone(),
-            approvals.clone(),
-            registry.clone(),
-            revision.clone(),
-        ));
-        let server = start(ServerOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            http_listen: "127.0.0.1:0".parse().unwrap(),
-            registry,
-            policies: Arc::new(PolicyStore::new(engine, None, 0)),
-            graph,
-            approvals,
-            revision,
-            journal,
-            replica: mandate::store::ReplicaSettings::default(),
-            tokens: Arc::new(TaskTokens::new(
-                Arc::new(SigningKeys::ephemeral(
-                    KeyRotation::default(),
-                    Arc::new(SystemClock),
-                )),
-                TokenSettings::default(),
-                Arc::new(SystemClock),
-            )),
-            clock: Arc::new(SystemClock),
-            identity,
-            identity_status: mandate::identity::IdentityStatus::default(),
-            revoke_on_trust_withdrawal: true,
-            agents: agents(),
-            max_batch_size: 100,
-            handshake_timeout: Duration::from_secs(5),
-            limits: mandate::limits::Limits::default(),
-            shutdown_grace: Duration::from_secs(5),
-            policy_poll: None,
-            decision_log: None,
-            decision_log_capacity: 1,
-            // What `mandate serve` runs with: the in-memory audit index on,
-            // no file. `BENCH_AUDIT=off` measures the bare decision path.
-            audit: if std::env::var("BENCH_AUDIT").as_deref() == Ok("off") {
-                mandate::audit::AuditSettings::off()
-            } else {
-                mandate::audit::AuditSettings::default()
+        let mut settings = Settings::resolve_with_env(
+            RawConfig {
+                listen: Some("127.0.0.1:0".to_owned()),
+                http_listen: Some("127.0.0.1:0".to_owned()),
+                data_dir: Some(dir.to_owned()),
+                policies: Some(repo().join("policies")),
+                schema: Some(repo().join("schemas/mandate.cedarschema")),
+                catalog: Some(repo().join("examples/catalog.toml")),
+                ..RawConfig::default()
             },
-            envoy: EnvoySettings::default(),
-            routes: Arc::new(
-                RouteTable::load(
-                    &repo().join("examples/envoy/routes.toml"),
-                    &engine_for_routes,
-                )
-                .unwrap(),
-            ),
-        })
-        .await
+            None,
+        )
         .unwrap();
+        settings.envoy.route_map = Some(repo().join("examples/envoy/routes.toml"));
+        // What `mandate serve` runs with: the in-memory audit index on, no
+        // file. `BENCH_AUDIT=off` measures the bare decision path.
+        if std::env::var("BENCH_AUDIT").as_deref() == Ok("off") {
+            settings.audit = mandate::audit::AuditSettings::off();
+        }
+        let app = App::build(settings, Seams::default()).await.unwrap();
+        let dev = app.dev_trust_domain().unwrap().clone();
+        let server = app.start().await.unwrap();
+        let sample = dev.samples.first().unwrap();
         let identity =
             mandate::client::identity_from_files(&sample.cert, &sample.key, &dev.bundle, None)
                 .unwrap();

@@ -7,18 +7,24 @@ use cedar_policy::RestrictedExpression;
 use spiffe::SpiffeId;
 use tonic::{Request, Response, Status};
 
+use super::ApiError;
 use super::authorization::caller;
+use super::control::ControlGate;
+use super::trail::Trail;
 use super::v1::approval_service_server::ApprovalService;
 use super::v1::{
     self, ApprovalResponse, DecideApprovalRequest, ListApprovalsRequest, ListApprovalsResponse,
     RequestApprovalRequest, RevokeApprovalRequest,
 };
-use super::{ApiError, DecisionState};
-use crate::approval::{Approval, ApprovalFilter, ApprovalState, Subject};
+use crate::approval::{Approval, ApprovalBook, ApprovalFilter, ApprovalState, Subject};
 use crate::audit::EventKind;
+use crate::clock::Clock;
 use crate::decision::DEFAULT_RESOURCE_TYPE;
-use crate::graph::{ResourceHierarchy, TaskState, chain_state};
-use crate::registry::Kind;
+use crate::graph::{ResourceHierarchy, TaskGraph, TaskState, chain_state};
+use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
+use crate::registry::{Kind, Registry};
+use crate::store::Journal;
 
 /// How long a decision counts when the request does not say.
 const DEFAULT_VALID_FOR_SECS: i64 = 3600;
@@ -26,17 +32,23 @@ const DEFAULT_VALID_FOR_SECS: i64 = 3600;
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct ApprovalApi {
-    state: Arc<DecisionState>,
+    pub(crate) gate: ControlGate,
+    pub(crate) trail: Trail,
+    pub(crate) approvals: Arc<ApprovalBook>,
+    /// For the approval's task and its chain.
+    pub(crate) graph: Arc<TaskGraph>,
+    /// For the approver's groups and the resource's sensitivity.
+    pub(crate) registry: Arc<Registry>,
+    /// For the actions policies declare.
+    pub(crate) policies: Arc<PolicyStore>,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl ApprovalApi {
-    /// A service over the shared decision state.
-    pub fn new(state: Arc<DecisionState>) -> Self {
-        Self { state }
-    }
-
     fn now(&self) -> i64 {
-        self.state.clock.now()
+        self.clock.now()
     }
 
     fn authorize(
@@ -47,7 +59,7 @@ impl ApprovalApi {
         context: Vec<(String, RestrictedExpression)>,
         more: Vec<cedar_policy::Entity>,
     ) -> Result<(), ApiError> {
-        self.state
+        self.gate
             .authorize_on_approval(caller, action, approval, context, more)
     }
 
@@ -57,8 +69,7 @@ impl ApprovalApi {
                 "`approval_id` is required".to_owned(),
             ));
         }
-        self.state
-            .approvals
+        self.approvals
             .get(id)
             .ok_or_else(|| ApiError::NotFound(format!("approval `{id}` does not exist")))
     }
@@ -66,7 +77,6 @@ impl ApprovalApi {
     fn to_proto(&self, approval: &Approval) -> v1::Approval {
         let now = self.now();
         let current = self
-            .state
             .graph
             .get(&approval.subject.task_id)
             .is_some_and(|t| approval.is_current(&t.scope_digest, now));
@@ -114,7 +124,7 @@ impl ApprovalService for ApprovalApi {
             .as_ref()
             .filter(|res| !res.id.is_empty())
             .ok_or_else(|| ApiError::InvalidArgument("`resource.id` is required".to_owned()))?;
-        if self.state.policies.current().action(&r.action).is_none() {
+        if self.policies.current().action(&r.action).is_none() {
             return Err(ApiError::InvalidArgument(format!(
                 "action `{}` is not declared in the schema",
                 r.action
@@ -124,11 +134,11 @@ impl ApprovalService for ApprovalApi {
         if r.task_id.is_empty() {
             return Err(ApiError::InvalidArgument("`task_id` is required".to_owned()).into());
         }
-        self.state.check_agent_proof(&caller, &r.agent_proof)?;
-        let chain =
-            self.state.graph.chain(&r.task_id).ok_or_else(|| {
-                ApiError::NotFound(format!("task `{}` does not exist", r.task_id))
-            })?;
+        self.gate.check_agent_proof(&caller, &r.agent_proof)?;
+        let chain = self
+            .graph
+            .chain(&r.task_id)
+            .ok_or_else(|| ApiError::NotFound(format!("task `{}` does not exist", r.task_id)))?;
         let task = chain
             .first()
             .cloned()
@@ -155,7 +165,7 @@ impl ApprovalService for ApprovalApi {
         // An approval lifts only approval policies, never the task's own
         // bounds: asking a human for something the task cannot do would
         // only be noise.
-        let registry = self.state.registry.snapshot();
+        let registry = self.registry.snapshot();
         let in_scope = (resource.r#type.is_empty() || resource.r#type == DEFAULT_RESOURCE_TYPE)
             && task
                 .scope
@@ -204,8 +214,6 @@ impl ApprovalService for ApprovalApi {
             Vec::new(),
         )?;
         let (approval, created, revision) = self
-            .state
-            .store
             .journal
             .request_approval::<ApiError>(
                 subject,
@@ -217,7 +225,7 @@ impl ApprovalService for ApprovalApi {
             .await?;
         if created {
             tracing::info!(approval_id = %approval.id, task_id = %task.id, action = %r.action, resource_id = %resource.id, spiffe_id = %caller, revision, "approval requested");
-            self.state.record_approval_event(
+            self.trail.record_approval_event(
                 EventKind::ApprovalRequested,
                 &caller.to_string(),
                 &approval,
@@ -246,7 +254,6 @@ impl ApprovalService for ApprovalApi {
         let approver =
             crate::registry::snapshot_uid(Kind::User, &r.approver).map_err(ApiError::Internal)?;
         let users = self
-            .state
             .registry
             .snapshot()
             .entity_with_ancestors(Kind::User, &r.approver);
@@ -260,24 +267,18 @@ impl ApprovalService for ApprovalApi {
             )],
             users,
         )?;
-        let task = self
-            .state
-            .graph
-            .get(&approval.subject.task_id)
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "task `{}` does not exist",
-                    approval.subject.task_id
-                ))
-            })?;
+        let task = self.graph.get(&approval.subject.task_id).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "task `{}` does not exist",
+                approval.subject.task_id
+            ))
+        })?;
         let valid_for = if r.valid_for_seconds == 0 {
             DEFAULT_VALID_FOR_SECS
         } else {
             r.valid_for_seconds
         };
         let (approval, revision) = self
-            .state
-            .store
             .journal
             .decide_approval::<ApiError>(
                 &approval.id,
@@ -289,7 +290,7 @@ impl ApprovalService for ApprovalApi {
             )
             .await?;
         tracing::info!(approval_id = %approval.id, approved = r.approve, approver = %r.approver, spiffe_id = %caller, valid_for, revision, "approval decided");
-        self.state.record_approval_event(
+        self.trail.record_approval_event(
             EventKind::ApprovalDecided,
             &caller.to_string(),
             &approval,
@@ -328,7 +329,7 @@ impl ApprovalService for ApprovalApi {
             approver: (!r.approver.is_empty()).then(|| r.approver.clone()),
         };
         let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
-        let page = self.state.approvals.list(&filter, after, limit);
+        let page = self.approvals.list(&filter, after, limit);
         let next_page_token = if page.len() == limit {
             page.last().map(|a| a.id.clone()).unwrap_or_default()
         } else {
@@ -358,16 +359,14 @@ impl ApprovalService for ApprovalApi {
         let approval = self.approval(&r.approval_id)?;
         self.authorize(&caller, "revoke", &approval, Vec::new(), Vec::new())?;
         let (approval, revision) = self
-            .state
-            .store
             .journal
             .revoke_approval::<ApiError>(&approval.id)
             .await?;
         tracing::info!(approval_id = %approval.id, spiffe_id = %caller, reason = %r.reason, revision, "approval revoked");
-        if let Some(metrics) = &self.state.metrics {
+        if let Some(metrics) = &self.metrics {
             metrics.revoked("approval");
         }
-        self.state.record_approval_event(
+        self.trail.record_approval_event(
             EventKind::ApprovalRevoked,
             &caller.to_string(),
             &approval,

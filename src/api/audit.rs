@@ -12,17 +12,18 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::ApiError;
 use super::authorization::caller;
+use super::control::ControlGate;
 use super::control::ControlRequest;
 use super::v1::audit_service_server::AuditService;
 use super::v1::{
     self, DecisionEntry, GetTaskTrailRequest, GetTaskTrailResponse, QueryDecisionsRequest,
     TrailEntry, trail_entry,
 };
-use super::{ApiError, DecisionState};
 use crate::audit::{
-    AuditEntry, AuditIndex, AuditTable, DecisionFilter, DecisionRecord, Indexed, TaskEvent,
-    read_entries,
+    AuditEntry, AuditIndex, AuditTable, DecisionFilter, DecisionLog, DecisionRecord, Indexed,
+    TaskEvent, read_entries,
 };
 
 /// The Cedar type and id of the audit log, the resource of these calls.
@@ -37,18 +38,16 @@ const MAX_TRAIL: usize = 100_000;
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct AuditApi {
-    state: Arc<DecisionState>,
+    pub(crate) gate: ControlGate,
+    /// Where the records are read from; `None` when the audit pipeline
+    /// is off.
+    pub(crate) decision_log: Option<DecisionLog>,
 }
 
 impl AuditApi {
-    /// A service over the shared decision state.
-    pub fn new(state: Arc<DecisionState>) -> Self {
-        Self { state }
-    }
-
     fn authorize<T>(&self, request: &Request<T>, action: &str) -> Result<(), ApiError> {
         let caller = caller(request)?.spiffe_id;
-        self.state.authorize_control(
+        self.gate.authorize_control(
             &caller,
             ControlRequest {
                 action,
@@ -62,13 +61,13 @@ impl AuditApi {
 
     /// The store's audit table, when the store sink is on.
     fn table(&self) -> Option<Arc<dyn AuditTable>> {
-        self.state.decision_log.as_ref().and_then(|log| log.table())
+        self.decision_log.as_ref().and_then(|log| log.table())
     }
 
     /// The index and the file sink's files (oldest first), either may be
     /// missing but not both.
     fn sources(&self) -> Result<(Option<Arc<AuditIndex>>, Vec<PathBuf>), ApiError> {
-        let log = self.state.decision_log.as_ref();
+        let log = self.decision_log.as_ref();
         let index = log.and_then(|log| log.index());
         let files = log.map(|log| log.files()).unwrap_or_default();
         if index.is_none() && files.is_empty() {

@@ -1,12 +1,18 @@
 //! Authorization of Mandate's own API: every control-plane call (tasks,
 //! registry, approvals) is a Cedar decision with the caller as principal.
 
+use std::sync::Arc;
+
 use cedar_policy::{Entity, RestrictedExpression};
 use spiffe::SpiffeId;
 
-use super::{ApiError, DecisionState};
+use super::ApiError;
 use crate::approval::{APPROVAL_TYPE, Approval};
-use crate::decision::{Query, Reason, approval_entities, check_agent_proof};
+use crate::clock::Clock;
+use crate::decision::{Evaluator, Query, Reason, approval_entities, check_agent_proof};
+use crate::graph::TaskGraph;
+use crate::policy::PolicyStore;
+use crate::registry::Registry;
 
 /// One control-plane question: may the caller `action` this resource?
 #[derive(Debug)]
@@ -21,7 +27,41 @@ pub(crate) struct ControlRequest<'a> {
     pub context: Vec<(String, RestrictedExpression)>,
 }
 
-impl DecisionState {
+/// Cedar over Mandate's own API, with the caller as principal: what every
+/// control-plane service asks before it reads or writes.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlGate {
+    evaluator: Arc<Evaluator>,
+    policies: Arc<PolicyStore>,
+    registry: Arc<Registry>,
+    /// For the chain of an approval's task.
+    graph: Arc<TaskGraph>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ControlGate {
+    /// A gate over the policies in use and the live registry and graph.
+    pub(crate) fn new(
+        evaluator: Arc<Evaluator>,
+        policies: Arc<PolicyStore>,
+        registry: Arc<Registry>,
+        graph: Arc<TaskGraph>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            evaluator,
+            policies,
+            registry,
+            graph,
+            clock,
+        }
+    }
+
+    /// Which SPIFFE IDs are agents, as the decision path sees them.
+    pub(crate) fn agents(&self) -> &crate::decision::AgentPattern {
+        self.evaluator.agents()
+    }
+
     /// `Ok` when policy allows; otherwise PERMISSION_DENIED naming the
     /// reasons, the determining policies and the first error.
     pub(crate) fn authorize_control(

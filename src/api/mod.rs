@@ -6,7 +6,6 @@ mod audit;
 mod authorization;
 mod context;
 mod control;
-mod decision_state;
 mod envoy;
 mod error;
 pub mod http;
@@ -21,13 +20,15 @@ mod transport_limits;
 pub use approval::ApprovalApi;
 pub use audit::{AuditApi, decision_to_proto, event_to_proto};
 pub use authorization::AuthorizationApi;
-pub use decision_state::DecisionState;
+pub(crate) use control::ControlGate;
 pub use envoy::EnvoyApi;
 pub use error::ApiError;
 pub use peer::{MtlsStream, PeerIdentity};
-pub use policy::{PolicyApi, watch as watch_policies};
+pub use policy::PolicyApi;
+pub(crate) use policy::{PolicyReload, watch as watch_policies};
 pub use registry::{RegistryApi, refuse_workload_on_agent_path};
 pub use task::TaskApi;
+pub(crate) use trail::Trail;
 pub use transport_limits::TransportLimitsLayer;
 
 /// Page size of list calls that ask for none.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::ApiError;
 use super::authorization::caller;
+use super::control::ControlGate;
 use super::control::ControlRequest;
 use super::v1::policy_service_server::PolicyService;
 use super::v1::{
@@ -15,8 +17,9 @@ use super::v1::{
     ReloadPoliciesRequest, ReloadPoliciesResponse, ValidatePoliciesRequest,
     ValidatePoliciesResponse,
 };
-use super::{ApiError, DecisionState};
-use crate::policy::{PolicyEngine, PolicyStatus, Problem, Sources, store};
+use crate::clock::Clock;
+use crate::policy::{PolicyEngine, PolicyStatus, PolicyStore, Problem, Sources, store};
+use crate::registry::Registry;
 
 /// The Cedar type and id of the policy set, the resource of these calls.
 const POLICY_SET_TYPE: &str = "Mandate::PolicySet";
@@ -24,12 +27,34 @@ const POLICY_SET_ID: &str = "current";
 /// Largest candidate set `Validate` accepts, in bytes of policy text.
 const MAX_CANDIDATE_BYTES: usize = 4 * 1024 * 1024;
 
-impl DecisionState {
+/// Puts a new policy set in use, all or nothing: the policy store and the
+/// registry entities that must fit its schema change together.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyReload {
+    policies: Arc<PolicyStore>,
+    registry: Arc<Registry>,
+    clock: Arc<dyn Clock>,
+}
+
+impl PolicyReload {
+    /// Reloads of `policies`, checked against `registry`.
+    pub(crate) fn new(
+        policies: Arc<PolicyStore>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            policies,
+            registry,
+            clock,
+        }
+    }
+
     /// Reloads the policy set from its files. `Ok(false)` when nothing
     /// changed. A new set is put in use only when it parses, validates and
     /// the registry fits its schema; otherwise the set in use stays and the
     /// problems are recorded for status reports and returned.
-    pub fn reload_policies(&self, trigger: &str) -> Result<bool, Vec<String>> {
+    pub(crate) fn reload(&self, trigger: &str) -> Result<bool, Vec<String>> {
         let _one_at_a_time = self.policies.lock();
         let now = self.clock.now();
         let outcome = self.policies.read().and_then(|next| {
@@ -57,18 +82,15 @@ impl DecisionState {
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct PolicyApi {
-    state: Arc<DecisionState>,
+    pub(crate) gate: ControlGate,
+    pub(crate) policies: Arc<PolicyStore>,
+    pub(crate) reload: PolicyReload,
 }
 
 impl PolicyApi {
-    /// A service over the shared decision state.
-    pub fn new(state: Arc<DecisionState>) -> Self {
-        Self { state }
-    }
-
     fn authorize<T>(&self, request: &Request<T>, action: &str) -> Result<(), ApiError> {
         let caller = caller(request)?.spiffe_id;
-        self.state.authorize_control(
+        self.gate.authorize_control(
             &caller,
             ControlRequest {
                 action,
@@ -182,9 +204,7 @@ impl PolicyService for PolicyApi {
         request: Request<GetPolicyStatusRequest>,
     ) -> Result<Response<v1::PolicyStatus>, Status> {
         self.authorize(&request, "read_policies")?;
-        Ok(Response::new(status_to_proto(
-            &self.state.policies.status(),
-        )))
+        Ok(Response::new(status_to_proto(&self.policies.status())))
     }
 
     async fn list_policies(
@@ -192,7 +212,7 @@ impl PolicyService for PolicyApi {
         request: Request<ListPoliciesRequest>,
     ) -> Result<Response<ListPoliciesResponse>, Status> {
         self.authorize(&request, "read_policies")?;
-        let engine = self.state.policies.current();
+        let engine = self.policies.current();
         let mut policies: Vec<v1::PolicyInfo> = engine
             .policies()
             .policies()
@@ -226,14 +246,14 @@ impl PolicyService for PolicyApi {
     ) -> Result<Response<ValidatePoliciesResponse>, Status> {
         self.authorize(&request, "validate_policies")?;
         let r = request.into_inner();
-        let paths = self.state.policies.paths();
+        let paths = self.policies.paths();
         let unknown = paths.map_or(crate::policy::DEFAULT_UNKNOWN_SENSITIVITY, |p| {
             p.unknown_sensitivity
         });
         let level = paths.and_then(|p| p.validation_level);
         // The schema in use, not the file on disk: they differ after a
         // refused reload.
-        let engine = self.state.policies.current();
+        let engine = self.policies.current();
         let response = tokio::task::spawn_blocking(move || {
             validate_candidate(&r.files, &r.schema, engine.schema_text(), unknown, level)
         })
@@ -247,8 +267,8 @@ impl PolicyService for PolicyApi {
         request: Request<ReloadPoliciesRequest>,
     ) -> Result<Response<ReloadPoliciesResponse>, Status> {
         self.authorize(&request, "reload_policies")?;
-        let state = self.state.clone();
-        let result = tokio::task::spawn_blocking(move || state.reload_policies("api"))
+        let reload = self.reload.clone();
+        let result = tokio::task::spawn_blocking(move || reload.reload("api"))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let (reloaded, problems) = match result {
@@ -259,7 +279,7 @@ impl PolicyService for PolicyApi {
             ok: problems.is_empty(),
             reloaded,
             problems,
-            status: Some(status_to_proto(&self.state.policies.status())),
+            status: Some(status_to_proto(&self.policies.status())),
         }))
     }
 }
@@ -269,8 +289,8 @@ impl PolicyService for PolicyApi {
 /// `git pull` of many files, lands as one reload). Polling the content
 /// rather than file-system events: it also sees a Kubernetes ConfigMap's
 /// symlink swap, which replaces the files without writing them.
-pub async fn watch(state: Arc<DecisionState>, interval: std::time::Duration) {
-    let Some(paths) = state.policies.paths().cloned() else {
+pub(crate) async fn watch(reload: PolicyReload, interval: std::time::Duration) {
+    let Some(paths) = reload.policies.paths().cloned() else {
         return;
     };
     // Nothing seen yet: the first look reloads if the files changed since
@@ -294,7 +314,7 @@ pub async fn watch(state: Arc<DecisionState>, interval: std::time::Duration) {
         }
         seen = now;
         pending = None;
-        let state = state.clone();
-        let _ = tokio::task::spawn_blocking(move || state.reload_policies("file change")).await;
+        let reload = reload.clone();
+        let _ = tokio::task::spawn_blocking(move || reload.reload("file change")).await;
     }
 }

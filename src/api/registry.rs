@@ -7,17 +7,19 @@ use std::sync::Arc;
 use spiffe::SpiffeId;
 use tonic::{Request, Response, Status};
 
+use super::ApiError;
 use super::authorization::caller;
+use super::control::ControlGate;
 use super::control::ControlRequest;
 use super::v1::registry_service_server::RegistryService;
 use super::v1::{
     self, EntryKind, ListRequest, ListResponse, RegisterRequest, RegistryWriteResponse,
     RemoveRequest, UpdateRequest,
 };
-use super::{ApiError, DecisionState};
 use crate::decision::AgentPattern;
 use crate::proto::registry::{entry_from_proto, entry_to_proto};
-use crate::registry::{AgentEntry, Entry, Kind, RegistryError, Snapshot};
+use crate::registry::{AgentEntry, Entry, Kind, Registry, RegistryError, Snapshot};
+use crate::store::Journal;
 
 /// What a caller that may not update an agent sees of its checksum.
 const REDACTED: &str = "(redacted)";
@@ -25,7 +27,9 @@ const REDACTED: &str = "(redacted)";
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct RegistryApi {
-    state: Arc<DecisionState>,
+    pub(crate) gate: ControlGate,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) journal: Arc<Journal>,
 }
 
 impl From<RegistryError> for ApiError {
@@ -43,11 +47,6 @@ impl From<RegistryError> for ApiError {
 }
 
 impl RegistryApi {
-    /// A service over the shared decision state.
-    pub fn new(state: Arc<DecisionState>) -> Self {
-        Self { state }
-    }
-
     /// Asks Cedar whether `caller` may `action` the entry as `snapshot`
     /// holds it.
     fn authorize(
@@ -58,7 +57,7 @@ impl RegistryApi {
         id: &str,
         snapshot: &Snapshot,
     ) -> Result<(), ApiError> {
-        self.state.authorize_control(
+        self.gate.authorize_control(
             caller,
             ControlRequest {
                 action,
@@ -80,16 +79,11 @@ impl RegistryApi {
         entry.check().map_err(|e| {
             ApiError::InvalidArgument(format!("{} `{}`: {e}", entry.kind(), entry.id()))
         })?;
-        refuse_workload_on_agent_path(&entry, self.state.evaluator.agents())?;
+        refuse_workload_on_agent_path(&entry, self.gate.agents())?;
         let (kind, id) = (entry.kind(), entry.id().to_owned());
         let action = if update { "update" } else { "register" };
         let authorize = |candidate: &Snapshot| self.authorize(caller, action, kind, &id, candidate);
-        let revision = self
-            .state
-            .store
-            .journal
-            .put_entry(entry, authorize, update)
-            .await?;
+        let revision = self.journal.put_entry(entry, authorize, update).await?;
         tracing::info!(kind = %kind, id = %id, spiffe_id = %caller, revision, "registry {action}");
         Ok(revision)
     }
@@ -157,8 +151,6 @@ impl RegistryService for RegistryApi {
             return Err(ApiError::InvalidArgument("`id` is required".to_owned()).into());
         }
         let revision = self
-            .state
-            .store
             .journal
             .remove_entry(kind, &r.id, |current: &Snapshot| {
                 self.authorize(&caller, "remove", kind, &r.id, current)
@@ -173,7 +165,7 @@ impl RegistryService for RegistryApi {
         let r = request.get_ref();
         let kind = kind_from_proto(r.kind)?;
         let limit = super::page_limit(r.page_size);
-        let snapshot = self.state.registry.snapshot();
+        let snapshot = self.registry.snapshot();
         let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
         let page = snapshot.list(kind, after, limit);
         let next_page_token = if page.len() == limit {

@@ -9,8 +9,11 @@ use cedar_policy::RestrictedExpression;
 use spiffe::SpiffeId;
 use tonic::{Request, Response, Status};
 
+use super::ApiError;
 use super::authorization::caller;
+use super::control::ControlGate;
 use super::control::ControlRequest;
+use super::trail::Trail;
 use super::trail::{bare_event, task_event};
 use super::v1::task_service_server::TaskService;
 use super::v1::{
@@ -19,10 +22,15 @@ use super::v1::{
     ListTasksResponse, RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse,
     WriteResponse,
 };
-use super::{ApiError, DecisionState};
 use crate::audit::EventKind;
+use crate::clock::Clock;
+use crate::credential::TaskTokens;
 use crate::decision::task_entities;
-use crate::graph::{Amendment, Task, TaskFilter, TaskSpec, TaskState, chain_state};
+use crate::graph::{Amendment, Task, TaskFilter, TaskGraph, TaskSpec, TaskState, chain_state};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::revision::Revision;
+use crate::store::Journal;
 
 const TASK_TYPE: &str = "Mandate::Task";
 /// Graph pages one `ListTasks` call examines at most; past that it answers
@@ -32,17 +40,21 @@ const MAX_SCAN_PAGES: usize = 10;
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct TaskApi {
-    state: Arc<DecisionState>,
+    pub(crate) gate: ControlGate,
+    pub(crate) trail: Trail,
+    pub(crate) graph: Arc<TaskGraph>,
+    /// For a delegatee's class and an agent's entity.
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) revision: Arc<Revision>,
+    pub(crate) tokens: Arc<TaskTokens>,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl TaskApi {
-    /// A service over the shared decision state.
-    pub fn new(state: Arc<DecisionState>) -> Self {
-        Self { state }
-    }
-
     fn now(&self) -> i64 {
-        self.state.clock.now()
+        self.clock.now()
     }
 
     fn authorize_task(
@@ -63,7 +75,7 @@ impl TaskApi {
     ) -> Result<(), ApiError> {
         let id = chain.first().map(|t| t.id.clone()).unwrap_or_default();
         let entities = task_entities(chain, self.now()).map_err(ApiError::Internal)?;
-        self.state.authorize_control(
+        self.gate.authorize_control(
             caller,
             ControlRequest {
                 action,
@@ -79,8 +91,7 @@ impl TaskApi {
     /// registered class in the context.
     fn authorize_delegation(&self, caller: &SpiffeId, chain: &[Arc<Task>]) -> Result<(), ApiError> {
         let class = chain.first().and_then(|t| {
-            self.state
-                .registry
+            self.registry
                 .snapshot()
                 .agent(&t.delegatee.to_string())
                 .and_then(|a| a.class.clone())
@@ -103,8 +114,7 @@ impl TaskApi {
                 "`task_id` is required".to_owned(),
             ));
         }
-        self.state
-            .graph
+        self.graph
             .chain(id)
             .ok_or_else(|| ApiError::NotFound(format!("task `{id}` does not exist")))
     }
@@ -207,13 +217,11 @@ impl TaskService for TaskApi {
         );
         self.authorize_delegation(&caller, &[Arc::new(task)])?;
         let (task, revision) = self
-            .state
-            .store
             .journal
             .create_root::<ApiError>(id, spec, caller.clone(), r.on_behalf_of.clone(), now)
             .await?;
         tracing::info!(task_id = %task.id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task created");
-        self.state.record_event(task_event(
+        self.trail.record_event(task_event(
             EventKind::TaskCreated,
             &caller.to_string(),
             &task,
@@ -231,7 +239,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<TaskResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
-        self.state.check_agent_proof(&caller, &r.agent_proof)?;
+        self.gate.check_agent_proof(&caller, &r.agent_proof)?;
         let now = self.now();
         let parent_chain = self.chain(&r.parent_id)?;
         let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
@@ -249,13 +257,11 @@ impl TaskService for TaskApi {
         chain.extend(parent_chain);
         self.authorize_delegation(&caller, &chain)?;
         let (task, revision) = self
-            .state
-            .store
             .journal
             .delegate::<ApiError>(id, &r.parent_id, &caller, spec, now)
             .await?;
         tracing::info!(task_id = %task.id, parent = %r.parent_id, spiffe_id = %caller, delegatee = %task.delegatee, revision, "task delegated");
-        self.state.record_event(task_event(
+        self.trail.record_event(task_event(
             EventKind::TaskDelegated,
             &caller.to_string(),
             &task,
@@ -273,7 +279,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<TaskResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
-        self.state.check_agent_proof(&caller, &r.agent_proof)?;
+        self.gate.check_agent_proof(&caller, &r.agent_proof)?;
         let now = self.now();
         let chain = self.chain(&r.task_id)?;
         let current = chain
@@ -303,13 +309,11 @@ impl TaskService for TaskApi {
         as_it_will_be.extend(chain.iter().skip(1).cloned());
         self.authorize_delegation(&caller, &as_it_will_be)?;
         let (task, revision) = self
-            .state
-            .store
             .journal
             .amend::<ApiError>(&r.task_id, &caller, amendment, now)
             .await?;
         tracing::info!(task_id = %task.id, spiffe_id = %caller, version = task.version, scope_digest = %task.scope_digest, revision, "task amended");
-        self.state.record_event(task_event(
+        self.trail.record_event(task_event(
             EventKind::TaskAmended,
             &caller.to_string(),
             &task,
@@ -357,7 +361,7 @@ impl TaskService for TaskApi {
             .into());
         }
         self.authorize_task(&peer.spiffe_id, "issue_token", &chain)?;
-        self.state
+        self.gate
             .check_agent_proof(&peer.spiffe_id, &r.agent_proof)?;
         let leaf = peer
             .certificates
@@ -365,7 +369,6 @@ impl TaskService for TaskApi {
             .ok_or_else(|| ApiError::Unauthenticated("no client certificate".to_owned()))?;
         let ttl = (r.ttl_seconds > 0).then_some(r.ttl_seconds);
         let (token, claims) = self
-            .state
             .tokens
             .mint(
                 &chain,
@@ -375,18 +378,18 @@ impl TaskService for TaskApi {
             )
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         tracing::info!(task_id = %task.id, spiffe_id = %peer.spiffe_id, jti = %claims.jti, exp = claims.exp, "task token issued");
-        if let Some(metrics) = &self.state.metrics {
+        if let Some(metrics) = &self.metrics {
             metrics.token_issued();
         }
         let mut event = bare_event(
             EventKind::TokenIssued,
             &peer.spiffe_id.to_string(),
             &task,
-            self.state.revision.current(),
+            self.revision.current(),
         );
         event.token_jti = Some(claims.jti.clone());
         event.expires_at = Some(claims.exp);
-        self.state.record_event(event);
+        self.trail.record_event(event);
         Ok(Response::new(IssueTaskTokenResponse {
             token,
             jti: claims.jti,
@@ -402,14 +405,12 @@ impl TaskService for TaskApi {
         let chain = self.chain(&request.get_ref().task_id)?;
         self.authorize_task(&caller, "complete", &chain)?;
         let revision = self
-            .state
-            .store
             .journal
             .complete::<ApiError>(&request.get_ref().task_id, self.now())
             .await?;
         tracing::info!(task_id = %request.get_ref().task_id, spiffe_id = %caller, revision, "task completed");
         if let Some(task) = chain.first() {
-            self.state.record_event(bare_event(
+            self.trail.record_event(bare_event(
                 EventKind::TaskCompleted,
                 &caller.to_string(),
                 task,
@@ -430,21 +431,16 @@ impl TaskService for TaskApi {
         // INVARIANT: the revoke is committed to the store and applied to
         // memory (the graph's write lock released) before we answer, so
         // every decision that starts after this reply sees it.
-        let (revoked, revision) = self
-            .state
-            .store
-            .journal
-            .revoke::<ApiError>(&r.task_id)
-            .await?;
+        let (revoked, revision) = self.journal.revoke::<ApiError>(&r.task_id).await?;
         tracing::info!(task_id = %r.task_id, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "task revoked");
-        if let Some(metrics) = &self.state.metrics {
+        if let Some(metrics) = &self.metrics {
             metrics.revoked("task");
         }
         if let Some(task) = chain.first() {
             let mut event = bare_event(EventKind::TaskRevoked, &caller.to_string(), task, revision);
             event.revoked_task_ids.clone_from(&revoked);
             event.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
-            self.state.record_event(event);
+            self.trail.record_event(event);
         }
         Ok(Response::new(RevokeResponse {
             revoked_task_ids: revoked,
@@ -460,13 +456,12 @@ impl TaskService for TaskApi {
         let r = request.get_ref();
         let target = spiffe_id("spiffe_id", &r.spiffe_id)?;
         let entity = self
-            .state
-            .evaluator
+            .gate
             .agents()
-            .entity(&self.state.registry.snapshot(), &target)
+            .entity(&self.registry.snapshot(), &target)
             .map_err(ApiError::Internal)?;
         let type_name = entity.uid().type_name().to_string();
-        self.state.authorize_control(
+        self.gate.authorize_control(
             &caller,
             ControlRequest {
                 action: "revoke",
@@ -477,17 +472,15 @@ impl TaskService for TaskApi {
             },
         )?;
         let (revoked, revision) = self
-            .state
-            .store
             .journal
             .revoke_agent(&target)
             .await
             .map_err(ApiError::from)?;
         tracing::info!(target = %target, spiffe_id = %caller, revoked = revoked.len(), reason = %r.reason, revision, "agent's tasks revoked");
-        if let Some(metrics) = &self.state.metrics {
+        if let Some(metrics) = &self.metrics {
             metrics.revoked("agent");
         }
-        self.state
+        self.trail
             .record_revocations(&caller.to_string(), &revoked, &r.reason, revision);
         Ok(Response::new(RevokeResponse {
             revoked_task_ids: revoked,
@@ -538,11 +531,11 @@ impl TaskService for TaskApi {
         let mut pages = 0;
         while tasks.len() < limit && !exhausted && pages < MAX_SCAN_PAGES {
             pages += 1;
-            let batch = self.state.graph.list(&filter, after.as_deref(), limit, now);
+            let batch = self.graph.list(&filter, after.as_deref(), limit, now);
             exhausted = batch.len() < limit;
             for task in batch {
                 after = Some(task.id.clone());
-                let Some(chain) = self.state.graph.chain(&task.id) else {
+                let Some(chain) = self.graph.chain(&task.id) else {
                     continue;
                 };
                 if self.authorize_task(&caller, "read", &chain).is_ok() {

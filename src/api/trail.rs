@@ -6,15 +6,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::approval::Approval;
-use crate::audit::{EventKind, TaskEvent};
-use crate::graph::Task;
+use crate::audit::{DecisionLog, EventKind, TaskEvent};
+use crate::graph::{Task, TaskGraph};
 
-use super::DecisionState;
+/// Where control-plane writes are recorded; records nothing when the audit
+/// pipeline is off.
+#[derive(Debug, Clone)]
+pub(crate) struct Trail {
+    log: Option<DecisionLog>,
+    /// For the root of the tasks an event names.
+    graph: Arc<TaskGraph>,
+}
 
-impl DecisionState {
+impl Trail {
+    /// A trail into `log`, when there is one.
+    pub(crate) fn new(log: Option<DecisionLog>, graph: Arc<TaskGraph>) -> Self {
+        Self { log, graph }
+    }
+
     /// Queues `event` when the audit pipeline runs.
     pub(crate) fn record_event(&self, event: TaskEvent) {
-        if let Some(log) = &self.decision_log {
+        if let Some(log) = &self.log {
             tracing::debug!(event = event.event.as_str(), task_id = %event.task_id, root_task_id = %event.root_task_id, "audit event");
             log.event(event);
         }
@@ -30,7 +42,7 @@ impl DecisionState {
         reason: &str,
         revision: u64,
     ) {
-        if self.decision_log.is_none() {
+        if self.log.is_none() {
             return;
         }
         let mut by_root: BTreeMap<String, Vec<Arc<Task>>> = BTreeMap::new();
@@ -58,7 +70,7 @@ impl DecisionState {
         approval: &Approval,
         revision: u64,
     ) {
-        if self.decision_log.is_none() {
+        if self.log.is_none() {
             return;
         }
         let task_id = &approval.subject.task_id;

@@ -4,25 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use cedar_policy::Entities;
 use clap::Args;
 
 use super::{EXIT_USAGE, runtime};
-use crate::api::refuse_workload_on_agent_path;
-use crate::approval::ApprovalBook;
-use crate::clock::{Clock, SystemClock};
+use crate::app::{App, BuildError, Seams};
 use crate::config::{RawAudit, RawConfig, RawEnvoy, Settings, defaults};
-use crate::credential::{SigningKeys, TaskTokens, TokenSettings};
-use crate::decision::AgentPattern;
-use crate::envoy::RouteTable;
-use crate::graph::TaskGraph;
-use crate::identity::{IdentityError, IdentitySource, dev::DevTrustDomain};
-use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore, Sources};
-use crate::registry::{Catalog, Entry, Registry};
-use crate::revision::Revision;
-use crate::server::{RunningServer, ServerOptions, start};
+use crate::server::RunningServer;
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -217,42 +205,7 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
     if let Some(endpoint) = &settings.telemetry.otlp_endpoint {
         tracing::info!(%endpoint, "exporting spans over OTLP");
     }
-    let engine = match Sources::read(&settings.policies, &settings.schema).and_then(|sources| {
-        PolicyEngine::from_sources_at_level(
-            &sources,
-            settings.sensitivity.max(),
-            settings.policy_validation_level,
-        )
-    }) {
-        Ok(engine) => engine,
-        Err(PolicyError::Invalid { problems }) => {
-            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            return usage_error(&lines);
-        }
-        Err(e) => return usage_error(&[e.to_string()]),
-    };
-    tracing::info!(policies = engine.len(), dir = %settings.policies.display(), policy_hash = %engine.hash(), "policies loaded");
-    for warning in engine.warnings() {
-        tracing::warn!("policy warning: {warning}");
-    }
-    if engine.is_empty() {
-        tracing::warn!(dir = %settings.policies.display(), "no policies found: every request will be denied");
-    }
-    let registry_input = match registry_input(&settings, &engine) {
-        Ok(input) => input,
-        Err(problems) => return usage_error(&problems),
-    };
-    // The route map is checked against the schema before anything is
-    // bound, like the policies.
-    let routes = match &settings.envoy.route_map {
-        Some(path) => match RouteTable::load(path, &engine) {
-            Ok(table) => table,
-            Err(problems) => return usage_error(&problems),
-        },
-        None => RouteTable::empty(),
-    };
-
-    let code = runtime.block_on(serve(settings, engine, registry_input, routes));
+    let code = runtime.block_on(serve(settings));
     // Spans still buffered go out before the process ends.
     runtime.block_on(async {
         let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
@@ -260,233 +213,35 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
     code
 }
 
-/// What the registry starts with: the catalog's entries and the entities
-/// file's entities, read and checked before anything is bound.
-struct RegistryInput {
-    entries: Vec<Entry>,
-    static_entities: Entities,
-}
-
-fn registry_input(
-    settings: &Settings,
-    engine: &PolicyEngine,
-) -> Result<RegistryInput, Vec<String>> {
-    let static_entities = match &settings.entities {
-        Some(path) => match engine.load_entities(path) {
-            Ok(entities) => entities,
-            Err(PolicyError::Invalid { problems }) => {
-                return Err(problems.iter().map(ToString::to_string).collect());
-            }
-            Err(e) => return Err(vec![e.to_string()]),
-        },
-        None => Entities::empty(),
-    };
-    let entries = match &settings.catalog {
-        Some(path) => {
-            let prefix = |p: String| format!("catalog `{}`: {p}", path.display());
-            Catalog::load(path)
-                .map_err(|e| vec![e])?
-                .into_entries()
-                .map_err(|problems| problems.into_iter().map(prefix).collect::<Vec<_>>())?
-        }
-        None => Vec::new(),
-    };
-    Ok(RegistryInput {
-        entries,
-        static_entities,
-    })
-}
-
-async fn serve(
-    settings: Settings,
-    engine: PolicyEngine,
-    registry_input: RegistryInput,
-    routes: RouteTable,
-) -> ExitCode {
-    if let IdentitySource::Dev { dir, trust_domain } = &settings.identity {
-        match DevTrustDomain::open_or_init(dir, trust_domain) {
-            Ok(dev) => eprint!(
-                "no SVID configured: using the {}\ncall the server with a sample SVID, for example:\n  mandate authorize --server {} --cert {} --key {} --ca {} --action read --resource 'Mandate::Resource::\"handbook\"'\n",
-                super::dev::describe(&dev),
-                settings.listen,
-                dev.samples
-                    .first()
-                    .map_or_else(String::new, |s| s.cert.display().to_string()),
-                dev.samples
-                    .first()
-                    .map_or_else(String::new, |s| s.key.display().to_string()),
-                dev.bundle.display(),
-            ),
-            Err(e) => return usage_error(&[e.to_string()]),
-        }
-    }
-    let feed = match settings.identity.follow(&settings.identity_follow).await {
-        Ok(feed) => feed,
-        // An agent that does not answer is not a usage error.
-        Err(e @ IdentityError::WorkloadApi(_)) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => return usage_error(&[e.to_string()]),
-    };
-    let identity = feed.watch;
-    // Every source built the TLS configuration before publishing (a key
-    // that does not fit is refused there, before any port is bound).
-    let own_trust_domain = identity.borrow().trust_domain().clone();
-    let own_id = identity.borrow().spiffe_id.to_string();
-    let agent_trust_domains = settings
-        .agent_trust_domains
-        .unwrap_or_else(|| vec![own_trust_domain.clone()]);
-    let agents = AgentPattern::new(settings.agent_path_prefixes.clone(), agent_trust_domains);
-    let misfiled: Vec<String> = registry_input
-        .entries
-        .iter()
-        .filter_map(|e| refuse_workload_on_agent_path(e, &agents).err())
-        .map(|e| format!("catalog: {e}"))
-        .collect();
-    if !misfiled.is_empty() {
-        return usage_error(&misfiled);
-    }
-    let store = match crate::store::open(&settings.store).await {
-        Ok(store) => store,
+async fn serve(settings: Settings) -> ExitCode {
+    let listen = settings.listen;
+    let app = match App::build(settings, Seams::default()).await {
+        Ok(app) => app,
+        Err(BuildError::Config(problems)) => return usage_error(&problems),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(e.exit_code());
         }
     };
-    let loaded = match crate::store::boot::load(store.as_ref()).await {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let revision = Arc::new(Revision::starting_at(loaded.revision));
-    let entry_count = registry_input.entries.len();
-    let registry = match Registry::new(
-        crate::store::boot::overlay(registry_input.entries, &loaded.registry),
-        &registry_input.static_entities,
-        engine.schema(),
-        settings.sensitivity.clone(),
-        own_trust_domain.as_str(),
-        revision.clone(),
-    ) {
-        Ok(registry) => Arc::new(registry),
-        Err(problems) => {
-            let catalog = settings.catalog.as_ref().map_or_else(
-                || "the registry".to_owned(),
-                |c| format!("catalog `{}`", c.display()),
-            );
-            let lines: Vec<String> = problems.iter().map(|p| format!("{catalog}: {p}")).collect();
-            return usage_error(&lines);
-        }
-    };
-    if let Some(catalog) = &settings.catalog {
-        tracing::info!(entries = entry_count, file = %catalog.display(), "catalog loaded");
+    if let Some(dev) = app.dev_trust_domain() {
+        eprint!(
+            "no SVID configured: using the {}\ncall the server with a sample SVID, for example:\n  mandate authorize --server {listen} --cert {} --key {} --ca {} --action read --resource 'Mandate::Resource::\"handbook\"'\n",
+            super::dev::describe(dev),
+            dev.samples
+                .first()
+                .map_or_else(String::new, |s| s.cert.display().to_string()),
+            dev.samples
+                .first()
+                .map_or_else(String::new, |s| s.key.display().to_string()),
+            dev.bundle.display(),
+        );
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sealer = match crate::store::seal::Sealer::configured(settings.store_key_file.as_deref()) {
-        Ok(sealer) => sealer,
-        Err(e) => return usage_error(&[e.to_string()]),
-    };
-    let keys = if sealer.is_some() {
-        Arc::new(SigningKeys::from_store(
-            settings.key_rotation,
-            clock.clone(),
-        ))
-    } else {
-        let keys_dir = settings.data_dir.join("keys");
-        match SigningKeys::open(&keys_dir, settings.key_rotation, clock.clone()) {
-            Ok(keys) => Arc::new(keys),
-            Err(e) => return usage_error(&[e.to_string()]),
-        }
-    };
-    // Tokens are issued by and for this Mandate: its SPIFFE ID is both.
-    let tokens = Arc::new(TaskTokens::new(
-        keys.clone(),
-        TokenSettings {
-            issuer: own_id.clone(),
-            audience: own_id,
-            ..settings.tokens
-        },
-        clock.clone(),
-    ));
-
-    let graph = Arc::new(TaskGraph::with_revision(
-        settings.max_delegation_depth,
-        revision.clone(),
-    ));
-    let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-    crate::store::boot::fill(&graph, &approvals, &loaded);
-    let journal = Arc::new(crate::store::Journal::new(
-        store,
-        graph.clone(),
-        approvals.clone(),
-        registry.clone(),
-        revision.clone(),
-    ));
-    if let Some(sealer) = sealer {
-        let kept = journal.keep_keys(keys.clone(), sealer, &loaded.keys);
-        // Before serving, so the first token can be signed.
-        let rotated = match kept {
-            Ok(()) => journal.rotate_key_if_due().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = rotated {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-        let every = settings.key_rotation.rotate_after.clamp(1, 60) as u64;
-        tokio::spawn(crate::store::rotate_keys(
-            journal.clone(),
-            std::time::Duration::from_secs(every),
-        ));
-    }
-    drop(loaded);
-
     let signals = Signals::install();
-    let server = match start(ServerOptions {
-        listen: settings.listen,
-        http_listen: settings.http_listen,
-        policies: Arc::new(PolicyStore::new(
-            engine,
-            Some(PolicyPaths {
-                policies: settings.policies.clone(),
-                schema: settings.schema.clone(),
-                unknown_sensitivity: settings.sensitivity.max(),
-                validation_level: settings.policy_validation_level,
-            }),
-            clock.now(),
-        )),
-        graph,
-        registry,
-        approvals,
-        revision,
-        tokens,
-        clock,
-        identity,
-        identity_status: feed.status,
-        revoke_on_trust_withdrawal: settings.revoke_on_trust_withdrawal,
-        agents,
-        max_batch_size: settings.max_batch_size,
-        handshake_timeout: settings.handshake_timeout,
-        limits: settings.limits.clone(),
-        shutdown_grace: settings.shutdown_grace,
-        policy_poll: settings.policy_poll,
-        decision_log: settings.decision_log.clone(),
-        decision_log_capacity: settings.decision_log_capacity,
-        audit: settings.audit.clone(),
-        envoy: settings.envoy.clone(),
-        routes: Arc::new(routes),
-        journal,
-        replica: settings.replica,
-    })
-    .await
-    {
+    let server = match app.start().await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(crate::exit_code::FAILURE);
         }
     };
 
@@ -496,7 +251,7 @@ async fn serve(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(crate::exit_code::FAILURE)
         }
     }
 }

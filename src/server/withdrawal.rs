@@ -16,7 +16,7 @@ use std::time::Duration;
 use spiffe::{SpiffeId, TrustDomain};
 use tokio::task::JoinSet;
 
-use crate::api::DecisionState;
+use crate::api::Trail;
 use crate::clock::Clock;
 use crate::graph::{TaskFilter, TaskGraph, TaskId, TaskState};
 use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal, WithdrawalEvents};
@@ -41,9 +41,11 @@ pub(super) struct Withdrawals {
     pub(super) identity: IdentityWatch,
     /// How long a bundle must stay away before anything is revoked.
     pub(super) grace: Duration,
-    /// Where revocations are recorded in the audit trail and counted, with
-    /// our own SPIFFE ID as the actor.
-    pub(super) trail: Option<Arc<DecisionState>>,
+    /// Where revocations are recorded in the audit trail, with our own
+    /// SPIFFE ID as the actor.
+    pub(super) trail: Option<Trail>,
+    /// Where revocations are counted.
+    pub(super) metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The store the revocations are committed to before they take effect,
     /// like any other write; `None` revokes in memory only (unit tests).
     pub(super) journal: Option<Arc<Journal>>,
@@ -110,12 +112,12 @@ async fn withdraw(trust_domain: &TrustDomain, w: &Withdrawals) {
     } else {
         tracing::warn!(%trust_domain, "trust domain still withdrawn after the grace period: its agents' tasks are kept (`revoke_on_trust_withdrawal` is off)");
     }
-    if let Some(state) = w.trail.as_ref().filter(|_| !revoked.is_empty()) {
-        if let Some(metrics) = &state.metrics {
-            metrics.revoked("trust_withdrawal");
-        }
+    if let Some(metrics) = w.metrics.as_ref().filter(|_| !revoked.is_empty()) {
+        metrics.revoked("trust_withdrawal");
+    }
+    if let Some(trail) = w.trail.as_ref().filter(|_| !revoked.is_empty()) {
         let own_id = w.identity.borrow().spiffe_id.to_string();
-        state.record_revocations(
+        trail.record_revocations(
             &own_id,
             &revoked,
             &format!("trust domain `{trust_domain}` withdrawn"),
@@ -330,6 +332,7 @@ mod tests {
             status: status.clone(),
             own: td("example.org"),
             trail: None,
+            metrics: None,
             journal: None,
             revoke: true,
             clock: Arc::new(crate::clock::ManualClock::new(NOW)),

@@ -15,21 +15,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cedar_policy::Entities;
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
+use mandate::app::{App, Seams};
 use mandate::approval::ApprovalBook;
 use mandate::clock::{Clock, ManualClock};
-use mandate::credential::{KeyRotation, SigningKeys, TaskTokens, TokenSettings};
-use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
-use mandate::envoy::{EnvoySettings, RouteTable};
+use mandate::config::{RawConfig, Settings};
+use mandate::envoy::EnvoySettings;
 use mandate::graph::TaskGraph;
 use mandate::identity::{
     Identity, IdentityFeed, IdentityStatus, SpiffeServerVerifier, TrustBundles, TrustDomain,
 };
-use mandate::policy::{PolicyEngine, PolicyPaths, PolicyStore};
-use mandate::registry::{Catalog, Registry, SensitivityScale};
-use mandate::revision::Revision;
-use mandate::server::{RunningServer, ServerOptions, start};
+use mandate::registry::Registry;
+use mandate::server::RunningServer;
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -275,8 +272,9 @@ pub struct TestServer {
     pub approvals: Arc<ApprovalBook>,
     /// The server's durable writer.
     pub journal: Arc<mandate::store::Journal>,
-    /// Holds the scratch SQLite store when the setup named none.
-    _store_dir: Option<tempfile::TempDir>,
+    /// Holds the signing keys, and the SQLite store when the setup named
+    /// none.
+    _data_dir: tempfile::TempDir,
 }
 
 /// Options for [`TestServer::start_with`].
@@ -348,9 +346,11 @@ impl TestServer {
         Self::start_with(Setup::default()).await
     }
 
+    /// A server built by the same composition root as `mandate serve`
+    /// ([`App::build`]), with the test CA's identity and a manual clock.
     pub async fn start_with(mut setup: Setup) -> Self {
-        let (ca, identity, identity_status) = match setup.identity.take() {
-            Some((ca, feed)) => (ca, feed.watch, feed.status),
+        let (ca, feed) = match setup.identity.take() {
+            Some(given) => given,
             None => {
                 let ca = TestCa::new(TRUST_DOMAIN);
                 let leaf = ca.svid("/mandate");
@@ -360,114 +360,62 @@ impl TestServer {
                 }
                 let identity =
                     Identity::new(vec![leaf.cert.clone()], leaf.key.clone_key(), bundles).unwrap();
-                let (_tx, identity) = tokio::sync::watch::channel(Arc::new(identity));
-                (ca, identity, IdentityStatus::default())
+                let (_tx, watch) = tokio::sync::watch::channel(Arc::new(identity));
+                let feed = IdentityFeed {
+                    watch,
+                    status: IdentityStatus::default(),
+                };
+                (ca, feed)
             }
         };
-        let schema = setup
-            .schema
-            .clone()
-            .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema"));
-        let engine = PolicyEngine::load(&setup.policies, &schema).unwrap();
-        let engine_for_routes = PolicyEngine::load(&setup.policies, &schema).unwrap();
-        let entries = match &setup.catalog {
-            Some(path) => Catalog::load(path).unwrap().into_entries().unwrap(),
-            None => Vec::new(),
-        };
-        let (store, store_dir) = match setup.store.take() {
-            Some(store) => (store, None),
-            None => {
-                let dir = tempfile::tempdir().unwrap();
-                (
-                    mandate::store::boot::scratch(dir.path()).await.unwrap(),
-                    Some(dir),
-                )
-            }
-        };
-        let loaded = mandate::store::boot::load(store.as_ref()).await.unwrap();
-        let revision = Arc::new(Revision::starting_at(loaded.revision));
-        let registry = Arc::new(
-            Registry::new(
-                mandate::store::boot::overlay(entries, &loaded.registry),
-                &Entities::empty(),
-                engine.schema(),
-                SensitivityScale::default(),
-                TRUST_DOMAIN,
-                revision.clone(),
-            )
-            .unwrap(),
-        );
-        let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-        let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
-        let graph = Arc::new(TaskGraph::with_revision(
-            setup.max_delegation_depth,
-            revision.clone(),
-        ));
-        mandate::store::boot::fill(&graph, &approvals, &loaded);
-        let journal = Arc::new(mandate::store::Journal::new(
-            store,
-            graph.clone(),
-            approvals.clone(),
-            registry.clone(),
-            revision.clone(),
-        ));
-        let keys = Arc::new(SigningKeys::ephemeral(
-            KeyRotation::default(),
-            clock.clone(),
-        ));
-        let tokens = Arc::new(TaskTokens::new(
-            keys,
-            TokenSettings {
-                issuer: "spiffe://mandate.local/mandate".into(),
-                audience: "spiffe://mandate.local/mandate".into(),
-                ..TokenSettings::default()
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::resolve_with_env(
+            RawConfig {
+                listen: Some("127.0.0.1:0".to_owned()),
+                http_listen: Some("127.0.0.1:0".to_owned()),
+                data_dir: Some(data_dir.path().to_owned()),
+                policies: Some(setup.policies.clone()),
+                schema: Some(
+                    setup
+                        .schema
+                        .clone()
+                        .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema")),
+                ),
+                catalog: setup.catalog.clone(),
+                ..RawConfig::default()
             },
-            clock.clone(),
-        ));
-        let server = start(ServerOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            http_listen: "127.0.0.1:0".parse().unwrap(),
-            policies: Arc::new(PolicyStore::new(
-                engine,
-                Some(PolicyPaths {
-                    policies: setup.policies.clone(),
-                    schema: schema.clone(),
-                    unknown_sensitivity: mandate::policy::DEFAULT_UNKNOWN_SENSITIVITY,
-                    validation_level: None,
-                }),
-                0,
-            )),
-            graph: graph.clone(),
-            registry: registry.clone(),
-            approvals: approvals.clone(),
-            revision,
-            tokens,
-            clock: clock.clone(),
-            identity,
-            identity_status,
-            revoke_on_trust_withdrawal: setup.revoke_on_trust_withdrawal,
-            agents: AgentPattern::new(
-                DEFAULT_AGENT_PATH_PREFIXES.iter().map(|p| (*p).to_owned()),
-                [ca.td()],
-            ),
-            max_batch_size: setup.max_batch_size,
-            handshake_timeout: setup.handshake_timeout,
-            limits: setup.limits,
-            shutdown_grace: Duration::from_secs(5),
-            policy_poll: setup.policy_poll,
-            decision_log: setup.decision_log.clone(),
-            decision_log_capacity: setup.decision_log_capacity,
-            audit: setup.audit.clone(),
-            envoy: setup.envoy.clone(),
-            routes: Arc::new(match &setup.route_map {
-                Some(path) => RouteTable::load(path, &engine_for_routes).unwrap(),
-                None => RouteTable::empty(),
-            }),
-            journal: journal.clone(),
-            replica: setup.replica,
-        })
+            None,
+        )
+        .unwrap();
+        settings.max_batch_size = setup.max_batch_size;
+        settings.max_delegation_depth = setup.max_delegation_depth;
+        settings.policy_poll = setup.policy_poll;
+        settings.decision_log = setup.decision_log.clone();
+        settings.decision_log_capacity = setup.decision_log_capacity;
+        settings.audit = setup.audit.clone();
+        settings.envoy = EnvoySettings {
+            route_map: setup.route_map.clone().or(setup.envoy.route_map.clone()),
+            ..setup.envoy.clone()
+        };
+        settings.revoke_on_trust_withdrawal = setup.revoke_on_trust_withdrawal;
+        settings.replica = setup.replica;
+        settings.limits = setup.limits;
+        settings.handshake_timeout = setup.handshake_timeout;
+        settings.shutdown_grace = Duration::from_secs(5);
+        let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
+        let app = App::build(
+            settings,
+            Seams {
+                clock: clock.clone(),
+                identity: Some(feed),
+                store: setup.store.take(),
+            },
+        )
         .await
         .unwrap();
+        let (graph, registry) = (app.graph().clone(), app.registry().clone());
+        let (approvals, journal) = (app.approvals().clone(), app.journal().clone());
+        let server = app.start().await.unwrap();
         let addr = server.grpc_addr().to_string();
         Self {
             ca,
@@ -478,7 +426,7 @@ impl TestServer {
             registry,
             approvals,
             journal,
-            _store_dir: store_dir,
+            _data_dir: data_dir,
         }
     }
 
