@@ -248,11 +248,8 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         options.replica,
     )
     .await?;
-    let store = crate::store::StoreHandle {
-        journal: options.journal.clone(),
-        health: replica_health,
-        settings: options.replica,
-    };
+    let store =
+        crate::store::StoreHandle::new(options.journal.clone(), replica_health, options.replica);
     let evaluator = Arc::new(Evaluator::new(options.agents));
     let runner = Arc::new(Runner::new(RunnerParts {
         pipeline: Pipeline::new(

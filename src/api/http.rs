@@ -109,7 +109,7 @@ async fn ready(
     let identity = identity_status.report(&identity.borrow(), SystemClock.now());
     // A replica out of contact with the store denies everything, so it
     // is not ready either: a load balancer should send calls elsewhere.
-    let ready = readiness.get() && identity.svid_valid && store.health.available();
+    let ready = readiness.get() && identity.svid_valid && store.health().available();
     let body = serde_json::json!({
         "identity": identity,
         "decision_log": decision_log.as_ref().map(|log| serde_json::json!({

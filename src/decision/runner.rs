@@ -228,7 +228,7 @@ impl Runner {
     /// `min_revision` waits up to the configured bound for it, then denies
     /// (`stale-state`).
     async fn gate(&self, min_revision: u64) -> Option<(Reason, String)> {
-        let health = &self.0.store.health;
+        let health = self.0.store.health();
         if !health.available() {
             let since = health.since_contact().unwrap_or_default();
             return Some((
@@ -242,7 +242,7 @@ impl Runner {
         if self.0.revision.current() >= min_revision {
             return None;
         }
-        let deadline = Instant::now() + self.0.store.settings.min_revision_wait;
+        let deadline = Instant::now() + self.0.store.min_revision_wait();
         // INVARIANT: the revision only moves once a change is applied to
         // memory, so reaching `min_revision` means every write up to it is
         // visible to the decision that follows.
@@ -333,7 +333,7 @@ impl Runner {
         let (approval, created, revision) = self
             .0
             .store
-            .journal
+            .journal()
             .request_approval::<AskError>(
                 subject,
                 &justification,

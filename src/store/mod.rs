@@ -44,14 +44,38 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     /// Every write goes through it.
-    pub journal: Arc<Journal>,
+    journal: Arc<Journal>,
     /// Whether this replica is in contact with the store.
-    pub health: ReplicaHealth,
+    health: ReplicaHealth,
     /// Bounds for waiting and staleness.
-    pub settings: ReplicaSettings,
+    settings: ReplicaSettings,
 }
 
 impl StoreHandle {
+    /// The writer and how this replica follows the store.
+    pub fn new(journal: Arc<Journal>, health: ReplicaHealth, settings: ReplicaSettings) -> Self {
+        Self {
+            journal,
+            health,
+            settings,
+        }
+    }
+
+    /// The writer.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Whether this replica is in contact with the store.
+    pub fn health(&self) -> &ReplicaHealth {
+        &self.health
+    }
+
+    /// How long a decision may wait for a `min_revision`.
+    pub fn min_revision_wait(&self) -> std::time::Duration {
+        self.settings.min_revision_wait
+    }
+
     /// Store health for `/readyz`: the backend, the revision memory is at,
     /// and for a replica how long ago it reached the store and how many
     /// revisions it is behind the newest it was told of.
