@@ -141,19 +141,28 @@ impl From<crate::graph::GraphError> for ApiError {
 impl From<crate::approval::ApprovalError> for ApiError {
     fn from(error: crate::approval::ApprovalError) -> Self {
         use crate::approval::ApprovalError;
-        let (code, reason) = match error {
-            ApprovalError::NotFound(_) => (Code::NotFound, "unknown-approval"),
-            ApprovalError::NotPending { .. } => (Code::FailedPrecondition, "approval-not-pending"),
-            ApprovalError::AlreadyRevoked(_) => (Code::FailedPrecondition, "approval-revoked"),
-            ApprovalError::TaskChanged(_) => (Code::FailedPrecondition, "approval-task-changed"),
-            ApprovalError::TooManyPending(_) => (Code::FailedPrecondition, "too-many-pending"),
-            ApprovalError::Invalid(_) => (Code::InvalidArgument, "invalid-approval"),
+        let code = match error {
+            ApprovalError::NotFound(_) => Code::NotFound,
+            ApprovalError::NotPending { .. }
+            | ApprovalError::AlreadyRevoked(_)
+            | ApprovalError::TaskChanged(_)
+            | ApprovalError::TooManyPending(_) => Code::FailedPrecondition,
+            ApprovalError::Invalid(_) => Code::InvalidArgument,
         };
-        Self::Refused {
-            code,
-            reason,
-            message: error.to_string(),
-        }
+        Self::refused(code, error.reason(), error.to_string())
+    }
+}
+
+impl From<crate::registry::RegistryError> for ApiError {
+    fn from(error: crate::registry::RegistryError) -> Self {
+        use crate::registry::RegistryError;
+        let code = match error {
+            RegistryError::AlreadyExists { .. } => Code::AlreadyExists,
+            RegistryError::NotFound { .. } => Code::NotFound,
+            RegistryError::InUse { .. } | RegistryError::Static { .. } => Code::FailedPrecondition,
+            RegistryError::Invalid(_) => Code::InvalidArgument,
+        };
+        Self::refused(code, error.reason(), error.to_string())
     }
 }
 

@@ -18,7 +18,7 @@ use super::v1::{
 };
 use crate::decision::AgentPattern;
 use crate::proto::registry::{entry_from_proto, entry_to_proto};
-use crate::registry::{AgentEntry, Entry, Kind, Registry, RegistryError, Snapshot};
+use crate::registry::{AgentEntry, Entry, Kind, Registry, Snapshot};
 use crate::store::Journal;
 
 /// What a caller that may not update an agent sees of its checksum.
@@ -30,20 +30,6 @@ pub struct RegistryApi {
     pub(crate) gate: ControlGate,
     pub(crate) registry: Arc<Registry>,
     pub(crate) journal: Arc<Journal>,
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        use tonic::Code;
-        let (code, reason) = match e {
-            RegistryError::AlreadyExists { .. } => (Code::AlreadyExists, "already-registered"),
-            RegistryError::NotFound { .. } => (Code::NotFound, "not-registered"),
-            RegistryError::InUse { .. } => (Code::FailedPrecondition, "entry-in-use"),
-            RegistryError::Static { .. } => (Code::FailedPrecondition, "static-entry"),
-            RegistryError::Invalid(_) => (Code::InvalidArgument, "invalid-entry"),
-        };
-        Self::refused(code, reason, e.to_string())
-    }
 }
 
 impl RegistryApi {

@@ -121,6 +121,20 @@ pub enum ApprovalError {
     Invalid(String),
 }
 
+impl ApprovalError {
+    /// The stable reason code clients match on.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "unknown-approval",
+            Self::NotPending { .. } => "approval-not-pending",
+            Self::AlreadyRevoked(_) => "approval-revoked",
+            Self::TaskChanged(_) => "approval-task-changed",
+            Self::TooManyPending(_) => "too-many-pending",
+            Self::Invalid(_) => "invalid-approval",
+        }
+    }
+}
+
 /// Which approvals to list.
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalFilter {

@@ -65,6 +65,19 @@ pub enum RegistryError {
     Invalid(Vec<String>),
 }
 
+impl RegistryError {
+    /// The stable reason code clients match on.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::AlreadyExists { .. } => "already-registered",
+            Self::NotFound { .. } => "not-registered",
+            Self::InUse { .. } => "entry-in-use",
+            Self::Static { .. } => "static-entry",
+            Self::Invalid(_) => "invalid-entry",
+        }
+    }
+}
+
 /// One committed registry write: `entry` put under (`kind`, `id`), or
 /// removed when `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
