@@ -328,5 +328,77 @@ fn pending_of<'a>(inner: &'a Inner, subject: &Subject) -> Option<&'a Approval> {
         .find(|a| a.state == ApprovalState::Pending)
 }
 
+/// Writes in two steps (see [`write`]): plans that change nothing, and
+/// applying what the store committed.
+impl ApprovalBook {
+    /// Plans [`ApprovalBook::request`].
+    pub fn plan_request(
+        &self,
+        subject: Subject,
+        justification: &str,
+        requested_by: &str,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<RequestPlan, ApprovalError> {
+        self.plan_request_as(
+            uuid::Uuid::now_v7().to_string(),
+            subject,
+            justification,
+            requested_by,
+            scope_digest,
+            now,
+        )
+    }
+
+    /// [`ApprovalBook::plan_request`] naming a new approval `id`.
+    pub fn plan_request_as(
+        &self,
+        id: String,
+        subject: Subject,
+        justification: &str,
+        requested_by: &str,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<RequestPlan, ApprovalError> {
+        write::plan_request(
+            &self.read(),
+            id,
+            subject,
+            justification,
+            requested_by,
+            scope_digest,
+            now,
+        )
+    }
+
+    /// Plans [`ApprovalBook::decide`]; `who` is (approver, decided_by).
+    pub fn plan_decide(
+        &self,
+        id: &str,
+        granted: bool,
+        who: (&str, &str),
+        valid_for: i64,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<Approval, ApprovalError> {
+        write::plan_decide(&self.read(), id, granted, who, valid_for, scope_digest, now)
+    }
+
+    /// Plans [`ApprovalBook::revoke`].
+    pub fn plan_revoke(&self, id: &str) -> Result<Approval, ApprovalError> {
+        write::plan_revoke(&self.read(), id)
+    }
+
+    /// Puts committed `approvals` in and moves the revision to `revision`,
+    /// under the write lock.
+    pub fn apply(&self, approvals: &[Approval], revision: u64) {
+        let mut inner = self.write();
+        for approval in approvals {
+            write::upsert(&mut inner, approval.clone());
+        }
+        self.revision.advance_to(revision);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,11 @@
 //! Writes to the approvals, in two steps like the task graph's: a plan
 //! checks the write against the current state and returns the approvals
-//! as they will be; [`ApprovalBook::apply`] puts them in once the store has
+//! as they will be; [`super::ApprovalBook::apply`] puts them in once the store has
 //! committed them.
 
 use super::{
-    Approval, ApprovalBook, ApprovalError, ApprovalState, Inner, MAX_JUSTIFICATION_BYTES,
-    MAX_PENDING_PER_TASK, MAX_VALID_FOR_SECS, Subject, pending_of,
+    Approval, ApprovalError, ApprovalState, Inner, MAX_JUSTIFICATION_BYTES, MAX_PENDING_PER_TASK,
+    MAX_VALID_FOR_SECS, Subject, pending_of,
 };
 
 /// What asking for an approval does.
@@ -16,76 +16,6 @@ pub struct RequestPlan {
     /// The approvals written: empty when the pending one already existed;
     /// else the new one, after a stale pending one revoked.
     pub changes: Vec<Approval>,
-}
-
-impl ApprovalBook {
-    /// Plans [`ApprovalBook::request`].
-    pub fn plan_request(
-        &self,
-        subject: Subject,
-        justification: &str,
-        requested_by: &str,
-        scope_digest: &str,
-        now: i64,
-    ) -> Result<RequestPlan, ApprovalError> {
-        self.plan_request_as(
-            uuid::Uuid::now_v7().to_string(),
-            subject,
-            justification,
-            requested_by,
-            scope_digest,
-            now,
-        )
-    }
-
-    /// [`ApprovalBook::plan_request`] naming a new approval `id`.
-    pub fn plan_request_as(
-        &self,
-        id: String,
-        subject: Subject,
-        justification: &str,
-        requested_by: &str,
-        scope_digest: &str,
-        now: i64,
-    ) -> Result<RequestPlan, ApprovalError> {
-        plan_request(
-            &self.read(),
-            id,
-            subject,
-            justification,
-            requested_by,
-            scope_digest,
-            now,
-        )
-    }
-
-    /// Plans [`ApprovalBook::decide`]; `who` is (approver, decided_by).
-    pub fn plan_decide(
-        &self,
-        id: &str,
-        granted: bool,
-        who: (&str, &str),
-        valid_for: i64,
-        scope_digest: &str,
-        now: i64,
-    ) -> Result<Approval, ApprovalError> {
-        plan_decide(&self.read(), id, granted, who, valid_for, scope_digest, now)
-    }
-
-    /// Plans [`ApprovalBook::revoke`].
-    pub fn plan_revoke(&self, id: &str) -> Result<Approval, ApprovalError> {
-        plan_revoke(&self.read(), id)
-    }
-
-    /// Puts committed `approvals` in and moves the revision to `revision`,
-    /// under the write lock.
-    pub fn apply(&self, approvals: &[Approval], revision: u64) {
-        let mut inner = self.write();
-        for approval in approvals {
-            upsert(&mut inner, approval.clone());
-        }
-        self.revision.advance_to(revision);
-    }
 }
 
 pub(super) fn plan_request(

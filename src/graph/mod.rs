@@ -283,5 +283,81 @@ fn upsert(inner: &mut Inner, task: Arc<Task>) {
     inner.tasks.insert(task.id.clone(), task);
 }
 
+/// Writes in two steps (see [`write`]): plans that change nothing, and
+/// applying what the store committed.
+impl TaskGraph {
+    /// Plans a root task; see [`TaskGraph::create_root`].
+    pub fn plan_root(
+        &self,
+        id: TaskId,
+        spec: TaskSpec,
+        delegator: SpiffeId,
+        originator: String,
+        now: i64,
+    ) -> Result<Arc<Task>, GraphError> {
+        write::plan_root(&self.read(), id, spec, delegator, originator, now)
+    }
+
+    /// Plans a sub-task; see [`TaskGraph::delegate`].
+    pub fn plan_delegate(
+        &self,
+        id: TaskId,
+        parent_id: &str,
+        caller: &SpiffeId,
+        spec: TaskSpec,
+        now: i64,
+        hierarchy: &dyn ResourceHierarchy,
+    ) -> Result<Arc<Task>, GraphError> {
+        write::plan_delegate(
+            &self.read(),
+            self.max_depth,
+            id,
+            parent_id,
+            caller,
+            spec,
+            now,
+            hierarchy,
+        )
+    }
+
+    /// Plans an amendment; see [`TaskGraph::amend`].
+    pub fn plan_amend(
+        &self,
+        id: &str,
+        caller: &SpiffeId,
+        amendment: Amendment,
+        now: i64,
+        hierarchy: &dyn ResourceHierarchy,
+    ) -> Result<Arc<Task>, GraphError> {
+        write::plan_amend(&self.read(), id, caller, amendment, now, hierarchy)
+    }
+
+    /// Plans a completion; see [`TaskGraph::complete`].
+    pub fn plan_complete(&self, id: &str, now: i64) -> Result<Arc<Task>, GraphError> {
+        write::plan_complete(&self.read(), id, now)
+    }
+
+    /// Plans a revocation: the tasks of the subtree that change, revoked.
+    /// Empty when all of them already are.
+    pub fn plan_revoke(&self, id: &str) -> Result<Vec<Arc<Task>>, GraphError> {
+        write::plan_revoke(&self.read(), id)
+    }
+
+    /// Plans revoking every task delegated to `delegatee`.
+    pub fn plan_revoke_agent(&self, delegatee: &SpiffeId) -> Vec<Arc<Task>> {
+        write::plan_revoke_agent(&self.read(), delegatee)
+    }
+
+    /// Puts committed `tasks` in (new or replacing) and moves the revision
+    /// to `revision`, under the write lock (see [`crate::revision::Revision`]).
+    pub fn apply(&self, tasks: &[Arc<Task>], revision: u64) {
+        let mut inner = self.write();
+        for task in tasks {
+            upsert(&mut inner, task.clone());
+        }
+        self.revision.advance_to(revision);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Writes to the graph, in two steps: a plan checks every invariant against
 //! the current state and returns the tasks as they will be, without
-//! changing anything; [`TaskGraph::apply`] puts them in. The durable path
+//! changing anything; [`super::TaskGraph::apply`] puts them in. The durable path
 //! ([`crate::store::Journal`]) commits a plan to the store between the two,
 //! so nothing reaches memory before it is on disk.
 
@@ -9,83 +9,9 @@ use std::sync::Arc;
 use spiffe::SpiffeId;
 
 use super::{
-    Amendment, GraphError, Inner, ResourceHierarchy, Task, TaskGraph, TaskId, TaskSpec, TaskState,
-    chain_of, chain_state, invariants, upsert,
+    Amendment, GraphError, Inner, ResourceHierarchy, Task, TaskId, TaskSpec, TaskState, chain_of,
+    chain_state, invariants,
 };
-
-impl TaskGraph {
-    /// Plans a root task; see [`TaskGraph::create_root`].
-    pub fn plan_root(
-        &self,
-        id: TaskId,
-        spec: TaskSpec,
-        delegator: SpiffeId,
-        originator: String,
-        now: i64,
-    ) -> Result<Arc<Task>, GraphError> {
-        plan_root(&self.read(), id, spec, delegator, originator, now)
-    }
-
-    /// Plans a sub-task; see [`TaskGraph::delegate`].
-    pub fn plan_delegate(
-        &self,
-        id: TaskId,
-        parent_id: &str,
-        caller: &SpiffeId,
-        spec: TaskSpec,
-        now: i64,
-        hierarchy: &dyn ResourceHierarchy,
-    ) -> Result<Arc<Task>, GraphError> {
-        plan_delegate(
-            &self.read(),
-            self.max_depth,
-            id,
-            parent_id,
-            caller,
-            spec,
-            now,
-            hierarchy,
-        )
-    }
-
-    /// Plans an amendment; see [`TaskGraph::amend`].
-    pub fn plan_amend(
-        &self,
-        id: &str,
-        caller: &SpiffeId,
-        amendment: Amendment,
-        now: i64,
-        hierarchy: &dyn ResourceHierarchy,
-    ) -> Result<Arc<Task>, GraphError> {
-        plan_amend(&self.read(), id, caller, amendment, now, hierarchy)
-    }
-
-    /// Plans a completion; see [`TaskGraph::complete`].
-    pub fn plan_complete(&self, id: &str, now: i64) -> Result<Arc<Task>, GraphError> {
-        plan_complete(&self.read(), id, now)
-    }
-
-    /// Plans a revocation: the tasks of the subtree that change, revoked.
-    /// Empty when all of them already are.
-    pub fn plan_revoke(&self, id: &str) -> Result<Vec<Arc<Task>>, GraphError> {
-        plan_revoke(&self.read(), id)
-    }
-
-    /// Plans revoking every task delegated to `delegatee`.
-    pub fn plan_revoke_agent(&self, delegatee: &SpiffeId) -> Vec<Arc<Task>> {
-        plan_revoke_agent(&self.read(), delegatee)
-    }
-
-    /// Puts committed `tasks` in (new or replacing) and moves the revision
-    /// to `revision`, under the write lock (see [`crate::revision::Revision`]).
-    pub fn apply(&self, tasks: &[Arc<Task>], revision: u64) {
-        let mut inner = self.write();
-        for task in tasks {
-            upsert(&mut inner, task.clone());
-        }
-        self.revision.advance_to(revision);
-    }
-}
 
 pub(super) fn plan_root(
     inner: &Inner,

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use spiffe::SpiffeId;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::keyring;
+use super::seal::{KeyRecord, Sealer, StoredKeys};
 use super::{Change, Store, StoreError};
-use crate::approval::ApprovalBook;
+use crate::approval::{Approval, ApprovalBook, ApprovalError, Subject};
+use crate::credential::SigningKeys;
 use crate::graph::{Amendment, GraphError, Task, TaskGraph, TaskId, TaskSpec};
 use crate::registry::{Entry, Kind, Registry, RegistryError, Snapshot};
 use crate::revision::Revision;
@@ -41,11 +44,11 @@ pub struct JournalState {
     store: Arc<dyn Store>,
     writer: Arc<Mutex<()>>,
     graph: Arc<TaskGraph>,
-    pub(super) approvals: Arc<ApprovalBook>,
+    approvals: Arc<ApprovalBook>,
     registry: Arc<Registry>,
     revision: Arc<Revision>,
     /// The key ring and the sealer, when signing keys live in the store.
-    pub(super) keys: std::sync::OnceLock<super::seal::StoredKeys>,
+    keys: std::sync::OnceLock<StoredKeys>,
 }
 
 impl std::ops::Deref for Journal {
@@ -189,7 +192,7 @@ impl JournalState {
                 }
             }
             Change::SigningKey(record) => {
-                self.apply_key(record);
+                keyring::apply_key(self.keys.get(), record);
                 self.revision.advance_to(revision);
             }
         }
@@ -354,6 +357,107 @@ impl Journal {
         })
         .await
         .map(|((), revision)| revision)
+    }
+}
+
+/// Approvals through the journal: asked for (by the API, or by the
+/// decision runner for a "needs approval"), decided and revoked.
+impl Journal {
+    /// Asks for an approval; see [`crate::approval::ApprovalBook::request`].
+    pub async fn request_approval<E: From<ApprovalError> + From<StoreError>>(
+        &self,
+        subject: Subject,
+        justification: &str,
+        requested_by: &str,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<(Approval, bool, u64), E> {
+        let ((approval, created), revision) = self
+            .write(|| -> Result<_, E> {
+                let plan = self.approvals.plan_request(
+                    subject.clone(),
+                    justification,
+                    requested_by,
+                    scope_digest,
+                    now,
+                )?;
+                let created = !plan.changes.is_empty();
+                let change = created.then_some(Change::Approvals(plan.changes));
+                Ok((change, (plan.approval, created)))
+            })
+            .await?;
+        Ok((approval, created, revision))
+    }
+
+    /// Decides an approval; see [`crate::approval::ApprovalBook::decide`]. `who` is
+    /// (approver, decided_by).
+    pub async fn decide_approval<E: From<ApprovalError> + From<StoreError>>(
+        &self,
+        id: &str,
+        granted: bool,
+        who: (&str, &str),
+        valid_for: i64,
+        scope_digest: &str,
+        now: i64,
+    ) -> Result<(Approval, u64), E> {
+        self.write(|| {
+            let approval =
+                self.approvals
+                    .plan_decide(id, granted, who, valid_for, scope_digest, now)?;
+            Ok((Some(Change::Approvals(vec![approval.clone()])), approval))
+        })
+        .await
+    }
+
+    /// Withdraws an approval; see [`crate::approval::ApprovalBook::revoke`].
+    pub async fn revoke_approval<E: From<ApprovalError> + From<StoreError>>(
+        &self,
+        id: &str,
+    ) -> Result<(Approval, u64), E> {
+        self.write(|| {
+            let approval = self.approvals.plan_revoke(id)?;
+            Ok((Some(Change::Approvals(vec![approval.clone()])), approval))
+        })
+        .await
+    }
+}
+
+/// Signing keys through the journal (see [`super::keyring`]).
+impl Journal {
+    /// Keeps signing keys in the store: `ring` (made with
+    /// [`SigningKeys::from_store`]) gets every stored key now and every new
+    /// one as it is committed. Keys that do not open with `sealer` are
+    /// refused: the store holds keys of another deployment.
+    pub fn keep_keys(
+        &self,
+        ring: Arc<SigningKeys>,
+        sealer: Sealer,
+        stored: &[KeyRecord],
+    ) -> Result<(), StoreError> {
+        keyring::open_stored(&ring, &sealer, stored)?;
+        self.keys
+            .set(StoredKeys { ring, sealer })
+            .map_err(|_| StoreError::Key("signing keys are already kept".to_owned()))
+    }
+
+    /// Makes, seals and commits a new signing key when the newest is due
+    /// for rotation (or there is none); returns whether it did. Another
+    /// replica may have rotated meanwhile: the plan runs after catching
+    /// up, so one rotation is enough.
+    pub async fn rotate_key_if_due(&self) -> Result<bool, StoreError> {
+        let Some(keys) = self.keys.get() else {
+            return Ok(false);
+        };
+        // Whether this call rotated: the revision may also move when the
+        // write catches up with other replicas' changes.
+        let (rotated, _) = self
+            .write(|| -> Result<_, StoreError> {
+                let record = keyring::plan_rotation(keys)?;
+                let rotated = record.is_some();
+                Ok((record.map(Change::SigningKey), rotated))
+            })
+            .await?;
+        Ok(rotated)
     }
 }
 

@@ -12,7 +12,6 @@
 //! took it first the insert conflicts, the writer catches up and plans
 //! again (see [`Journal`]).
 
-mod approvals;
 mod audit_sql;
 pub mod boot;
 mod error;
