@@ -282,6 +282,7 @@ impl App {
             journal,
             replica: settings.replica,
             rotate_keys_every,
+            ui: settings.ui,
         };
         Ok(Self { parts, dev })
     }

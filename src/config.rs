@@ -19,10 +19,12 @@ mod audit;
 mod identity;
 mod limits;
 mod telemetry;
+mod ui;
 
 pub use audit::RawAudit;
 pub use limits::RawLimits;
 pub use telemetry::{OTLP_ENDPOINT_VAR, RawTelemetry, TelemetrySettings};
+pub use ui::{RawUi, RawWebhook};
 
 /// Defaults, in one place.
 pub mod defaults {
@@ -166,6 +168,8 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     /// OpenTelemetry export (`[telemetry]`).
     pub telemetry: Option<RawTelemetry>,
+    /// The `[ui]` table: the approvals inbox and trail pages.
+    pub ui: Option<RawUi>,
     /// The store: `sqlite://PATH` or `postgres://...`.
     pub store: Option<String>,
     /// A replica out of contact with the store for longer denies, ms.
@@ -321,6 +325,10 @@ impl RawConfig {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
             },
+            ui: match (self.ui, file.ui) {
+                (Some(flags), Some(file)) => Some(flags.or(file)),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 }
@@ -391,6 +399,8 @@ pub struct Settings {
     pub replica: crate::store::ReplicaSettings,
     /// The file with the key sealing signing keys in the store, if any.
     pub store_key_file: Option<PathBuf>,
+    /// The browser pages; `None`: off.
+    pub ui: Option<crate::ui::UiSettings>,
 }
 
 impl Settings {
@@ -567,6 +577,10 @@ impl Settings {
             }
         };
         let limits = raw.limits.unwrap_or_default().resolve(&mut problems);
+        let ui = raw
+            .ui
+            .unwrap_or_default()
+            .resolve(identity.as_ref().map(|(source, _)| source), &mut problems);
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -618,6 +632,7 @@ impl Settings {
                     store,
                     replica,
                     store_key_file: raw.store_key_file,
+                    ui,
                 })
             }
             _ => Err(problems),

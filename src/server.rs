@@ -112,6 +112,8 @@ pub(crate) struct Parts {
     /// How often to check whether the sealed signing key is due for
     /// rotation; `None` when keys are files, not shared through the store.
     pub(crate) rotate_keys_every: Option<Duration>,
+    /// The approvals inbox and trail pages (`[ui]`); `None`: off.
+    pub(crate) ui: Option<crate::ui::UiSettings>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -134,6 +136,9 @@ pub enum ServerError {
     /// The store cannot be followed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The browser UI cannot start.
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
     /// The decision log cannot be opened or written.
     #[error("decision log `{path}`: {source}")]
     DecisionLog {
@@ -170,6 +175,7 @@ pub struct RunningServer {
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
+    ui: Option<crate::ui::RunningUi>,
     grace: Duration,
 }
 
@@ -283,6 +289,42 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         options.clock.clone(),
     );
     let clock = options.clock.clone();
+    let approval_api = ApprovalApi {
+        gate: gate.clone(),
+        trail: trail.clone(),
+        approvals: options.approvals.clone(),
+        graph: options.graph.clone(),
+        registry: options.registry.clone(),
+        policies: options.policies.clone(),
+        journal: options.journal.clone(),
+        clock: clock.clone(),
+        metrics: Some(metrics.clone()),
+    };
+    let audit_api = AuditApi {
+        gate: gate.clone(),
+        decision_log: decision_log.clone(),
+    };
+    // Bound before anything is served, so a bad `[ui]` stops start-up.
+    let ui = match options.ui {
+        Some(settings) => Some(
+            crate::ui::start(
+                settings,
+                crate::ui::UiParts {
+                    approvals: approval_api.clone(),
+                    book: options.approvals.clone(),
+                    audit: audit_api.clone(),
+                    graph: options.graph.clone(),
+                    registry: options.registry.clone(),
+                    revision: options.revision.clone(),
+                    clock: clock.clone(),
+                    identity: options.identity.clone(),
+                    metrics: Some(metrics.clone()),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     // Set before serving, so the first health check already tells.
     let svid_valid = svid_health::valid_now(&options.identity, clock.as_ref());
@@ -362,18 +404,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
                 .max_decoding_message_size(max_bytes),
             )
             .add_service(
-                ApprovalServiceServer::new(ApprovalApi {
-                    gate: gate.clone(),
-                    trail,
-                    approvals: options.approvals.clone(),
-                    graph: options.graph.clone(),
-                    registry: options.registry.clone(),
-                    policies: options.policies.clone(),
-                    journal: options.journal.clone(),
-                    clock: clock.clone(),
-                    metrics: Some(metrics.clone()),
-                })
-                .max_decoding_message_size(max_bytes),
+                ApprovalServiceServer::new(approval_api).max_decoding_message_size(max_bytes),
             )
             .add_service(
                 PolicyServiceServer::new(PolicyApi {
@@ -383,13 +414,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
                 })
                 .max_decoding_message_size(max_bytes),
             )
-            .add_service(
-                AuditServiceServer::new(AuditApi {
-                    gate,
-                    decision_log: decision_log.clone(),
-                })
-                .max_decoding_message_size(max_bytes),
-            )
+            .add_service(AuditServiceServer::new(audit_api).max_decoding_message_size(max_bytes))
             .add_service(
                 AuthorizationServer::new(EnvoyApi::new(
                     runner.clone(),
@@ -418,7 +443,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         },
         options.tokens,
     )
-    .merge(http::metrics_router(metrics));
+    .merge(http::metrics_router(metrics.clone()));
     let watcher = options
         .policy_poll
         .map(|interval| tokio::spawn(crate::api::watch_policies(reload.clone(), interval)));
@@ -461,6 +486,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         grpc,
         http,
         accept,
+        ui,
         grace: options.shutdown_grace,
     })
 }
@@ -474,6 +500,11 @@ impl RunningServer {
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound address of the browser UI, when it is on.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui.as_ref().map(crate::ui::RunningUi::addr)
     }
 
     /// Reloads the policy files (as on SIGHUP): `Ok(false)` when nothing
@@ -509,6 +540,9 @@ impl RunningServer {
                 .await;
         }
         self.accept.abort();
+        if let Some(ui) = self.ui {
+            ui.shutdown(self.grace).await;
+        }
         if let Some(watcher) = &self.watcher {
             watcher.abort();
         }

@@ -24,6 +24,9 @@ pub const HUMAN: &str = "alice";
 /// the index through the audit queue, after the answer.
 const TRAIL_WAIT: Duration = Duration::from_secs(10);
 
+/// How long `--approve-in-browser` waits for alice.
+pub const BROWSER_WAIT: Duration = Duration::from_secs(600);
+
 /// The console, relaying alice.
 pub struct Console {
     pub channel: Channel,
@@ -88,6 +91,53 @@ impl Console {
                 (a.id, a.action, resource)
             })
             .collect())
+    }
+
+    /// Waits until `approval` (of `task`) is decided on the approvals page;
+    /// an approval is the call's success, a denial its refusal.
+    pub async fn wait_for_decision(&self, task: &str, approval: &str) -> Result<Call, String> {
+        let what = format!(
+            "{HUMAN} decides {} in the browser",
+            crate::agent::short(approval)
+        );
+        let deadline = Instant::now() + BROWSER_WAIT;
+        loop {
+            let list = ApprovalServiceClient::new(self.channel.clone())
+                .list_approvals(ListApprovalsRequest {
+                    state: ApprovalState::Unspecified as i32,
+                    task_id: task.to_owned(),
+                    approver: String::new(),
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(|s| format!("listing approvals: {}", s.message()))?
+                .into_inner();
+            let state = list
+                .approvals
+                .iter()
+                .find(|a| a.id == approval)
+                .and_then(|a| ApprovalState::try_from(a.state).ok());
+            match state {
+                Some(ApprovalState::Approved) => {
+                    return Ok(ok(what, "APPROVAL_STATE_APPROVED".to_owned()));
+                }
+                Some(ApprovalState::Pending) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => {
+                    return Ok(Call {
+                        what,
+                        outcome: "REFUSED".to_owned(),
+                        why: vec![format!(
+                            "the approval is {}",
+                            other.map_or("gone", |s| s.as_str_name())
+                        )],
+                        ..ok(String::new(), String::new())
+                    });
+                }
+            }
+        }
     }
 
     /// Relays alice's approval of `approval`, for ten minutes.

@@ -11,8 +11,9 @@ use crate::{ADVISORY, CLASSIFIER_TOOL, REPO, agent};
 const INTENT: &str = "patch CVE-2026-1234 in repo acme/payments";
 
 /// Runs the story; exit code 1 when any answer was not the expected one or
-/// the story could not be told.
-pub fn main() -> ExitCode {
+/// the story could not be told. With `browser`, alice approves the push on
+/// the approvals page instead of the console relaying her.
+pub fn main(browser: bool) -> ExitCode {
     if let Err(e) = check_checksums() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -27,7 +28,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(dir.path()) {
+    match run(dir.path(), browser) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("the server's files are kept in {}", dir.keep().display());
@@ -41,8 +42,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(dir: &Path) -> Result<bool, String> {
-    let server = server::start(dir)?;
+fn run(dir: &Path, browser: bool) -> Result<bool, String> {
+    let server = server::start(dir, browser)?;
     let dev = dir.join("data").join("dev");
     let bundle = dev.join("bundle.pem");
     println!("Mandate patch workflow: {INTENT}");
@@ -170,9 +171,23 @@ fn run(dir: &Path) -> Result<bool, String> {
             "the console does not list the approval the push asked for (`{asked}`)"
         ));
     }
-    if !pending.is_empty() {
-        let call = runtime.block_on(console.approve(&asked))?;
-        story.check("console", &call, Some(&Done));
+    match (&server.ui, pending.is_empty()) {
+        (_, true) => {}
+        (Some(ui), false) => {
+            println!(
+                "   {:<10}  open https://{ui}/approvals/{asked} and sign in as {HUMAN} (the dev login);\n               \
+                 the browser warns about the certificate: it is Mandate's SVID, named by SPIFFE ID, not by host.\n               \
+                 Approve the push there; waiting up to {} minutes.",
+                "browser",
+                console::BROWSER_WAIT.as_secs() / 60
+            );
+            let call = runtime.block_on(console.wait_for_decision(&patcher_task, &asked))?;
+            story.check("browser", &call, Some(&Done));
+        }
+        (None, false) => {
+            let call = runtime.block_on(console.approve(&asked))?;
+            story.check("console", &call, Some(&Done));
+        }
     }
     story.step(&mut patcher, "push", "", &[Allow])?;
 

@@ -51,9 +51,11 @@ fn main() -> ExitCode {
         Some("serve") => return mandate::cli::main(),
         Some("agent") => agent::main(args.get(2..).unwrap_or_default()),
         Some("checksums") => checksums(),
-        None => return driver::main(),
+        None => return driver::main(false),
+        // Alice approves the push on the approvals page, in a browser.
+        Some("--approve-in-browser") => return driver::main(true),
         Some(other) => Err(format!(
-            "unknown command `{other}`: run with no arguments for the workflow, or `checksums`"
+            "unknown command `{other}`: run with no arguments for the workflow, `--approve-in-browser`, or `checksums`"
         )),
     };
     match outcome {

@@ -27,6 +27,8 @@ pub struct Server {
     pub addr: String,
     /// Its log (stderr).
     pub log: PathBuf,
+    /// The approvals pages, `127.0.0.1:PORT`, when asked for.
+    pub ui: Option<String>,
 }
 
 impl Drop for Server {
@@ -41,8 +43,9 @@ pub fn example_dir() -> PathBuf {
     Path::new(REPO_ROOT).join("examples").join("patch-workflow")
 }
 
-/// Lays out `dir` (dev trust domain, policies) and starts the server there.
-pub fn start(dir: &Path) -> Result<Server, String> {
+/// Lays out `dir` (dev trust domain, policies) and starts the server there;
+/// with `ui`, also the approvals pages with the dev login.
+pub fn start(dir: &Path, ui: bool) -> Result<Server, String> {
     DevTrustDomain::init(
         &dir.join("data").join("dev"),
         &spiffe::TrustDomain::new(TRUST_DOMAIN).map_err(|e| e.to_string())?,
@@ -56,9 +59,20 @@ pub fn start(dir: &Path) -> Result<Server, String> {
     )?;
     copy_policies(&example_dir().join("policies"), &policies.join("workflow"))?;
 
+    // The pages on a free loopback port, with the dev login: alice signs in
+    // by typing her name (the dev trust domain has no identity provider).
+    let config = dir.join("mandate.toml");
+    let ui_table = if ui {
+        "[ui]\nlisten = \"127.0.0.1:0\"\ndev_login = true\n"
+    } else {
+        ""
+    };
+    fs::write(&config, ui_table).map_err(|e| e.to_string())?;
     let log = dir.join("server.log");
     let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .arg("serve")
+        .arg("--config")
+        .arg(&config)
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -74,7 +88,7 @@ pub fn start(dir: &Path) -> Result<Server, String> {
         .arg(example_dir().join("catalog.toml"))
         .args(["--log-format", "json"])
         // Only what the driver waits for, and what goes wrong.
-        .env("RUST_LOG", "warn,mandate::server=info")
+        .env("RUST_LOG", "warn,mandate::server=info,mandate::ui=info")
         // Nothing of the caller's own Mandate set-up may leak in.
         .env_remove("MANDATE_CONFIG")
         .env_remove("MANDATE_STORE")
@@ -94,8 +108,10 @@ pub fn start(dir: &Path) -> Result<Server, String> {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = writeln!(file, "{line}");
-            if let Some(addr) = serving_addr(&line) {
-                let _ = tx.send(addr);
+            if let Some(addr) = logged_addr(&line, "serving the ui", "ui") {
+                let _ = tx.send((true, addr));
+            } else if let Some(addr) = logged_addr(&line, "serving", "grpc") {
+                let _ = tx.send((false, addr));
             }
         }
     });
@@ -103,22 +119,32 @@ pub fn start(dir: &Path) -> Result<Server, String> {
         child,
         addr: String::new(),
         log,
+        ui: None,
     };
-    server.addr = rx.recv_timeout(START_TIMEOUT).map_err(|_| {
-        format!(
-            "the server did not start; its log:\n{}",
-            fs::read_to_string(&server.log).unwrap_or_default()
-        )
-    })?;
+    // The pages are bound before the gRPC port says it is serving.
+    while server.addr.is_empty() {
+        let (is_ui, addr) = rx.recv_timeout(START_TIMEOUT).map_err(|_| {
+            format!(
+                "the server did not start; its log:\n{}",
+                fs::read_to_string(&server.log).unwrap_or_default()
+            )
+        })?;
+        if is_ui {
+            server.ui = Some(addr);
+        } else {
+            server.addr = addr;
+        }
+    }
     Ok(server)
 }
 
-/// The gRPC address of the log line `serving`, when `line` is that one.
-fn serving_addr(line: &str) -> Option<String> {
+/// The address in field `field` of the log line `message`, when `line` is
+/// that one.
+fn logged_addr(line: &str, message: &str, field: &str) -> Option<String> {
     let json: serde_json::Value = serde_json::from_str(line).ok()?;
     let fields = json.get("fields")?;
-    (fields.get("message")?.as_str()? == "serving")
-        .then(|| fields.get("grpc")?.as_str().map(str::to_owned))
+    (fields.get("message")?.as_str()? == message)
+        .then(|| fields.get(field)?.as_str().map(str::to_owned))
         .flatten()
 }
 

@@ -74,6 +74,106 @@ impl ApprovalApi {
             .ok_or_else(|| ApiError::NotFound(format!("approval `{id}` does not exist")))
     }
 
+    /// `caller` (a front end) relays `approver`'s decision on `approval_id`:
+    /// Cedar `approve` with the user in the context, then the journal, then
+    /// the trail. Every door that decides approvals (gRPC, the browser
+    /// inbox) goes through here, so none can decide under other rules.
+    /// `valid_for` 0 means the default hour.
+    pub async fn decide(
+        &self,
+        caller: &SpiffeId,
+        approver_id: &str,
+        approval_id: &str,
+        approve: bool,
+        valid_for: i64,
+    ) -> Result<(Approval, u64), ApiError> {
+        if approver_id.is_empty() || approver_id.len() > crate::registry::MAX_ID_LEN {
+            return Err(ApiError::InvalidArgument(
+                "`approver` (the user who decides) is required, at most 1024 bytes".to_owned(),
+            ));
+        }
+        let approval = self.approval(approval_id)?;
+        let approver =
+            crate::registry::snapshot_uid(Kind::User, approver_id).map_err(ApiError::Internal)?;
+        let users = self
+            .registry
+            .snapshot()
+            .entity_with_ancestors(Kind::User, approver_id);
+        self.authorize(
+            caller,
+            "approve",
+            &approval,
+            vec![(
+                "approver".to_owned(),
+                RestrictedExpression::new_entity_uid(approver),
+            )],
+            users,
+        )?;
+        let task = self.graph.get(&approval.subject.task_id).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "task `{}` does not exist",
+                approval.subject.task_id
+            ))
+        })?;
+        let valid_for = if valid_for == 0 {
+            DEFAULT_VALID_FOR_SECS
+        } else {
+            valid_for
+        };
+        let (approval, revision) = self
+            .journal
+            .decide_approval::<ApiError>(
+                &approval.id,
+                approve,
+                (approver_id, &caller.to_string()),
+                valid_for,
+                &task.scope_digest,
+                self.now(),
+            )
+            .await?;
+        tracing::info!(approval_id = %approval.id, approved = approve, approver = %approver_id, spiffe_id = %caller, valid_for, revision, "approval decided");
+        self.trail.record_approval_event(
+            EventKind::ApprovalDecided,
+            &caller.to_string(),
+            &approval,
+            revision,
+        );
+        Ok((approval, revision))
+    }
+
+    /// One approval, if `caller` may `read_approval` it.
+    pub fn read(&self, caller: &SpiffeId, approval_id: &str) -> Result<Approval, ApiError> {
+        let approval = self.approval(approval_id)?;
+        self.authorize(caller, "read_approval", &approval, Vec::new(), Vec::new())?;
+        Ok(approval)
+    }
+
+    /// A page of approvals matching `filter` after `after`, less those
+    /// `caller` may not `read_approval`; the second value is the last id
+    /// of the page when it was full (where the next page starts).
+    pub fn list_readable(
+        &self,
+        caller: &SpiffeId,
+        filter: &ApprovalFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Approval>, Option<String>) {
+        let page = self.approvals.list(filter, after, limit);
+        let next = if page.len() == limit {
+            page.last().map(|a| a.id.clone())
+        } else {
+            None
+        };
+        let readable = page
+            .into_iter()
+            .filter(|a| {
+                self.authorize(caller, "read_approval", a, Vec::new(), Vec::new())
+                    .is_ok()
+            })
+            .collect();
+        (readable, next)
+    }
+
     fn to_proto(&self, approval: &Approval) -> v1::Approval {
         let now = self.now();
         let current = self
@@ -244,58 +344,15 @@ impl ApprovalService for ApprovalApi {
     ) -> Result<Response<ApprovalResponse>, Status> {
         let caller = caller(&request)?.spiffe_id;
         let r = request.get_ref();
-        if r.approver.is_empty() || r.approver.len() > crate::registry::MAX_ID_LEN {
-            return Err(ApiError::InvalidArgument(
-                "`approver` (the user who decides) is required, at most 1024 bytes".to_owned(),
-            )
-            .into());
-        }
-        let approval = self.approval(&r.approval_id)?;
-        let approver =
-            crate::registry::snapshot_uid(Kind::User, &r.approver).map_err(ApiError::Internal)?;
-        let users = self
-            .registry
-            .snapshot()
-            .entity_with_ancestors(Kind::User, &r.approver);
-        self.authorize(
-            &caller,
-            "approve",
-            &approval,
-            vec![(
-                "approver".to_owned(),
-                RestrictedExpression::new_entity_uid(approver),
-            )],
-            users,
-        )?;
-        let task = self.graph.get(&approval.subject.task_id).ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "task `{}` does not exist",
-                approval.subject.task_id
-            ))
-        })?;
-        let valid_for = if r.valid_for_seconds == 0 {
-            DEFAULT_VALID_FOR_SECS
-        } else {
-            r.valid_for_seconds
-        };
         let (approval, revision) = self
-            .journal
-            .decide_approval::<ApiError>(
-                &approval.id,
+            .decide(
+                &caller,
+                &r.approver,
+                &r.approval_id,
                 r.approve,
-                (&r.approver, &caller.to_string()),
-                valid_for,
-                &task.scope_digest,
-                self.now(),
+                r.valid_for_seconds,
             )
             .await?;
-        tracing::info!(approval_id = %approval.id, approved = r.approve, approver = %r.approver, spiffe_id = %caller, valid_for, revision, "approval decided");
-        self.trail.record_approval_event(
-            EventKind::ApprovalDecided,
-            &caller.to_string(),
-            &approval,
-            revision,
-        );
         Ok(Response::new(ApprovalResponse {
             approval: Some(self.to_proto(&approval)),
             revision,
@@ -329,24 +386,11 @@ impl ApprovalService for ApprovalApi {
             approver: (!r.approver.is_empty()).then(|| r.approver.clone()),
         };
         let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
-        let page = self.approvals.list(&filter, after, limit);
-        let next_page_token = if page.len() == limit {
-            page.last().map(|a| a.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
         // Approvals the caller may not read are left out of the page.
-        let approvals = page
-            .iter()
-            .filter(|a| {
-                self.authorize(&caller, "read_approval", a, Vec::new(), Vec::new())
-                    .is_ok()
-            })
-            .map(|a| self.to_proto(a))
-            .collect();
+        let (page, next) = self.list_readable(&caller, &filter, after, limit);
         Ok(Response::new(ListApprovalsResponse {
-            approvals,
-            next_page_token,
+            approvals: page.iter().map(|a| self.to_proto(a)).collect(),
+            next_page_token: next.unwrap_or_default(),
         }))
     }
 

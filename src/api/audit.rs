@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use spiffe::SpiffeId;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -46,9 +47,12 @@ pub struct AuditApi {
 
 impl AuditApi {
     fn authorize<T>(&self, request: &Request<T>, action: &str) -> Result<(), ApiError> {
-        let caller = caller(request)?.spiffe_id;
+        self.authorize_caller(&caller(request)?.spiffe_id, action)
+    }
+
+    fn authorize_caller(&self, caller: &SpiffeId, action: &str) -> Result<(), ApiError> {
         self.gate.authorize_control(
-            &caller,
+            caller,
             ControlRequest {
                 action,
                 resource_type: AUDIT_LOG_TYPE,
@@ -57,6 +61,38 @@ impl AuditApi {
                 context: Vec::new(),
             },
         )
+    }
+
+    /// The trail of `root` (decisions and task events, in order) if
+    /// `caller` may `read_trail`, and where the answering window starts
+    /// when entries before it may be missing. Every door that shows trails
+    /// (gRPC, the browser) reads through here.
+    pub async fn trail(
+        &self,
+        caller: &SpiffeId,
+        root: &str,
+    ) -> Result<(Vec<Indexed>, Option<i64>), ApiError> {
+        self.authorize_caller(caller, "read_trail")?;
+        if root.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "`root_task_id` is required".to_owned(),
+            ));
+        }
+        if let Some(table) = self.table() {
+            let entries = table.trail(root, MAX_TRAIL).await.map_err(ApiError::from)?;
+            let window = table.window_start().await.map_err(ApiError::from)?;
+            return Ok((entries, window));
+        }
+        let (index, files) = self.sources()?;
+        Ok(match index.map(|index| index.trail(root)) {
+            Some((entries, None)) => (entries, None),
+            Some((entries, window)) if files.is_empty() => (entries, window),
+            _ => {
+                let root = root.to_owned();
+                let wanted = move |e: &AuditEntry| e.root_task_id() == Some(root.as_str());
+                (read_back(files, wanted, usize::MAX).await?, None)
+            }
+        })
     }
 
     /// The store's audit table, when the store sink is on.
@@ -235,29 +271,8 @@ impl AuditService for AuditApi {
         &self,
         request: Request<GetTaskTrailRequest>,
     ) -> Result<Response<GetTaskTrailResponse>, Status> {
-        self.authorize(&request, "read_trail")?;
-        let root = &request.get_ref().root_task_id;
-        if root.is_empty() {
-            return Err(ApiError::InvalidArgument("`root_task_id` is required".to_owned()).into());
-        }
-        if let Some(table) = self.table() {
-            let entries = table.trail(root, MAX_TRAIL).await.map_err(ApiError::from)?;
-            let window = table.window_start().await.map_err(ApiError::from)?;
-            return Ok(Response::new(GetTaskTrailResponse {
-                entries: entries.iter().map(trail_entry).collect(),
-                window_start_ms: window.unwrap_or_default(),
-            }));
-        }
-        let (index, files) = self.sources()?;
-        let (entries, window) = match index.map(|index| index.trail(root)) {
-            Some((entries, None)) => (entries, None),
-            Some((entries, window)) if files.is_empty() => (entries, window),
-            _ => {
-                let root = root.clone();
-                let wanted = move |e: &AuditEntry| e.root_task_id() == Some(root.as_str());
-                (read_back(files, wanted, usize::MAX).await?, None)
-            }
-        };
+        let caller = caller(&request)?.spiffe_id;
+        let (entries, window) = self.trail(&caller, &request.get_ref().root_task_id).await?;
         Ok(Response::new(GetTaskTrailResponse {
             entries: entries.iter().map(trail_entry).collect(),
             window_start_ms: window.unwrap_or_default(),

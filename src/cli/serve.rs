@@ -23,6 +23,10 @@ pub(super) struct ServeArgs {
     /// HTTP listen address for /healthz and /readyz [default: 127.0.0.1:7080].
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<String>,
+    /// TLS listen address of the approvals inbox and trail pages; off
+    /// without it or `[ui] listen` (see docs/ui.md).
+    #[arg(long, value_name = "ADDR")]
+    ui_listen: Option<String>,
     /// Data directory; holds the dev trust domain [default: ./data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -144,6 +148,10 @@ impl ServeArgs {
             }),
             store: self.store,
             store_key_file: self.store_key_file,
+            ui: self.ui_listen.map(|listen| crate::config::RawUi {
+                listen: Some(listen),
+                ..crate::config::RawUi::default()
+            }),
             ..RawConfig::default()
         };
         let default_file = PathBuf::from(defaults::CONFIG_FILE);

@@ -27,6 +27,7 @@ pub struct Metrics {
     tokens_issued: Counter,
     revocations: Family<Labels<1>, Counter>,
     handshake_failures: Family<Labels<1>, Counter>,
+    webhook_failures: Family<Labels<1>, Counter>,
 }
 
 impl Metrics {
@@ -66,6 +67,12 @@ impl Metrics {
             "TLS handshakes that failed, by reason",
             handshake_failures.clone(),
         );
+        let webhook_failures = Family::<Labels<1>, Counter>::default();
+        registry.register(
+            "mandate_ui_webhook_failures",
+            "Approval webhook calls that failed: `retried` per failed attempt, `dropped` per notification given up",
+            webhook_failures.clone(),
+        );
         registry.register_collector(Box::new(live));
         Self {
             registry,
@@ -74,7 +81,15 @@ impl Metrics {
             tokens_issued,
             revocations,
             handshake_failures,
+            webhook_failures,
         }
+    }
+
+    /// One failed approval webhook call: `retried` or `dropped`.
+    pub fn webhook_failed(&self, outcome: &'static str) {
+        self.webhook_failures
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
     /// One decision: `decision` is `allow`, `deny` or `needs_approval`,

@@ -313,6 +313,8 @@ pub struct Setup {
     pub limits: mandate::limits::Limits,
     /// A TLS handshake not done in this time is dropped.
     pub handshake_timeout: Duration,
+    /// The browser pages, if on.
+    pub ui: Option<mandate::ui::UiSettings>,
 }
 
 impl Default for Setup {
@@ -336,6 +338,7 @@ impl Default for Setup {
             replica: mandate::store::ReplicaSettings::default(),
             limits: mandate::limits::Limits::default(),
             handshake_timeout: Duration::from_secs(5),
+            ui: None,
         }
     }
 }
@@ -402,6 +405,7 @@ impl TestServer {
         settings.limits = setup.limits;
         settings.handshake_timeout = setup.handshake_timeout;
         settings.shutdown_grace = Duration::from_secs(5);
+        settings.ui = setup.ui.clone();
         let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
         let app = App::build(
             settings,
