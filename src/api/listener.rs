@@ -1,37 +1,79 @@
 //! Accepts TCP connections and completes SPIFFE mTLS handshakes off the
-//! accept loop, handing only authenticated streams to the gRPC server.
+//! accept loop, handing only authenticated streams on: to the gRPC server
+//! here, to the UI through [`accept_tls`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::{MtlsStream, PeerIdentity};
-use crate::identity::{IdentityWatch, TrustBundles, spiffe_id_of_leaf, validity_of};
+use crate::identity::{
+    Identity, IdentityError, IdentityWatch, TrustBundles, spiffe_id_of_leaf, validity_of,
+};
 
 /// Authenticated connections, ready for `serve_with_incoming`.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<Result<MtlsStream, std::io::Error>>;
 
+/// A completed handshake, for a listener to admit or drop.
+pub struct Handshake {
+    /// The TLS stream; its client certificate, if any, passed the verifier.
+    pub tls: TlsStream<TcpStream>,
+    /// The remote address.
+    pub remote_addr: SocketAddr,
+    /// The bundles the client's chain was verified against.
+    pub bundles: Arc<TrustBundles>,
+}
+
+/// How one of our listeners builds its TLS configuration from an identity
+/// snapshot, and what it makes of a handshake.
+pub struct TlsListener<C, A> {
+    /// The TLS configuration for a snapshot.
+    pub config_of: C,
+    /// Makes a handshake into what the server takes; `None` drops it.
+    pub admit: A,
+    /// A handshake not done in this time is dropped.
+    pub handshake_timeout: Duration,
+    /// Counts failed handshakes by reason, when given.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// How many admitted connections may wait for the server.
+    pub backlog: usize,
+}
+
 /// Starts accepting on `listener`. New handshakes use the newest identity
 /// snapshot; a snapshot that fails to build keeps the previous one.
-pub fn accept(
+pub fn accept_tls<T, C, A>(
     listener: TcpListener,
     mut identity: IdentityWatch,
-    handshake_timeout: Duration,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-) -> Result<(Incoming, tokio::task::JoinHandle<()>), crate::identity::IdentityError> {
+    how: TlsListener<C, A>,
+) -> Result<(mpsc::Receiver<T>, tokio::task::JoinHandle<()>), IdentityError>
+where
+    T: Send + 'static,
+    C: Fn(&Identity) -> Result<Arc<ServerConfig>, IdentityError> + Send + 'static,
+    A: Fn(Handshake) -> Option<T> + Clone + Send + 'static,
+{
+    let TlsListener {
+        config_of,
+        admit,
+        handshake_timeout,
+        metrics,
+        backlog,
+    } = how;
     // The bundles each acceptor's verifier checks client chains against.
     let (mut acceptor, mut bundles) = {
         let current = identity.borrow_and_update();
         (
-            TlsAcceptor::from(current.server_config()?),
+            TlsAcceptor::from(config_of(&current)?),
             current.bundles.clone(),
         )
     };
-    let (sender, receiver) = mpsc::channel(128);
+    let (sender, receiver) = mpsc::channel(backlog);
     let task = tokio::spawn(async move {
         loop {
             let (tcp, remote_addr) = match listener.accept().await {
@@ -45,7 +87,7 @@ pub fn accept(
             };
             if identity.has_changed().unwrap_or(false) {
                 let current = identity.borrow_and_update().clone();
-                match current.server_config() {
+                match config_of(&current) {
                     Ok(config) => {
                         acceptor = TlsAcceptor::from(config);
                         bundles = current.bundles.clone();
@@ -57,15 +99,16 @@ pub fn accept(
             }
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
-            let bundles: Arc<TrustBundles> = bundles.clone();
+            let bundles = bundles.clone();
             let sender = sender.clone();
             let metrics = metrics.clone();
-            let failed = move |reason: &'static str| {
-                if let Some(metrics) = &metrics {
-                    metrics.handshake_failed(reason);
-                }
-            };
+            let admit = admit.clone();
             tokio::spawn(async move {
+                let failed = |reason: &'static str| {
+                    if let Some(metrics) = &metrics {
+                        metrics.handshake_failed(reason);
+                    }
+                };
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
@@ -80,38 +123,69 @@ pub fn accept(
                         return;
                     }
                 };
-                let certificates: Vec<_> = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
-                    .unwrap_or_default();
-                // INVARIANT: the verifier accepted this chain during the
-                // handshake; the SPIFFE ID is read from that same leaf.
-                let leaf = certificates.first().map(|leaf| {
-                    Ok::<_, crate::identity::IdentityError>((
-                        spiffe_id_of_leaf(leaf)?,
-                        validity_of(leaf)?,
-                    ))
-                });
-                let (spiffe_id, (_, not_after)) = match leaf {
-                    Some(Ok(read)) => read,
-                    _ => {
-                        tracing::warn!(%remote_addr, "handshake completed without a client SVID");
-                        failed("no_svid");
-                        return;
-                    }
-                };
-                let peer = PeerIdentity {
-                    spiffe_id,
-                    certificates: Arc::new(certificates),
+                let handshake = Handshake {
+                    tls,
                     remote_addr,
-                    not_after,
-                    verified_against: Arc::new(ArcSwap::new(bundles)),
+                    bundles,
                 };
-                let _ = sender.send(Ok(MtlsStream::new(tls, peer))).await;
+                match admit(handshake) {
+                    Some(admitted) => {
+                        let _ = sender.send(admitted).await;
+                    }
+                    None => {
+                        tracing::warn!(%remote_addr, "handshake completed without a readable client SVID");
+                        failed("no_svid");
+                    }
+                }
             });
         }
     });
+    Ok((receiver, task))
+}
+
+/// The gRPC port: a client SVID is required, and every stream carries its
+/// verified peer.
+pub fn accept(
+    listener: TcpListener,
+    identity: IdentityWatch,
+    handshake_timeout: Duration,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+) -> Result<(Incoming, tokio::task::JoinHandle<()>), IdentityError> {
+    let how = TlsListener {
+        config_of: Identity::server_config,
+        admit: admit_grpc,
+        handshake_timeout,
+        metrics,
+        backlog: 128,
+    };
+    let (receiver, task) = accept_tls(listener, identity, how)?;
     Ok((tokio_stream::wrappers::ReceiverStream::new(receiver), task))
+}
+
+/// A gRPC connection with its verified peer; `None` without a client SVID.
+fn admit_grpc(handshake: Handshake) -> Option<Result<MtlsStream, std::io::Error>> {
+    let Handshake {
+        tls,
+        remote_addr,
+        bundles,
+    } = handshake;
+    let certificates: Vec<_> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
+    // INVARIANT: the verifier accepted this chain during the handshake; the
+    // SPIFFE ID is read from that same leaf.
+    let leaf = certificates.first()?;
+    let spiffe_id = spiffe_id_of_leaf(leaf).ok()?;
+    let (_, not_after) = validity_of(leaf).ok()?;
+    let peer = PeerIdentity {
+        spiffe_id,
+        certificates: Arc::new(certificates),
+        remote_addr,
+        not_after,
+        verified_against: Arc::new(ArcSwap::new(bundles)),
+    };
+    Some(Ok(MtlsStream::new(tls, peer)))
 }

@@ -31,7 +31,7 @@ pub use status::{
     AgentReport, IdentityReport, IdentityStatus, LastError, Withdrawal, WithdrawalEvents,
 };
 pub use svid::{spiffe_id_of_leaf, validity_of};
-pub use tls::{client_config, server_config};
+pub use tls::{ClientCertificate, client_config, listener_config, server_config};
 pub use trust::TrustPolicy;
 pub use verifier::{SpiffeClientVerifier, SpiffeServerVerifier};
 pub use workload_api::{DEFAULT_STARTUP_TIMEOUT, WorkloadApiSource};

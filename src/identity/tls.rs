@@ -33,14 +33,39 @@ fn key_error(error: rustls::Error) -> IdentityError {
 /// valid and verifies against our own bundle is checked before a snapshot
 /// is published (see `publish::prepare`), at the sources' clock.
 pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, IdentityError> {
-    let verifier = Arc::new(SpiffeClientVerifier::new(identity.bundles.clone()));
+    listener_config(identity, H2, ClientCertificate::Required)
+}
+
+/// Whether a listener requires a client certificate. One that is presented
+/// is verified in full either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificate {
+    /// Every client presents an SVID (the gRPC port).
+    Required,
+    /// A client may connect without one (the UI's loopback dev login).
+    Optional,
+}
+
+/// A server configuration for one of our listeners: our SVID, the SPIFFE
+/// verification of client certificates, the one application protocol
+/// `alpn` names.
+pub fn listener_config(
+    identity: &Identity,
+    alpn: &[u8],
+    client: ClientCertificate,
+) -> Result<Arc<ServerConfig>, IdentityError> {
+    let verifier = SpiffeClientVerifier::new(identity.bundles.clone());
+    let verifier = match client {
+        ClientCertificate::Required => verifier,
+        ClientCertificate::Optional => verifier.optional(),
+    };
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(versions())
         .map_err(|e| IdentityError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(key_error)?;
-    config.alpn_protocols = vec![H2.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     // INVARIANT: every connection runs the full client-certificate check.
     // A resumed session would restore the peer's chain from a cache without
     // verifying it again, so an expired SVID or a withdrawn trust domain

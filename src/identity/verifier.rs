@@ -35,12 +35,14 @@ fn signature_algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::ring::default_provider().signature_verification_algorithms
 }
 
-/// Server side: requires a client certificate and accepts it only when it is
-/// an X.509-SVID that verifies against the bundle of its own trust domain.
+/// Server side: requires a client certificate (unless made
+/// [`optional`](Self::optional)) and accepts it only when it is an
+/// X.509-SVID that verifies against the bundle of its own trust domain.
 #[derive(Debug)]
 pub struct SpiffeClientVerifier {
     bundles: Arc<TrustBundles>,
     algorithms: WebPkiSupportedAlgorithms,
+    mandatory: bool,
 }
 
 impl SpiffeClientVerifier {
@@ -49,13 +51,23 @@ impl SpiffeClientVerifier {
         Self {
             bundles,
             algorithms: signature_algorithms(),
+            mandatory: true,
+        }
+    }
+
+    /// The same verifier, letting a client connect without a certificate:
+    /// one that is presented is still verified in full.
+    pub fn optional(self) -> Self {
+        Self {
+            mandatory: false,
+            ..self
         }
     }
 }
 
 impl ClientCertVerifier for SpiffeClientVerifier {
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
