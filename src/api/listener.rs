@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -14,9 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{MtlsStream, PeerIdentity};
-use crate::identity::{
-    Identity, IdentityError, IdentityWatch, TrustBundles, spiffe_id_of_leaf, validity_of,
-};
+use crate::identity::{Identity, IdentityError, IdentityWatch, TrustBundles};
 
 /// Authenticated connections, ready for `serve_with_incoming`.
 pub type Incoming = tokio_stream::wrappers::ReceiverStream<Result<MtlsStream, std::io::Error>>;
@@ -164,28 +161,7 @@ pub fn accept(
 
 /// A gRPC connection with its verified peer; `None` without a client SVID.
 fn admit_grpc(handshake: Handshake) -> Option<Result<MtlsStream, std::io::Error>> {
-    let Handshake {
-        tls,
-        remote_addr,
-        bundles,
-    } = handshake;
-    let certificates: Vec<_> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
-    // INVARIANT: the verifier accepted this chain during the handshake; the
-    // SPIFFE ID is read from that same leaf.
-    let leaf = certificates.first()?;
-    let spiffe_id = spiffe_id_of_leaf(leaf).ok()?;
-    let (_, not_after) = validity_of(leaf).ok()?;
-    let peer = PeerIdentity {
-        spiffe_id,
-        certificates: Arc::new(certificates),
-        remote_addr,
-        not_after,
-        verified_against: Arc::new(ArcSwap::new(bundles)),
-    };
-    Some(Ok(MtlsStream::new(tls, peer)))
+    let peer =
+        PeerIdentity::of_handshake(&handshake.tls, handshake.remote_addr, handshake.bundles)?;
+    Some(Ok(MtlsStream::new(handshake.tls, peer)))
 }

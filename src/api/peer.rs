@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, UnixTime};
 use spiffe::SpiffeId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
-use crate::identity::TrustBundles;
+use crate::identity::{TrustBundles, Usage, spiffe_id_of_leaf, validity_of};
 
 /// Who is on the other end of an mTLS connection, established once at the
 /// handshake and attached to every request on it.
@@ -41,6 +41,67 @@ pub struct PeerIdentity {
 pub struct MtlsStream {
     inner: TlsStream<TcpStream>,
     peer: PeerIdentity,
+}
+
+impl PeerIdentity {
+    /// The peer of a completed handshake whose client chain the verifier
+    /// accepted against `bundles`; `None` when it presented no readable SVID.
+    pub fn of_handshake(
+        tls: &TlsStream<TcpStream>,
+        remote_addr: SocketAddr,
+        bundles: Arc<TrustBundles>,
+    ) -> Option<Self> {
+        let certificates: Vec<CertificateDer<'static>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()?
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
+        // INVARIANT: the verifier accepted this chain during the handshake;
+        // the SPIFFE ID is read from that same leaf.
+        let leaf = certificates.first()?;
+        let spiffe_id = spiffe_id_of_leaf(leaf).ok()?;
+        let (_, not_after) = validity_of(leaf).ok()?;
+        Some(Self {
+            spiffe_id,
+            certificates: Arc::new(certificates),
+            remote_addr,
+            not_after,
+            verified_against: Arc::new(ArcSwap::new(bundles)),
+        })
+    }
+
+    /// Whether this peer is still to be believed at `now`, with `bundles`
+    /// the newest set: its SVID has not expired, its trust domain still has
+    /// a bundle, and its chain still verifies against it. The chain is
+    /// verified again only when the bundle set has changed since the last
+    /// time. The message says which check failed.
+    pub fn recheck(&self, bundles: &Arc<TrustBundles>, now: i64) -> Result<(), String> {
+        if now >= self.not_after {
+            return Err(format!(
+                "the SVID of `{}` expired at `{}` (Unix seconds)",
+                self.spiffe_id, self.not_after
+            ));
+        }
+        if !bundles.trusts(self.spiffe_id.trust_domain()) {
+            return Err(format!(
+                "trust domain `{}` is no longer trusted",
+                self.spiffe_id.trust_domain_name()
+            ));
+        }
+        if Arc::ptr_eq(&self.verified_against.load(), bundles) {
+            return Ok(());
+        }
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(now).unwrap_or_default(),
+        ));
+        bundles
+            .verify(&self.certificates, at, Usage::Client)
+            .map_err(|e| format!("the SVID of `{}` no longer verifies: {e}", self.spiffe_id))?;
+        self.verified_against.store(bundles.clone());
+        Ok(())
+    }
 }
 
 impl MtlsStream {

@@ -15,13 +15,12 @@
 
 use std::sync::Arc;
 
-use rustls_pki_types::UnixTime;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::api::{ApiError, PeerIdentity};
 use crate::clock::Clock;
-use crate::identity::{IdentityWatch, Usage};
+use crate::identity::IdentityWatch;
 
 /// The interceptor; cheap to clone (one per connection).
 #[derive(Debug, Clone)]
@@ -37,33 +36,9 @@ impl TrustedCallers {
     }
 
     fn check(&self, peer: &PeerIdentity) -> Result<(), String> {
-        let now = self.clock.now();
-        if now >= peer.not_after {
-            return Err(format!(
-                "the SVID of `{}` expired at `{}` (Unix seconds)",
-                peer.spiffe_id, peer.not_after
-            ));
-        }
         // Cloned out: a watch borrow must not be held while verifying.
         let bundles = self.identity.borrow().bundles.clone();
-        let trust_domain = peer.spiffe_id.trust_domain();
-        if !bundles.trusts(trust_domain) {
-            return Err(format!(
-                "trust domain `{}` is no longer trusted",
-                peer.spiffe_id.trust_domain_name()
-            ));
-        }
-        if Arc::ptr_eq(&peer.verified_against.load(), &bundles) {
-            return Ok(());
-        }
-        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(now).unwrap_or_default(),
-        ));
-        bundles
-            .verify(&peer.certificates, at, Usage::Client)
-            .map_err(|e| format!("the SVID of `{}` no longer verifies: {e}", peer.spiffe_id))?;
-        peer.verified_against.store(bundles);
-        Ok(())
+        peer.recheck(&bundles, self.clock.now())
     }
 }
 

@@ -6,16 +6,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use spiffe::SpiffeId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 use super::{UiError, UiSettings};
+use crate::api::PeerIdentity;
 use crate::api::listener::{Handshake, TlsListener, accept_tls};
-use crate::identity::{
-    ClientCertificate, Identity, IdentityWatch, listener_config, spiffe_id_of_leaf, validity_of,
-};
+use crate::identity::{ClientCertificate, Identity, IdentityWatch, listener_config};
 
 /// A handshake not done in this time is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,9 +23,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct UiPeer {
     /// The remote address.
     pub remote_addr: SocketAddr,
-    /// The verified client SVID's SPIFFE ID and the end of its validity
-    /// (Unix seconds); `None` without a client certificate.
-    pub svid: Option<(SpiffeId, i64)>,
+    /// The verified client SVID, checked again on every request (see
+    /// [`PeerIdentity::recheck`]); `None` without a client certificate.
+    pub svid: Option<PeerIdentity>,
 }
 
 /// Authenticated connections for `axum::serve`.
@@ -90,27 +88,17 @@ pub fn accept(
     Ok((UiIncoming { local, receiver }, task))
 }
 
-/// A UI connection with the SPIFFE ID of its client certificate, if it
+/// A UI connection with the peer of its client certificate, if it
 /// presented one; `None` when that certificate cannot be read.
 fn admit_ui(handshake: Handshake) -> Option<(TlsStream<TcpStream>, UiPeer)> {
-    // INVARIANT: the verifier accepted this leaf during the handshake; the
-    // SPIFFE ID is read from that same leaf.
-    let svid = match handshake
-        .tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-    {
+    let Handshake {
+        tls,
+        remote_addr,
+        bundles,
+    } = handshake;
+    let svid = match tls.get_ref().1.peer_certificates() {
         None => None,
-        Some(leaf) => {
-            let (_, not_after) = validity_of(leaf).ok()?;
-            Some((spiffe_id_of_leaf(leaf).ok()?, not_after))
-        }
+        Some(_) => Some(PeerIdentity::of_handshake(&tls, remote_addr, bundles)?),
     };
-    let peer = UiPeer {
-        remote_addr: handshake.remote_addr,
-        svid,
-    };
-    Some((handshake.tls, peer))
+    Some((tls, UiPeer { remote_addr, svid }))
 }

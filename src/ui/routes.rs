@@ -113,7 +113,9 @@ fn html(status: StatusCode, title: &str, human: Option<&Human>, body: &str) -> R
 /// The human behind the request, or the answer for a request without one.
 fn who(state: &AppState, peer: &UiPeer, headers: &HeaderMap) -> Result<Human, Box<Response>> {
     let now = state.parts.clock.now();
-    human::identify(&state.settings, &state.keys, peer, headers, now).map_err(|refusal| {
+    // Cloned out: a watch borrow must not be held while verifying.
+    let bundles = state.parts.identity.borrow().bundles.clone();
+    human::identify(&state.settings, &state.keys, peer, headers, &bundles, now).map_err(|refusal| {
         Box::new(match refusal {
             Refusal::NeedsDevLogin => Redirect::to("/dev-login").into_response(),
             Refusal::NotLoopback => html(
