@@ -1,6 +1,6 @@
-//! Replicas on one PostgreSQL (`MANDATE_TEST_POSTGRES_URL`, a schema per
-//! test): a revoke on one denies on the other, `min_revision` waits for the
-//! write it names, and a replica cut from the store denies everything
+//! Replicas on one PostgreSQL (`--ignored`, `MANDATE_TEST_POSTGRES_URL`, a
+//! schema per test): a revoke on one denies on the other, `min_revision`
+//! waits for the write it names, and a replica cut from the store denies everything
 //! while stale, then catches up. Two real servers over mTLS in one test
 //! process; the cut is a TCP proxy the test controls. The `stale-state`
 //! test needs no PostgreSQL and always runs.
@@ -32,12 +32,10 @@ use tonic::transport::Channel;
 
 const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
 
-fn postgres() -> Option<(String, String)> {
-    let Ok(url) = std::env::var("MANDATE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: MANDATE_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    Some((url, format!("replicas_{}", uuid::Uuid::now_v7().simple())))
+/// The database URL and a fresh schema name.
+fn postgres() -> (String, String) {
+    let url = std::env::var("MANDATE_TEST_POSTGRES_URL").expect("MANDATE_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL database URL (see the README, under the two commands)");
+    (url, format!("replicas_{}", uuid::Uuid::now_v7().simple()))
 }
 
 async fn replica(url: &str, schema: &str, replica: ReplicaSettings) -> TestServer {
@@ -150,10 +148,9 @@ async fn replicated(server: &TestServer, task: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set MANDATE_TEST_POSTGRES_URL and pass --ignored (see the README, under the two commands)"]
 async fn a_revoke_on_one_replica_denies_on_the_other_within_the_bound() {
-    let Some((url, schema)) = postgres() else {
-        return;
-    };
+    let (url, schema) = postgres();
     let one = replica(&url, &schema, ReplicaSettings::default()).await;
     let two = replica(&url, &schema, ReplicaSettings::default()).await;
     let (task, _) = create(&one).await;
@@ -188,10 +185,9 @@ async fn a_revoke_on_one_replica_denies_on_the_other_within_the_bound() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL: set MANDATE_TEST_POSTGRES_URL and pass --ignored (see the README, under the two commands)"]
 async fn min_revision_waits_for_the_write_it_names() {
-    let Some((url, schema)) = postgres() else {
-        return;
-    };
+    let (url, schema) = postgres();
     let one = replica(&url, &schema, ReplicaSettings::default()).await;
     let two = replica(&url, &schema, ReplicaSettings::default()).await;
     let (task, _) = create(&one).await;
@@ -311,10 +307,9 @@ fn through(url: &str, port: u16) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set MANDATE_TEST_POSTGRES_URL and pass --ignored (see the README, under the two commands)"]
 async fn a_replica_cut_from_the_store_denies_while_stale_then_catches_up() {
-    let Some((url, schema)) = postgres() else {
-        return;
-    };
+    let (url, schema) = postgres();
     let (_, upstream) = through(&url, 0);
     let proxy = Proxy::start(upstream).await;
     let (proxied, _) = through(&url, proxy.port);
