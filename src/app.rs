@@ -266,6 +266,7 @@ impl App {
             identity: feed.watch,
             identity_status: feed.status,
             revoke_on_trust_withdrawal: settings.revoke_on_trust_withdrawal,
+            task_retention: settings.task_retention,
             agents,
             max_batch_size: settings.max_batch_size,
             handshake_timeout: settings.handshake_timeout,

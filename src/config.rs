@@ -66,6 +66,9 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE_SECS: u64 = 10;
     /// Longest delegation chain.
     pub const MAX_DELEGATION_DEPTH: u32 = crate::graph::DEFAULT_MAX_DEPTH;
+    /// How long an ended task stays in memory before only the store and
+    /// the audit trail hold it, seconds.
+    pub const TASK_RETENTION_SECS: i64 = 300;
     /// Task token lifetime when none is asked for, seconds.
     pub const TOKEN_TTL_SECS: i64 = 300;
     /// Longest task token lifetime, seconds.
@@ -150,6 +153,8 @@ pub struct RawConfig {
     pub shutdown_grace_secs: Option<u64>,
     /// Longest delegation chain.
     pub max_delegation_depth: Option<u32>,
+    /// How long an ended task stays in memory, seconds.
+    pub task_retention_secs: Option<i64>,
     /// Default task token lifetime, seconds.
     pub token_ttl_secs: Option<i64>,
     /// Longest task token lifetime, seconds.
@@ -299,6 +304,7 @@ impl RawConfig {
             handshake_timeout_secs: self.handshake_timeout_secs.or(file.handshake_timeout_secs),
             shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
             max_delegation_depth: self.max_delegation_depth.or(file.max_delegation_depth),
+            task_retention_secs: self.task_retention_secs.or(file.task_retention_secs),
             token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs),
             token_max_ttl_secs: self.token_max_ttl_secs.or(file.token_max_ttl_secs),
             key_rotation_secs: self.key_rotation_secs.or(file.key_rotation_secs),
@@ -380,6 +386,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Longest delegation chain.
     pub max_delegation_depth: u32,
+    /// How long ended tasks stay in memory, and evicted ids are
+    /// remembered.
+    pub task_retention: crate::graph::Retention,
     /// Task token lifetimes.
     pub tokens: TokenSettings,
     /// Signing key rotation.
@@ -532,6 +541,18 @@ impl Settings {
                 tokens.default_ttl, tokens.max_ttl
             ));
         }
+        let keep_ended = raw
+            .task_retention_secs
+            .unwrap_or(defaults::TASK_RETENTION_SECS);
+        if keep_ended < 0 {
+            problems.push(format!(
+                "`task-retention-secs` ({keep_ended}) must be 0 or more"
+            ));
+        }
+        let task_retention = crate::graph::Retention {
+            keep_ended,
+            remember_evicted: tokens.max_ttl.saturating_add(tokens.leeway),
+        };
         let key_rotation = KeyRotation {
             rotate_after: raw.key_rotation_secs.unwrap_or(defaults::KEY_ROTATION_SECS),
             overlap: raw.key_overlap_secs.unwrap_or(defaults::KEY_OVERLAP_SECS),
@@ -623,6 +644,7 @@ impl Settings {
                             .unwrap_or(defaults::SHUTDOWN_GRACE_SECS),
                     ),
                     max_delegation_depth,
+                    task_retention,
                     tokens,
                     key_rotation,
                     envoy,

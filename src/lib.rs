@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod approval;
 pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod clock;

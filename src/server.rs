@@ -1,6 +1,7 @@
 //! Runs Mandate: binds the gRPC and HTTP listeners, serves until told to
 //! stop, then drains.
 
+mod housekeeping;
 mod svid_health;
 mod trusted_callers;
 mod withdrawal;
@@ -85,6 +86,8 @@ pub(crate) struct Parts {
     /// Revoke the tasks of a trust domain's agents when its bundle is
     /// withdrawn.
     pub(crate) revoke_on_trust_withdrawal: bool,
+    /// How long ended tasks stay in memory.
+    pub(crate) task_retention: crate::graph::Retention,
     /// Which SPIFFE IDs are agents.
     pub(crate) agents: AgentPattern,
     /// Most requests in one `BatchAuthorize`.
@@ -163,6 +166,8 @@ pub struct RunningServer {
     _follower: Option<crate::store::Follower>,
     /// Health and withdrawals following the identity snapshots.
     identity_tasks: [JoinHandle<()>; 2],
+    /// Ended tasks leaving memory, caches dropping what is past its age.
+    housekeeping: JoinHandle<()>,
     log_writer: Option<DecisionLogWriter>,
     /// Prunes the audit table past its retention.
     pruner: Option<JoinHandle<()>>,
@@ -275,6 +280,16 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         limits: options.limits.clone(),
         max_batch_size: options.max_batch_size,
     }));
+    let housekeeping = tokio::spawn(
+        housekeeping::Housekeeping {
+            graph: options.graph.clone(),
+            approvals: options.approvals.clone(),
+            runner: runner.clone(),
+            retention: options.task_retention,
+            clock: options.clock.clone(),
+        }
+        .run(),
+    );
     let gate = ControlGate::new(
         evaluator,
         options.policies.clone(),
@@ -475,6 +490,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         routes: options.routes,
         _follower: follower,
         identity_tasks,
+        housekeeping,
         log_writer,
         pruner,
         grpc_addr,
@@ -534,6 +550,7 @@ impl RunningServer {
         for task in &self.identity_tasks {
             task.abort();
         }
+        self.housekeeping.abort();
         for name in HEALTH_NAMES {
             self.health
                 .set_service_status(*name, ServingStatus::NotServing)

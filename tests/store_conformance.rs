@@ -108,6 +108,7 @@ conformance!(
     a_writer_behind_another_catches_up_and_plans_again,
     a_write_on_a_shared_store_sees_other_writers_first,
     signing_keys_are_shared_sealed_and_refused_under_another_sealing_key,
+    one_task_is_read_back_as_last_committed,
 );
 
 fn spiffe(path: &str) -> SpiffeId {
@@ -176,6 +177,24 @@ async fn an_empty_store_loads_at_revision_zero(backend: &Backend) {
     assert_eq!(loaded.rows(), 0);
     assert_eq!(store.head().await.unwrap(), 0);
     assert!(store.changes_since(0, 10).await.unwrap().is_empty());
+}
+
+/// What `GetTask` answers for a task that left memory.
+async fn one_task_is_read_back_as_last_committed(backend: &Backend) {
+    let store = backend.open().await;
+    let root = task("t1", None);
+    store
+        .commit(1, &Change::Tasks(vec![root.clone()]), NOW)
+        .await
+        .unwrap();
+    let mut revoked = (*root).clone();
+    revoked.state = TaskState::Revoked;
+    store
+        .commit(2, &Change::Tasks(vec![Arc::new(revoked.clone())]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.task("t1").await.unwrap(), Some(revoked));
+    assert_eq!(store.task("t2").await.unwrap(), None);
 }
 
 async fn every_kind_of_change_round_trips(backend: &Backend) {

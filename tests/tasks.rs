@@ -837,3 +837,91 @@ async fn with_a_token_the_task_context_cannot_be_overridden() {
     assert!(!allowed(&r));
     assert_eq!(r.reasons, ["invalid-context"]);
 }
+
+#[tokio::test]
+async fn an_ended_chain_leaves_memory_and_its_tokens_still_deny_as_not_active() {
+    let server = TestServer::start_with(common::Setup {
+        task_retention: Some(mandate::graph::Retention {
+            keep_ended: 0,
+            remember_evicted: 3600,
+        }),
+        ..common::Setup::default()
+    })
+    .await;
+    let root = root_task(&server).await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let child = delegate(
+        &mut patcher,
+        &root,
+        "review",
+        TESTER,
+        scope(&["read"], &["repos"], 1, 600),
+    )
+    .await;
+    let mut tester = party(&server, "/agents/tester").await;
+    let child_token = issue(&mut tester, &child.id).await;
+    let root_token = issue(&mut patcher, &root).await;
+    assert!(allowed(
+        &call(&mut tester, &child_token, "read", "repo:acme/payments").await
+    ));
+    // A live task unrelated to the revoked chain stays.
+    let other = root_task(&server).await;
+
+    let mut frontend = party(&server, "/workloads/frontend").await;
+    frontend
+        .tasks
+        .revoke_task(RevokeTaskRequest {
+            task_id: root.clone(),
+            reason: "done with it".into(),
+        })
+        .await
+        .unwrap();
+    // Housekeeping sweeps every second: the first sees the revoke, the
+    // next drops the chain.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.graph.get(&child.id).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked chain never left memory"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.graph.get(&root).is_none());
+    assert!(server.graph.get(&other).is_some(), "an active task stays");
+
+    for (party, token) in [(&mut tester, &child_token), (&mut patcher, &root_token)] {
+        let denied = call(party, token, "read", "repo:acme/payments").await;
+        assert!(!allowed(&denied), "{denied:?}");
+        assert_eq!(denied.reasons, ["task-not-active"], "{denied:?}");
+    }
+    // GetTask still answers, from the store, and says so.
+    for id in [&root, &child.id] {
+        let task = patcher
+            .tasks
+            .get_task(GetTaskRequest {
+                task_id: id.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(task.archived, "{task:?}");
+        assert_eq!(task.state, TaskState::Revoked as i32, "{task:?}");
+    }
+    let live = patcher
+        .tasks
+        .get_task(GetTaskRequest {
+            task_id: other.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!live.archived);
+    let unknown = patcher
+        .tasks
+        .get_task(GetTaskRequest {
+            task_id: "no-such-task".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}

@@ -119,6 +119,33 @@ impl TaskApi {
             .ok_or_else(|| ApiError::NotFound(format!("task `{id}` does not exist")))
     }
 
+    /// The chain of a task that ended and left memory (see
+    /// [`crate::graph::TaskGraph::evict_ended`]), from the store; its
+    /// ancestors still live come from the graph.
+    async fn archived_chain(&self, id: &str) -> Result<Vec<Arc<Task>>, ApiError> {
+        let store = self.journal.store();
+        let mut chain = Vec::new();
+        let mut next = Some(id.to_owned());
+        while let Some(id) = next {
+            // A stored cycle would loop for ever; no chain is this long.
+            if chain.len() > 1024 {
+                return Err(ApiError::Internal(format!(
+                    "the stored chain of `{id}` is longer than any chain can be"
+                )));
+            }
+            let task =
+                match self.graph.get(&id) {
+                    Some(task) => task,
+                    None => Arc::new(store.task(&id).await?.ok_or_else(|| {
+                        ApiError::NotFound(format!("task `{id}` does not exist"))
+                    })?),
+                };
+            next = task.parent.clone();
+            chain.push(task);
+        }
+        Ok(chain)
+    }
+
     fn to_proto(&self, chain: &[Arc<Task>]) -> v1::Task {
         let state = chain_state(chain, self.now());
         chain
@@ -186,6 +213,7 @@ fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
         state: state_to_proto(state) as i32,
         scope_digest: task.scope_digest.clone(),
         version: task.version,
+        archived: false,
     }
 }
 
@@ -493,9 +521,17 @@ impl TaskService for TaskApi {
         request: Request<GetTaskRequest>,
     ) -> Result<Response<v1::Task>, Status> {
         let caller = caller(&request)?.spiffe_id;
-        let chain = self.chain(&request.get_ref().task_id)?;
+        let id = &request.get_ref().task_id;
+        let (chain, archived) = match self.chain(id) {
+            Ok(chain) => (chain, false),
+            Err(ApiError::NotFound(_)) => (self.archived_chain(id).await?, true),
+            Err(e) => return Err(e.into()),
+        };
         self.authorize_task(&caller, "read", &chain)?;
-        Ok(Response::new(self.to_proto(&chain)))
+        Ok(Response::new(v1::Task {
+            archived,
+            ..self.to_proto(&chain)
+        }))
     }
 
     async fn list_tasks(

@@ -389,6 +389,22 @@ impl ApprovalBook {
         write::plan_revoke(&self.read(), id)
     }
 
+    /// Drops the approvals of tasks that left memory (see
+    /// [`crate::graph::TaskGraph::evict_ended`]): none of them can count
+    /// again, and the store and the audit trail keep them. Not a write:
+    /// no revision.
+    pub fn forget_tasks(&self, task_ids: &[String]) {
+        let gone: std::collections::HashSet<&str> = task_ids.iter().map(String::as_str).collect();
+        let mut inner = self.write();
+        let of_gone = |subject: &Subject| gone.contains(subject.task_id.as_str());
+        inner.by_id.retain(|_, a| !of_gone(&a.subject));
+        inner.by_subject.retain(|subject, _| !of_gone(subject));
+        inner.last_decided.retain(|subject, _| !of_gone(subject));
+        inner
+            .pending_per_task
+            .retain(|task, _| !gone.contains(task.as_str()));
+    }
+
     /// Puts committed `approvals` in and moves the revision to `revision`,
     /// under the write lock.
     pub fn apply(&self, approvals: &[Approval], revision: u64) {

@@ -4,8 +4,9 @@
 //! task's live state. Signatures are jsonwebtoken's; the time checks are
 //! ours, so they follow the injected clock.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +17,7 @@ use sha2::{Digest, Sha256};
 use spiffe::SpiffeId;
 
 use super::{CredentialError, SigningKeys, TokenError};
+use crate::cache::Bounded;
 use crate::clock::Clock;
 use crate::graph::Task;
 
@@ -107,8 +109,12 @@ pub fn thumbprint(certificate_der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(certificate_der))
 }
 
-/// Most verified tokens remembered; the cache is emptied when full.
+/// Most verified tokens remembered; past it the coldest are dropped.
 const VERIFIED_CACHE_SIZE: usize = 10_000;
+/// Longest a verified token is remembered: short, so the tokens of tasks
+/// that ended leave memory soon, yet a token in use is verified again
+/// only once in that time.
+const VERIFIED_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// A token whose signature and header were verified once.
 #[derive(Debug)]
@@ -127,7 +133,9 @@ pub struct TaskTokens {
     /// signature check is the costliest step of a decision. A byte-identical
     /// token verified before skips it while its key still verifies; the
     /// time, subject and binding checks run on every call.
-    verified: RwLock<HashMap<String, Arc<Verified>>>,
+    /// Each entry is kept at most [`VERIFIED_MAX_AGE`] (then verified
+    /// again), and never longer than a token can live.
+    verified: Bounded<String, Arc<Verified>>,
 }
 
 /// The header fields we read. Our tokens carry exactly these; any other
@@ -144,12 +152,23 @@ struct RawHeader {
 impl TaskTokens {
     /// Tokens signed with `keys`.
     pub fn new(keys: Arc<SigningKeys>, settings: TokenSettings, clock: Arc<dyn Clock>) -> Self {
+        let longest_life =
+            u64::try_from(settings.max_ttl.saturating_add(settings.leeway)).unwrap_or(1);
         Self {
             keys,
             settings,
             clock,
-            verified: RwLock::new(HashMap::new()),
+            verified: Bounded::new(
+                VERIFIED_CACHE_SIZE,
+                VERIFIED_MAX_AGE.min(Duration::from_secs(longest_life)),
+            ),
         }
+    }
+
+    /// Drops remembered tokens that can no longer verify; see
+    /// [`Bounded::sweep`].
+    pub fn sweep(&self) {
+        self.verified.sweep();
     }
 
     /// The key ring (for the JWKS endpoint).
@@ -225,22 +244,13 @@ impl TaskTokens {
                 "longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        let cached = self
-            .verified
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            .cloned();
+        let cached = self.verified.get(token);
         let verified = match cached {
             // INVARIANT: a retired key invalidates its tokens, cached or not.
             Some(v) if self.keys.verifying(&v.kid).is_some() => v,
             _ => {
                 let v = Arc::new(self.verify_signature(token)?);
-                let mut cache = self.verified.write().unwrap_or_else(|e| e.into_inner());
-                if cache.len() >= VERIFIED_CACHE_SIZE {
-                    cache.clear();
-                }
-                cache.insert(token.to_owned(), v.clone());
+                self.verified.insert(token.to_owned(), v.clone());
                 v
             }
         };

@@ -94,6 +94,11 @@ impl Evaluator {
         }
     }
 
+    /// Drops cached task entities past their age.
+    pub fn sweep(&self) {
+        self.tasks.sweep();
+    }
+
     /// Which SPIFFE IDs are agents.
     pub fn agents(&self) -> &AgentPattern {
         &self.agents

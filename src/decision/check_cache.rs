@@ -5,14 +5,17 @@
 //! time, no task), so it is evaluated once per policy set and registry
 //! snapshot.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use crate::cache::Bounded;
 use crate::policy::PolicyEngine;
 use crate::registry::Snapshot;
 
-/// Most remembered decisions; the cache is emptied when full.
+/// Most remembered decisions; past it the coldest are dropped.
 const CAPACITY: usize = 10_000;
+/// How long an allowed `check` is remembered.
+const MAX_AGE: Duration = Duration::from_secs(600);
 
 /// One `check` question.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,55 +30,67 @@ pub(super) struct CheckKey {
     pub certificate_verified: bool,
 }
 
-#[derive(Debug, Default)]
+/// The policy set and registry snapshot a `check` was allowed under.
+/// Weak, so a remembered answer does not keep an old policy set alive;
+/// the allocation stays while the entry does, so its address is not
+/// reused by a newer one.
+#[derive(Debug, Clone)]
 struct Generation {
-    engine: Option<Arc<PolicyEngine>>,
-    registry: Option<Arc<Snapshot>>,
-    allowed: HashSet<CheckKey>,
+    engine: Weak<PolicyEngine>,
+    registry: Weak<Snapshot>,
 }
 
 impl Generation {
     fn is(&self, engine: &Arc<PolicyEngine>, registry: &Arc<Snapshot>) -> bool {
-        self.engine.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine))
-            && self
-                .registry
-                .as_ref()
-                .is_some_and(|r| Arc::ptr_eq(r, registry))
+        Weak::ptr_eq(&self.engine, &Arc::downgrade(engine))
+            && Weak::ptr_eq(&self.registry, &Arc::downgrade(registry))
     }
 }
 
-/// Allowed `check` decisions of the current policy set and registry.
-#[derive(Debug, Default)]
+/// Allowed `check` decisions, each with the generation it was made in.
+#[derive(Debug)]
 pub(super) struct CheckCache {
-    current: RwLock<Generation>,
+    allowed: Bounded<CheckKey, Generation>,
+}
+
+impl Default for CheckCache {
+    fn default() -> Self {
+        Self {
+            allowed: Bounded::new(CAPACITY, MAX_AGE),
+        }
+    }
 }
 
 impl CheckCache {
     /// Whether `key` was allowed under exactly this policy set and
     /// registry snapshot.
     // INVARIANT: only allows are remembered, and only for the very
-    // instances they were decided with (held here, so their addresses are
-    // not reused): a reload or a registry write is a new generation.
+    // instances they were decided with: a reload or a registry write is a
+    // new generation, and an answer of another generation is a miss.
     pub fn allowed(
         &self,
         engine: &Arc<PolicyEngine>,
         registry: &Arc<Snapshot>,
         key: &CheckKey,
     ) -> bool {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current.is(engine, registry) && current.allowed.contains(key)
+        self.allowed
+            .get(key)
+            .is_some_and(|generation| generation.is(engine, registry))
     }
 
     /// Remembers that `key` was allowed.
     pub fn remember(&self, engine: &Arc<PolicyEngine>, registry: &Arc<Snapshot>, key: CheckKey) {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if !current.is(engine, registry) || current.allowed.len() >= CAPACITY {
-            *current = Generation {
-                engine: Some(engine.clone()),
-                registry: Some(registry.clone()),
-                allowed: HashSet::new(),
-            };
-        }
-        current.allowed.insert(key);
+        self.allowed.insert(
+            key,
+            Generation {
+                engine: Arc::downgrade(engine),
+                registry: Arc::downgrade(registry),
+            },
+        );
+    }
+
+    /// Drops answers past their age.
+    pub fn sweep(&self) {
+        self.allowed.sweep();
     }
 }

@@ -108,6 +108,15 @@ impl Pipeline {
         }
     }
 
+    /// Drops what every cache of the decision path holds past its age
+    /// (see [`crate::cache::Bounded`]).
+    pub fn sweep(&self) {
+        self.evaluator.sweep();
+        self.tokens.sweep();
+        self.forwarded.sweep();
+        self.checks.sweep();
+    }
+
     /// The evaluator, for control-plane questions.
     pub fn evaluator(&self) -> &Arc<Evaluator> {
         &self.evaluator
@@ -338,10 +347,20 @@ impl Pipeline {
             .map_err(|e: TokenError| Decision::deny(Reason::from(&e), e.to_string()))?;
         agent_proof(&view.registry, subject, Some(claims.agent_proof.as_deref()))?;
         let chain = self.graph.chain(&claims.task).ok_or_else(|| {
-            Decision::deny(
-                Reason::UnknownTask,
-                format!("task `{}` does not exist", claims.task),
-            )
+            if self.graph.was_evicted(&claims.task) {
+                Decision::deny(
+                    Reason::TaskNotActive,
+                    format!(
+                        "task `{}` ended and was archived after its retention period; it is no longer active",
+                        claims.task
+                    ),
+                )
+            } else {
+                Decision::deny(
+                    Reason::UnknownTask,
+                    format!("task `{}` does not exist", claims.task),
+                )
+            }
         })?;
         Ok(TaskFacts {
             chain,

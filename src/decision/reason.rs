@@ -125,6 +125,11 @@ reasons! {
     InternalError = "internal-error", Internal;
     /// A verified task token names a task the graph does not hold.
     UnknownTask = "unknown-task", Denied;
+    /// A verified task token names a task that ended and was evicted
+    /// from memory after its retention (`[tasks] retention`); a task
+    /// still in memory that is not active is denied by the guard policy
+    /// `mandate.guard.task-not-active` instead.
+    TaskNotActive = "task-not-active", Denied;
     /// Denied only by policies an approval lifts; the answer is "needs
     /// approval".
     NeedsApproval = "needs-approval", Denied;

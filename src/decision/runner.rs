@@ -137,6 +137,11 @@ impl Runner {
         Self(parts)
     }
 
+    /// Drops what the decision path's caches hold past its age.
+    pub fn sweep_caches(&self) {
+        self.0.pipeline.sweep();
+    }
+
     /// The decision path, for control-plane questions and tests.
     pub fn pipeline(&self) -> &Pipeline {
         &self.0.pipeline

@@ -3,10 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{LazyLock, RwLock};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 
+use quick_cache::Equivalent;
+
+use crate::cache::Bounded;
 use crate::graph::{Chain, Task, TaskState, chain_state};
 
 /// Context keys only Mandate may set; a caller's context must not hold them.
@@ -47,29 +51,42 @@ fn task_uid(task_type: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(task_type.clone(), EntityId::new(id))
 }
 
-/// Most tasks whose entities are kept; the cache is emptied when full.
+/// Most task entities kept; past it the coldest are dropped.
 const TASK_ENTITY_CACHE_SIZE: usize = 50_000;
+/// How long an entity is kept without being built again.
+const TASK_ENTITY_MAX_AGE: Duration = Duration::from_secs(600);
 
-/// Cedar entities of live tasks, by task id and chain state, so the
-/// decision path does not rebuild them on every call.
+/// Cedar entities of live tasks, by task id, version and chain state, so
+/// the decision path does not rebuild them on every call.
 ///
 /// INVARIANT: a task's fields change only by amendment, which bumps its
 /// `version`; the version and the state are part of the key, so an entity
 /// built once for (task, version, state) stays right.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TaskEntityCache {
-    entries: RwLock<HashMap<String, Versioned>>,
+    entries: Bounded<EntityKey, Entity>,
 }
 
-/// A task's version and its entity for each state, built on demand.
-type Versioned = (u32, [Option<Entity>; 4]);
+impl Default for TaskEntityCache {
+    fn default() -> Self {
+        Self {
+            entries: Bounded::new(TASK_ENTITY_CACHE_SIZE, TASK_ENTITY_MAX_AGE),
+        }
+    }
+}
 
-fn slot(state: TaskState) -> usize {
-    match state {
-        TaskState::Active => 0,
-        TaskState::Completed => 1,
-        TaskState::Revoked => 2,
-        TaskState::Expired => 3,
+/// A task's id, version and chain state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntityKey(String, u32, TaskState);
+
+/// [`EntityKey`] borrowed, so a lookup does not copy the id. Hashes as
+/// the owned key does (a `str` hashes as its `String`).
+#[derive(Hash)]
+struct EntityKeyRef<'a>(&'a str, u32, TaskState);
+
+impl Equivalent<EntityKey> for EntityKeyRef<'_> {
+    fn equivalent(&self, key: &EntityKey) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
     }
 }
 
@@ -85,14 +102,10 @@ impl TaskEntityCache {
     }
 
     fn entity(&self, task: &Task, state: TaskState) -> Result<Entity, String> {
-        let cached = self
+        if let Some(entity) = self
             .entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&task.id)
-            .filter(|(version, _)| *version == task.version)
-            .and_then(|(_, slots)| slots.get(slot(state)).cloned().flatten());
-        if let Some(entity) = cached {
+            .get(&EntityKeyRef(&task.id, task.version, state))
+        {
             return Ok(entity);
         }
         let built = entity(
@@ -101,19 +114,16 @@ impl TaskEntityCache {
             &type_name(&TASK_TYPE)?,
             &type_name(&RESOURCE_TYPE)?,
         )?;
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= TASK_ENTITY_CACHE_SIZE {
-            entries.clear();
-        }
-        let (version, slots) = entries.entry(task.id.clone()).or_default();
-        if *version != task.version {
-            *version = task.version;
-            *slots = Default::default();
-        }
-        if let Some(place) = slots.get_mut(slot(state)) {
-            *place = Some(built.clone());
-        }
+        self.entries.insert(
+            EntityKey(task.id.clone(), task.version, state),
+            built.clone(),
+        );
         Ok(built)
+    }
+
+    /// Drops entities past their age.
+    pub fn sweep(&self) {
+        self.entries.sweep();
     }
 }
 
@@ -261,6 +271,7 @@ mod tests {
         let active = cache.chain(&chain, 50).unwrap();
         assert_eq!(state(&active), EvalResult::String("active".into()));
         assert_eq!(cache.chain(&chain, 50).unwrap(), active);
+        assert_eq!(cache.entries.len(), 1, "the second call is a hit");
         // Past the deadline the same task is built (and cached) as expired.
         let expired = cache.chain(&chain, 100).unwrap();
         assert_eq!(state(&expired), EvalResult::String("expired".into()));

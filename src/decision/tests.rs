@@ -75,6 +75,8 @@ struct World {
     task: Vec<Arc<Task>>,
     /// The sealed agent's task, in the graph.
     sealed_task: Vec<Arc<Task>>,
+    /// A patcher's task that was revoked and has left memory.
+    archived_task: Vec<Arc<Task>>,
     /// The patcher's dev SVID: PEM and DER.
     patcher_pem: String,
     patcher_der: Vec<u8>,
@@ -140,6 +142,14 @@ fn world() -> World {
     };
     let task = root_task("t-patcher", id("/agents/patcher"));
     let sealed_task = root_task("t-sealed", id("/agents/sealed"));
+    let archived_task = root_task("t-archived", id("/agents/patcher"));
+    graph.revoke("t-archived").unwrap();
+    let retention = crate::graph::Retention {
+        keep_ended: 0,
+        remember_evicted: 3600,
+    };
+    graph.evict_ended(retention, NOW);
+    assert_eq!(graph.evict_ended(retention, NOW), ["t-archived"]);
 
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
     // A human said no to the patcher deleting the payments repository.
@@ -221,6 +231,7 @@ fn world() -> World {
         tokens,
         task,
         sealed_task,
+        archived_task,
         patcher_pem,
         patcher_der,
         _dir: dir,
@@ -346,6 +357,7 @@ fn rows(w: &World) -> Vec<Row> {
             .unwrap()
             .0
     };
+    let archived = w.tokens.mint(&w.archived_task, CERT, None, None).unwrap().0;
     let mut unbound = with_token(ask(patcher, "read", "repo:acme/payments"), token.clone());
     unbound.caller.thumbprint = Some(thumbprint(OTHER_CERT));
     let bound_to_svid = w
@@ -456,6 +468,12 @@ fn rows(w: &World) -> Vec<Row> {
             with_token(ask(patcher, "read", "repo:acme/payments"), ghost),
             "deny",
             Some(Reason::UnknownTask),
+        ),
+        row(
+            "a token for a task that ended and left memory",
+            with_token(ask(patcher, "read", "repo:acme/payments"), archived),
+            "deny",
+            Some(Reason::TaskNotActive),
         ),
         row(
             "deleting needs a human",

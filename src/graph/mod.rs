@@ -4,6 +4,7 @@
 //! are visible to every decision that starts after the write returns, which
 //! is what makes a revoke effective on the very next call.
 
+mod archive;
 mod error;
 pub mod invariants;
 mod task;
@@ -17,6 +18,7 @@ use spiffe::SpiffeId;
 
 use crate::revision::Revision;
 
+pub use archive::Retention;
 pub use error::GraphError;
 pub use invariants::ResourceHierarchy;
 pub use task::{Amendment, Task, TaskId, TaskSpec, TaskState};
@@ -45,6 +47,7 @@ struct Inner {
     order: BTreeSet<TaskId>,
     children: HashMap<TaskId, Vec<TaskId>>,
     by_delegatee: HashMap<String, BTreeSet<TaskId>>,
+    archive: archive::Archive,
 }
 
 /// The live task graph.
@@ -110,6 +113,29 @@ impl TaskGraph {
     /// A task and its ancestors, the task first.
     pub fn chain(&self, id: &str) -> Option<Chain> {
         chain_of(&self.read(), id)
+    }
+
+    /// Whether `id` ended and was evicted after its retention (see
+    /// [`archive`]); such a task is in the store, not here.
+    pub fn was_evicted(&self, id: &str) -> bool {
+        self.read().archive.was_evicted(id)
+    }
+
+    /// Drops tasks that ended more than `retention.keep_ended` seconds
+    /// before `now`, with their subtrees; returns the ids dropped. The
+    /// scan runs under the read lock, the removal under a short write
+    /// lock; no revision is bumped, since nothing a decision can see
+    /// changes (the tasks were not active).
+    pub fn evict_ended(&self, retention: Retention, now: i64) -> Vec<TaskId> {
+        let (due, unseen, forget) = {
+            let inner = self.read();
+            let (due, unseen) = archive::due(&inner, retention, now);
+            (due, unseen, inner.archive.has_forgettable(retention, now))
+        };
+        if due.is_empty() && unseen.is_empty() && !forget {
+            return Vec::new();
+        }
+        archive::evict(&mut self.write(), due, unseen, retention, now)
     }
 
     /// Creates a root task delegated by `delegator` for `originator`.
@@ -353,6 +379,11 @@ impl TaskGraph {
     pub fn apply(&self, tasks: &[Arc<Task>], revision: u64) {
         let mut inner = self.write();
         for task in tasks {
+            // A change to a task evicted here (another replica revoking
+            // what already ended) would bring back half a chain.
+            if inner.archive.was_evicted(&task.id) {
+                continue;
+            }
             upsert(&mut inner, task.clone());
         }
         self.revision.advance_to(revision);

@@ -401,3 +401,94 @@ fn amendments_stay_between_parent_and_children_and_change_the_digest() {
     // The chain below still hangs off it.
     assert_eq!(graph.chain("t3").unwrap().len(), 3);
 }
+
+const RETENTION: Retention = Retention {
+    keep_ended: 60,
+    remember_evicted: 3600,
+};
+
+fn ids(tasks: &[Arc<Task>]) -> Vec<&str> {
+    tasks.iter().map(|t| t.id.as_str()).collect()
+}
+
+#[test]
+fn a_revoked_subtree_stays_for_its_retention_then_leaves_whole() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    graph.revoke("t2").unwrap();
+    let revision = graph.revision();
+    // The first sweep only notes when it saw the revoke.
+    assert!(graph.evict_ended(RETENTION, NOW + 10).is_empty());
+    assert!(graph.evict_ended(RETENTION, NOW + 69).is_empty());
+    assert_eq!(graph.len(), 3, "kept for the retention period");
+    let mut dropped = graph.evict_ended(RETENTION, NOW + 70);
+    dropped.sort();
+    assert_eq!(dropped, ["t2", "t3"]);
+    assert_eq!(graph.len(), 1);
+    assert_eq!(graph.revision(), revision, "eviction is not a write");
+    assert!(graph.chain("t3").is_none() && graph.was_evicted("t3"));
+    assert!(!graph.was_evicted("t1") && !graph.was_evicted("never"));
+    // The live parent no longer lists the evicted child, and listing by
+    // delegatee finds nothing of it.
+    let by_patcher = TaskFilter {
+        delegatee: Some(id("/agents/patcher").to_string()),
+        ..TaskFilter::default()
+    };
+    assert!(graph.list(&by_patcher, None, 10, NOW + 70).is_empty());
+    assert_eq!(
+        ids(&graph.list(&TaskFilter::default(), None, 10, NOW + 70)),
+        ["t1"]
+    );
+    // Revoking the root now revokes what is left, and its own subtree
+    // goes in turn.
+    let (revoked, _) = graph.revoke("t1").unwrap();
+    assert_eq!(revoked, ["t1"]);
+    graph.evict_ended(RETENTION, NOW + 80);
+    assert_eq!(graph.evict_ended(RETENTION, NOW + 140), ["t1"]);
+    assert!(graph.is_empty());
+}
+
+#[test]
+fn a_completed_root_takes_its_live_looking_descendants_with_it() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    graph.complete("t1", NOW).unwrap();
+    graph.evict_ended(RETENTION, NOW + 1);
+    let mut dropped = graph.evict_ended(RETENTION, NOW + 61);
+    dropped.sort();
+    assert_eq!(dropped, ["t1", "t2", "t3"]);
+    assert!(graph.is_empty() && graph.was_evicted("t3"));
+}
+
+#[test]
+fn an_expired_task_leaves_after_its_deadline_and_retention_and_active_ones_stay() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    // t3 expires at NOW + 600: retention runs from its deadline.
+    assert!(graph.evict_ended(RETENTION, NOW + 659).is_empty());
+    assert_eq!(graph.evict_ended(RETENTION, NOW + 660), ["t3"]);
+    assert_eq!(graph.len(), 2);
+    assert!(graph.chain("t2").is_some(), "its active parent stays");
+}
+
+#[test]
+fn an_evicted_id_is_forgotten_after_tokens_of_it_have_expired_and_never_comes_back() {
+    let graph = TaskGraph::default();
+    three_deep(&graph);
+    let (_, revision) = graph.revoke("t1").unwrap();
+    let revoked: Vec<Arc<Task>> = ["t1", "t2", "t3"]
+        .iter()
+        .map(|id| graph.get(id).unwrap())
+        .collect();
+    graph.evict_ended(RETENTION, NOW);
+    assert_eq!(graph.evict_ended(RETENTION, NOW + 60).len(), 3);
+    // Another replica's late copy of the revoke does not bring them back.
+    graph.apply(&revoked, revision + 1);
+    assert!(graph.is_empty());
+    assert!(graph.was_evicted("t1"));
+    graph.evict_ended(RETENTION, NOW + 60 + 3600);
+    assert!(
+        !graph.was_evicted("t1"),
+        "remembered only as long as a token lives"
+    );
+}

@@ -4,16 +4,19 @@
 //! certificate on every request, and the chain's signature check would
 //! otherwise be most of the cost of a `Check`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use spiffe::SpiffeId;
 
 use super::{TrustBundles, Usage};
+use crate::cache::Bounded;
 
-/// Most verified chains remembered; the cache is emptied when full.
+/// Most verified chains remembered; past it the coldest are dropped.
 const CAPACITY: usize = 10_000;
+/// How long a verified chain is remembered without being verified again.
+const MAX_AGE: Duration = Duration::from_secs(600);
 
 /// A chain that verified.
 #[derive(Debug, Clone)]
@@ -35,12 +38,26 @@ struct Entry {
 }
 
 /// Verified forwarded chains, keyed by their PEM.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ForwardedSubjects {
-    verified: RwLock<HashMap<String, Entry>>,
+    verified: Bounded<String, Arc<Entry>>,
+}
+
+impl Default for ForwardedSubjects {
+    fn default() -> Self {
+        Self {
+            verified: Bounded::new(CAPACITY, MAX_AGE),
+        }
+    }
 }
 
 impl ForwardedSubjects {
+    /// Drops chains remembered longer than their age; see
+    /// [`Bounded::sweep`].
+    pub fn sweep(&self) {
+        self.verified.sweep();
+    }
+
     /// Verifies a PEM chain (leaf first) against `bundles` for a client,
     /// as [`TrustBundles::verify`] does.
     // INVARIANT: a remembered result counts only for the very bundle set
@@ -54,11 +71,7 @@ impl ForwardedSubjects {
         now: UnixTime,
     ) -> Result<VerifiedSubject, String> {
         let seconds = now.as_secs();
-        if let Some(entry) = self
-            .verified
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(pem)
+        if let Some(entry) = self.verified.get(pem)
             && Arc::ptr_eq(&entry.bundles, bundles)
             && (entry.not_before..entry.not_after).contains(&seconds)
         {
@@ -79,18 +92,14 @@ impl ForwardedSubjects {
         };
         // A chain whose validity cannot be read is verified every time.
         if let Some((not_before, not_after)) = validity(&chain) {
-            let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
-            if verified.len() >= CAPACITY {
-                verified.clear();
-            }
-            verified.insert(
+            self.verified.insert(
                 pem.to_owned(),
-                Entry {
+                Arc::new(Entry {
                     bundles: bundles.clone(),
                     not_before,
                     not_after,
                     subject: subject.clone(),
-                },
+                }),
             );
         }
         Ok(subject)

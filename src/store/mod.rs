@@ -172,6 +172,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The revision of the last committed write.
     async fn head(&self) -> Result<u64, StoreError>;
 
+    /// One task as last committed, ended or not: the live graph drops
+    /// tasks that ended after their retention, the store keeps them.
+    async fn task(&self, id: &str) -> Result<Option<crate::graph::Task>, StoreError>;
+
     /// A listener for other writers' commits; `None` when the backend has
     /// a single writer (SQLite).
     async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError>;

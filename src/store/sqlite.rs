@@ -217,6 +217,16 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn task(&self, id: &str) -> Result<Option<crate::graph::Task>, StoreError> {
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM tasks WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        body.map(|b| record::from_json::<record::TaskRecord>(&b)?.into_task())
+            .transpose()
+    }
+
     async fn head(&self) -> Result<u64, StoreError> {
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
             .fetch_one(&self.pool)

@@ -315,6 +315,9 @@ pub struct Setup {
     pub handshake_timeout: Duration,
     /// The browser pages, if on.
     pub ui: Option<mandate::ui::UiSettings>,
+    /// How long ended tasks stay in memory; the server's default when
+    /// `None`.
+    pub task_retention: Option<mandate::graph::Retention>,
 }
 
 impl Default for Setup {
@@ -339,6 +342,7 @@ impl Default for Setup {
             limits: mandate::limits::Limits::default(),
             handshake_timeout: Duration::from_secs(5),
             ui: None,
+            task_retention: None,
         }
     }
 }
@@ -406,6 +410,9 @@ impl TestServer {
         settings.handshake_timeout = setup.handshake_timeout;
         settings.shutdown_grace = Duration::from_secs(5);
         settings.ui = setup.ui.clone();
+        if let Some(retention) = setup.task_retention {
+            settings.task_retention = retention;
+        }
         let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
         let app = App::build(
             settings,

@@ -392,6 +392,9 @@ impl Store for SlowToAnswer {
     async fn head(&self) -> Result<u64, StoreError> {
         self.inner.head().await
     }
+    async fn task(&self, id: &str) -> Result<Option<mandate::graph::Task>, StoreError> {
+        self.inner.task(id).await
+    }
     async fn listen(&self) -> Result<Option<Box<dyn mandate::store::ChangeListener>>, StoreError> {
         self.inner.listen().await
     }
