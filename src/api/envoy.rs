@@ -84,6 +84,11 @@ impl EnvoyApi {
             door: DoorContext {
                 pairs: vec![pair],
                 entities,
+                // What `http_context` built its pair and entities from.
+                digest: Some(format!(
+                    "{:?}|{}|{:?}",
+                    mapped.http, target.route, target.params
+                )),
             },
             ..decision::Request::new(
                 Caller {

@@ -27,7 +27,7 @@ use crate::policy::Evaluated;
 #[derive(Debug)]
 struct Pending {
     entry: AuditEntry,
-    evaluated: Option<Evaluated>,
+    evaluated: Option<std::sync::Arc<Evaluated>>,
 }
 
 /// The handle decisions and lifecycle events are recorded through.
@@ -137,7 +137,7 @@ impl DecisionLog {
     }
 
     /// Queues a decision; see [`Overflow`] for a full queue.
-    pub fn record(&self, record: DecisionRecord, evaluated: Option<Evaluated>) {
+    pub fn record(&self, record: DecisionRecord, evaluated: Option<std::sync::Arc<Evaluated>>) {
         self.send(Pending {
             entry: AuditEntry::Decision(Box::new(record)),
             evaluated,
@@ -150,7 +150,7 @@ impl DecisionLog {
     pub fn record_request<'a>(
         &self,
         mut record: DecisionRecord,
-        evaluated: Option<Evaluated>,
+        evaluated: Option<std::sync::Arc<Evaluated>>,
         context_keys: impl IntoIterator<Item = &'a str>,
     ) {
         self.redaction

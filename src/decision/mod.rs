@@ -7,6 +7,7 @@
 //! To follow one decision, read `pipeline.rs`; what surrounds it is in
 //! `runner.rs`; Cedar itself in `cedar.rs`.
 
+mod answer_cache;
 mod cedar;
 mod check_cache;
 pub mod limits;

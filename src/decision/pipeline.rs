@@ -14,6 +14,7 @@ use cedar_policy::Entity;
 use rustls_pki_types::UnixTime;
 use spiffe::SpiffeId;
 
+use super::answer_cache::{AnswerCache, Question};
 use super::check_cache::{CheckCache, CheckKey};
 use super::task::TaskFacts;
 use super::{
@@ -46,6 +47,7 @@ pub struct Pipeline {
     approvals: Arc<ApprovalBook>,
     forwarded: ForwardedSubjects,
     checks: CheckCache,
+    answers: AnswerCache,
 }
 
 /// A decision and what its record keeps.
@@ -53,8 +55,9 @@ pub struct Pipeline {
 pub struct Decided {
     /// The answer.
     pub decision: Decision,
-    /// The Cedar request and entity slice, when the policies were reached.
-    pub evaluated: Option<Evaluated>,
+    /// The Cedar request and entity slice, when the policies were
+    /// reached; shared with the answer cache.
+    pub evaluated: Option<Arc<Evaluated>>,
     /// The token's task first, its root last; empty without a token.
     pub chain: Chain,
     /// The token's id.
@@ -105,6 +108,7 @@ impl Pipeline {
             approvals,
             forwarded: ForwardedSubjects::default(),
             checks: CheckCache::default(),
+            answers: AnswerCache::default(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Pipeline {
         self.tokens.sweep();
         self.forwarded.sweep();
         self.checks.sweep();
+        self.answers.sweep();
     }
 
     /// The evaluator, for control-plane questions.
@@ -174,42 +179,36 @@ impl Pipeline {
         let current = asked
             .as_ref()
             .and_then(|(subject, digest)| self.approvals.current(subject, digest, now));
-        // A task as the resource comes from the live graph, never from files.
-        let mut entities = if resource.type_name == TASK_TYPE {
-            match self
-                .graph
-                .chain(&resource.id)
-                .map(|chain| task_entities(&chain, now))
-            {
-                Some(Ok(entities)) => entities,
-                Some(Err(e)) => return Decided::early(Decision::deny(Reason::InternalError, e)),
-                None => Vec::new(),
+        let approval = current.as_ref().map(|a| ApprovalView {
+            granted: a.state == ApprovalState::Approved,
+            approver: a.approver.clone().unwrap_or_default(),
+            age_seconds: now.saturating_sub(a.decided_at.unwrap_or(now)),
+        });
+        let question = question(view, request, principal, task.as_ref());
+        let remembered = question
+            .as_ref()
+            .and_then(|q| self.answers.get(q, &view.engine, &view.registry));
+        let (decision, evaluated) = match remembered {
+            Some(answer) => answer,
+            None => {
+                let (decision, evaluated) =
+                    match self.evaluate(view, request, principal, task.as_ref(), approval) {
+                        Ok(answer) => answer,
+                        Err(refused) => return Decided::early(refused),
+                    };
+                let evaluated = evaluated.map(Arc::new);
+                if let Some(question) = question {
+                    self.answers.put(
+                        question,
+                        &view.engine,
+                        &view.registry,
+                        decision.clone(),
+                        evaluated.clone(),
+                    );
+                }
+                (decision, evaluated)
             }
-        } else {
-            Vec::new()
         };
-        entities.extend(request.door.entities.iter().cloned());
-        let (decision, evaluated) = self.evaluator.evaluate(
-            &view.engine,
-            &view.registry,
-            Query {
-                task: task.as_ref(),
-                entities,
-                approval: current.as_ref().map(|a| ApprovalView {
-                    granted: a.state == ApprovalState::Approved,
-                    approver: a.approver.clone().unwrap_or_default(),
-                    age_seconds: now.saturating_sub(a.decided_at.unwrap_or(now)),
-                }),
-                mandate_context: request.door.pairs.clone(),
-                ..Query::new(
-                    principal,
-                    &request.action,
-                    &resource.type_name,
-                    &resource.id,
-                    serde_json::Value::Object(request.context.fields.clone()),
-                )
-            },
-        );
         // What the record keeps of the task, moved, not copied.
         let (chain, token_jti) = task.map_or((Vec::new(), None), |f| (f.chain, Some(f.token_jti)));
         let approval_denied = current.is_some_and(|a| a.state == ApprovalState::Denied);
@@ -239,6 +238,51 @@ impl Pipeline {
             token_jti,
             ask,
         }
+    }
+
+    /// Cedar on the request: the entities of a task as the resource (from
+    /// the live graph, never from files) and the door's, the context, the
+    /// policies.
+    fn evaluate(
+        &self,
+        view: &View,
+        request: &Request,
+        principal: &SpiffeId,
+        task: Option<&TaskFacts>,
+        approval: Option<ApprovalView>,
+    ) -> Result<(Decision, Option<Evaluated>), Decision> {
+        let resource = &request.resource;
+        let mut entities = if resource.type_name == TASK_TYPE {
+            match self
+                .graph
+                .chain(&resource.id)
+                .map(|chain| task_entities(&chain, view.now))
+            {
+                Some(Ok(entities)) => entities,
+                Some(Err(e)) => return Err(Decision::deny(Reason::InternalError, e)),
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        entities.extend(request.door.entities.iter().cloned());
+        Ok(self.evaluator.evaluate(
+            &view.engine,
+            &view.registry,
+            Query {
+                task,
+                entities,
+                approval,
+                mandate_context: request.door.pairs.clone(),
+                ..Query::new(
+                    principal,
+                    &request.action,
+                    &resource.type_name,
+                    &resource.id,
+                    serde_json::Value::Object(request.context.fields.clone()),
+                )
+            },
+        ))
     }
 
     /// The subject's trust domain must be trusted, its certificate (when
@@ -304,7 +348,7 @@ impl Pipeline {
                 // that would let this enforcement point ask shows in a
                 // replay.
                 return Err(Box::new(Decided {
-                    evaluated,
+                    evaluated: evaluated.map(Arc::new),
                     ..Decided::early(check.led_by(Reason::NotAnEnforcementPoint))
                 }));
             }
@@ -417,6 +461,40 @@ impl Pipeline {
                 .join(", ")
         ))
     }
+}
+
+/// The key of Cedar's answer to `request` (see [`super::answer_cache`]);
+/// `None` when the door's context cannot be told as text.
+fn question(
+    view: &View,
+    request: &Request,
+    principal: &SpiffeId,
+    task: Option<&TaskFacts>,
+) -> Option<Question> {
+    let door = match &request.door.digest {
+        Some(digest) => digest.clone(),
+        None if request.door.pairs.is_empty() && request.door.entities.is_empty() => String::new(),
+        None => return None,
+    };
+    let (engine, registry) = Question::of(&view.engine, &view.registry);
+    Some(Question {
+        engine,
+        registry,
+        revision: view.revision,
+        now: view.now,
+        principal: principal.to_string(),
+        action: request.action.clone(),
+        resource_type: request.resource.type_name.clone(),
+        resource_id: request.resource.id.clone(),
+        context: serde_json::Value::Object(request.context.fields.clone()).to_string(),
+        task: task.and_then(|facts| {
+            facts
+                .chain
+                .first()
+                .map(|t| (t.id.clone(), facts.token_jti.clone()))
+        }),
+        door,
+    })
 }
 
 /// The entities a question about `approval` needs: the approval, then its

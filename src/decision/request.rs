@@ -113,4 +113,9 @@ pub struct DoorContext {
     pub pairs: Vec<(String, RestrictedExpression)>,
     /// Entities those pairs refer to.
     pub entities: Vec<Entity>,
+    /// All that `pairs` and `entities` say, as text, when the door can
+    /// tell it: part of the key under which Cedar's answer is remembered
+    /// (see `answer_cache`). Without it, a request with pairs is decided
+    /// afresh every time.
+    pub digest: Option<String>,
 }

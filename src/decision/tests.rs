@@ -77,6 +77,10 @@ struct World {
     sealed_task: Vec<Arc<Task>>,
     /// A patcher's task that was revoked and has left memory.
     archived_task: Vec<Arc<Task>>,
+    /// The live state under the pipeline, for writes between decisions.
+    graph: Arc<TaskGraph>,
+    registry: Registry,
+    revision: Arc<Revision>,
     /// The patcher's dev SVID: PEM and DER.
     patcher_pem: String,
     patcher_der: Vec<u8>,
@@ -214,7 +218,7 @@ fn world() -> World {
             [trust_domain],
         ))),
         tokens.clone(),
-        graph,
+        graph.clone(),
         approvals,
     );
     let view = View {
@@ -232,6 +236,9 @@ fn world() -> World {
         task,
         sealed_task,
         archived_task,
+        graph,
+        registry,
+        revision,
         patcher_pem,
         patcher_der,
         _dir: dir,
@@ -673,4 +680,108 @@ fn a_needs_approval_asks_for_the_task_action_and_resource() {
     assert_eq!(ask.requested_by, "spiffe://mandate.local/agents/patcher");
     assert_eq!(decided.chain.len(), 1);
     assert!(decided.token_jti.is_some());
+}
+
+/// The answer cache (`answer_cache.rs`) never outlives what it was
+/// computed from: each write or reload below is seen by the very next
+/// call, after the same call was answered from the cache.
+#[test]
+fn a_remembered_answer_is_never_reused_after_a_write_or_a_reload() {
+    let w = world();
+    let request = with_token(
+        ask("/agents/patcher", "read", "repo:acme/payments"),
+        w.token(),
+    );
+    let view = |engine: &Arc<PolicyEngine>| View {
+        revision: w.revision.current(),
+        engine: engine.clone(),
+        registry: w.registry.snapshot(),
+        ..w.view.clone()
+    };
+    let decide = |view: &View| w.pipeline.decide(view, &request);
+    let remembered = |view: &View| {
+        let first = decide(view);
+        let second = decide(view);
+        assert_eq!(first.decision, second.decision);
+        let (Some(a), Some(b)) = (&first.evaluated, &second.evaluated) else {
+            panic!("both calls reach the policies");
+        };
+        assert!(
+            Arc::ptr_eq(a, b),
+            "the second call is answered from the cache"
+        );
+        first.decision
+    };
+    let engine = w.view.engine.clone();
+    assert!(remembered(&view(&engine)).is_allowed());
+
+    // A policy reload: a new engine, same revision.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rows.cedar"),
+        format!(
+            "{POLICIES}\n@id(\"no-reads-today\")\nforbid (principal, action == Mandate::Action::\"read\", resource);"
+        ),
+    )
+    .unwrap();
+    let schema =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/mandate.cedarschema");
+    let reloaded = Arc::new(PolicyEngine::load(dir.path(), &schema).unwrap());
+    let denied = decide(&view(&reloaded));
+    assert!(!denied.decision.is_allowed(), "{:?}", denied.decision);
+    assert!(
+        remembered(&view(&engine)).is_allowed(),
+        "the old set still allows"
+    );
+
+    // A registry write: the resource is now restricted, above the task's
+    // maximum.
+    let restricted: crate::registry::ResourceEntry = toml::from_str(
+        "id = \"repo:acme/payments\"\nparent = \"repos\"\nsensitivity = \"restricted\"",
+    )
+    .unwrap();
+    w.registry
+        .update(crate::registry::Entry::Resource(restricted), |_| {
+            Ok::<(), crate::registry::RegistryError>(())
+        })
+        .unwrap();
+    let denied = remembered(&view(&engine));
+    assert!(
+        denied
+            .grounds()
+            .determining_policies
+            .iter()
+            .any(|p| p == "mandate.guard.sensitivity-above-max"),
+        "{denied:?}"
+    );
+
+    // An amendment, then a revoke: the same call on the same second.
+    let request = with_token(ask("/agents/patcher", "read", "repos"), w.token());
+    let decide = |view: &View| w.pipeline.decide(view, &request).decision;
+    assert!(decide(&view(&engine)).is_allowed());
+    let frontend = id("/workloads/frontend");
+    let patcher_task = w.graph.get("t-patcher").unwrap();
+    w.graph
+        .amend(
+            "t-patcher",
+            &frontend,
+            crate::graph::Amendment {
+                actions: BTreeSet::from(["write".into()]),
+                scope: patcher_task.scope.clone(),
+                max_sensitivity: patcher_task.max_sensitivity,
+                expires_at: patcher_task.expires_at,
+            },
+            NOW,
+            w.registry.snapshot().as_ref(),
+        )
+        .unwrap();
+    assert!(!decide(&view(&engine)).is_allowed(), "read left the task");
+    w.graph.revoke("t-patcher").unwrap();
+    let write = with_token(ask("/agents/patcher", "write", "repos"), w.token());
+    assert!(
+        !w.pipeline
+            .decide(&view(&engine), &write)
+            .decision
+            .is_allowed()
+    );
 }
