@@ -205,8 +205,8 @@ fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
         parent_id: task.parent.clone().unwrap_or_default(),
         root_id: task.root.clone(),
         depth: task.depth,
-        actions: task.actions.iter().cloned().collect(),
-        resources: task.scope.iter().cloned().collect(),
+        actions: task.actions.iter().map(str::to_owned).collect(),
+        resources: task.scope.iter().map(str::to_owned).collect(),
         max_sensitivity: task.max_sensitivity,
         created_at: task.created_at,
         expires_at: task.expires_at,
@@ -328,8 +328,8 @@ impl TaskService for TaskApi {
         };
         // Policy judges the task as it will be, like a new delegation.
         let mut amended = (*current).clone();
-        amended.actions.clone_from(&amendment.actions);
-        amended.scope.clone_from(&amendment.scope);
+        amended.actions = amendment.actions.clone().into();
+        amended.scope = amendment.scope.clone().into();
         amended.max_sensitivity = amendment.max_sensitivity;
         amended.expires_at = amendment.expires_at;
         amended.scope_digest = amended.compute_scope_digest();

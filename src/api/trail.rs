@@ -91,8 +91,8 @@ pub(crate) fn task_event(kind: EventKind, actor: &str, task: &Task, revision: u6
     event.delegatee = Some(task.delegatee.to_string());
     event.originator = (!task.originator.is_empty()).then(|| task.originator.clone());
     event.intent = Some(task.intent.clone());
-    event.actions = task.actions.iter().cloned().collect();
-    event.resources = task.scope.iter().cloned().collect();
+    event.actions = task.actions.iter().map(str::to_owned).collect();
+    event.resources = task.scope.iter().map(str::to_owned).collect();
     event.max_sensitivity = Some(task.max_sensitivity);
     event.expires_at = Some(task.expires_at);
     event.revision = revision;

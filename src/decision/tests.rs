@@ -767,7 +767,7 @@ fn a_remembered_answer_is_never_reused_after_a_write_or_a_reload() {
             &frontend,
             crate::graph::Amendment {
                 actions: BTreeSet::from(["write".into()]),
-                scope: patcher_task.scope.clone(),
+                scope: patcher_task.scope.to_set(),
                 max_sensitivity: patcher_task.max_sensitivity,
                 expires_at: patcher_task.expires_at,
             },

@@ -397,7 +397,10 @@ fn amendments_stay_between_parent_and_children_and_change_the_digest() {
     assert_eq!(amended.version, 1);
     assert_ne!(amended.scope_digest, before);
     assert_eq!(amended.scope_digest, amended.compute_scope_digest());
-    assert_eq!(graph.get("t2").unwrap().scope, set(&["repo:a", "repo:b"]));
+    assert_eq!(
+        graph.get("t2").unwrap().scope.to_set(),
+        set(&["repo:a", "repo:b"])
+    );
     // The chain below still hangs off it.
     assert_eq!(graph.chain("t3").unwrap().len(), 3);
 }

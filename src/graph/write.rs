@@ -118,8 +118,8 @@ pub(super) fn plan_amend(
         });
     }
     let mut amended = (*current).clone();
-    amended.actions = amendment.actions;
-    amended.scope = amendment.scope;
+    amended.actions = amendment.actions.into();
+    amended.scope = amendment.scope.into();
     amended.max_sensitivity = amendment.max_sensitivity;
     amended.expires_at = amendment.expires_at;
     amended.version = current.version.saturating_add(1);

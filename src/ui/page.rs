@@ -292,8 +292,8 @@ pub fn detail(d: &Detail<'_>) -> String {
     out
 }
 
-fn join(set: &std::collections::BTreeSet<String>) -> String {
-    set.iter().cloned().collect::<Vec<_>>().join(", ")
+fn join(names: &crate::graph::Names) -> String {
+    names.iter().collect::<Vec<_>>().join(", ")
 }
 
 /// The dev login form.
