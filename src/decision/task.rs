@@ -164,7 +164,7 @@ fn entity(
         ),
         (
             "actions".to_owned(),
-            RestrictedExpression::new_set(task.actions.iter().map(|a| string(a))),
+            RestrictedExpression::new_set(task.actions.iter().map(&string)),
         ),
         (
             "scope".to_owned(),

@@ -105,7 +105,7 @@ pub fn check_child(
     let widened: Vec<&str> = spec
         .actions
         .iter()
-        .filter(|a| !parent.actions.contains(*a))
+        .filter(|a| !parent.actions.contains(a))
         .map(String::as_str)
         .collect();
     if !widened.is_empty() {
