@@ -2,9 +2,16 @@
 //! and a Mandate server on 127.0.0.1:0 with the shipped policies.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test fixtures"
+)]
 
 pub mod audit;
+pub mod cli;
+pub mod party;
 pub mod probe;
 pub mod workload_api;
 
