@@ -39,7 +39,7 @@ use tonic::Code;
 const PLAYWRIGHT_CORE: &str = "1.65.1";
 /// Debian's chromium as this machine's apt offers it (`apt-cache policy
 /// chromium`); installed only when `/usr/bin/chromium` is missing.
-const CHROMIUM_DEB: &str = "chromium=156.0.8078.114-1~deb12u1";
+const CHROMIUM_DEB: &str = "chromium=156.0.8078.129-1~deb12u1";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Where the browser harness and its artifacts (screenshots) live.
