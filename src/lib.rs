@@ -1,7 +1,7 @@
 //! Mandate: a policy decision point for AI agents and workloads.
 //!
 //! Callers authenticate with SPIFFE X.509-SVIDs over mTLS; every request is
-//! decided live by Cedar policies. See `DESIGN.md` for the architecture.
+//! decided live by Cedar policies. See `docs/architecture.md` for the architecture.
 
 #![forbid(unsafe_code)]
 

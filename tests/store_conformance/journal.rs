@@ -246,7 +246,7 @@ pub async fn a_write_on_a_shared_store_sees_other_writers_first(backend: &Backen
         assert_eq!((revoked, revision), (vec!["root".to_owned()], 2));
     } else {
         // SQLite has one writer per file by design: a second one is not
-        // told of the first's writes (the README says so).
+        // told of the first's writes (docs/store.md says so).
         assert_eq!((revoked.len(), revision), (0, 0));
     }
 }
