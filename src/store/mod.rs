@@ -22,6 +22,7 @@ mod postgres;
 pub mod record;
 pub mod seal;
 mod snapshot;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use follow::{Follower, ReplicaHealth, ReplicaSettings};
 pub use journal::Journal;
 pub use keyring::rotate_keys;
 pub use postgres::PostgresStore;
+pub use sql::{Backend, SqlPool, SqlStore};
 pub use sqlite::SqliteStore;
 
 /// What the API holds of the store: the writer, and this replica's health
@@ -267,57 +269,6 @@ impl ExportRow {
             body: record::from_json(body)?,
         })
     }
-}
-
-/// The inserts an import makes, with `$N` placeholders binding (key,
-/// revision, body); the `head` row is left to [`import_head`].
-fn import_rows(rows: &[ExportRow]) -> Result<Vec<(&'static str, String, u64, String)>, StoreError> {
-    let text = |row: &ExportRow, field: &str| {
-        row.body
-            .get(field)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Corrupt(format!("a `{}` row without `{field}`", row.table)))
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body = record::to_json(&row.body)?;
-        let (sql, key) = match row.table.as_str() {
-            "task" => (
-                "INSERT INTO tasks (id, revision, body) VALUES ($1, $2, $3)",
-                text(row, "id")?,
-            ),
-            "approval" => (
-                "INSERT INTO approvals (id, revision, body) VALUES ($1, $2, $3)",
-                text(row, "id")?,
-            ),
-            "registry" => (
-                "INSERT INTO registry (key, revision, body) VALUES ($1, $2, $3)",
-                format!("{}/{}", text(row, "kind")?, text(row, "id")?),
-            ),
-            "signing_key" => (
-                "INSERT INTO signing_keys (kid, revision, body) VALUES ($1, $2, $3)",
-                text(row, "kid")?,
-            ),
-            "head" => continue,
-            other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
-        };
-        out.push((sql, key, row.revision, body));
-    }
-    Ok(out)
-}
-
-/// The exported revision: the `head` row's. Imported, it becomes an empty
-/// change-log row, so revisions go on from there.
-fn import_head(rows: &[ExportRow]) -> Result<(u64, String), StoreError> {
-    let head = rows
-        .iter()
-        .filter(|r| r.table == "head")
-        .map(|r| r.revision)
-        .max()
-        .unwrap_or(0);
-    let empty = record::to_json(&record::ChangeRecord::Tasks { tasks: Vec::new() })?;
-    Ok((head, empty))
 }
 
 #[cfg(test)]
