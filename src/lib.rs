@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub mod graph;
 pub mod identity;
 pub mod integrity;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use mandate::approval::{ApprovalBook, Subject};
 use mandate::graph::{TaskGraph, TaskState};
+use mandate::journal::Journal;
 use mandate::registry::{Registry, SensitivityScale};
 use mandate::revision::Revision;
-use mandate::store::{Journal, Store, StoreError};
+use mandate::store::{Store, StoreError};
 
 use super::{Backend, NOW, spec, spiffe};
 
@@ -24,7 +25,7 @@ async fn live(store: Arc<dyn Store>) -> Live {
     let revision = Arc::new(Revision::starting_at(loaded.revision));
     let graph = Arc::new(TaskGraph::with_revision(8, revision.clone()));
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-    mandate::store::boot::fill(&graph, &approvals, &loaded);
+    mandate::journal::boot::fill(&graph, &approvals, &loaded);
     let registry = Arc::new(
         Registry::new(
             Vec::new(),
