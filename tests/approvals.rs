@@ -260,11 +260,12 @@ async fn only_allowed_approvers_decide() {
     let approval_id = needs_approval(&mut patcher, &token).await;
 
     // bob neither started the task nor is an approver.
-    let status = decide(&mut frontend, &approval_id, true, "bob", 600)
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert_eq!(common::error_reason(&status), "no-permit", "{status:?}");
+    assert_refused(
+        decide(&mut frontend, &approval_id, true, "bob", 600).await,
+        Code::PermissionDenied,
+        "no-permit",
+        "bob deciding an approval he may not decide",
+    );
     // The admin workload is not an approval front end, even for alice.
     let mut admin = party(&server, "/workloads/admin").await;
     let status = decide(&mut admin, &approval_id, true, "alice", 600)
@@ -365,13 +366,12 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
     assert_eq!(asked.resource.unwrap().r#type, "Mandate::Resource");
 
     let mut reviewer = party(&server, "/agents/reviewer").await;
-    let status = reviewer
-        .approvals
-        .request_approval(request("delete"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert_eq!(common::error_reason(&status), "not-delegatee", "{status:?}");
+    assert_refused(
+        reviewer.approvals.request_approval(request("delete")).await,
+        Code::PermissionDenied,
+        "not-delegatee",
+        "the reviewer asking for an approval of the patcher's task",
+    );
     // The reviewer is no party of the task: it cannot see the approval.
     let seen = reviewer
         .approvals
@@ -388,13 +388,12 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     // The task does not allow `write`: no human is asked for it.
-    let status = patcher
-        .approvals
-        .request_approval(request("write"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert_eq!(common::error_reason(&status), "outside-task", "{status:?}");
+    assert_refused(
+        patcher.approvals.request_approval(request("write")).await,
+        Code::FailedPrecondition,
+        "outside-task",
+        "an approval for an action the task does not allow",
+    );
 }
 
 /// A policy set where an agent may delete `repo:acme/web` without a task,

@@ -142,15 +142,17 @@ async fn registry_writes_are_authorized_and_take_effect_on_the_next_decision() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
-    let status = admin
-        .registry
-        .register(RegisterRequest {
-            entry: Some(resource("orphan", "no-such-parent", "")),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(common::error_reason(&status), "invalid-entry", "{status:?}");
+    let status = assert_refused(
+        admin
+            .registry
+            .register(RegisterRequest {
+                entry: Some(resource("orphan", "no-such-parent", "")),
+            })
+            .await,
+        Code::InvalidArgument,
+        "invalid-entry",
+        "an entry under a parent that does not exist",
+    );
     assert!(status.message().contains("no-such-parent"), "{status:?}");
     let status = admin
         .registry

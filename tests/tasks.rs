@@ -147,27 +147,28 @@ async fn sub_delegation_narrows_or_is_refused_by_name() {
             "outlives-parent",
         ),
     ] {
-        let status = patcher
-            .tasks
-            .delegate_task(delegate(widened, TESTER))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::PermissionDenied, "{reason}");
-        assert_eq!(common::error_reason(&status), reason, "{status:?}");
+        assert_refused(
+            patcher.tasks.delegate_task(delegate(widened, TESTER)).await,
+            Code::PermissionDenied,
+            reason,
+            "a delegation that widens its parent",
+        );
     }
 
     // The reviewer is not the root task's delegatee.
     let mut reviewer = party(&server, "/agents/reviewer").await;
-    let status = reviewer
-        .tasks
-        .delegate_task(delegate(
-            scope(&["read"], &["repo:acme/payments"], 1, 60),
-            TESTER,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
-    assert_eq!(common::error_reason(&status), "not-delegatee", "{status:?}");
+    assert_refused(
+        reviewer
+            .tasks
+            .delegate_task(delegate(
+                scope(&["read"], &["repo:acme/payments"], 1, 60),
+                TESTER,
+            ))
+            .await,
+        Code::PermissionDenied,
+        "not-delegatee",
+        "the reviewer delegating a task it is not the delegatee of",
+    );
 }
 
 #[tokio::test]

@@ -198,18 +198,20 @@ pub fn assert_denied_by(r: &AuthorizeResponse, policy: &str, what: &str) {
     );
 }
 
-/// A refused RPC: `code`, and `reason` in its `ErrorInfo`.
+/// A refused RPC: `code`, and `reason` in its `ErrorInfo`; returns the
+/// status for further checks.
 #[track_caller]
 pub fn assert_refused<T: std::fmt::Debug>(
     result: Result<T, Status>,
     code: Code,
     reason: &str,
     what: &str,
-) {
+) -> Status {
     let status = match result {
         Ok(value) => panic!("{what} must be refused, got {value:?}"),
         Err(status) => status,
     };
     assert_eq!(status.code(), code, "{what}: {status:?}");
     assert_eq!(super::error_reason(&status), reason, "{what}: {status:?}");
+    status
 }
