@@ -24,13 +24,11 @@ use std::time::{Duration, Instant};
 
 use mandate::approval::ApprovalBook;
 use mandate::graph::{Task, TaskGraph, TaskSpec, TaskState};
+use mandate::journal::{Follower, Journal, ReplicaHealth, ReplicaSettings};
 use mandate::registry::{Registry, SensitivityScale};
 use mandate::revision::Revision;
 use mandate::store::record::{TaskRecord, to_json};
-use mandate::store::{
-    Follower, Journal, PostgresStore, ReplicaHealth, ReplicaSettings, SqliteStore, Store,
-    StoreError,
-};
+use mandate::store::{PostgresStore, SqliteStore, Store, StoreError};
 use spiffe::SpiffeId;
 
 fn env(name: &str, default: usize) -> usize {
@@ -69,7 +67,7 @@ async fn live(store: Arc<dyn Store>) -> Live {
     let revision = Arc::new(Revision::starting_at(loaded.revision));
     let graph = Arc::new(TaskGraph::with_revision(8, revision.clone()));
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-    mandate::store::boot::fill(&graph, &approvals, &loaded);
+    mandate::journal::boot::fill(&graph, &approvals, &loaded);
     let registry = Arc::new(
         Registry::new(
             Vec::new(),
@@ -246,7 +244,7 @@ async fn startup(name: &str, store: Arc<dyn Store>, built: Duration) {
     let revision = Arc::new(Revision::starting_at(loaded.revision));
     let graph = TaskGraph::with_revision(8, revision.clone());
     let approvals = ApprovalBook::new(revision);
-    mandate::store::boot::fill(&graph, &approvals, &loaded);
+    mandate::journal::boot::fill(&graph, &approvals, &loaded);
     let total = started.elapsed();
     println!(
         "{name}: start-up with {} tasks: read {read:.2?}, into memory {:.2?}, total {total:.2?} (building the rows took {built:.2?})",

@@ -18,11 +18,12 @@ use crate::envoy::RouteTable;
 use crate::graph::TaskGraph;
 use crate::identity::dev::DevTrustDomain;
 use crate::identity::{IdentityError, IdentityFeed, IdentitySource};
+use crate::journal::Journal;
 use crate::policy::{PolicyEngine, PolicyError, PolicyPaths, PolicyStore, Sources};
 use crate::registry::{Catalog, Entry, Registry};
 use crate::revision::Revision;
 use crate::server::{self, RunningServer, ServerError};
-use crate::store::{Journal, Store};
+use crate::store::Store;
 
 /// What a caller may hand over instead of what the settings describe: a
 /// test's clock, a test CA's identity, a store shared with another server.
@@ -158,13 +159,13 @@ impl App {
                 .await
                 .map_err(BuildError::unavailable)?,
         };
-        let loaded = crate::store::boot::load(store.as_ref())
+        let loaded = crate::journal::boot::load(store.as_ref())
             .await
             .map_err(BuildError::unavailable)?;
         let revision = Arc::new(Revision::starting_at(loaded.revision));
         let entry_count = entries.len();
         let registry = Registry::new(
-            crate::store::boot::overlay(entries, &loaded.registry),
+            crate::journal::boot::overlay(entries, &loaded.registry),
             &static_entities,
             engine.schema(),
             settings.sensitivity.clone(),
@@ -215,7 +216,7 @@ impl App {
             revision.clone(),
         ));
         let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-        crate::store::boot::fill(&graph, &approvals, &loaded);
+        crate::journal::boot::fill(&graph, &approvals, &loaded);
         let journal = Arc::new(Journal::new(
             store,
             graph.clone(),

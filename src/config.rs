@@ -405,7 +405,7 @@ pub struct Settings {
     /// The store URL.
     pub store: String,
     /// How this replica follows the store.
-    pub replica: crate::store::ReplicaSettings,
+    pub replica: crate::journal::ReplicaSettings,
     /// The file with the key sealing signing keys in the store, if any.
     pub store_key_file: Option<PathBuf>,
     /// The browser pages; `None`: off.
@@ -668,7 +668,7 @@ fn store_settings(
     [stale_after_ms, min_revision_wait_ms, poll_ms]: [Option<u64>; 3],
     store: &str,
     problems: &mut Vec<String>,
-) -> crate::store::ReplicaSettings {
+) -> crate::journal::ReplicaSettings {
     let known = ["sqlite://", "postgres://", "postgresql://"];
     if !known.iter().any(|scheme| store.starts_with(scheme)) || store.len() <= "sqlite://".len() {
         problems.push(format!(
@@ -683,7 +683,7 @@ fn store_settings(
         }
         Duration::from_millis(value)
     };
-    let settings = crate::store::ReplicaSettings {
+    let settings = crate::journal::ReplicaSettings {
         stale_after: ms(
             stale_after_ms,
             defaults::STORE_STALE_AFTER_MS,

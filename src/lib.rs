@@ -1,7 +1,7 @@
 //! Mandate: a policy decision point for AI agents and workloads.
 //!
 //! Callers authenticate with SPIFFE X.509-SVIDs over mTLS; every request is
-//! decided live by Cedar policies. See `DESIGN.md` for the architecture.
+//! decided live by Cedar policies. See `docs/architecture.md` for the architecture.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod graph;
 pub mod identity;
 pub mod integrity;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

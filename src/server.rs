@@ -109,9 +109,9 @@ pub(crate) struct Parts {
     /// The route map of Envoy's `Check`, reloadable.
     pub(crate) routes: Arc<RouteTable>,
     /// The durable writer of the graph, approvals and registry above.
-    pub(crate) journal: Arc<crate::store::Journal>,
+    pub(crate) journal: Arc<crate::journal::Journal>,
     /// How this replica follows the store.
-    pub(crate) replica: crate::store::ReplicaSettings,
+    pub(crate) replica: crate::journal::ReplicaSettings,
     /// How often to check whether the sealed signing key is due for
     /// rotation; `None` when keys are files, not shared through the store.
     pub(crate) rotate_keys_every: Option<Duration>,
@@ -163,7 +163,7 @@ pub struct RunningServer {
     route_watcher: Option<JoinHandle<()>>,
     routes: Arc<RouteTable>,
     /// Follows other replicas' writes (PostgreSQL only); stops when dropped.
-    _follower: Option<crate::store::Follower>,
+    _follower: Option<crate::journal::Follower>,
     /// Health and withdrawals following the identity snapshots.
     identity_tasks: [JoinHandle<()>; 2],
     /// Ended tasks leaving memory, caches dropping what is past its age.
@@ -236,7 +236,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         }),
         _ => None,
     };
-    let replica_health = crate::store::ReplicaHealth::new(options.replica.stale_after);
+    let replica_health = crate::journal::ReplicaHealth::new(options.replica.stale_after);
     let metrics = Arc::new(Metrics::new(Live {
         policies: options.policies.clone(),
         approvals: options.approvals.clone(),
@@ -253,14 +253,14 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         Some(metrics.clone()),
     )?;
 
-    let follower = crate::store::Follower::start(
+    let follower = crate::journal::Follower::start(
         options.journal.clone(),
         replica_health.clone(),
         options.replica,
     )
     .await?;
     let store =
-        crate::store::StoreHandle::new(options.journal.clone(), replica_health, options.replica);
+        crate::journal::StoreHandle::new(options.journal.clone(), replica_health, options.replica);
     let evaluator = Arc::new(Evaluator::new(options.agents));
     let runner = Arc::new(Runner::new(RunnerParts {
         pipeline: Pipeline::new(
@@ -480,7 +480,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "serving");
     let key_rotation = options
         .rotate_keys_every
-        .map(|every| tokio::spawn(crate::store::rotate_keys(options.journal.clone(), every)));
+        .map(|every| tokio::spawn(crate::journal::rotate_keys(options.journal.clone(), every)));
     Ok(RunningServer {
         reload,
         policies: options.policies,

@@ -13,44 +13,13 @@
 mod common;
 
 use common::TestServer;
-use mandate::api::v1::approval_service_client::ApprovalServiceClient;
-use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use mandate::api::v1::task_service_client::TaskServiceClient;
+use common::party::*;
 use mandate::api::v1::{
-    AmendTaskRequest, ApprovalResource, ApprovalState, AuthorizeResponse, CreateTaskRequest,
-    DecideApprovalRequest, Decision, IssueTaskTokenRequest, ListApprovalsRequest,
-    RequestApprovalRequest, RevokeApprovalRequest, TaskScope,
+    AmendTaskRequest, ApprovalResource, ApprovalState, CreateTaskRequest, DecideApprovalRequest,
+    Decision, IssueTaskTokenRequest, ListApprovalsRequest, RequestApprovalRequest,
+    RevokeApprovalRequest, TaskScope,
 };
 use tonic::Code;
-use tonic::transport::Channel;
-
-const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
-
-/// One workload's connection, with every client on the same SVID.
-struct Party {
-    tasks: TaskServiceClient<Channel>,
-    authz: AuthorizationServiceClient<Channel>,
-    approvals: ApprovalServiceClient<Channel>,
-}
-
-async fn party(server: &TestServer, path: &str) -> Party {
-    let channel = server.channel(path).await;
-    Party {
-        tasks: TaskServiceClient::new(channel.clone()),
-        authz: AuthorizationServiceClient::new(channel.clone()),
-        approvals: ApprovalServiceClient::new(channel),
-    }
-}
-
-fn scope(actions: &[&str], resources: &[&str], max_sensitivity: i64) -> TaskScope {
-    TaskScope {
-        actions: actions.iter().map(|s| (*s).to_owned()).collect(),
-        resources: resources.iter().map(|s| (*s).to_owned()).collect(),
-        max_sensitivity,
-        expires_at: 0,
-        ttl_seconds: 3600,
-    }
-}
 
 /// The frontend starts a task for alice with the patcher as delegatee; the
 /// patcher gets a token for it. Returns (task id, token).
@@ -86,14 +55,6 @@ async fn task_and_token(
         .into_inner()
         .token;
     (task, token)
-}
-
-async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
-    common::call(&mut party.authz, token, action, resource).await
-}
-
-fn decision(r: &AuthorizeResponse) -> Decision {
-    Decision::try_from(r.decision).unwrap()
 }
 
 async fn decide(
@@ -138,7 +99,7 @@ async fn an_approval_lifts_the_forbid_for_its_task_action_and_resource() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read", "delete"], &["repos"], 1),
+        scope(&["read", "delete"], &["repos"], 1, 3600),
     )
     .await;
 
@@ -198,7 +159,7 @@ async fn an_approval_goes_stale_when_the_task_scope_changes() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read", "delete"], &["repo:acme/payments"], 1),
+        scope(&["read", "delete"], &["repo:acme/payments"], 1, 3600),
     )
     .await;
     let approval_id = needs_approval(&mut patcher, &token).await;
@@ -218,6 +179,7 @@ async fn an_approval_goes_stale_when_the_task_scope_changes() {
                 &["read", "delete"],
                 &["repo:acme/payments", "repo:acme/web"],
                 1,
+                3600,
             )),
             ..Default::default()
         })
@@ -255,7 +217,7 @@ async fn an_approval_expires_and_a_denial_is_a_deny() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read", "delete"], &["repos"], 1),
+        scope(&["read", "delete"], &["repos"], 1, 3600),
     )
     .await;
     let approval_id = needs_approval(&mut patcher, &token).await;
@@ -292,17 +254,18 @@ async fn only_allowed_approvers_decide() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read", "delete"], &["repos"], 1),
+        scope(&["read", "delete"], &["repos"], 1, 3600),
     )
     .await;
     let approval_id = needs_approval(&mut patcher, &token).await;
 
     // bob neither started the task nor is an approver.
-    let status = decide(&mut frontend, &approval_id, true, "bob", 600)
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert_eq!(common::error_reason(&status), "no-permit", "{status:?}");
+    assert_refused(
+        decide(&mut frontend, &approval_id, true, "bob", 600).await,
+        Code::PermissionDenied,
+        "no-permit",
+        "bob deciding an approval he may not decide",
+    );
     // The admin workload is not an approval front end, even for alice.
     let mut admin = party(&server, "/workloads/admin").await;
     let status = decide(&mut admin, &approval_id, true, "alice", 600)
@@ -339,7 +302,7 @@ async fn needs_approval_only_when_the_approval_policy_is_the_sole_reason() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read"], &["repos"], 1),
+        scope(&["read"], &["repos"], 1, 3600),
     )
     .await;
     let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
@@ -377,7 +340,7 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read", "delete"], &["repos"], 1),
+        scope(&["read", "delete"], &["repos"], 1, 3600),
     )
     .await;
     let request = |action: &str| RequestApprovalRequest {
@@ -403,13 +366,12 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
     assert_eq!(asked.resource.unwrap().r#type, "Mandate::Resource");
 
     let mut reviewer = party(&server, "/agents/reviewer").await;
-    let status = reviewer
-        .approvals
-        .request_approval(request("delete"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert_eq!(common::error_reason(&status), "not-delegatee", "{status:?}");
+    assert_refused(
+        reviewer.approvals.request_approval(request("delete")).await,
+        Code::PermissionDenied,
+        "not-delegatee",
+        "the reviewer asking for an approval of the patcher's task",
+    );
     // The reviewer is no party of the task: it cannot see the approval.
     let seen = reviewer
         .approvals
@@ -426,13 +388,12 @@ async fn agents_ask_for_approvals_of_their_own_tasks_only() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     // The task does not allow `write`: no human is asked for it.
-    let status = patcher
-        .approvals
-        .request_approval(request("write"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert_eq!(common::error_reason(&status), "outside-task", "{status:?}");
+    assert_refused(
+        patcher.approvals.request_approval(request("write")).await,
+        Code::FailedPrecondition,
+        "outside-task",
+        "an approval for an action the task does not allow",
+    );
 }
 
 /// A policy set where an agent may delete `repo:acme/web` without a task,
@@ -467,7 +428,7 @@ async fn withdrawing_a_newer_decision_never_brings_an_older_approval_back() {
         &server,
         &mut frontend,
         &mut patcher,
-        scope(&["read", "delete"], &["repos"], 1),
+        scope(&["read", "delete"], &["repos"], 1, 3600),
     )
     .await;
     let first = needs_approval(&mut patcher, &token).await;

@@ -14,7 +14,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::audit::*;
 use common::{Setup, TestServer};
@@ -26,15 +25,12 @@ use mandate::audit::{AuditSettings, Overflow, Redaction};
 
 /// Runs `mandate audit verify FILE`; returns the exit code and stdout.
 fn verify(file: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+    let out = common::cli::mandate()
         .args(["audit", "verify"])
         .arg(file)
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (common::cli::code(&out), common::cli::stdout(&out))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,7 +101,7 @@ async fn redacted_context_keys_and_tokens_never_reach_the_file() {
             intent: "fix".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"])),
+            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()
@@ -192,7 +188,7 @@ async fn redacted_headers_never_reach_the_file() {
             intent: "fix".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"])),
+            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()

@@ -170,7 +170,7 @@ async fn create_root(frontend: &mut Party) -> String {
             intent: "fix the payments build".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"])),
+            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()
@@ -193,8 +193,8 @@ async fn records_land_in_the_table_and_are_answered_after_a_restart(backend: &Ba
     let root = create_root(&mut frontend).await;
     let mut patcher = party(&server, "/agents/patcher").await;
     let t = token(&mut patcher, &root).await;
-    let (allowed, ok1) = call(&mut patcher, &t, "read").await;
-    let (denied, ok2) = call(&mut patcher, &t, "delete").await;
+    let (allowed, ok1) = call_payments(&mut patcher, &t, "read").await;
+    let (denied, ok2) = call_payments(&mut patcher, &t, "delete").await;
     assert_eq!((ok1, ok2), (true, false));
 
     wait_rows(&table, "replica-a", 4).await;
@@ -294,7 +294,7 @@ async fn records_land_in_the_table_and_are_answered_after_a_restart(backend: &Ba
     // The restarted writer goes on with the same chain.
     let mut patcher = party(&server, "/agents/patcher").await;
     let t = token(&mut patcher, &root).await;
-    call(&mut patcher, &t, "read").await;
+    call_payments(&mut patcher, &t, "read").await;
     wait_rows(&table, "replica-a", 6).await;
     server.server.shutdown().await.unwrap();
     let verified = verify_table(table.as_ref(), None).await.unwrap();
@@ -471,10 +471,7 @@ async fn an_edited_row_is_found_by_verify(backend: &Backend) {
 
     // The command line says the same, exit code 1.
     if let Backend::Sqlite(_) = backend {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
-            .args(["audit", "verify", "--store", &backend.url()])
-            .output()
-            .unwrap();
+        let out = common::cli::run(&["audit", "verify", "--store", &backend.url()]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{stdout}");
         assert!(stdout.contains("broken: chain `r1`, seq 3"), "{stdout}");
@@ -494,10 +491,7 @@ async fn verify_from_the_command_line_passes_an_intact_store() {
         log.event(event("t", AuditEntry::now_ms()))
     })
     .await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(["audit", "verify", "--store", &backend.url()])
-        .output()
-        .unwrap();
+    let out = common::cli::run(&["audit", "verify", "--store", &backend.url()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("ok: chain `replica-a`: 1 rows"), "{stdout}");
@@ -528,7 +522,7 @@ async fn a_failing_audit_table_never_changes_a_decision() {
         .exec("ALTER TABLE audit_records RENAME TO audit_records_away")
         .await;
     for _ in 0..5 {
-        let (_, allowed) = call(&mut patcher, &t, "read").await;
+        let (_, allowed) = call_payments(&mut patcher, &t, "read").await;
         assert!(allowed, "a decision changed while the audit table was away");
     }
     eventually(|| async {
@@ -575,8 +569,8 @@ async fn two_replicas_on_one_postgres_keep_a_chain_each() {
     let (ta, tb) = (token(&mut on_a, &root).await, token(&mut on_b, &root).await);
     let mut made = Vec::new();
     for _ in 0..3 {
-        made.push(call(&mut on_a, &ta, "read").await.0);
-        made.push(call(&mut on_b, &tb, "read").await.0);
+        made.push(call_payments(&mut on_a, &ta, "read").await.0);
+        made.push(call_payments(&mut on_b, &tb, "read").await.0);
     }
 
     let table = backend.open().await.audit_table();

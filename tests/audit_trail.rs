@@ -13,9 +13,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::audit::*;
+use common::cli;
 use common::{Setup, TestServer};
 use mandate::api::v1::{
     CreateTaskRequest, GetTaskTrailRequest, QueryDecisionsRequest, RevokeTaskRequest,
@@ -40,7 +39,7 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
             intent: "fix the payments build".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"])),
+            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()
@@ -50,16 +49,16 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
         .id;
     let mut patcher = party(&server, "/agents/patcher").await;
     let t = token(&mut patcher, &root).await;
-    let (d1, ok1) = call(&mut patcher, &t, "read").await;
+    let (d1, ok1) = call_payments(&mut patcher, &t, "read").await;
     let child = delegate(&mut patcher, &root, REVIEWER, &["read"]).await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
     let t = token(&mut reviewer, &child).await;
-    let (d2, ok2) = call(&mut reviewer, &t, "read").await;
-    let (d3, ok3) = call(&mut reviewer, &t, "write").await;
+    let (d2, ok2) = call_payments(&mut reviewer, &t, "read").await;
+    let (d3, ok3) = call_payments(&mut reviewer, &t, "write").await;
     let grandchild = delegate(&mut reviewer, &child, TESTER, &["read"]).await;
     let mut tester = party(&server, "/agents/tester").await;
     let t = token(&mut tester, &grandchild).await;
-    let (d4, ok4) = call(&mut tester, &t, "read").await;
+    let (d4, ok4) = call_payments(&mut tester, &t, "read").await;
     assert_eq!((ok1, ok2, ok3, ok4), (true, true, false, true));
     frontend
         .tasks
@@ -76,7 +75,7 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
             intent: "something else".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"])),
+            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()
@@ -103,7 +102,7 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
     ];
     let mut admin = party(&server, "/workloads/admin").await;
     eventually(|| {
-        let mut admin = party_clone(&admin);
+        let mut admin = admin.clone();
         let root = root.clone();
         async move { trail(&mut admin, &root).await.len() >= 11 }
     })
@@ -174,22 +173,9 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
 
 /// Runs `mandate ARGS` as the operator workload against `server`.
 async fn mandate_as_admin(server: &TestServer, args: &[&str]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = server.ca.svid("/workloads/admin").write(dir.path(), "svid");
-    let ca = dir.path().join("bundle.pem");
-    std::fs::write(&ca, &server.ca.pem).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
-    command.args(args).arg("--server").arg(&server.addr);
-    command.arg("--cert").arg(cert).arg("--key").arg(key);
-    command.arg("--ca").arg(ca);
-    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    drop(dir);
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let admin = cli::ClientFiles::new(server, "/workloads/admin");
+    let out = cli::run_as(&admin, &server.addr, args).await;
+    (cli::code(&out), cli::text(&out))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +188,7 @@ async fn the_trail_prints_as_a_tree_from_the_command_line() {
             intent: "fix the payments build".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"])),
+            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()
@@ -214,11 +200,11 @@ async fn the_trail_prints_as_a_tree_from_the_command_line() {
     let child = delegate(&mut patcher, &root, REVIEWER, &["read"]).await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
     let t = token(&mut reviewer, &child).await;
-    let (decision_id, allowed) = call(&mut reviewer, &t, "read").await;
+    let (decision_id, allowed) = call_payments(&mut reviewer, &t, "read").await;
     assert!(allowed);
     let mut admin = party(&server, "/workloads/admin").await;
     eventually(|| {
-        let mut admin = party_clone(&admin);
+        let mut admin = admin.clone();
         let root = root.clone();
         async move { trail(&mut admin, &root).await.len() >= 4 }
     })
@@ -304,7 +290,7 @@ async fn a_trail_older_than_the_window_is_read_back_from_the_file() {
                 intent: "fix".into(),
                 delegatee: PATCHER.into(),
                 on_behalf_of: "alice".into(),
-                scope: Some(scope(&["read"], &["repos"])),
+                scope: Some(scope(&["read"], &["repos"], 1, 3600)),
             })
             .await
             .unwrap()
@@ -314,8 +300,8 @@ async fn a_trail_older_than_the_window_is_read_back_from_the_file() {
             .id;
         let mut patcher = party(server, "/agents/patcher").await;
         let t = token(&mut patcher, &root).await;
-        let (decision_id, _) = call(&mut patcher, &t, "read").await;
-        call(&mut patcher, &t, "write").await;
+        let (decision_id, _) = call_payments(&mut patcher, &t, "read").await;
+        call_payments(&mut patcher, &t, "write").await;
         let admin = party(server, "/workloads/admin").await;
         let ask = || {
             let mut audit = admin.audit.clone();

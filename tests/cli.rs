@@ -11,41 +11,22 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::TestServer;
+use common::cli::{ClientFiles, expect, mandate, run_as};
 
-struct Files {
-    _dir: tempfile::TempDir,
-    cert: String,
-    key: String,
-    ca: String,
-}
-
-fn files(server: &TestServer, path: &str) -> Files {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = server.ca.svid(path).write(dir.path(), "svid");
-    let ca = dir.path().join("bundle.pem");
-    std::fs::write(&ca, &server.ca.pem).unwrap();
-    Files {
-        cert: cert.display().to_string(),
-        key: key.display().to_string(),
-        ca: ca.display().to_string(),
-        _dir: dir,
-    }
-}
-
-async fn authorize(server_addr: &str, files: &Files, extra: &[&str]) -> Output {
+async fn authorize(server_addr: &str, files: &ClientFiles, extra: &[&str]) -> Output {
     let args: Vec<&str> = std::iter::once("authorize")
         .chain(extra.iter().copied())
         .collect();
-    mandate(files, server_addr, &args).await
+    run_as(files, server_addr, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn allow_exits_0_and_prints_the_decision() {
     let server = TestServer::start().await;
-    let f = files(&server, "/agents/patcher");
+    let f = ClientFiles::new(&server, "/agents/patcher");
     let out = authorize(
         &server.addr,
         &f,
@@ -71,7 +52,7 @@ async fn allow_exits_0_and_prints_the_decision() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deny_exits_1_and_json_is_machine_readable() {
     let server = TestServer::start().await;
-    let f = files(&server, "/agents/patcher");
+    let f = ClientFiles::new(&server, "/agents/patcher");
     let out = authorize(
         &server.addr,
         &f,
@@ -97,7 +78,7 @@ async fn deny_exits_1_and_json_is_machine_readable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn context_is_passed_through() {
     let server = TestServer::start().await;
-    let f = files(&server, "/workloads/admin");
+    let f = ClientFiles::new(&server, "/workloads/admin");
     let args = ["--action", "delete", "--resource", "payroll"];
     let without = authorize(&server.addr, &f, &args).await;
     assert_eq!(without.status.code(), Some(1));
@@ -115,7 +96,7 @@ async fn context_is_passed_through() {
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_exit_2_and_a_server_that_cannot_answer_3() {
     let server = TestServer::start().await;
-    let f = files(&server, "/agents/patcher");
+    let f = ClientFiles::new(&server, "/agents/patcher");
     // Nobody listens on port 1: Mandate could not be asked (3), which is
     // neither a deny (1) nor a mistake in the command (2).
     let out = authorize(
@@ -166,7 +147,7 @@ fn dev_init_writes_a_trust_domain_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("dev");
     let run = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_mandate"))
+        mandate()
             .args(["dev", "init", "--dir"])
             .arg(&target)
             .args(["--trust-domain", "example.org", "--agent", "scout"])
@@ -192,31 +173,14 @@ fn dev_init_writes_a_trust_domain_and_refuses_to_overwrite() {
     assert_eq!(run(&["--force"]).status.code(), Some(0));
 }
 
-async fn mandate(files: &Files, server_addr: &str, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
-    command.args(args).args([
-        "--server",
-        server_addr,
-        "--cert",
-        &files.cert,
-        "--key",
-        &files.key,
-        "--ca",
-        &files.ca,
-    ]);
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_from_the_command_line_end_to_end() {
     let server = TestServer::start().await;
-    let frontend = files(&server, "/workloads/frontend");
-    let patcher = files(&server, "/agents/patcher");
-    let reviewer = files(&server, "/agents/reviewer");
+    let frontend = ClientFiles::new(&server, "/workloads/frontend");
+    let patcher = ClientFiles::new(&server, "/agents/patcher");
+    let reviewer = ClientFiles::new(&server, "/agents/reviewer");
 
-    let created = mandate(
+    let created = run_as(
         &frontend,
         &server.addr,
         &[
@@ -251,7 +215,7 @@ async fn a_task_from_the_command_line_end_to_end() {
     assert_eq!(task["state"], "active");
 
     // Only the delegatee gets a token: a refusal exits 1.
-    let stolen = mandate(
+    let stolen = run_as(
         &reviewer,
         &server.addr,
         &["task", "token", "--task", &task_id],
@@ -264,7 +228,7 @@ async fn a_task_from_the_command_line_end_to_end() {
         String::from_utf8_lossy(&stolen.stderr)
     );
 
-    let token = mandate(
+    let token = run_as(
         &patcher,
         &server.addr,
         &["task", "token", "--task", &task_id],
@@ -286,7 +250,7 @@ async fn a_task_from_the_command_line_end_to_end() {
         "--token",
         &token,
     ];
-    let allowed = mandate(&patcher, &server.addr, &read).await;
+    let allowed = run_as(&patcher, &server.addr, &read).await;
     assert_eq!(
         allowed.status.code(),
         Some(0),
@@ -294,7 +258,7 @@ async fn a_task_from_the_command_line_end_to_end() {
         String::from_utf8_lossy(&allowed.stdout)
     );
 
-    let revoked = mandate(
+    let revoked = run_as(
         &frontend,
         &server.addr,
         &["task", "revoke", "--task", &task_id],
@@ -306,11 +270,11 @@ async fn a_task_from_the_command_line_end_to_end() {
         "{}",
         String::from_utf8_lossy(&revoked.stderr)
     );
-    let denied = mandate(&patcher, &server.addr, &read).await;
+    let denied = run_as(&patcher, &server.addr, &read).await;
     assert_eq!(denied.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&denied.stdout).contains("mandate.guard.task-not-active"));
 
-    let listed = mandate(
+    let listed = run_as(
         &patcher,
         &server.addr,
         &["task", "list", "--state", "revoked", "--json"],
@@ -318,7 +282,7 @@ async fn a_task_from_the_command_line_end_to_end() {
     .await;
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["tasks"][0]["id"], task_id.as_str());
-    let missing = mandate(
+    let missing = run_as(
         &patcher,
         &server.addr,
         &["task", "get", "--task", "no-such-task"],
@@ -328,23 +292,12 @@ async fn a_task_from_the_command_line_end_to_end() {
 }
 
 /// `out` exited with `code`; returns its stdout.
-fn expect(out: &Output, code: i32) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approval_from_the_command_line() {
     let server = TestServer::start().await;
-    let frontend = files(&server, "/workloads/frontend");
-    let patcher = files(&server, "/agents/patcher");
-    let created = mandate(
+    let frontend = ClientFiles::new(&server, "/workloads/frontend");
+    let patcher = ClientFiles::new(&server, "/agents/patcher");
+    let created = run_as(
         &frontend,
         &server.addr,
         &[
@@ -368,7 +321,7 @@ async fn an_approval_from_the_command_line() {
     .await;
     let task: serde_json::Value = serde_json::from_str(&expect(&created, 0)).unwrap();
     let task_id = task["id"].as_str().unwrap().to_owned();
-    let token = mandate(
+    let token = run_as(
         &patcher,
         &server.addr,
         &["task", "token", "--task", &task_id],
@@ -385,19 +338,19 @@ async fn an_approval_from_the_command_line() {
         &token,
         "--json",
     ];
-    let held = mandate(&patcher, &server.addr, &delete).await;
+    let held = run_as(&patcher, &server.addr, &delete).await;
     let held: serde_json::Value = serde_json::from_str(&expect(&held, 1)).unwrap();
     assert_eq!(held["decision"], "needs_approval");
     let approval_id = held["approval_id"].as_str().unwrap().to_owned();
 
-    let pending = mandate(
+    let pending = run_as(
         &frontend,
         &server.addr,
         &["approval", "list", "--state", "pending"],
     )
     .await;
     assert!(expect(&pending, 0).contains(&approval_id));
-    let decided = mandate(
+    let decided = run_as(
         &frontend,
         &server.addr,
         &[
@@ -415,12 +368,12 @@ async fn an_approval_from_the_command_line() {
     let decided: serde_json::Value = serde_json::from_str(&expect(&decided, 0)).unwrap();
     assert_eq!(decided["state"], "approved");
     assert_eq!(decided["current"], true);
-    let allowed = mandate(&patcher, &server.addr, &delete).await;
+    let allowed = run_as(&patcher, &server.addr, &delete).await;
     let allowed: serde_json::Value = serde_json::from_str(&expect(&allowed, 0)).unwrap();
     assert_eq!(allowed["decision"], "allow");
 
     // `--approve` and `--deny` together are a usage error.
-    let both = mandate(
+    let both = run_as(
         &frontend,
         &server.addr,
         &[
@@ -447,7 +400,7 @@ fn agent_checksum_prints_the_canonical_checksum() {
     std::fs::write(&prompt, "You fix failing builds.\n").unwrap();
     std::fs::write(&tools, r#"[{"name": "git"}]"#).unwrap();
     std::fs::write(&config, r#"{"temperature": 0, "model": "m-1"}"#).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+    let out = mandate()
         .args(["agent", "checksum", "--prompt"])
         .arg(&prompt)
         .arg("--tools")
@@ -465,7 +418,7 @@ fn agent_checksum_prints_the_canonical_checksum() {
     assert_eq!(expect(&out, 0).trim(), expected);
 
     std::fs::write(&tools, "not json").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
+    let out = mandate()
         .args(["agent", "checksum", "--prompt"])
         .arg(&prompt)
         .arg("--tools")

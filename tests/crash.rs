@@ -18,18 +18,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Leaf, TestCa};
-use mandate::api::v1::approval_service_client::ApprovalServiceClient;
-use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use mandate::api::v1::task_service_client::TaskServiceClient;
+use common::TestCa;
+use common::party::{PATCHER, Party, call, scope, token};
 use mandate::api::v1::{
     ApprovalState, CompleteTaskRequest, CreateTaskRequest, DecideApprovalRequest, Decision,
-    GetTaskRequest, IssueTaskTokenRequest, ListApprovalsRequest, RevokeTaskRequest, TaskScope,
-    TaskState,
+    GetTaskRequest, ListApprovalsRequest, RevokeTaskRequest, TaskState,
 };
-use tonic::transport::Channel;
-
-const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
 
 /// `mandate serve` running, its stderr followed line by line.
 struct Served {
@@ -41,13 +35,10 @@ struct Served {
 /// `mandate serve` in `dir` with the test PKI and `extra` flags.
 fn serve(dir: &Path, extra: &[&str]) -> Command {
     let repo = common::repo();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    let mut command = common::cli::mandate();
     command
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .env_remove("MANDATE_CONFIG")
-        .env_remove("MANDATE_STORE")
-        .env_remove("MANDATE_STORE_KEY")
         .args([
             "serve",
             "--listen",
@@ -141,23 +132,6 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-struct Party {
-    tasks: TaskServiceClient<Channel>,
-    authz: AuthorizationServiceClient<Channel>,
-    approvals: ApprovalServiceClient<Channel>,
-}
-
-async fn party(ca: &TestCa, leaf: &Leaf, addr: &str) -> Party {
-    let channel = mandate::client::channel(addr, &ca.identity(leaf), None)
-        .await
-        .unwrap();
-    Party {
-        tasks: TaskServiceClient::new(channel.clone()),
-        authz: AuthorizationServiceClient::new(channel.clone()),
-        approvals: ApprovalServiceClient::new(channel),
-    }
-}
-
 async fn create(frontend: &mut Party) -> (String, u64) {
     let response = frontend
         .tasks
@@ -165,31 +139,12 @@ async fn create(frontend: &mut Party) -> (String, u64) {
             intent: "fix the payments build".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(TaskScope {
-                actions: vec!["read".into(), "delete".into()],
-                resources: vec!["repos".into()],
-                max_sensitivity: 1,
-                expires_at: 0,
-                ttl_seconds: 3600,
-            }),
+            scope: Some(scope(&["read", "delete"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()
         .into_inner();
     (response.task.unwrap().id, response.revision)
-}
-
-async fn token(patcher: &mut Party, task: &str) -> String {
-    patcher
-        .tasks
-        .issue_task_token(IssueTaskTokenRequest {
-            task_id: task.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
 }
 
 async fn state_of(party: &mut Party, task: &str) -> TaskState {
@@ -215,20 +170,14 @@ async fn every_acknowledged_write_survives_sigkill() {
 
     let mut served = Served::start(dir.path());
     let addr = served.addr();
-    let mut frontend = party(&ca, &frontend_leaf, &addr).await;
-    let mut patcher = party(&ca, &patcher_leaf, &addr).await;
+    let mut frontend = Party::connect(&ca, &frontend_leaf, &addr).await;
+    let mut patcher = Party::connect(&ca, &patcher_leaf, &addr).await;
     let (kept, _) = create(&mut frontend).await;
     let (revoked, _) = create(&mut frontend).await;
     let (completed, _) = create(&mut frontend).await;
     let kept_token = token(&mut patcher, &kept).await;
     let revoked_token = token(&mut patcher, &revoked).await;
-    let allowed = common::call(
-        &mut patcher.authz,
-        &revoked_token,
-        "read",
-        "repo:acme/payments",
-    )
-    .await;
+    let allowed = call(&mut patcher, &revoked_token, "read", "repo:acme/payments").await;
     assert_eq!(allowed.decision, Decision::Allow as i32, "{allowed:?}");
     let revoke = frontend
         .tasks
@@ -247,13 +196,7 @@ async fn every_acknowledged_write_survives_sigkill() {
         .await
         .unwrap();
     // A decision asks for the approval; a human grants it.
-    let asked = common::call(
-        &mut patcher.authz,
-        &kept_token,
-        "delete",
-        "repo:acme/payments",
-    )
-    .await;
+    let asked = call(&mut patcher, &kept_token, "delete", "repo:acme/payments").await;
     assert_eq!(asked.decision, Decision::NeedsApproval as i32, "{asked:?}");
     let decided = frontend
         .approvals
@@ -279,8 +222,8 @@ async fn every_acknowledged_write_survives_sigkill() {
         "{loaded}"
     );
     let addr = served.addr();
-    let mut frontend = party(&ca, &frontend_leaf, &addr).await;
-    let mut patcher = party(&ca, &patcher_leaf, &addr).await;
+    let mut frontend = Party::connect(&ca, &frontend_leaf, &addr).await;
+    let mut patcher = Party::connect(&ca, &patcher_leaf, &addr).await;
     assert_eq!(state_of(&mut frontend, &kept).await, TaskState::Active);
     assert_eq!(state_of(&mut frontend, &revoked).await, TaskState::Revoked);
     assert_eq!(
@@ -289,13 +232,7 @@ async fn every_acknowledged_write_survives_sigkill() {
     );
     // The revoked task's token (its signing key is under the data dir
     // too) is refused because the task is revoked, not for the key.
-    let denied = common::call(
-        &mut patcher.authz,
-        &revoked_token,
-        "read",
-        "repo:acme/payments",
-    )
-    .await;
+    let denied = call(&mut patcher, &revoked_token, "read", "repo:acme/payments").await;
     assert_eq!(denied.decision, Decision::Deny as i32, "{denied:?}");
     assert!(
         denied
@@ -318,13 +255,7 @@ async fn every_acknowledged_write_survives_sigkill() {
         .find(|a| a.id == asked.approval_id)
         .unwrap();
     assert_eq!(approval.state, ApprovalState::Approved as i32);
-    let lifted = common::call(
-        &mut patcher.authz,
-        &kept_token,
-        "delete",
-        "repo:acme/payments",
-    )
-    .await;
+    let lifted = call(&mut patcher, &kept_token, "delete", "repo:acme/payments").await;
     assert_eq!(lifted.decision, Decision::Allow as i32, "{lifted:?}");
     // Writes go on after the last acknowledged revision.
     let (_, next) = create(&mut frontend).await;
@@ -347,8 +278,8 @@ async fn signing_keys_sealed_in_the_store_survive_sigkill_and_need_their_key() {
 
     let mut served = Served::start_with(dir.path(), &with_key);
     let addr = served.addr();
-    let mut frontend = party(&ca, &frontend_leaf, &addr).await;
-    let mut patcher = party(&ca, &patcher_leaf, &addr).await;
+    let mut frontend = Party::connect(&ca, &frontend_leaf, &addr).await;
+    let mut patcher = Party::connect(&ca, &patcher_leaf, &addr).await;
     let (task, _) = create(&mut frontend).await;
     let token = token(&mut patcher, &task).await;
     served.kill();
@@ -362,8 +293,8 @@ async fn signing_keys_sealed_in_the_store_survive_sigkill_and_need_their_key() {
     // back from the store.
     let mut served = Served::start_with(dir.path(), &with_key);
     let addr = served.addr();
-    let mut patcher = party(&ca, &patcher_leaf, &addr).await;
-    let r = common::call(&mut patcher.authz, &token, "read", "repo:acme/payments").await;
+    let mut patcher = Party::connect(&ca, &patcher_leaf, &addr).await;
+    let r = call(&mut patcher, &token, "read", "repo:acme/payments").await;
     assert_eq!(r.decision, Decision::Allow as i32, "{r:?}");
     served.kill();
 

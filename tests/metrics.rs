@@ -43,7 +43,7 @@ async fn metrics_move_when_decisions_are_made() {
             intent: "fix".into(),
             delegatee: PATCHER.into(),
             on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"])),
+            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
         })
         .await
         .unwrap()

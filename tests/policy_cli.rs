@@ -12,27 +12,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::cli::{run, text};
 use common::{Setup, TestServer};
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::{AuthorizeRequest, Resource};
-
-fn mandate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -40,11 +24,11 @@ fn arg(path: &Path) -> &str {
 
 #[test]
 fn the_shipped_policies_validate_are_formatted_and_pass_their_suite() {
-    let out = mandate(&["policy", "validate"]);
+    let out = run(&["policy", "validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = mandate(&["policy", "fmt", "--check"]);
+    let out = run(&["policy", "fmt", "--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = mandate(&["policy", "test"]);
+    let out = run(&["policy", "test"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains(" passed, 0 failed"), "{}", text(&out));
 }
@@ -55,14 +39,14 @@ fn validate_shows_the_problem_with_a_caret_and_exits_1() {
         "typo.cedar",
         "@id(\"typo\")\npermit (principal, action == Mandate::Action::\"read\", resource is Mandate::Resource)\nwhen { resource.colour == \"red\" };\n",
     )]);
-    let out = mandate(&["policy", "validate", "--policies", arg(dir.path())]);
+    let out = run(&["policy", "validate", "--policies", arg(dir.path())]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = text(&out);
     assert!(shown.contains("typo.cedar:3:8"), "{shown}");
     assert!(shown.contains("resource.colour"), "{shown}");
     assert!(shown.contains("───"), "a caret excerpt: {shown}");
     // A missing directory is a usage error.
-    let out = mandate(&["policy", "validate", "--policies", "/no/such/dir"]);
+    let out = run(&["policy", "validate", "--policies", "/no/such/dir"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
@@ -75,12 +59,12 @@ fn fmt_check_lists_unformatted_files_and_fmt_fixes_them() {
         "permit(principal,action==Mandate::Action::\"read\",resource)when{true};",
     )
     .unwrap();
-    let out = mandate(&["policy", "fmt", "--check", arg(dir.path())]);
+    let out = run(&["policy", "fmt", "--check", arg(dir.path())]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("would reformat"), "{}", text(&out));
-    let out = mandate(&["policy", "fmt", arg(dir.path())]);
+    let out = run(&["policy", "fmt", arg(dir.path())]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = mandate(&["policy", "fmt", "--check", arg(dir.path())]);
+    let out = run(&["policy", "fmt", "--check", arg(dir.path())]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         std::fs::read_to_string(&file)
@@ -109,7 +93,7 @@ fn a_failing_case_shows_expected_and_actual_and_exits_1() {
         .to_string(),
     )
     .unwrap();
-    let out = mandate(&["policy", "test", arg(&suite)]);
+    let out = run(&["policy", "test", arg(&suite)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = text(&out);
     assert!(shown.contains("ok    right"), "{shown}");
@@ -127,7 +111,7 @@ fn a_failing_case_shows_expected_and_actual_and_exits_1() {
 
 #[test]
 fn explain_names_the_policies_with_their_source_and_the_entity_slice() {
-    let out = mandate(&[
+    let out = run(&[
         "policy",
         "explain",
         "--request",
@@ -219,7 +203,7 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
     assert!(records[0]["cedar"]["entities"].is_array());
 
     // Unchanged policies: nothing flips.
-    let out = mandate(&["policy", "replay", "--decisions", arg(&log)]);
+    let out = run(&["policy", "replay", "--decisions", arg(&log)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("3 decision(s)"), "{}", text(&out));
     assert!(text(&out).contains("0 would change"), "{}", text(&out));
@@ -229,7 +213,7 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
         "extra.cedar",
         "@id(\"agents-read-customer-db\")\npermit (principal is Mandate::Agent, action == Mandate::Action::\"read\", resource == Mandate::Resource::\"customer-db\");\n",
     )]);
-    let out = mandate(&[
+    let out = run(&[
         "policy",
         "replay",
         "--decisions",
@@ -249,7 +233,7 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
         !shown.contains(&handbook) && !shown.contains(&web),
         "{shown}"
     );
-    let out = mandate(&[
+    let out = run(&[
         "policy",
         "replay",
         "--decisions",
@@ -264,7 +248,7 @@ async fn replay_finds_exactly_the_decisions_a_change_flips() {
     // The handbook stays readable through `anyone-reads-handbook`.
     let narrowed = common::policies_with(&[]);
     std::fs::remove_file(narrowed.path().join("agents.cedar")).unwrap();
-    let out = mandate(&[
+    let out = run(&[
         "policy",
         "replay",
         "--decisions",
@@ -288,7 +272,7 @@ fn validate_warns_about_a_policy_that_can_never_apply() {
         "never.cedar",
         "@id(\"never\")\npermit (principal, action == Mandate::Action::\"read\", resource)\nwhen { false };\n",
     )]);
-    let out = mandate(&["policy", "validate", "--policies", arg(dir.path())]);
+    let out = run(&["policy", "validate", "--policies", arg(dir.path())]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("1 warning(s)"), "{}", text(&out));
     assert!(

@@ -13,34 +13,14 @@
 mod common;
 
 use common::TestServer;
-use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use mandate::api::v1::registry_service_client::RegistryServiceClient;
-use mandate::api::v1::task_service_client::TaskServiceClient;
+use common::party::*;
 use mandate::api::v1::{
-    AgentEntry, AuthorizeResponse, CreateTaskRequest, Decision, DelegateTaskRequest, Entry,
-    EntryKind, GroupEntry, IssueTaskTokenRequest, ListRequest, RegisterRequest, RemoveRequest,
-    ResourceEntry, TaskScope, UpdateRequest, WorkloadEntry, entry,
+    AgentEntry, CreateTaskRequest, Decision, DelegateTaskRequest, Entry, EntryKind, GroupEntry,
+    IssueTaskTokenRequest, ListRequest, RegisterRequest, RemoveRequest, ResourceEntry, TaskScope,
+    UpdateRequest, WorkloadEntry, entry,
 };
 use mandate::integrity::agent_checksum;
 use tonic::Code;
-use tonic::transport::Channel;
-
-const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
-
-struct Party {
-    registry: RegistryServiceClient<Channel>,
-    tasks: TaskServiceClient<Channel>,
-    authz: AuthorizationServiceClient<Channel>,
-}
-
-async fn party(server: &TestServer, path: &str) -> Party {
-    let channel = server.channel(path).await;
-    Party {
-        registry: RegistryServiceClient::new(channel.clone()),
-        tasks: TaskServiceClient::new(channel.clone()),
-        authz: AuthorizationServiceClient::new(channel),
-    }
-}
 
 fn resource(id: &str, parent: &str, sensitivity: &str) -> Entry {
     Entry {
@@ -62,14 +42,6 @@ fn agent(spiffe_id: &str, checksum: &str, class: &str) -> Entry {
             ..Default::default()
         })),
     }
-}
-
-async fn call(party: &mut Party, token: &str, action: &str, resource: &str) -> AuthorizeResponse {
-    common::call(&mut party.authz, token, action, resource).await
-}
-
-fn decision(r: &AuthorizeResponse) -> Decision {
-    Decision::try_from(r.decision).unwrap()
 }
 
 /// A task from the frontend for alice, delegated to `delegatee`.
@@ -170,15 +142,17 @@ async fn registry_writes_are_authorized_and_take_effect_on_the_next_decision() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
-    let status = admin
-        .registry
-        .register(RegisterRequest {
-            entry: Some(resource("orphan", "no-such-parent", "")),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert_eq!(common::error_reason(&status), "invalid-entry", "{status:?}");
+    let status = assert_refused(
+        admin
+            .registry
+            .register(RegisterRequest {
+                entry: Some(resource("orphan", "no-such-parent", "")),
+            })
+            .await,
+        Code::InvalidArgument,
+        "invalid-entry",
+        "an entry under a parent that does not exist",
+    );
     assert!(status.message().contains("no-such-parent"), "{status:?}");
     let status = admin
         .registry

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::party::decision;
 use common::{Setup, TestServer};
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::policy_service_client::PolicyServiceClient;
 use mandate::api::v1::{
-    AuthorizeRequest, AuthorizeResponse, Decision, GetPolicyStatusRequest, ListPoliciesRequest,
-    PolicyFile, ReloadPoliciesRequest, Resource, ValidatePoliciesRequest,
+    AuthorizeRequest, Decision, GetPolicyStatusRequest, ListPoliciesRequest, PolicyFile,
+    ReloadPoliciesRequest, Resource, ValidatePoliciesRequest,
 };
 use tonic::Code;
 
@@ -67,10 +68,6 @@ async fn wait_for<T>(calls: &AtomicUsize, n: usize, caller: &tokio::task::JoinHa
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-fn decision(r: &AuthorizeResponse) -> Decision {
-    Decision::try_from(r.decision).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

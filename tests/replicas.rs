@@ -26,7 +26,8 @@ use mandate::api::v1::{
     AuthorizeRequest, AuthorizeResponse, CreateTaskRequest, Decision, IssueTaskTokenRequest,
     Resource, RevokeTaskRequest, TaskScope,
 };
-use mandate::store::{PostgresStore, ReplicaSettings};
+use mandate::journal::ReplicaSettings;
+use mandate::store::PostgresStore;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Channel;
 

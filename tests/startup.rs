@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn mandate() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
-    command.env("RUST_LOG", "info").env_remove("MANDATE_CONFIG");
+    let mut command = common::cli::mandate();
+    command.env("RUST_LOG", "info");
     command
 }
 

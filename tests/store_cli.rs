@@ -10,25 +10,15 @@
     reason = "tests"
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::Arc;
 
+use common::cli::{code_and_stderr, run};
 use mandate::graph::{Task, TaskSpec, TaskState};
 use mandate::store::{Change, PostgresStore, SqliteStore, Store};
 use spiffe::SpiffeId;
-
-fn mandate(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .env_remove("MANDATE_STORE")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 fn task(id: &str, state: TaskState) -> Arc<Task> {
     let spec = TaskSpec {
@@ -72,32 +62,32 @@ async fn a_backup_restores_into_an_empty_store_and_not_over_a_full_one() {
     let source_url = format!("sqlite://{}", source.display());
     let copy_url = format!("sqlite://{}", copy.display());
 
-    let (code, stderr) = mandate(&["store", "migrate", "--store", &source_url]);
+    let (code, stderr) = code_and_stderr(&run(&["store", "migrate", "--store", &source_url]));
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("revision 0"), "{stderr}");
     fill(&SqliteStore::open(&source).await.unwrap()).await;
 
     let backup_arg = backup.display().to_string();
-    let (code, stderr) = mandate(&[
+    let (code, stderr) = code_and_stderr(&run(&[
         "store",
         "export",
         "--store",
         &source_url,
         "--output",
         &backup_arg,
-    ]);
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let lines = std::fs::read_to_string(&backup).unwrap();
     assert_eq!(lines.lines().count(), 2, "a head row and one task: {lines}");
 
-    let (code, stderr) = mandate(&[
+    let (code, stderr) = code_and_stderr(&run(&[
         "store",
         "import",
         "--store",
         &copy_url,
         "--input",
         &backup_arg,
-    ]);
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let loaded = SqliteStore::open(&copy)
         .await
@@ -110,18 +100,18 @@ async fn a_backup_restores_into_an_empty_store_and_not_over_a_full_one() {
     assert_eq!(loaded.tasks[0].state, TaskState::Revoked);
 
     // Never over existing state.
-    let (code, stderr) = mandate(&[
+    let (code, stderr) = code_and_stderr(&run(&[
         "store",
         "import",
         "--store",
         &copy_url,
         "--input",
         &backup_arg,
-    ]);
+    ]));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("not empty"), "{stderr}");
 
-    let (code, stderr) = mandate(&["store", "migrate", "--store", "mysql://nowhere"]);
+    let (code, stderr) = code_and_stderr(&run(&["store", "migrate", "--store", "mysql://nowhere"]));
     assert_eq!(code, 2, "{stderr}");
 }
 
@@ -134,14 +124,14 @@ async fn a_sqlite_store_moves_to_postgresql() {
     fill(&SqliteStore::open(&source).await.unwrap()).await;
     let backup = dir.path().join("backup.jsonl").display().to_string();
     let source_url = format!("sqlite://{}", source.display());
-    let (code, stderr) = mandate(&[
+    let (code, stderr) = code_and_stderr(&run(&[
         "store",
         "export",
         "--store",
         &source_url,
         "--output",
         &backup,
-    ]);
+    ]));
     assert_eq!(code, 0, "{stderr}");
 
     // A schema of its own, named in the URL as an operator would.
@@ -149,7 +139,9 @@ async fn a_sqlite_store_moves_to_postgresql() {
     let admin = PostgresStore::connect(&url, Some(&schema)).await.unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
     let target = format!("{url}{separator}options=-csearch_path%3D{schema}");
-    let (code, stderr) = mandate(&["store", "import", "--store", &target, "--input", &backup]);
+    let (code, stderr) = code_and_stderr(&run(&[
+        "store", "import", "--store", &target, "--input", &backup,
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let loaded = admin.load().await.unwrap();
     assert_eq!(loaded.revision, 2);
@@ -170,13 +162,13 @@ async fn a_sqlite_store_open_in_another_process_is_refused() {
     // A second process that writes (a migration or an import into a store
     // a server is using, a second server on the same volume) would never
     // be seen by this one.
-    let (code, stderr) = mandate(&["store", "migrate", "--store", &url]);
+    let (code, stderr) = code_and_stderr(&run(&["store", "migrate", "--store", &url]));
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("another process"), "{stderr}");
     // One that only reads may run beside it: a backup of a running store.
-    let (code, stderr) = mandate(&["store", "export", "--store", &url]);
+    let (code, stderr) = code_and_stderr(&run(&["store", "export", "--store", &url]));
     assert_eq!(code, 0, "{stderr}");
     drop(running);
-    let (code, stderr) = mandate(&["store", "migrate", "--store", &url]);
+    let (code, stderr) = code_and_stderr(&run(&["store", "migrate", "--store", &url]));
     assert_eq!(code, 0, "once it is closed the store opens: {stderr}");
 }

@@ -13,9 +13,6 @@
 
 mod common;
 
-#[path = "threats/support.rs"]
-mod support;
-
 #[path = "threats/spoofing.rs"]
 mod spoofing;
 

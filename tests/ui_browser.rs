@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use common::audit::{delegate, metric, party, scope, token};
+use common::audit::{delegate, metric};
+use common::party::{PATCHER, call, party, root_task, scope, token};
 use common::{Leaf, Setup, TestServer};
-use mandate::api::v1::approval_service_client::ApprovalServiceClient;
-use mandate::api::v1::{CreateTaskRequest, DecideApprovalRequest, Decision};
+use mandate::api::v1::{DecideApprovalRequest, Decision};
 use mandate::ui::{UiSettings, WebhookSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -39,9 +39,8 @@ use tonic::Code;
 const PLAYWRIGHT_CORE: &str = "1.65.1";
 /// Debian's chromium as this machine's apt offers it (`apt-cache policy
 /// chromium`); installed only when `/usr/bin/chromium` is missing.
-const CHROMIUM_DEB: &str = "chromium=156.0.8078.114-1~deb12u1";
+const CHROMIUM_DEB: &str = "chromium=156.0.8078.129-1~deb12u1";
 const CHROMIUM: &str = "/usr/bin/chromium";
-const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
 
 /// Where the browser harness and its artifacts (screenshots) live.
 fn browser_dir() -> PathBuf {
@@ -296,29 +295,16 @@ async fn approvers_decide_in_the_browser_and_see_the_trail() {
     let bob = front_proxy(&server, &proxy_leaf, "bob").await;
 
     // A three-level chain: patcher, reviewer, tester.
-    let mut frontend = party(&server, "/workloads/frontend").await;
-    let mut approvals = ApprovalServiceClient::new(server.channel("/workloads/frontend").await);
-    let root = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write", "delete"], &["repos"])),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
+    let mut approvals = party(&server, "/workloads/frontend").await.approvals;
+    let root = root_task(
+        &server,
+        PATCHER,
+        scope(&["read", "write", "delete"], &["repos"], 1, 3600),
+    )
+    .await
+    .id;
     let mut patcher = party(&server, "/agents/patcher").await;
     let patcher_token = token(&mut patcher, &root).await;
-    let call = |party: &mut common::audit::Party, token: &str, action: &str, resource: &str| {
-        let mut authz = party.authz.clone();
-        let (token, action, resource) = (token.to_owned(), action.to_owned(), resource.to_owned());
-        async move { common::call(&mut authz, &token, &action, &resource).await }
-    };
     assert_eq!(
         call(&mut patcher, &patcher_token, "read", "repo:acme/payments")
             .await

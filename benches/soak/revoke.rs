@@ -1,6 +1,6 @@
 //! Tasks in use and their revocation: the front end starts a task for the
-//! patcher, which gets a token bound to its SVID (the README's "Tasks"
-//! flow); every interval one task in use is revoked, its token stays in use
+//! patcher, which gets a token bound to its SVID (the "Tasks" flow of
+//! docs/tasks-and-approvals.md); every interval one task in use is revoked, its token stays in use
 //! for a moment after the acknowledgement (so calls are sent after it), then
 //! a fresh task takes its slot.
 

@@ -21,10 +21,10 @@ use crate::audit::EventKind;
 use crate::clock::Clock;
 use crate::decision::DEFAULT_RESOURCE_TYPE;
 use crate::graph::{ResourceHierarchy, TaskGraph, TaskState, chain_state};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::registry::{Kind, Registry};
-use crate::store::Journal;
 
 /// How long a decision counts when the request does not say.
 const DEFAULT_VALID_FOR_SECS: i64 = 3600;

@@ -51,7 +51,7 @@ pub struct ReadyState {
     /// The route map of Envoy's `Check`.
     pub routes: Arc<RouteTable>,
     /// The store and this replica's contact with it.
-    pub store: crate::store::StoreHandle,
+    pub store: crate::journal::StoreHandle,
 }
 
 /// The router for the HTTP listener.

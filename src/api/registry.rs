@@ -17,9 +17,9 @@ use super::v1::{
     RemoveRequest, UpdateRequest,
 };
 use crate::decision::AgentPattern;
+use crate::journal::Journal;
 use crate::proto::registry::{entry_from_proto, entry_to_proto};
 use crate::registry::{AgentEntry, Entry, Kind, Registry, Snapshot};
-use crate::store::Journal;
 
 /// What a caller that may not update an agent sees of its checksum.
 const REDACTED: &str = "(redacted)";

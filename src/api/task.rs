@@ -27,10 +27,10 @@ use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::task_entities;
 use crate::graph::{Amendment, Task, TaskFilter, TaskGraph, TaskSpec, TaskState, chain_state};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::revision::Revision;
-use crate::store::Journal;
 
 const TASK_TYPE: &str = "Mandate::Task";
 /// Graph pages one `ListTasks` call examines at most; past that it answers

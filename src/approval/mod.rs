@@ -200,7 +200,7 @@ impl ApprovalBook {
     /// The pending approval for `subject`, or a new one. Returns it, whether
     /// it was created, and the revision (unchanged when it already existed).
     /// `scope_digest` is the task's digest now. In memory only: a server
-    /// writes through [`crate::store::Journal`].
+    /// writes through [`crate::journal::Journal`].
     pub fn request(
         &self,
         subject: Subject,

@@ -151,7 +151,7 @@ impl SigningKeys {
     }
 
     /// A key ring filled from the store: it never makes keys itself (see
-    /// [`crate::store::Journal::rotate_key_if_due`]); until the first one
+    /// [`crate::journal::Journal::rotate_key_if_due`]); until the first one
     /// is inserted, signing fails.
     pub fn from_store(rotation: KeyRotation, clock: Arc<dyn Clock>) -> Self {
         Self {

@@ -18,12 +18,13 @@ use crate::approval::ApprovalError;
 use crate::audit::{DecisionLog, DecisionRecord, EventKind, RECORD_VERSION, TaskEvent};
 use crate::clock::Clock;
 use crate::identity::IdentityWatch;
+use crate::journal::StoreHandle;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::registry::Registry;
 use crate::revision::Revision;
-use crate::store::{StoreError, StoreHandle};
+use crate::store::StoreError;
 
 /// How often a decision waiting for its `min_revision` looks again.
 const REVISION_POLL: Duration = Duration::from_millis(2);

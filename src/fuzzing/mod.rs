@@ -27,6 +27,24 @@ pub const ISSUER: &str = "spiffe://mandate.local/mandate";
 /// validity, so a seed stays valid whenever the fuzzer runs.
 pub const NOW: i64 = 1_780_000_000;
 
+/// The fuzz workspace in this checkout (`fuzz/`): its fixtures, seeds and
+/// regressions, for the regression test and the seed writer.
+pub fn fuzz_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+impl TokenHarness {
+    /// The harness of the `token` target, from `fuzz/fixtures/` as the
+    /// target embeds them.
+    pub fn from_fixtures() -> Result<Self, String> {
+        let fixtures = fuzz_dir().join("fixtures");
+        let read = |name: &str| {
+            std::fs::read(fixtures.join(name)).map_err(|e| format!("fuzz/fixtures/{name}: {e}"))
+        };
+        Self::new(&read("token-key.pk8")?, &read("svid.der")?)
+    }
+}
+
 /// What the code under test made of an input that broke no invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -139,7 +139,7 @@ impl TaskGraph {
     }
 
     /// Creates a root task delegated by `delegator` for `originator`.
-    /// In memory only: a server writes through [`crate::store::Journal`].
+    /// In memory only: a server writes through [`crate::journal::Journal`].
     pub fn create_root(
         &self,
         id: TaskId,

@@ -1,7 +1,7 @@
 //! Writes to the graph, in two steps: a plan checks every invariant against
 //! the current state and returns the tasks as they will be, without
 //! changing anything; [`super::TaskGraph::apply`] puts them in. The durable path
-//! ([`crate::store::Journal`]) commits a plan to the store between the two,
+//! ([`crate::journal::Journal`]) commits a plan to the store between the two,
 //! so nothing reaches memory before it is on disk.
 
 use std::sync::Arc;

@@ -11,9 +11,9 @@ use crate::approval::{ApprovalBook, ApprovalFilter, ApprovalState};
 use crate::audit::QueueStats;
 use crate::clock::{Clock, SystemClock};
 use crate::identity::{IdentityStatus, IdentityWatch};
+use crate::journal::ReplicaHealth;
 use crate::policy::PolicyStore;
 use crate::revision::Revision;
-use crate::store::ReplicaHealth;
 
 /// What the scrape-time metrics read.
 #[derive(Debug, Clone)]

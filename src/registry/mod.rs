@@ -155,7 +155,7 @@ impl Registry {
     /// Adds an entry that does not exist yet. `authorize` sees the
     /// registry as it would be, with the entry in it, and can refuse; it
     /// runs before the caller learns whether the entry exists. In memory
-    /// only: a server writes through [`crate::store::Journal`].
+    /// only: a server writes through [`crate::journal::Journal`].
     pub fn register<E: From<RegistryError>>(
         &self,
         entry: Entry,

@@ -20,7 +20,7 @@ use crate::api::Trail;
 use crate::clock::Clock;
 use crate::graph::{TaskFilter, TaskGraph, TaskId, TaskState};
 use crate::identity::{IdentityStatus, IdentityWatch, Withdrawal, WithdrawalEvents};
-use crate::store::Journal;
+use crate::journal::Journal;
 
 /// Tasks read per page while looking for a trust domain's delegatees.
 const PAGE: usize = 500;

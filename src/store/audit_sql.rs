@@ -1,61 +1,28 @@
 //! The audit table in SQL, for both backends (`migrations/*/0003_audit.sql`).
 //! The statements are the same text for SQLite and PostgreSQL (`$N`
-//! placeholders, numbered `?N` for SQLite), so one body of code serves both
-//! through [`with_pool!`], which expands it once per backend.
+//! placeholders), so one body of code serves both through [`with_pool!`],
+//! which expands it once per backend.
 
 use std::sync::Arc;
 
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row};
 
 use super::StoreError;
 use super::error::{from_db, to_db};
+use super::sql::{SqlPool, with_pool};
 use crate::audit::{AuditTable, Chain, DecisionFilter, Indexed, Pruned, StoredRow, indexed};
 
 /// The audit table of a store.
 #[derive(Debug, Clone)]
 pub struct SqlAuditTable {
-    pool: AuditPool,
-}
-
-#[derive(Debug, Clone)]
-enum AuditPool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+    pool: SqlPool,
 }
 
 impl SqlAuditTable {
-    /// The table of a SQLite store.
-    pub(super) fn sqlite(pool: SqlitePool) -> Arc<dyn AuditTable> {
-        Arc::new(Self {
-            pool: AuditPool::Sqlite(pool),
-        })
+    /// The table in the store's database.
+    pub(super) fn on(pool: SqlPool) -> Arc<dyn AuditTable> {
+        Arc::new(Self { pool })
     }
-
-    /// The table of a PostgreSQL store.
-    pub(super) fn postgres(pool: PgPool) -> Arc<dyn AuditTable> {
-        Arc::new(Self {
-            pool: AuditPool::Postgres(pool),
-        })
-    }
-}
-
-/// Runs `$body` with `$p` bound to the pool and `$sql` turning a statement
-/// into the backend's placeholder form.
-macro_rules! with_pool {
-    ($self:expr, |$p:ident, $sql:ident| $body:block) => {
-        match &$self.pool {
-            AuditPool::Sqlite($p) => {
-                let $sql = |s: &str| s.replace('$', "?");
-                $body
-            }
-            AuditPool::Postgres($p) => {
-                let $sql = |s: &str| s.to_owned();
-                $body
-            }
-        }
-    };
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -69,23 +36,23 @@ const POLICY_CHUNK: usize = 1000;
 #[async_trait::async_trait]
 impl AuditTable for SqlAuditTable {
     async fn head(&self, chain: &str) -> Result<Option<Chain>, StoreError> {
-        with_pool!(self, |pool, sql| {
-            let last = sqlx::query(&sql(
+        with_pool!(&self.pool, |pool| {
+            let last = sqlx::query(
                 "SELECT seq, hash FROM audit_records WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
-            ))
+            )
             .bind(chain)
             .fetch_optional(pool)
             .await
             .map_err(unavailable)?;
             let row = match last {
                 Some(row) => Some(row),
-                None => sqlx::query(&sql(
-                    "SELECT pruned_seq, pruned_hash FROM audit_chains WHERE chain = $1",
-                ))
-                .bind(chain)
-                .fetch_optional(pool)
-                .await
-                .map_err(unavailable)?,
+                None => {
+                    sqlx::query("SELECT pruned_seq, pruned_hash FROM audit_chains WHERE chain = $1")
+                        .bind(chain)
+                        .fetch_optional(pool)
+                        .await
+                        .map_err(unavailable)?
+                }
             };
             Ok(row.map(|row| Chain {
                 seq: from_db(row.get(0)),
@@ -108,7 +75,7 @@ impl AuditTable for SqlAuditTable {
             .collect();
         policies.sort_unstable();
         policies.dedup();
-        with_pool!(self, |pool, _sql| {
+        with_pool!(&self.pool, |pool| {
             let mut tx = pool.begin().await.map_err(unavailable)?;
             let mut insert =
                 QueryBuilder::new(format!("INSERT INTO audit_records ({ROW_COLUMNS}) "));
@@ -151,20 +118,20 @@ impl AuditTable for SqlAuditTable {
 
     async fn prune(&self, before_ms: i64, batch: u32, now_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0u64;
-        with_pool!(self, |pool, sql| {
+        with_pool!(&self.pool, |pool| {
             loop {
-                let chains: Vec<String> = sqlx::query_scalar(&sql(
+                let chains: Vec<String> = sqlx::query_scalar(
                     "SELECT DISTINCT chain FROM audit_records WHERE time_ms < $1",
-                ))
+                )
                 .bind(before_ms)
                 .fetch_all(pool)
                 .await
                 .map_err(unavailable)?;
                 let mut deleted_now = 0u64;
                 for chain in &chains {
-                    let bounds = sqlx::query(&sql(
+                    let bounds = sqlx::query(
                         "SELECT MAX(CASE WHEN time_ms < $2 THEN seq END), MIN(seq) FROM audit_records WHERE chain = $1",
-                    ))
+                    )
                     .bind(chain)
                     .bind(before_ms)
                     .fetch_one(pool)
@@ -180,9 +147,9 @@ impl AuditTable for SqlAuditTable {
                     // its own time, so the rows kept are a whole suffix.
                     let upto = cut.min(lowest.saturating_add(i64::from(batch.max(1)) - 1));
                     let mut tx = pool.begin().await.map_err(unavailable)?;
-                    let last = sqlx::query(&sql(
+                    let last = sqlx::query(
                         "SELECT seq, hash FROM audit_records WHERE chain = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
-                    ))
+                    )
                     .bind(chain)
                     .bind(upto)
                     .fetch_optional(&mut *tx)
@@ -192,30 +159,27 @@ impl AuditTable for SqlAuditTable {
                         continue;
                     };
                     let (last_seq, last_hash): (i64, String) = (last.get(0), last.get(1));
-                    sqlx::query(&sql(
-                        "DELETE FROM audit_policies WHERE chain = $1 AND seq <= $2",
-                    ))
-                    .bind(chain)
-                    .bind(last_seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                    let deleted = sqlx::query(&sql(
-                        "DELETE FROM audit_records WHERE chain = $1 AND seq <= $2",
-                    ))
-                    .bind(chain)
-                    .bind(last_seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?
-                    .rows_affected();
+                    sqlx::query("DELETE FROM audit_policies WHERE chain = $1 AND seq <= $2")
+                        .bind(chain)
+                        .bind(last_seq)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    let deleted =
+                        sqlx::query("DELETE FROM audit_records WHERE chain = $1 AND seq <= $2")
+                            .bind(chain)
+                            .bind(last_seq)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(unavailable)?
+                            .rows_affected();
                     // Two replicas may prune at once: the cut only moves on.
-                    sqlx::query(&sql(
+                    sqlx::query(
                         "INSERT INTO audit_chains (chain, pruned_seq, pruned_hash, pruned_at_ms) VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (chain) DO UPDATE SET pruned_seq = excluded.pruned_seq, \
                          pruned_hash = excluded.pruned_hash, pruned_at_ms = excluded.pruned_at_ms \
                          WHERE excluded.pruned_seq > audit_chains.pruned_seq",
-                    ))
+                    )
                     .bind(chain)
                     .bind(last_seq)
                     .bind(last_hash)
@@ -240,7 +204,7 @@ impl AuditTable for SqlAuditTable {
         limit: usize,
     ) -> Result<Vec<Indexed>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        with_pool!(self, |pool, _sql| {
+        with_pool!(&self.pool, |pool| {
             let mut q = QueryBuilder::new(
                 "SELECT r.seq, r.body FROM audit_records r WHERE r.kind = 'decision'",
             );
@@ -282,11 +246,11 @@ impl AuditTable for SqlAuditTable {
 
     async fn trail(&self, root_task_id: &str, limit: usize) -> Result<Vec<Indexed>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        with_pool!(self, |pool, sql| {
-            let rows = sqlx::query(&sql(
+        with_pool!(&self.pool, |pool| {
+            let rows = sqlx::query(
                 "SELECT seq, body FROM audit_records WHERE root_task_id = $1 \
                  ORDER BY time_ms, chain, seq LIMIT $2",
-            ))
+            )
             .bind(root_task_id)
             .bind(limit)
             .fetch_all(pool)
@@ -299,7 +263,7 @@ impl AuditTable for SqlAuditTable {
     }
 
     async fn window_start(&self) -> Result<Option<i64>, StoreError> {
-        with_pool!(self, |pool, _sql| {
+        with_pool!(&self.pool, |pool| {
             let cuts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_chains")
                 .fetch_one(pool)
                 .await
@@ -318,7 +282,7 @@ impl AuditTable for SqlAuditTable {
     }
 
     async fn chains(&self) -> Result<Vec<String>, StoreError> {
-        with_pool!(self, |pool, _sql| {
+        with_pool!(&self.pool, |pool| {
             sqlx::query_scalar(
                 "SELECT DISTINCT chain FROM audit_records UNION SELECT chain FROM audit_chains ORDER BY 1",
             )
@@ -329,14 +293,13 @@ impl AuditTable for SqlAuditTable {
     }
 
     async fn pruned(&self, chain: &str) -> Result<Option<Pruned>, StoreError> {
-        with_pool!(self, |pool, sql| {
-            let row = sqlx::query(&sql(
-                "SELECT pruned_seq, pruned_hash FROM audit_chains WHERE chain = $1",
-            ))
-            .bind(chain)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
+        with_pool!(&self.pool, |pool| {
+            let row =
+                sqlx::query("SELECT pruned_seq, pruned_hash FROM audit_chains WHERE chain = $1")
+                    .bind(chain)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(unavailable)?;
             Ok(row.map(|row| Pruned {
                 seq: from_db(row.get(0)),
                 hash: row.get(1),
@@ -350,10 +313,10 @@ impl AuditTable for SqlAuditTable {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StoredRow>, StoreError> {
-        with_pool!(self, |pool, sql| {
-            let rows = sqlx::query(&sql(&format!(
+        with_pool!(&self.pool, |pool| {
+            let rows = sqlx::query(&format!(
                 "SELECT {ROW_COLUMNS} FROM audit_records WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-            )))
+            ))
             .bind(chain)
             .bind(to_db(after_seq))
             .bind(i64::from(limit))
@@ -379,9 +342,9 @@ impl AuditTable for SqlAuditTable {
                 })
                 .collect();
             if let (Some(first), Some(last)) = (out.first(), out.last()) {
-                let policies = sqlx::query(&sql(
+                let policies = sqlx::query(
                     "SELECT seq, policy_id FROM audit_policies WHERE chain = $1 AND seq >= $2 AND seq <= $3",
-                ))
+                )
                 .bind(chain)
                 .bind(to_db(first.seq))
                 .bind(to_db(last.seq))

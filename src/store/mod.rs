@@ -10,18 +10,16 @@
 //! row whose primary key is the new revision. A writer claims revision
 //! `N + 1` where `N` is the revision its memory is at; if another replica
 //! took it first the insert conflicts, the writer catches up and plans
-//! again (see [`Journal`]).
+//! again (see [`crate::journal::Journal`], which plans, commits here and
+//! applies to memory).
 
 mod audit_sql;
-pub mod boot;
 mod error;
-mod follow;
-mod journal;
-mod keyring;
 mod postgres;
 pub mod record;
 pub mod seal;
 mod snapshot;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -32,63 +30,9 @@ use crate::registry::RegistryChange;
 
 pub use audit_sql::SqlAuditTable;
 pub use error::StoreError;
-pub use follow::{Follower, ReplicaHealth, ReplicaSettings};
-pub use journal::Journal;
-pub use keyring::rotate_keys;
 pub use postgres::PostgresStore;
+pub use sql::{Backend, SqlPool, SqlStore};
 pub use sqlite::SqliteStore;
-
-/// What the API holds of the store: the writer, and this replica's health
-/// and settings for decisions.
-#[derive(Debug, Clone)]
-pub struct StoreHandle {
-    /// Every write goes through it.
-    journal: Arc<Journal>,
-    /// Whether this replica is in contact with the store.
-    health: ReplicaHealth,
-    /// Bounds for waiting and staleness.
-    settings: ReplicaSettings,
-}
-
-impl StoreHandle {
-    /// The writer and how this replica follows the store.
-    pub fn new(journal: Arc<Journal>, health: ReplicaHealth, settings: ReplicaSettings) -> Self {
-        Self {
-            journal,
-            health,
-            settings,
-        }
-    }
-
-    /// The writer.
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
-    /// Whether this replica is in contact with the store.
-    pub fn health(&self) -> &ReplicaHealth {
-        &self.health
-    }
-
-    /// How long a decision may wait for a `min_revision`.
-    pub fn min_revision_wait(&self) -> std::time::Duration {
-        self.settings.min_revision_wait
-    }
-
-    /// Store health for `/readyz`: the backend, the revision memory is at,
-    /// and for a replica how long ago it reached the store and how many
-    /// revisions it is behind the newest it was told of.
-    pub fn report(&self) -> serde_json::Value {
-        let revision = self.journal.revision();
-        serde_json::json!({
-            "backend": self.journal.store().backend(),
-            "revision": revision,
-            "available": self.health.available(),
-            "since_contact_ms": self.health.since_contact().map(|d| d.as_millis()),
-            "lag_revisions": self.health.lag(revision),
-        })
-    }
-}
 
 /// One committed write, as applied to memory.
 #[derive(Debug, Clone)]
@@ -271,57 +215,6 @@ impl ExportRow {
             body: record::from_json(body)?,
         })
     }
-}
-
-/// The inserts an import makes, with `$N` placeholders binding (key,
-/// revision, body); the `head` row is left to [`import_head`].
-fn import_rows(rows: &[ExportRow]) -> Result<Vec<(&'static str, String, u64, String)>, StoreError> {
-    let text = |row: &ExportRow, field: &str| {
-        row.body
-            .get(field)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Corrupt(format!("a `{}` row without `{field}`", row.table)))
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let body = record::to_json(&row.body)?;
-        let (sql, key) = match row.table.as_str() {
-            "task" => (
-                "INSERT INTO tasks (id, revision, body) VALUES ($1, $2, $3)",
-                text(row, "id")?,
-            ),
-            "approval" => (
-                "INSERT INTO approvals (id, revision, body) VALUES ($1, $2, $3)",
-                text(row, "id")?,
-            ),
-            "registry" => (
-                "INSERT INTO registry (key, revision, body) VALUES ($1, $2, $3)",
-                format!("{}/{}", text(row, "kind")?, text(row, "id")?),
-            ),
-            "signing_key" => (
-                "INSERT INTO signing_keys (kid, revision, body) VALUES ($1, $2, $3)",
-                text(row, "kid")?,
-            ),
-            "head" => continue,
-            other => return Err(StoreError::Corrupt(format!("unknown table `{other}`"))),
-        };
-        out.push((sql, key, row.revision, body));
-    }
-    Ok(out)
-}
-
-/// The exported revision: the `head` row's. Imported, it becomes an empty
-/// change-log row, so revisions go on from there.
-fn import_head(rows: &[ExportRow]) -> Result<(u64, String), StoreError> {
-    let head = rows
-        .iter()
-        .filter(|r| r.table == "head")
-        .map(|r| r.revision)
-        .max()
-        .unwrap_or(0);
-    let empty = record::to_json(&record::ChangeRecord::Tasks { tasks: Vec::new() })?;
-    Ok((head, empty))
 }
 
 #[cfg(test)]

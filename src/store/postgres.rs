@@ -1,30 +1,25 @@
 //! The shared backend: PostgreSQL, for several replicas. Each commit also
 //! sends `NOTIFY mandate_changes` (delivered at commit), which wakes the
-//! other replicas' followers.
+//! other replicas' followers. Connecting and listening are PostgreSQL's
+//! own; the rest is [`SqlStore`]'s.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use super::error::{from_db, to_db};
-use super::record::{self, ChangeRecord};
-use super::sqlite::rows_of;
-use super::{Change, ChangeListener, ExportRow, Loaded, Store, StoreError};
+use super::sql::{Backend, SqlPool, SqlStore};
+use super::{ChangeListener, StoreError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The channel commits notify on.
+/// The channel commits notify on (named in `ANNOUNCE_COMMIT` too).
 pub const CHANNEL: &str = "mandate_changes";
 
 /// A PostgreSQL store.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
+pub type PostgresStore = SqlStore<sqlx::Postgres>;
 
-impl PostgresStore {
+impl SqlStore<sqlx::Postgres> {
     /// Connects to `url` and migrates. With `schema`, every connection
     /// works in that schema (created when missing), so tests and tenants
     /// can share a database.
@@ -68,17 +63,7 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(|e| fail(&e))?;
-        MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Self { pool })
-    }
-
-    /// The pool, for tests that cut connections and benchmarks that fill
-    /// a store in bulk.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        Self::migrated(pool, &MIGRATIONS, None).await
     }
 }
 
@@ -104,177 +89,22 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 #[async_trait::async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
+impl Backend for sqlx::Postgres {
+    const BACKEND: &'static str = "postgres";
+    const SHARED: bool = true;
+    // Nothing can change what this transaction reads.
+    const LOAD_ISOLATION: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    // Delivered at commit, to every replica that listens.
+    const ANNOUNCE_COMMIT: Option<&'static str> = Some("SELECT pg_notify('mandate_changes', $1)");
+
+    fn pool(pool: &PgPool) -> SqlPool {
+        SqlPool::Postgres(pool.clone())
     }
 
-    fn shared(&self) -> bool {
-        true
-    }
-
-    async fn load(&self) -> Result<Loaded, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // Nothing can change what this transaction reads.
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let loaded = super::snapshot::load::<sqlx::Postgres>(&mut tx).await?;
-        tx.rollback().await.map_err(unavailable)?;
-        Ok(loaded)
-    }
-
-    async fn commit(&self, revision: u64, change: &Change, at: i64) -> Result<(), StoreError> {
-        let conflict = |e| StoreError::query(e, Some(revision));
-        let rev = to_db(revision);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let body = record::to_json(&ChangeRecord::from(change))?;
-        sqlx::query("INSERT INTO change_log (revision, recorded_at, body) VALUES ($1, $2, $3)")
-            .bind(rev)
-            .bind(at)
-            .bind(body)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-        for (table, key, body) in rows_of(change)? {
-            let sql = match table {
-                "tasks" => {
-                    "INSERT INTO tasks (id, revision, body) VALUES ($1, $2, $3) \
-                     ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-                "approvals" => {
-                    "INSERT INTO approvals (id, revision, body) VALUES ($1, $2, $3) \
-                     ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-                "signing_keys" => {
-                    "INSERT INTO signing_keys (kid, revision, body) VALUES ($1, $2, $3) \
-                     ON CONFLICT (kid) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-                _ => {
-                    "INSERT INTO registry (key, revision, body) VALUES ($1, $2, $3) \
-                     ON CONFLICT (key) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-            };
-            sqlx::query(sql)
-                .bind(key)
-                .bind(rev)
-                .bind(body)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(revision.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn changes_since(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, Change)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT revision, body FROM change_log WHERE revision > $1 ORDER BY revision LIMIT $2",
-        )
-        .bind(to_db(after))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|row| {
-                let body: String = row.try_get(1).map_err(unavailable)?;
-                let change = record::from_json::<ChangeRecord>(&body)?.into_change()?;
-                Ok((from_db(row.try_get(0).map_err(unavailable)?), change))
-            })
-            .collect()
-    }
-
-    async fn task(&self, id: &str) -> Result<Option<crate::graph::Task>, StoreError> {
-        let body: Option<String> = sqlx::query_scalar("SELECT body FROM tasks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        body.map(|b| record::from_json::<record::TaskRecord>(&b)?.into_task())
-            .transpose()
-    }
-
-    async fn head(&self) -> Result<u64, StoreError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(from_db(head))
-    }
-
-    async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(unavailable)?;
+    async fn listen(pool: &PgPool) -> Result<Option<Box<dyn ChangeListener>>, StoreError> {
+        let mut listener = PgListener::connect_with(pool).await.map_err(unavailable)?;
         listener.listen(CHANNEL).await.map_err(unavailable)?;
         Ok(Some(Box::new(Listener(listener))))
-    }
-
-    fn audit_table(&self) -> std::sync::Arc<dyn crate::audit::AuditTable> {
-        super::SqlAuditTable::postgres(self.pool.clone())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    async fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
-        let mut out = vec![ExportRow::head(self.head().await?)];
-        for (table, name) in [
-            ("tasks", "task"),
-            ("approvals", "approval"),
-            ("registry", "registry"),
-            ("signing_keys", "signing_key"),
-        ] {
-            let sql = format!("SELECT revision, body FROM {table} ORDER BY revision");
-            let rows = sqlx::query(&sql)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            for row in rows {
-                let body: String = row.try_get(1).map_err(unavailable)?;
-                let revision = from_db(row.try_get(0).map_err(unavailable)?);
-                out.push(ExportRow::new(name, revision, &body)?);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn import(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
-        let head = self.head().await?;
-        if head > 0 {
-            return Err(StoreError::NotEmpty(head));
-        }
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        for (sql, key, revision, body) in super::import_rows(rows)? {
-            sqlx::query(sql)
-                .bind(key)
-                .bind(to_db(revision))
-                .bind(body)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        let (head, empty) = super::import_head(rows)?;
-        if head > 0 {
-            sqlx::query("INSERT INTO change_log (revision, recorded_at, body) VALUES ($1, 0, $2)")
-                .bind(to_db(head))
-                .bind(empty)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
     }
 }

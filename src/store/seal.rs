@@ -14,13 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
-/// The key ring a journal fills, and how it opens stored keys.
-#[derive(Debug)]
-pub(super) struct StoredKeys {
-    pub(super) ring: std::sync::Arc<crate::credential::SigningKeys>,
-    pub(super) sealer: Sealer,
-}
-
 /// The environment variable that may hold the sealing key (base64).
 pub const KEY_ENV: &str = "MANDATE_STORE_KEY";
 

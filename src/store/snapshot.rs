@@ -1,6 +1,6 @@
 //! Reading the whole state for start-up, in one transaction, with the same
-//! SQL on both backends: the backends only open the transaction (with the
-//! isolation their database needs) and hand its connection here.
+//! SQL on both backends: [`super::sql`] opens the transaction (with the
+//! isolation the backend needs) and hands it here.
 
 use sqlx::{ColumnIndex, Database, Decode, Executor, IntoArguments, Row, Type};
 use tokio_stream::StreamExt;
@@ -17,7 +17,7 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 /// in), so catching up from that revision replays exactly what the rows
 /// lack and never an older write over a newer row. Tasks are decoded as
 /// they stream in: a million of them never sit in memory twice.
-pub(super) async fn load<DB>(conn: &mut DB::Connection) -> Result<Loaded, StoreError>
+pub(super) async fn load<DB>(tx: &mut sqlx::Transaction<'_, DB>) -> Result<Loaded, StoreError>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -26,6 +26,7 @@ where
     for<'r> String: Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
+    let conn: &mut DB::Connection = tx;
     let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
         .fetch_one(&mut *conn)
         .await

@@ -1,31 +1,23 @@
 //! The embedded backend: one SQLite file, in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk before it is acknowledged and
-//! survives a crash of the process and of the machine.
+//! survives a crash of the process and of the machine. Opening it is
+//! SQLite's own; the rest is [`SqlStore`]'s.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
-use super::error::{from_db, to_db};
-use super::record::{self, ChangeRecord};
-use super::{Change, ChangeListener, ExportRow, Loaded, Store, StoreError};
+use super::sql::{Backend, SqlPool, SqlStore};
+use super::{ChangeListener, StoreError};
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// A SQLite store.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// The exclusive lock on `<file>.lock`, held while the store is open:
-    /// nothing follows a SQLite file's change log, so a second process on
-    /// the same file would never see this one's writes (a revoke, say).
-    _lock: Option<std::sync::Arc<std::fs::File>>,
-}
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<sqlx::Sqlite> {
     /// Opens (creating) the database at `path` and migrates it, refusing
     /// when another process has it open.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -81,19 +73,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| fail(&e))?;
-        MIGRATIONS
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Self {
-            pool,
-            _lock: lock.map(std::sync::Arc::new),
-        })
-    }
-
-    /// The pool, for tools and benchmarks that fill a store in bulk.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        Self::migrated(pool, &MIGRATIONS, lock).await
     }
 }
 
@@ -131,201 +111,20 @@ fn exclusive_lock(path: &Path) -> Result<std::fs::File, String> {
     }
 }
 
-fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::query(e, None)
-}
-
 #[async_trait::async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
+impl Backend for sqlx::Sqlite {
+    const BACKEND: &'static str = "sqlite";
+    const SHARED: bool = false;
+    // In WAL mode the first read fixes what the transaction sees.
+    const LOAD_ISOLATION: Option<&'static str> = None;
+    // One process per file: nobody to wake.
+    const ANNOUNCE_COMMIT: Option<&'static str> = None;
+
+    fn pool(pool: &SqlitePool) -> SqlPool {
+        SqlPool::Sqlite(pool.clone())
     }
 
-    fn shared(&self) -> bool {
-        false
-    }
-
-    async fn load(&self) -> Result<Loaded, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // In WAL mode the first read fixes what the transaction sees.
-        let loaded = super::snapshot::load::<sqlx::Sqlite>(&mut tx).await?;
-        tx.rollback().await.map_err(unavailable)?;
-        Ok(loaded)
-    }
-
-    async fn commit(&self, revision: u64, change: &Change, at: i64) -> Result<(), StoreError> {
-        let conflict = |e| StoreError::query(e, Some(revision));
-        let rev = to_db(revision);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let body = record::to_json(&ChangeRecord::from(change))?;
-        sqlx::query("INSERT INTO change_log (revision, recorded_at, body) VALUES (?1, ?2, ?3)")
-            .bind(rev)
-            .bind(at)
-            .bind(body)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-        for (table, key, body) in rows_of(change)? {
-            let sql = match table {
-                "tasks" => {
-                    "INSERT INTO tasks (id, revision, body) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-                "approvals" => {
-                    "INSERT INTO approvals (id, revision, body) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-                "signing_keys" => {
-                    "INSERT INTO signing_keys (kid, revision, body) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (kid) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-                _ => {
-                    "INSERT INTO registry (key, revision, body) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (key) DO UPDATE SET revision = excluded.revision, body = excluded.body"
-                }
-            };
-            sqlx::query(sql)
-                .bind(key)
-                .bind(rev)
-                .bind(body)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
-    }
-
-    async fn changes_since(
-        &self,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, Change)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT revision, body FROM change_log WHERE revision > ?1 ORDER BY revision LIMIT ?2",
-        )
-        .bind(to_db(after))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.into_iter()
-            .map(|row| {
-                let body: String = row.try_get(1).map_err(unavailable)?;
-                let change = record::from_json::<ChangeRecord>(&body)?.into_change()?;
-                Ok((from_db(row.try_get(0).map_err(unavailable)?), change))
-            })
-            .collect()
-    }
-
-    async fn task(&self, id: &str) -> Result<Option<crate::graph::Task>, StoreError> {
-        let body: Option<String> = sqlx::query_scalar("SELECT body FROM tasks WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        body.map(|b| record::from_json::<record::TaskRecord>(&b)?.into_task())
-            .transpose()
-    }
-
-    async fn head(&self) -> Result<u64, StoreError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(revision), 0) FROM change_log")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(from_db(head))
-    }
-
-    async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>, StoreError> {
+    async fn listen(_: &SqlitePool) -> Result<Option<Box<dyn ChangeListener>>, StoreError> {
         Ok(None)
     }
-
-    fn audit_table(&self) -> std::sync::Arc<dyn crate::audit::AuditTable> {
-        super::SqlAuditTable::sqlite(self.pool.clone())
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    async fn export(&self) -> Result<Vec<ExportRow>, StoreError> {
-        let mut out = vec![ExportRow::head(self.head().await?)];
-        for (table, name) in [
-            ("tasks", "task"),
-            ("approvals", "approval"),
-            ("registry", "registry"),
-            ("signing_keys", "signing_key"),
-        ] {
-            let sql = format!("SELECT revision, body FROM {table} ORDER BY revision");
-            let rows = sqlx::query(&sql)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            for row in rows {
-                let body: String = row.try_get(1).map_err(unavailable)?;
-                let revision = from_db(row.try_get(0).map_err(unavailable)?);
-                out.push(ExportRow::new(name, revision, &body)?);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn import(&self, rows: &[ExportRow]) -> Result<(), StoreError> {
-        let head = self.head().await?;
-        if head > 0 {
-            return Err(StoreError::NotEmpty(head));
-        }
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        for (sql, key, revision, body) in super::import_rows(rows)? {
-            let sql = sql.replace('$', "?");
-            sqlx::query(&sql)
-                .bind(key)
-                .bind(to_db(revision))
-                .bind(body)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        let (head, empty) = super::import_head(rows)?;
-        if head > 0 {
-            sqlx::query("INSERT INTO change_log (revision, recorded_at, body) VALUES (?1, 0, ?2)")
-                .bind(to_db(head))
-                .bind(empty)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
-    }
-}
-
-/// The state rows a change writes: (table, key, JSON body).
-pub(super) fn rows_of(change: &Change) -> Result<Vec<(&'static str, String, String)>, StoreError> {
-    Ok(match change {
-        Change::Tasks(tasks) => tasks
-            .iter()
-            .map(|t| {
-                let body = record::to_json(&record::TaskRecord::from(t.as_ref()))?;
-                Ok(("tasks", t.id.clone(), body))
-            })
-            .collect::<Result<_, StoreError>>()?,
-        Change::Approvals(approvals) => approvals
-            .iter()
-            .map(|a| {
-                let body = record::to_json(&record::ApprovalRecord::from(a))?;
-                Ok(("approvals", a.id.clone(), body))
-            })
-            .collect::<Result<_, StoreError>>()?,
-        Change::Registry(change) => vec![(
-            "registry",
-            registry_key(change.kind, &change.id),
-            record::to_json(&record::RegistryRecord::from(change))?,
-        )],
-        Change::SigningKey(key) => vec![("signing_keys", key.kid.clone(), record::to_json(key)?)],
-    })
-}
-
-/// The registry table's key: kind and id, which ids cannot make ambiguous
-/// since the kind has no `/`.
-pub(super) fn registry_key(kind: crate::registry::Kind, id: &str) -> String {
-    format!("{kind}/{id}")
 }

@@ -1,87 +1,37 @@
-//! Helpers for the audit tests: parties with the task, authorization and
-//! audit clients on one SVID, a three-level chain's steps, `/metrics`
-//! scrapes, and waiting for the audit writer.
+//! Helpers for the audit tests: a three-level chain's steps, `/metrics`
+//! scrapes, and waiting for the audit writer; the parties, scopes and
+//! tokens are [`super::party`]'s.
 
 use std::time::{Duration, Instant};
 
-use mandate::api::v1::audit_service_client::AuditServiceClient;
-use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
-use mandate::api::v1::task_service_client::TaskServiceClient;
-use mandate::api::v1::{
-    DelegateTaskRequest, GetTaskTrailRequest, IssueTaskTokenRequest, TaskScope, trail_entry::Entry,
-};
-use tonic::transport::Channel;
+use mandate::api::v1::{GetTaskTrailRequest, trail_entry::Entry};
 
 use super::TestServer;
+#[allow(unused_imports, reason = "each test binary uses a different part")]
+pub use super::party::{PATCHER, Party, REVIEWER, TESTER, party, scope, token};
 
-pub const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
-pub const REVIEWER: &str = "spiffe://mandate.local/agents/reviewer";
-pub const TESTER: &str = "spiffe://mandate.local/agents/tester";
-
-pub struct Party {
-    pub tasks: TaskServiceClient<Channel>,
-    pub authz: AuthorizationServiceClient<Channel>,
-    pub audit: AuditServiceClient<Channel>,
-}
-
-pub async fn party(server: &TestServer, path: &str) -> Party {
-    let channel = server.channel(path).await;
-    Party {
-        tasks: TaskServiceClient::new(channel.clone()),
-        authz: AuthorizationServiceClient::new(channel.clone()),
-        audit: AuditServiceClient::new(channel),
-    }
-}
-
-pub fn scope(actions: &[&str], resources: &[&str]) -> TaskScope {
-    TaskScope {
-        actions: actions.iter().map(|s| (*s).to_owned()).collect(),
-        resources: resources.iter().map(|s| (*s).to_owned()).collect(),
-        max_sensitivity: 1,
-        expires_at: 0,
-        ttl_seconds: 3600,
-    }
-}
-
+/// `party` delegates `actions` on the repos (internal data, an hour) of
+/// `parent` to `delegatee`; returns the new task's id.
 pub async fn delegate(
     party: &mut Party,
     parent: &str,
     delegatee: &str,
     actions: &[&str],
 ) -> String {
-    party
-        .tasks
-        .delegate_task(DelegateTaskRequest {
-            parent_id: parent.into(),
-            intent: format!("help with {parent}"),
-            delegatee: delegatee.into(),
-            scope: Some(scope(actions, &["repos"])),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id
+    super::party::delegate(
+        party,
+        parent,
+        delegatee,
+        scope(actions, &["repos"], 1, 3600),
+    )
+    .await
+    .id
 }
 
-pub async fn token(party: &mut Party, task: &str) -> String {
-    party
-        .tasks
-        .issue_task_token(IssueTaskTokenRequest {
-            task_id: task.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-}
-
-/// One call; returns its decision id and whether it was allowed.
-pub async fn call(party: &mut Party, token: &str, action: &str) -> (String, bool) {
-    let r = super::call(&mut party.authz, token, action, "repo:acme/payments").await;
+/// One call of `action` on `repo:acme/payments`; returns its decision id
+/// and whether it was allowed.
+pub async fn call_payments(party: &mut Party, token: &str, action: &str) -> (String, bool) {
+    let r = super::party::call(party, token, action, "repo:acme/payments").await;
     (
         r.decision_id,
         r.decision == mandate::api::v1::Decision::Allow as i32,
@@ -118,15 +68,6 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl F
     while !check().await {
         assert!(Instant::now() < deadline, "condition not met in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The same connection's clients, for a closure.
-pub fn party_clone(party: &Party) -> Party {
-    Party {
-        tasks: party.tasks.clone(),
-        authz: party.authz.clone(),
-        audit: party.audit.clone(),
     }
 }
 

@@ -104,7 +104,7 @@ fn run(command: &mut Command) {
     );
 }
 
-/// `mandate serve` as the README runs it in front of Envoy: the shipped
+/// `mandate serve` as docs/envoy.md runs it in front of Envoy: the shipped
 /// policies, the example catalog (Envoy's SVID in `enforcement-points`) and
 /// the example route map, its dev trust domain made in `dir/data/dev`.
 pub fn start_mandate(dir: &Path) -> ServeProcess {

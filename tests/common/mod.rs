@@ -2,9 +2,16 @@
 //! and a Mandate server on 127.0.0.1:0 with the shipped policies.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test fixtures")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test fixtures"
+)]
 
 pub mod audit;
+pub mod cli;
+pub mod party;
 pub mod probe;
 pub mod workload_api;
 
@@ -271,7 +278,7 @@ pub struct TestServer {
     /// The server's approvals.
     pub approvals: Arc<ApprovalBook>,
     /// The server's durable writer.
-    pub journal: Arc<mandate::store::Journal>,
+    pub journal: Arc<mandate::journal::Journal>,
     /// Holds the signing keys, and the SQLite store when the setup named
     /// none.
     _data_dir: tempfile::TempDir,
@@ -308,7 +315,7 @@ pub struct Setup {
     /// start, as `mandate serve` does.
     pub store: Option<Arc<dyn mandate::store::Store>>,
     /// How the server follows the store.
-    pub replica: mandate::store::ReplicaSettings,
+    pub replica: mandate::journal::ReplicaSettings,
     /// Request and connection limits.
     pub limits: mandate::limits::Limits,
     /// A TLS handshake not done in this time is dropped.
@@ -338,7 +345,7 @@ impl Default for Setup {
             decision_log_capacity: 10_000,
             audit: mandate::audit::AuditSettings::default(),
             store: None,
-            replica: mandate::store::ReplicaSettings::default(),
+            replica: mandate::journal::ReplicaSettings::default(),
             limits: mandate::limits::Limits::default(),
             handshake_timeout: Duration::from_secs(5),
             ui: None,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use mandate::approval::{ApprovalBook, Subject};
 use mandate::graph::{TaskGraph, TaskState};
+use mandate::journal::Journal;
 use mandate::registry::{Registry, SensitivityScale};
 use mandate::revision::Revision;
-use mandate::store::{Journal, Store, StoreError};
+use mandate::store::{Store, StoreError};
 
 use super::{Backend, NOW, spec, spiffe};
 
@@ -24,7 +25,7 @@ async fn live(store: Arc<dyn Store>) -> Live {
     let revision = Arc::new(Revision::starting_at(loaded.revision));
     let graph = Arc::new(TaskGraph::with_revision(8, revision.clone()));
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
-    mandate::store::boot::fill(&graph, &approvals, &loaded);
+    mandate::journal::boot::fill(&graph, &approvals, &loaded);
     let registry = Arc::new(
         Registry::new(
             Vec::new(),
@@ -246,7 +247,7 @@ pub async fn a_write_on_a_shared_store_sees_other_writers_first(backend: &Backen
         assert_eq!((revoked, revision), (vec!["root".to_owned()], 2));
     } else {
         // SQLite has one writer per file by design: a second one is not
-        // told of the first's writes (the README says so).
+        // told of the first's writes (docs/store.md says so).
         assert_eq!((revoked.len(), revision), (0, 0));
     }
 }

@@ -6,7 +6,7 @@ use mandate::api::v1::{AmendTaskRequest, DecideApprovalRequest, Decision};
 use tonic::Code;
 
 use crate::common::TestServer;
-use crate::support::*;
+use crate::common::party::*;
 
 /// A task whose `delete` on the repos needs approval (the shipped
 /// `destructive-actions-need-approval`), with the patcher's token.

@@ -11,7 +11,7 @@ use mandate::api::v1::{GetTaskRequest, RevokeTaskRequest, TaskState};
 use tonic::Code;
 
 use crate::common::TestServer;
-use crate::support::*;
+use crate::common::party::*;
 
 #[tokio::test]
 async fn a_chain_broken_by_a_revoked_middle_task_denies_below_it_only() {

@@ -4,7 +4,7 @@
 use tonic::Code;
 
 use crate::common::TestServer;
-use crate::support::*;
+use crate::common::party::*;
 
 /// The patcher's task (read and write the repos) and, below it, the
 /// reviewer's (read the payments repository); each with its token.

@@ -15,8 +15,8 @@ use mandate::audit::{AuditSettings, Redaction};
 use mandate::integrity::agent_checksum;
 use prost_types::value::Kind;
 
+use crate::common::party::*;
 use crate::common::{Leaf, Setup, TestServer};
-use crate::support::*;
 
 /// Strings that appear only in the agent's prompt, tools and model
 /// config: Mandate is only ever given their checksum.

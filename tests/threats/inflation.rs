@@ -5,8 +5,8 @@
 use mandate::api::v1::{AmendTaskRequest, TaskScope};
 use tonic::Code;
 
+use crate::common::party::*;
 use crate::common::{Setup, TestServer};
-use crate::support::*;
 
 /// The patcher's task (read and write the repos, internal data, an hour)
 /// and the patcher's party; a narrower delegation to the reviewer works,

@@ -13,8 +13,8 @@ use mandate::envoy::EnvoySettings;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use prost_types::value::Kind;
 
+use crate::common::party::*;
 use crate::common::{Setup, TestServer, repo};
-use crate::support::*;
 
 #[tokio::test]
 async fn prompt_injected_action_outside_the_task_is_denied() {

@@ -6,8 +6,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mandate::api::v1::{CreateTaskRequest, DecideApprovalRequest, Decision};
 use tonic::Code;
 
+use crate::common::party::*;
 use crate::common::{Setup, TestServer, policies_with};
-use crate::support::*;
 
 /// What a deployment writes to tie front ends to the users they serve: the
 /// HR portal acts for alice and carol only. Task creation is judged on the

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mandate::api::v1::{IssueTaskTokenRequest, RevokeTaskRequest};
 
 use crate::common::TestServer;
-use crate::support::*;
+use crate::common::party::*;
 
 #[tokio::test]
 async fn replaying_an_expired_token_is_denied() {

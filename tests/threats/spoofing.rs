@@ -3,8 +3,8 @@
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::{AuthorizeRequest, Decision, Resource, Subject};
 
+use crate::common::party::*;
 use crate::common::{Flaw, Leaf, Setup, TRUST_DOMAIN, TestCa, TestServer};
-use crate::support::*;
 
 /// The TLS alerts only the server's client-certificate verifier sends.
 const NO_CERTIFICATE: &str = "received fatal alert: CertificateRequired";

@@ -9,7 +9,7 @@ use mandate::integrity::agent_checksum;
 use tonic::Code;
 
 use crate::common::TestServer;
-use crate::support::*;
+use crate::common::party::*;
 
 /// The checksum of the patcher as built, and of the patcher with an
 /// injected line in its system prompt.

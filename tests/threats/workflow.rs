@@ -5,8 +5,8 @@
 use mandate::api::v1::{AmendTaskRequest, CreateTaskRequest};
 use tonic::Code;
 
+use crate::common::party::*;
 use crate::common::{Setup, TestServer, policies_with};
-use crate::support::*;
 
 #[tokio::test]
 async fn self_delegation_is_refused() {

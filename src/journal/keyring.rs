@@ -8,9 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::seal::{KeyRecord, Sealer, StoredKeys};
-use super::{Journal, StoreError};
+use super::Journal;
 use crate::credential::SigningKeys;
+use crate::store::StoreError;
+use crate::store::seal::{KeyRecord, Sealer};
+
+/// The key ring a journal fills, and how it opens stored keys.
+#[derive(Debug)]
+pub(super) struct StoredKeys {
+    pub(super) ring: Arc<SigningKeys>,
+    pub(super) sealer: Sealer,
+}
 
 /// Puts every stored key in `ring`. Keys that do not open with `sealer`
 /// are refused: the store holds keys of another deployment.

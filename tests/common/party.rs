@@ -1,8 +1,10 @@
-//! What every threat test does: parties with all the service clients on one
-//! SVID, tasks started by the example front end, delegations, tokens,
-//! calls, and assertions that say which threat slipped through.
+//! What the end-to-end tests do over the wire: parties with all the service
+//! clients on one SVID, scopes, tasks started by the example front end,
+//! delegations, tokens, calls, and assertions on decisions and on the
+//! `ErrorInfo` reasons of refused calls.
 
 use mandate::api::v1::approval_service_client::ApprovalServiceClient;
+use mandate::api::v1::audit_service_client::AuditServiceClient;
 use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::registry_service_client::RegistryServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
@@ -13,7 +15,7 @@ use mandate::api::v1::{
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::common::{Leaf, TestServer};
+use super::{Leaf, TestCa, TestServer};
 
 pub const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
 pub const REVIEWER: &str = "spiffe://mandate.local/agents/reviewer";
@@ -22,22 +24,35 @@ pub const ANALYST: &str = "spiffe://mandate.local/agents/analyst";
 pub const LINTER: &str = "spiffe://mandate.local/agents/linter";
 
 /// One workload's connection, with every client on the same SVID (a task
-/// token is bound to that SVID).
+/// token is bound to that SVID). A clone shares the connection.
+#[derive(Clone)]
 pub struct Party {
     pub tasks: TaskServiceClient<Channel>,
     pub authz: AuthorizationServiceClient<Channel>,
     pub approvals: ApprovalServiceClient<Channel>,
     pub registry: RegistryServiceClient<Channel>,
+    pub audit: AuditServiceClient<Channel>,
 }
 
 impl Party {
-    fn on(channel: Channel) -> Self {
+    /// Every client on `channel`.
+    pub fn on(channel: Channel) -> Self {
         Self {
             tasks: TaskServiceClient::new(channel.clone()),
             authz: AuthorizationServiceClient::new(channel.clone()),
             approvals: ApprovalServiceClient::new(channel.clone()),
-            registry: RegistryServiceClient::new(channel),
+            registry: RegistryServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel),
         }
+    }
+
+    /// A party presenting `leaf` to the server at `addr` that trusts `ca`
+    /// (a server in another process).
+    pub async fn connect(ca: &TestCa, leaf: &Leaf, addr: &str) -> Self {
+        let channel = mandate::client::channel(addr, &ca.identity(leaf), None)
+            .await
+            .unwrap();
+        Self::on(channel)
     }
 }
 
@@ -51,6 +66,8 @@ pub async fn party_for(server: &TestServer, leaf: &Leaf) -> Party {
     Party::on(server.channel_for(leaf).await)
 }
 
+/// What a task may do: `actions` on `resources` up to `max_sensitivity`,
+/// for `ttl` seconds.
 pub fn scope(actions: &[&str], resources: &[&str], max_sensitivity: i64, ttl: i64) -> TaskScope {
     TaskScope {
         actions: actions.iter().map(|s| (*s).to_owned()).collect(),
@@ -137,11 +154,17 @@ pub async fn call(
     action: &str,
     resource: &str,
 ) -> AuthorizeResponse {
-    crate::common::call(&mut party.authz, token, action, resource).await
+    super::call(&mut party.authz, token, action, resource).await
 }
 
+/// The decision of `r`, as the enum.
 pub fn decision(r: &AuthorizeResponse) -> Decision {
     Decision::try_from(r.decision).unwrap()
+}
+
+/// Whether `r` is an allow.
+pub fn allowed(r: &AuthorizeResponse) -> bool {
+    decision(r) == Decision::Allow
 }
 
 /// The control of a threat test: the legitimate call is allowed, so a deny
@@ -175,22 +198,20 @@ pub fn assert_denied_by(r: &AuthorizeResponse, policy: &str, what: &str) {
     );
 }
 
-/// A refused RPC: `code`, and `reason` in its `ErrorInfo`.
+/// A refused RPC: `code`, and `reason` in its `ErrorInfo`; returns the
+/// status for further checks.
 #[track_caller]
 pub fn assert_refused<T: std::fmt::Debug>(
     result: Result<T, Status>,
     code: Code,
     reason: &str,
     what: &str,
-) {
+) -> Status {
     let status = match result {
         Ok(value) => panic!("{what} must be refused, got {value:?}"),
         Err(status) => status,
     };
     assert_eq!(status.code(), code, "{what}: {status:?}");
-    assert_eq!(
-        crate::common::error_reason(&status),
-        reason,
-        "{what}: {status:?}"
-    );
+    assert_eq!(super::error_reason(&status), reason, "{what}: {status:?}");
+    status
 }

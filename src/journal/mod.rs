@@ -1,19 +1,33 @@
-//! The write path: plan against memory, commit to the store, then apply to
-//! memory at the revision the store took, then acknowledge.
+//! The write service: every write to live state (tasks, approvals, the
+//! registry, signing keys) is planned against memory, committed to the
+//! store, then applied to memory at the revision the store took, then
+//! acknowledged. It sits above the graph, the approvals, the registry and
+//! the store, and ties them together: the replica follower
+//! ([`follow`]), start-up ([`boot`]) and key rotation ([`keyring`]) apply
+//! through it too.
+
+pub mod boot;
+mod follow;
+mod handle;
+mod keyring;
+
+pub use follow::{Follower, ReplicaHealth, ReplicaSettings};
+pub use handle::StoreHandle;
+pub use keyring::rotate_keys;
 
 use std::sync::Arc;
 
 use spiffe::SpiffeId;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::keyring;
-use super::seal::{KeyRecord, Sealer, StoredKeys};
-use super::{Change, Store, StoreError};
+use self::keyring::StoredKeys;
 use crate::approval::{Approval, ApprovalBook, ApprovalError, Subject};
 use crate::credential::SigningKeys;
 use crate::graph::{Amendment, GraphError, Task, TaskGraph, TaskId, TaskSpec};
 use crate::registry::{Entry, Kind, Registry, RegistryError, Snapshot};
 use crate::revision::Revision;
+use crate::store::seal::{KeyRecord, Sealer};
+use crate::store::{Change, Store, StoreError};
 
 /// How often one write plans again after another replica took its
 /// revision, before it gives up with `UNAVAILABLE`.
@@ -94,7 +108,7 @@ impl Journal {
     /// Runs `plan` (again after a conflict), commits its change as the next
     /// revision and applies it. A plan without a change (a no-op such as
     /// revoking a revoked task) answers with the current revision.
-    pub(super) async fn write<T, E: From<StoreError>>(
+    async fn write<T, E: From<StoreError>>(
         &self,
         mut plan: impl FnMut() -> Result<(Option<Change>, T), E>,
     ) -> Result<(T, u64), E> {
@@ -422,7 +436,7 @@ impl Journal {
     }
 }
 
-/// Signing keys through the journal (see [`super::keyring`]).
+/// Signing keys through the journal (see [`keyring`]).
 impl Journal {
     /// Keeps signing keys in the store: `ring` (made with
     /// [`SigningKeys::from_store`]) gets every stored key now and every new

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::{Journal, StoreError};
+use super::Journal;
+use crate::store::{ChangeListener, StoreError};
 
 /// How a replica follows the store and how long it waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +140,7 @@ async fn follow(
     journal: Arc<Journal>,
     health: ReplicaHealth,
     settings: ReplicaSettings,
-    mut listener: Box<dyn super::ChangeListener>,
+    mut listener: Box<dyn ChangeListener>,
 ) {
     let mut healthy = true;
     loop {

@@ -2,13 +2,12 @@
 //! structures from it at the store's revision.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Loaded, Store, StoreError};
 use crate::approval::ApprovalBook;
 use crate::graph::TaskGraph;
 use crate::registry::{Entry, RegistryChange};
+use crate::store::{Loaded, Store, StoreError};
 
 /// Reads the whole state of `store`, logging how long it took and how
 /// many rows it read.
@@ -51,12 +50,4 @@ pub fn overlay(catalog: Vec<Entry>, writes: &[RegistryChange]) -> Vec<Entry> {
 pub fn fill(graph: &TaskGraph, approvals: &ApprovalBook, loaded: &Loaded) {
     graph.apply(&loaded.tasks, loaded.revision);
     approvals.apply(&loaded.approvals, loaded.revision);
-}
-
-/// A fresh SQLite store in `dir`, for tests and benches that start a
-/// server without one of their own.
-pub async fn scratch(dir: &std::path::Path) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(
-        super::SqliteStore::open(&dir.join("mandate.db")).await?,
-    ))
 }
