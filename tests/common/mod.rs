@@ -315,6 +315,10 @@ pub struct Setup {
     pub handshake_timeout: Duration,
     /// The browser pages, if on.
     pub ui: Option<mandate::ui::UiSettings>,
+    /// The AuthZEN API, if on.
+    pub authzen: Option<mandate::api::authzen::AuthzenSettings>,
+    /// A Cedar entities file for a user schema's types.
+    pub entities: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -339,6 +343,8 @@ impl Default for Setup {
             limits: mandate::limits::Limits::default(),
             handshake_timeout: Duration::from_secs(5),
             ui: None,
+            authzen: None,
+            entities: None,
         }
     }
 }
@@ -385,6 +391,7 @@ impl TestServer {
                         .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema")),
                 ),
                 catalog: setup.catalog.clone(),
+                entities: setup.entities.clone(),
                 ..RawConfig::default()
             },
             None,
@@ -406,6 +413,7 @@ impl TestServer {
         settings.handshake_timeout = setup.handshake_timeout;
         settings.shutdown_grace = Duration::from_secs(5);
         settings.ui = setup.ui.clone();
+        settings.authzen = setup.authzen.clone();
         let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
         let app = App::build(
             settings,

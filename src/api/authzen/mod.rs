@@ -1,0 +1,176 @@
+//! AuthZEN 1.0 (the OpenID Authorization API) over HTTPS JSON, on a
+//! listener of its own (`[authzen]`, off unless configured): one more
+//! door on the decision [`Runner`]. The caller is an enforcement point,
+//! authenticated by its SVID as on the gRPC port, and must be allowed
+//! `check` for every subject it asks about, as Envoy must.
+//!
+//! `wire` parses and answers the JSON, `mapping` turns an evaluation into
+//! a [`crate::decision::Request`], `routes` serves the endpoints and the
+//! metadata document. Every evaluation is decided, recorded and counted
+//! by the runner like any other decision. See `docs/authzen.md`.
+
+mod listener;
+mod mapping;
+mod routes;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cedar_policy::EntityTypeName;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::decision::Runner;
+use crate::identity::IdentityWatch;
+use crate::policy::PolicyEngine;
+
+pub use mapping::MIN_REVISION_HEADER;
+
+/// Subject types that name a workload or agent by SPIFFE ID.
+pub const WORKLOAD_TYPES: &[&str] = &["agent", "workload"];
+
+/// The `[authzen]` settings, validated by `crate::config`.
+#[derive(Debug, Clone)]
+pub struct AuthzenSettings {
+    /// Where the API listens (TLS, HTTP/1.1 and HTTP/2).
+    pub listen: SocketAddr,
+    /// The published base URL; `https://` and the bound address when
+    /// `None`.
+    pub public_url: Option<String>,
+    /// How AuthZEN types name Cedar entity types.
+    pub types: TypeMap,
+}
+
+/// AuthZEN subject and resource types to Cedar entity types.
+#[derive(Debug, Clone, Default)]
+pub struct TypeMap {
+    /// Subject types other than [`WORKLOAD_TYPES`]; `user` is
+    /// `Mandate::User` unless configured otherwise.
+    pub subjects: BTreeMap<String, EntityTypeName>,
+    /// Resource types; one not listed is a Cedar type name as written.
+    pub resources: BTreeMap<String, EntityTypeName>,
+}
+
+impl TypeMap {
+    /// The mapped types the schema does not declare, one line each: a
+    /// start-up problem, like a route map naming an unknown type.
+    pub fn check(&self, engine: &PolicyEngine) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, map) in [
+            ("subject_types", &self.subjects),
+            ("resource_types", &self.resources),
+        ] {
+            for (authzen, cedar) in map {
+                if !engine.has_entity_type(cedar) {
+                    problems.push(format!(
+                        "`authzen.{key}.{authzen}`: entity type `{cedar}` is not declared in the schema"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// What the AuthZEN door is built from.
+#[derive(Debug, Clone)]
+pub struct AuthzenParts {
+    /// Decides every evaluation.
+    pub runner: Arc<Runner>,
+    /// Our SVID and trust bundles, for the listener's TLS and for checking
+    /// a caller again on every request.
+    pub identity: IdentityWatch,
+    /// The clock callers' SVIDs are checked against.
+    pub clock: Arc<dyn Clock>,
+    /// Failed handshakes are counted here.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// A handshake not done in this time is dropped.
+    pub handshake_timeout: Duration,
+    /// Largest request body.
+    pub max_request_bytes: usize,
+}
+
+/// Why the AuthZEN listener could not start.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum AuthzenError {
+    /// The listener could not be bound.
+    #[error("cannot listen on `{addr}` (authzen): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Our identity cannot make a TLS configuration.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+}
+
+/// The running AuthZEN API.
+#[derive(Debug)]
+pub struct RunningAuthzen {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    serve: JoinHandle<std::io::Result<()>>,
+    accept: JoinHandle<()>,
+}
+
+/// Binds the AuthZEN listener and starts serving it.
+pub async fn start(
+    settings: AuthzenSettings,
+    parts: AuthzenParts,
+) -> Result<RunningAuthzen, AuthzenError> {
+    let bind_error = |source| AuthzenError::Bind {
+        addr: settings.listen,
+        source,
+    };
+    let tcp = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(bind_error)?;
+    let addr = tcp.local_addr().map_err(bind_error)?;
+    let (incoming, accept) = listener::accept(tcp, &parts)?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{addr}"));
+    let router = routes::router(routes::Door::new(parts, settings.types, public_url));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serve = tokio::spawn(async move {
+        axum::serve(
+            incoming,
+            router.into_make_service_with_connect_info::<listener::AuthzenPeer>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    tracing::info!(authzen = %addr, "serving authzen");
+    Ok(RunningAuthzen {
+        addr,
+        stop,
+        serve,
+        accept,
+    })
+}
+
+impl RunningAuthzen {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets open requests finish within `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        self.accept.abort();
+        let _ = self.stop.send(());
+        let mut serve = self.serve;
+        if tokio::time::timeout(grace, &mut serve).await.is_err() {
+            serve.abort();
+        }
+    }
+}
