@@ -242,3 +242,432 @@ async fn the_api_gateway_interop_suite_passes_over_http2() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     server.server.shutdown().await.unwrap();
 }
+
+const MORTY: &str = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+
+/// Morty (an editor) updating his own todo, Rick's, then his own again.
+fn mortys_updates(semantic: Option<&str>) -> Value {
+    let todo = |id: &str, owner: &str| json!({"resource": {"type": "todo", "id": id, "properties": {"ownerID": owner}}});
+    let mut body = json!({
+        "subject": {"type": "user", "id": MORTY},
+        "action": {"name": "can_update_todo"},
+        "evaluations": [
+            todo("t1", "morty@the-citadel.com"),
+            todo("t2", "rick@the-citadel.com"),
+            todo("t3", "morty@the-citadel.com"),
+        ],
+    });
+    if let Some(semantic) = semantic {
+        body["options"] = json!({"evaluations_semantic": semantic});
+    }
+    body
+}
+
+fn decisions(answer: &Value) -> Vec<bool> {
+    answer["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision"].as_bool().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn evaluations_answer_in_order_and_stop_where_the_semantic_says() {
+    let (server, _dir) = start(&TODO, &[]).await;
+    let pep = Pep::new(&server, "/workloads/todo-backend");
+    let path = "/access/v1/evaluations";
+    for (semantic, expected) in [
+        (None, vec![true, false, true]),
+        (Some("execute_all"), vec![true, false, true]),
+        (Some("deny_on_first_deny"), vec![true, false]),
+        (Some("permit_on_first_permit"), vec![true]),
+    ] {
+        let answer = pep.decide(path, &mortys_updates(semantic)).await;
+        assert_eq!(decisions(&answer), expected, "{semantic:?}: {answer}");
+    }
+    // The deny says why, and each answer has its own decision record.
+    let answer = pep.decide(path, &mortys_updates(None)).await;
+    let list = answer["evaluations"].as_array().unwrap();
+    assert_eq!(list[1]["context"]["reasons"], json!(["no-permit"]));
+    assert_ne!(
+        list[0]["context"]["decision_id"],
+        list[2]["context"]["decision_id"]
+    );
+    // No list, or an empty one: the defaults are one evaluation, answered
+    // as the evaluation endpoint answers.
+    let mut one = mortys_updates(None);
+    one["resource"] = one["evaluations"][1]["resource"].clone();
+    for list in [None, Some(json!([]))] {
+        match list {
+            None => one.as_object_mut().unwrap().remove("evaluations"),
+            Some(list) => one
+                .as_object_mut()
+                .unwrap()
+                .insert("evaluations".into(), list),
+        };
+        let answer = pep.decide(path, &one).await;
+        assert_eq!(answer["decision"], false, "{answer}");
+        assert!(answer.get("evaluations").is_none(), "{answer}");
+    }
+    server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_with_a_message_and_the_request_id_is_echoed() {
+    let (server, _dir) = start(&TODO, &[]).await;
+    let pep = Pep::new(&server, "/workloads/todo-backend");
+    let url = format!("{}/access/v1/evaluation", pep.base);
+    let good = json!({
+        "subject": {"type": "user", "id": MORTY},
+        "action": {"name": "can_read_todos"},
+        "resource": {"type": "todo", "id": "t1"},
+        "unknown": {"fields": "are ignored"},
+    });
+    let cases: Vec<(&str, &str, String, &str)> = vec![
+        (
+            "malformed JSON",
+            "application/json",
+            "{\"subject\":".into(),
+            "not a JSON object",
+        ),
+        (
+            "not an object",
+            "application/json",
+            "[1, 2]".into(),
+            "invalid type",
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            good.to_string(),
+            "`Content-Type` must be `application/json`",
+        ),
+        (
+            "a missing subject",
+            "application/json",
+            json!({"action": {"name": "x"}, "resource": {"type": "todo", "id": "1"}}).to_string(),
+            "missing field `subject`",
+        ),
+        (
+            "a mistyped id",
+            "application/json",
+            json!({"subject": {"type": "user", "id": 1}, "action": {"name": "x"},
+                "resource": {"type": "todo", "id": "1"}})
+            .to_string(),
+            "invalid type: integer `1`, expected a string",
+        ),
+        (
+            "an empty action name",
+            "application/json",
+            json!({"subject": {"type": "user", "id": "a"}, "action": {"name": ""},
+                "resource": {"type": "todo", "id": "1"}})
+            .to_string(),
+            "`action.name` must not be empty",
+        ),
+    ];
+    for (name, content_type, body, message) in cases {
+        let response = pep
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .header("x-request-id", "req-400")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{name}");
+        assert_eq!(response.headers()["x-request-id"], "req-400", "{name}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(message), "{name}: {text}");
+    }
+    let response = pep
+        .http
+        .post(&url)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-request-id", "bfe9eb29-ab87-4ca3-be83-a1d5d8305716")
+        .body(good.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "bfe9eb29-ab87-4ca3-be83-a1d5d8305716"
+    );
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["decision"], true, "{answer}");
+    // A gap in a list without a default names the entry.
+    let response = pep
+        .post(
+            "/access/v1/evaluations",
+            &json!({"evaluations": [{"subject": {"type": "user", "id": "a"}, "action": {"name": "x"}}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("`evaluations[0].resource` is missing"),
+    );
+    // More evaluations than `max_batch_size` (4 in tests).
+    let mut many = mortys_updates(None);
+    many["evaluations"] = json!(vec![many["evaluations"][0].clone(); 5]);
+    let response = pep.post("/access/v1/evaluations", &many).await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("max_batch_size"));
+    server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn what_cannot_be_mapped_or_asked_is_a_deny_with_a_reason() {
+    let decision_log = tempfile::tempdir().unwrap();
+    let log_file = decision_log.path().join("decisions.jsonl");
+    let dir = scenario_dir(GATEWAY.dir);
+    let mut policies_text = std::fs::read_to_string(dir.join("policies.cedar")).unwrap();
+    // The gateway may also ask for plain `Mandate::User`s.
+    policies_text.push_str(
+        r#"
+@id("gateway-checks-mandate-users")
+permit (
+  principal == Mandate::Workload::"spiffe://mandate.local/workloads/gateway",
+  action == Mandate::Action::"check",
+  resource is Todo::Route
+)
+when { context.subject has entity_type && context.subject.entity_type == "Mandate::User" };
+"#,
+    );
+    let policies = common::policies_with(&[("scenario.cedar", &policies_text)]);
+    let schema = scenario_schema(&GATEWAY, policies.path());
+    let server = TestServer::start_with(Setup {
+        policies: policies.path().to_owned(),
+        schema: Some(schema),
+        entities: Some(dir.join("entities.json")),
+        decision_log: Some(log_file.clone()),
+        authzen: Some(AuthzenSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: Some("https://pdp.example.test".into()),
+            types: TypeMap {
+                subjects: type_map(&[("user", "Mandate::User"), ("identity", "Todo::User")]),
+                resources: type_map(GATEWAY.resources),
+            },
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let gateway = Pep::new(&server, "/workloads/gateway");
+    let ask = |subject: Value, action: &str| {
+        json!({"subject": subject, "action": {"name": action},
+            "resource": {"type": "route", "id": "/todos"}})
+    };
+    let rick = json!({"type": "identity", "id": "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs"});
+    let cases = [
+        (
+            "an unknown subject type",
+            ask(json!({"type": "robot", "id": "r2"}), "GET"),
+            "unknown-subject-type",
+        ),
+        (
+            "a workload subject that is no SPIFFE ID",
+            ask(json!({"type": "workload", "id": "envoy"}), "GET"),
+            "unknown-subject-type",
+        ),
+        (
+            "an unknown action",
+            ask(rick.clone(), "PATCH"),
+            "unknown-action",
+        ),
+        (
+            // `user` is `Mandate::User`, which the gateway's actions do not
+            // apply to.
+            "a Mandate::User where the schema wants a Todo::User",
+            ask(json!({"type": "user", "id": "alice"}), "GET"),
+            "invalid-request",
+        ),
+        (
+            "an unknown resource type",
+            json!({"subject": rick, "action": {"name": "GET"}, "resource": {"type": "page", "id": "/"}}),
+            "unknown-resource-type",
+        ),
+        (
+            "properties Cedar cannot hold",
+            ask(
+                json!({"type": "identity", "id": "x", "properties": {"n": 1.5}}),
+                "GET",
+            ),
+            "invalid-properties",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (name, body, reason) in cases {
+        let answer = gateway.decide("/access/v1/evaluation", &body).await;
+        assert_eq!(answer["decision"], false, "{name}: {answer}");
+        // The enforcement point's `check` comes first: a resource type the
+        // schema does not declare fails there already.
+        let reasons = answer["context"]["reasons"].as_array().unwrap();
+        assert!(reasons.contains(&json!(reason)), "{name}: {answer}");
+        ids.push(
+            answer["context"]["decision_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Another workload is no enforcement point for these subjects.
+    let other = Pep::new(&server, "/workloads/admin");
+    let answer = other
+        .decide("/access/v1/evaluation", &ask(rick.clone(), "GET"))
+        .await;
+    assert_eq!(answer["decision"], false);
+    assert_eq!(answer["context"]["reasons"][0], "not-an-enforcement-point");
+    // The allow of the suite, for contrast, is recorded too.
+    let allowed = gateway
+        .decide("/access/v1/evaluation", &ask(rick, "GET"))
+        .await;
+    assert_eq!(allowed["decision"], true, "{allowed}");
+    ids.push(
+        allowed["context"]["decision_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    // The metadata names the published base URL and the endpoints.
+    let metadata = gateway
+        .http
+        .get(format!(
+            "{}/.well-known/authzen-configuration",
+            gateway.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metadata.headers()["content-type"], "application/json");
+    let metadata: Value = serde_json::from_str(&metadata.text().await.unwrap()).unwrap();
+    assert_eq!(
+        metadata,
+        json!({
+            "policy_decision_point": "https://pdp.example.test",
+            "access_evaluation_endpoint": "https://pdp.example.test/access/v1/evaluation",
+            "access_evaluations_endpoint": "https://pdp.example.test/access/v1/evaluations",
+        })
+    );
+    server.server.shutdown().await.unwrap();
+    // Every one of them was recorded like any other decision.
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    for id in ids {
+        assert!(log.contains(&id), "decision `{id}` is not in the log");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_without_an_svid_is_refused_at_the_handshake() {
+    let (server, _dir) = start(&GATEWAY, &[]).await;
+    let addr = server.server.authzen_addr().unwrap();
+    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
+        Arc::new(server.ca.bundles()),
+        None,
+    ));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth();
+    let anonymous = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap();
+    let refused = anonymous
+        .get(format!("https://{addr}/.well-known/authzen-configuration"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agents_task_token_binds_to_its_forwarded_svid_as_on_grpc() {
+    use mandate::api::v1::task_service_client::TaskServiceClient;
+    use mandate::api::v1::{CreateTaskRequest, IssueTaskTokenRequest, TaskScope};
+    let (server, _dir) = start(&GATEWAY, &[]).await;
+    let patcher = "spiffe://mandate.local/agents/patcher";
+    let leaf = server.ca.svid("/agents/patcher");
+    let mut frontend = TaskServiceClient::new(server.channel("/workloads/frontend").await);
+    let task = frontend
+        .create_task(CreateTaskRequest {
+            intent: "fix the payments build".into(),
+            delegatee: patcher.into(),
+            on_behalf_of: "alice".into(),
+            scope: Some(TaskScope {
+                actions: vec!["read".into()],
+                resources: vec!["repos".into()],
+                max_sensitivity: 1,
+                expires_at: 0,
+                ttl_seconds: 3600,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .id;
+    let token = TaskServiceClient::new(server.channel_for(&leaf).await)
+        .issue_task_token(IssueTaskTokenRequest {
+            task_id: task,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    // Envoy's SVID: the shipped policies let `enforcement-points` ask for
+    // their trust domain's workloads whose SVID they forward.
+    let envoy = Pep::new(&server, "/workloads/envoy");
+    let ask = |properties: Value| {
+        json!({
+            "subject": {"type": "agent", "id": patcher, "properties": properties},
+            "action": {"name": "read"},
+            "resource": {"type": "Mandate::Resource", "id": "repos"},
+        })
+    };
+    let cases = [
+        (
+            "the token with the SVID it is bound to",
+            json!({"token": token, "certificate_pem": leaf.cert_pem}),
+            None,
+        ),
+        (
+            "the token with another SVID of the same agent",
+            json!({"token": token, "certificate_pem": server.ca.svid("/agents/patcher").cert_pem}),
+            Some("token-not-bound"),
+        ),
+        (
+            "the token without the SVID",
+            json!({"token": token}),
+            Some("not-an-enforcement-point"),
+        ),
+        (
+            "a token that is not a string",
+            json!({"token": 7, "certificate_pem": leaf.cert_pem}),
+            Some("invalid-properties"),
+        ),
+    ];
+    for (name, properties, refused) in cases {
+        let answer = envoy
+            .decide("/access/v1/evaluation", &ask(properties))
+            .await;
+        match refused {
+            None => assert_eq!(answer["decision"], true, "{name}: {answer}"),
+            Some(reason) => {
+                assert_eq!(answer["decision"], false, "{name}: {answer}");
+                assert_eq!(answer["context"]["reasons"][0], reason, "{name}: {answer}");
+            }
+        }
+    }
+    server.server.shutdown().await.unwrap();
+}

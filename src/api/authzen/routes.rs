@@ -228,8 +228,14 @@ async fn evaluations(
     let parsed = json_body(&headers)
         .and_then(|()| min_revision(&headers))
         .and_then(|at| wire::evaluations(&body).map(|e| (e, at)));
-    let ((list, semantic), min_revision) = match parsed {
-        Ok(parsed) => parsed,
+    let (list, semantic, min_revision) = match parsed {
+        Ok((wire::Asked::Many(list, semantic), at)) => (list, semantic, at),
+        Ok((wire::Asked::One(evaluation), at)) => {
+            return match door.decide(&caller, *evaluation, at).await {
+                Ok(answer) => axum::Json(decision(answer)).into_response(),
+                Err(refused) => refused.into_response(),
+            };
+        }
         Err(error) => return Refusal::from(error).into_response(),
     };
     let limit = door.parts.runner.max_batch_size();

@@ -128,19 +128,29 @@ pub fn evaluation(body: &[u8]) -> Result<Evaluation, BadRequest> {
     Ok(evaluation)
 }
 
-/// Parses an evaluations request body into the evaluations it asks for,
-/// defaults applied, in order, and how to run them.
-pub fn evaluations(body: &[u8]) -> Result<(Vec<Evaluation>, Semantic), BadRequest> {
+/// What an evaluations request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Asked {
+    /// No list, or an empty one: the defaults are one evaluation, answered
+    /// as `POST /access/v1/evaluation` answers.
+    One(Box<Evaluation>),
+    /// The listed evaluations, defaults applied, in order, and how to run
+    /// them.
+    Many(Vec<Evaluation>, Semantic),
+}
+
+/// Parses an evaluations request body.
+pub fn evaluations(body: &[u8]) -> Result<Asked, BadRequest> {
     let request: EvaluationsRequest = parse(body)?;
     let semantic = request
         .options
         .as_ref()
         .and_then(|o| o.evaluations_semantic)
         .unwrap_or_default();
-    let entries = match &request.evaluations {
-        Some(list) if !list.is_empty() => list.clone(),
+    let (entries, one) = match &request.evaluations {
+        Some(list) if !list.is_empty() => (list.clone(), false),
         // Backwards compatible with a single evaluation.
-        _ => vec![PartialEvaluation::default()],
+        _ => (vec![PartialEvaluation::default()], true),
     };
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
@@ -168,7 +178,13 @@ pub fn evaluations(body: &[u8]) -> Result<(Vec<Evaluation>, Semantic), BadReques
         check_evaluation(&evaluation, &at)?;
         out.push(evaluation);
     }
-    Ok((out, semantic))
+    match (one, out.pop()) {
+        (true, Some(evaluation)) => Ok(Asked::One(Box::new(evaluation))),
+        (_, last) => {
+            out.extend(last);
+            Ok(Asked::Many(out, semantic))
+        }
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
@@ -278,7 +294,7 @@ mod tests {
 
     #[test]
     fn defaults_fill_evaluations_in_order() {
-        let (list, semantic) = evaluations(&body(serde_json::json!({
+        let Asked::Many(list, semantic) = evaluations(&body(serde_json::json!({
             "subject": {"type": "user", "id": "alice"},
             "action": {"name": "read"},
             "context": {"a": 1},
@@ -288,7 +304,9 @@ mod tests {
             ],
             "options": {"evaluations_semantic": "deny_on_first_deny", "other": 1},
         })))
-        .unwrap();
+        .unwrap() else {
+            panic!("a list")
+        };
         assert_eq!(semantic, Semantic::DenyOnFirstDeny);
         let ids: Vec<_> = list.iter().map(|e| e.resource.id.as_str()).collect();
         assert_eq!(ids, ["1", "2"]);
@@ -306,7 +324,7 @@ mod tests {
             "resource": {"type": "doc", "id": "1"},
             "evaluations": [],
         });
-        assert_eq!(evaluations(&body(one)).unwrap().0.len(), 1);
+        assert!(matches!(evaluations(&body(one)).unwrap(), Asked::One(e) if e.resource.id == "1"));
         let gap = evaluations(&body(serde_json::json!({
             "evaluations": [{"subject": {"type": "user", "id": "a"}, "action": {"name": "read"}}],
         })))
