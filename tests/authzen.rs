@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{Leaf, Setup, TestServer, repo};
-use mandate::api::authzen::{AuthzenSettings, TypeMap};
+use mandate::api::authzen::{ApiKey, ApiKeys, AuthzenSettings, TypeMap};
 use serde_json::{Value, json};
 
 /// One interop scenario: its directory under tests/authzen, the resource
@@ -83,12 +83,10 @@ fn type_map(pairs: &[(&str, &str)]) -> BTreeMap<String, cedar_policy::EntityType
 
 /// A server with the shipped policies plus the scenario's, its schema and
 /// entities, and AuthZEN on.
-async fn start(scenario: &Scenario, extra: &[(&str, &str)]) -> (TestServer, tempfile::TempDir) {
+async fn start(scenario: &Scenario, api_keys: ApiKeys) -> (TestServer, tempfile::TempDir) {
     let dir = scenario_dir(scenario.dir);
     let policies_text = std::fs::read_to_string(dir.join("policies.cedar")).unwrap();
-    let mut files = vec![("scenario.cedar", policies_text.as_str())];
-    files.extend_from_slice(extra);
-    let policies = common::policies_with(&files);
+    let policies = common::policies_with(&[("scenario.cedar", policies_text.as_str())]);
     // Beside the policies: only `*.cedar` files are policies.
     let schema = scenario_schema(scenario, policies.path());
     let server = TestServer::start_with(Setup {
@@ -107,6 +105,7 @@ async fn start(scenario: &Scenario, extra: &[(&str, &str)]) -> (TestServer, temp
                     .collect(),
                 resources: type_map(scenario.resources),
             },
+            api_keys,
         }),
         ..Setup::default()
     })
@@ -208,7 +207,7 @@ async fn run_evaluations(pep: &Pep, suite: &Value) -> (Vec<String>, usize) {
 
 #[tokio::test]
 async fn the_todo_interop_suite_passes() {
-    let (server, _dir) = start(&TODO, &[]).await;
+    let (server, _dir) = start(&TODO, ApiKeys::default()).await;
     let pep = Pep::new(&server, "/workloads/todo-backend");
     let suite = cases("todo");
     let (mut failures, ran) = run_evaluations(&pep, &suite).await;
@@ -235,7 +234,7 @@ async fn the_todo_interop_suite_passes() {
 
 #[tokio::test]
 async fn the_api_gateway_interop_suite_passes_over_http2() {
-    let (server, _dir) = start(&GATEWAY, &[]).await;
+    let (server, _dir) = start(&GATEWAY, ApiKeys::default()).await;
     let pep = Pep::over(&server, "/workloads/gateway", true);
     let (failures, ran) = run_evaluations(&pep, &cases("gateway")).await;
     assert_eq!(ran, 25, "the suite has 25 cases");
@@ -274,7 +273,7 @@ fn decisions(answer: &Value) -> Vec<bool> {
 
 #[tokio::test]
 async fn evaluations_answer_in_order_and_stop_where_the_semantic_says() {
-    let (server, _dir) = start(&TODO, &[]).await;
+    let (server, _dir) = start(&TODO, ApiKeys::default()).await;
     let pep = Pep::new(&server, "/workloads/todo-backend");
     let path = "/access/v1/evaluations";
     for (semantic, expected) in [
@@ -315,7 +314,7 @@ async fn evaluations_answer_in_order_and_stop_where_the_semantic_says() {
 
 #[tokio::test]
 async fn bad_requests_are_400_with_a_message_and_the_request_id_is_echoed() {
-    let (server, _dir) = start(&TODO, &[]).await;
+    let (server, _dir) = start(&TODO, ApiKeys::default()).await;
     let pep = Pep::new(&server, "/workloads/todo-backend");
     let url = format!("{}/access/v1/evaluation", pep.base);
     let good = json!({
@@ -453,6 +452,7 @@ when { context.subject has entity_type && context.subject.entity_type == "Mandat
                 subjects: type_map(&[("user", "Mandate::User"), ("identity", "Todo::User")]),
                 resources: type_map(GATEWAY.resources),
             },
+            api_keys: ApiKeys::default(),
         }),
         ..Setup::default()
     })
@@ -563,25 +563,9 @@ when { context.subject has entity_type && context.subject.entity_type == "Mandat
 
 #[tokio::test]
 async fn a_caller_without_an_svid_is_refused_at_the_handshake() {
-    let (server, _dir) = start(&GATEWAY, &[]).await;
+    let (server, _dir) = start(&GATEWAY, ApiKeys::default()).await;
     let addr = server.server.authzen_addr().unwrap();
-    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
-        Arc::new(server.ca.bundles()),
-        None,
-    ));
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_no_client_auth();
-    let anonymous = reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .build()
-        .unwrap();
-    let refused = anonymous
+    let refused = anonymous(&server)
         .get(format!("https://{addr}/.well-known/authzen-configuration"))
         .send()
         .await;
@@ -593,7 +577,7 @@ async fn a_caller_without_an_svid_is_refused_at_the_handshake() {
 async fn an_agents_task_token_binds_to_its_forwarded_svid_as_on_grpc() {
     use mandate::api::v1::task_service_client::TaskServiceClient;
     use mandate::api::v1::{CreateTaskRequest, IssueTaskTokenRequest, TaskScope};
-    let (server, _dir) = start(&GATEWAY, &[]).await;
+    let (server, _dir) = start(&GATEWAY, ApiKeys::default()).await;
     let patcher = "spiffe://mandate.local/agents/patcher";
     let leaf = server.ca.svid("/agents/patcher");
     let mut frontend = TaskServiceClient::new(server.channel("/workloads/frontend").await);
@@ -669,5 +653,118 @@ async fn an_agents_task_token_binds_to_its_forwarded_svid_as_on_grpc() {
             }
         }
     }
+    server.server.shutdown().await.unwrap();
+}
+
+/// An HTTPS client presenting no certificate.
+fn anonymous(server: &TestServer) -> reqwest::Client {
+    anonymous_builder(server).build().unwrap()
+}
+
+/// [`anonymous`], to be configured further.
+fn anonymous_builder(server: &TestServer) -> reqwest::ClientBuilder {
+    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
+        Arc::new(server.ca.bundles()),
+        None,
+    ));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(config)
+}
+
+#[tokio::test]
+async fn an_api_key_stands_for_its_workload_and_policy_still_decides() {
+    use sha2::Digest;
+    let digest = |key: &str| -> [u8; 32] { sha2::Sha256::digest(key.as_bytes()).into() };
+    let keys = ApiKeys::new([
+        ApiKey {
+            sha256: digest("todo-backend-key"),
+            spiffe_id: mandate::identity::SpiffeId::new(
+                "spiffe://mandate.local/workloads/todo-backend",
+            )
+            .unwrap(),
+        },
+        ApiKey {
+            sha256: digest("admin-key"),
+            spiffe_id: mandate::identity::SpiffeId::new("spiffe://mandate.local/workloads/admin")
+                .unwrap(),
+        },
+    ]);
+    let (server, _dir) = start(&TODO, keys).await;
+    let addr = server.server.authzen_addr().unwrap();
+    let url = format!("https://{addr}/access/v1/evaluation");
+    let http = anonymous(&server);
+    let ask = json!({
+        "subject": {"type": "user", "id": MORTY},
+        "action": {"name": "can_create_todo"},
+        "resource": {"type": "todo", "id": "t1"},
+    });
+    let send = |authorization: Option<&'static str>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(ask.to_string());
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    // The Todo backend's key: the whole suite passes as with its SVID.
+    let response = send(Some("Bearer todo-backend-key")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["decision"], true, "{answer}");
+    let keyed = Pep {
+        http: anonymous_builder(&server)
+            .default_headers(
+                [(
+                    reqwest::header::AUTHORIZATION,
+                    "todo-backend-key".parse().unwrap(),
+                )]
+                .into_iter()
+                .collect(),
+            )
+            .build()
+            .unwrap(),
+        base: format!("https://{addr}"),
+    };
+    let (failures, ran) = run_evaluations(&keyed, &cases("todo")).await;
+    assert_eq!(ran, 40);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The admin's key is a caller like the admin: no enforcement point for
+    // the Todo users.
+    let response = send(Some("Bearer admin-key")).await.unwrap();
+    let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["decision"], false, "{answer}");
+    assert_eq!(answer["context"]["reasons"][0], "not-an-enforcement-point");
+    // No key, or an unknown one: 401 with a message.
+    for authorization in [None, Some("Bearer guessed"), Some("Bearer ")] {
+        let response = send(authorization).await.unwrap();
+        assert_eq!(response.status(), 401, "{authorization:?}");
+        assert!(!response.text().await.unwrap().is_empty());
+    }
+    // A client SVID still works, and is verified in full: a stranger's
+    // certificate fails the handshake.
+    let pep = Pep::new(&server, "/workloads/todo-backend");
+    assert_eq!(
+        pep.decide("/access/v1/evaluation", &ask).await["decision"],
+        true
+    );
+    let stranger = common::TestCa::new("mandate.local").svid("/workloads/todo-backend");
+    let forged = client(&server, &stranger, false);
+    assert!(
+        forged
+            .post(&url)
+            .body(ask.to_string())
+            .send()
+            .await
+            .is_err()
+    );
     server.server.shutdown().await.unwrap();
 }

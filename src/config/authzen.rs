@@ -1,7 +1,7 @@
 //! The `[authzen]` table of `mandate.toml`: the AuthZEN 1.0 listener (off
 //! unless `listen` is set, here or by `--authzen-listen`), the address it
-//! publishes, and how AuthZEN subject and resource types name Cedar
-//! entity types.
+//! publishes, how AuthZEN subject and resource types name Cedar entity
+//! types, and the opt-in API keys (`[[authzen.api_keys]]`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,7 +10,11 @@ use std::str::FromStr;
 use cedar_policy::EntityTypeName;
 use serde::Deserialize;
 
-use crate::api::authzen::{AuthzenSettings, TypeMap, WORKLOAD_TYPES};
+use spiffe::SpiffeId;
+
+use crate::api::authzen::{
+    ApiKey, ApiKeys, AuthzenSettings, TypeMap, WORKLOAD_TYPES, parse_sha256,
+};
 
 /// The `[authzen]` table.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -27,6 +31,18 @@ pub struct RawAuthzen {
     /// AuthZEN resource type to Cedar entity type; a type not listed is
     /// taken as a Cedar type name as written.
     pub resource_types: Option<BTreeMap<String, String>>,
+    /// Keys for enforcement points without an SVID.
+    pub api_keys: Option<Vec<RawApiKey>>,
+}
+
+/// One `[[authzen.api_keys]]` entry.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// SHA-256 of the key, hex (`printf %s KEY | sha256sum`).
+    pub sha256: String,
+    /// The workload's SPIFFE ID the key stands for.
+    pub spiffe_id: String,
 }
 
 impl RawAuthzen {
@@ -37,6 +53,7 @@ impl RawAuthzen {
             public_url: self.public_url.or(file.public_url),
             subject_types: self.subject_types.or(file.subject_types),
             resource_types: self.resource_types.or(file.resource_types),
+            api_keys: self.api_keys.or(file.api_keys),
         }
     }
 
@@ -77,6 +94,7 @@ impl RawAuthzen {
             self.resource_types.unwrap_or_default(),
             problems,
         );
+        let api_keys = api_keys(self.api_keys.unwrap_or_default(), problems);
         Some(AuthzenSettings {
             listen,
             public_url,
@@ -84,8 +102,40 @@ impl RawAuthzen {
                 subjects: subject_types,
                 resources: resource_types,
             },
+            api_keys,
         })
     }
+}
+
+/// Checks the API keys: a digest each, a workload's SPIFFE ID, no digest
+/// twice.
+fn api_keys(raw: Vec<RawApiKey>, problems: &mut Vec<String>) -> ApiKeys {
+    let mut keys = Vec::new();
+    for (i, key) in raw.into_iter().enumerate() {
+        let at = format!("`authzen.api_keys[{i}]`");
+        let sha256 = parse_sha256(&key.sha256);
+        if sha256.is_none() {
+            problems.push(format!(
+                "{at}: `sha256` must be the 64 hex digits of the key's SHA-256, not the key"
+            ));
+        }
+        let spiffe_id = SpiffeId::new(&key.spiffe_id)
+            .ok()
+            .filter(|id| !id.path().is_empty());
+        if spiffe_id.is_none() {
+            problems.push(format!(
+                "{at}: `spiffe_id` `{}` is not the SPIFFE ID of a workload",
+                key.spiffe_id
+            ));
+        }
+        if let (Some(sha256), Some(spiffe_id)) = (sha256, spiffe_id) {
+            if keys.iter().any(|k: &ApiKey| k.sha256 == sha256) {
+                problems.push(format!("{at}: the same key is configured twice"));
+            }
+            keys.push(ApiKey { sha256, spiffe_id });
+        }
+    }
+    ApiKeys::new(keys)
 }
 
 /// Parses the Cedar side of a type map.
@@ -140,6 +190,28 @@ mod tests {
         };
         raw.resolve(&mut problems);
         assert_eq!(problems.len(), 3, "{problems:?}");
+        let mut problems = Vec::new();
+        let keys = RawAuthzen {
+            listen: Some("127.0.0.1:0".into()),
+            api_keys: Some(vec![
+                RawApiKey {
+                    sha256: "ab".repeat(32),
+                    spiffe_id: "spiffe://mandate.local/workloads/pep".into(),
+                },
+                RawApiKey {
+                    sha256: "ab".repeat(32),
+                    spiffe_id: "spiffe://mandate.local/workloads/other".into(),
+                },
+                RawApiKey {
+                    sha256: "s3cret".into(),
+                    spiffe_id: "spiffe://mandate.local".into(),
+                },
+            ]),
+            ..RawAuthzen::default()
+        };
+        let settings = keys.resolve(&mut problems).unwrap();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(!settings.api_keys.is_empty());
         let mut problems = Vec::new();
         let bad = RawAuthzen {
             listen: Some("nowhere".into()),

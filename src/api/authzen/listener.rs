@@ -1,5 +1,7 @@
 //! The AuthZEN listener's TLS: our SVID, the gRPC port's SPIFFE
-//! verification of client certificates, HTTP/2 and HTTP/1.1 by ALPN.
+//! verification of client certificates (required, or optional when API
+//! keys are configured; one presented is verified in full either way),
+//! HTTP/2 and HTTP/1.1 by ALPN.
 
 use std::net::SocketAddr;
 
@@ -60,14 +62,15 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Inco
 pub fn accept(
     listener: TcpListener,
     parts: &AuthzenParts,
+    client: ClientCertificate,
 ) -> Result<(Incoming, tokio::task::JoinHandle<()>), AuthzenError> {
     let local = listener.local_addr().map_err(|source| AuthzenError::Bind {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
     let how = TlsListener {
-        config_of: |identity: &Identity| {
-            listener_config(identity, &[b"h2", b"http/1.1"], ClientCertificate::Required)
+        config_of: move |identity: &Identity| {
+            listener_config(identity, &[b"h2", b"http/1.1"], client)
         },
         admit,
         handshake_timeout: parts.handshake_timeout,

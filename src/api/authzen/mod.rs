@@ -9,6 +9,7 @@
 //! metadata document. Every evaluation is decided, recorded and counted
 //! by the runner like any other decision. See `docs/authzen.md`.
 
+mod keys;
 mod listener;
 mod mapping;
 mod routes;
@@ -25,9 +26,10 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::decision::Runner;
-use crate::identity::IdentityWatch;
+use crate::identity::{ClientCertificate, IdentityWatch};
 use crate::policy::PolicyEngine;
 
+pub use keys::{ApiKey, ApiKeys, parse_sha256};
 pub use mapping::MIN_REVISION_HEADER;
 
 /// Subject types that name a workload or agent by SPIFFE ID.
@@ -43,6 +45,9 @@ pub struct AuthzenSettings {
     pub public_url: Option<String>,
     /// How AuthZEN types name Cedar entity types.
     pub types: TypeMap,
+    /// Keys for enforcement points without an SVID; with any, client
+    /// certificates are optional on this listener.
+    pub api_keys: ApiKeys,
 }
 
 /// AuthZEN subject and resource types to Cedar entity types.
@@ -132,12 +137,22 @@ pub async fn start(
         .await
         .map_err(bind_error)?;
     let addr = tcp.local_addr().map_err(bind_error)?;
-    let (incoming, accept) = listener::accept(tcp, &parts)?;
+    let client = if settings.api_keys.is_empty() {
+        ClientCertificate::Required
+    } else {
+        ClientCertificate::Optional
+    };
+    let (incoming, accept) = listener::accept(tcp, &parts, client)?;
     let public_url = settings
         .public_url
         .clone()
         .unwrap_or_else(|| format!("https://{addr}"));
-    let router = routes::router(routes::Door::new(parts, settings.types, public_url));
+    let router = routes::router(routes::Door::new(
+        parts,
+        settings.types,
+        settings.api_keys,
+        public_url,
+    ));
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
         axum::serve(
@@ -149,7 +164,7 @@ pub async fn start(
         })
         .await
     });
-    tracing::info!(authzen = %addr, "serving authzen");
+    tracing::info!(authzen = %addr, client_certificates = ?client, "serving authzen");
     Ok(RunningAuthzen {
         addr,
         stop,

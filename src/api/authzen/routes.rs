@@ -17,7 +17,7 @@ use spiffe::SpiffeId;
 use super::listener::AuthzenPeer;
 use super::mapping::{self, MIN_REVISION_HEADER};
 use super::wire::{self, BadRequest, Evaluation, Semantic};
-use super::{AuthzenParts, TypeMap};
+use super::{ApiKeys, AuthzenParts, TypeMap};
 use crate::decision::Answer;
 
 /// The request identification header, echoed on the answer.
@@ -32,28 +32,27 @@ const METADATA: &str = "/.well-known/authzen-configuration";
 pub struct Door {
     parts: AuthzenParts,
     types: Arc<TypeMap>,
+    keys: Arc<ApiKeys>,
     public_url: Arc<str>,
 }
 
 impl Door {
     /// The door over `parts`, publishing `public_url`.
-    pub fn new(parts: AuthzenParts, types: TypeMap, public_url: String) -> Self {
+    pub fn new(parts: AuthzenParts, types: TypeMap, keys: ApiKeys, public_url: String) -> Self {
         Self {
             parts,
             types: Arc::new(types),
+            keys: Arc::new(keys),
             public_url: public_url.into(),
         }
     }
 
     /// The enforcement point asking: its SVID, checked again now (expiry,
-    /// a withdrawn bundle, a replaced CA).
-    fn caller(&self, peer: &AuthzenPeer) -> Result<SpiffeId, Refusal> {
+    /// a withdrawn bundle, a replaced CA), or without one the workload its
+    /// API key stands for.
+    fn caller(&self, peer: &AuthzenPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
         let Some(svid) = &peer.svid else {
-            tracing::info!(remote_addr = %peer.remote_addr, "authzen request without a client SVID refused");
-            return Err(Refusal::new(
-                StatusCode::UNAUTHORIZED,
-                "a client SVID is required".to_owned(),
-            ));
+            return self.key_holder(peer, headers);
         };
         let bundles = self.parts.identity.borrow().bundles.clone();
         svid.recheck(&bundles, self.parts.clock.now())
@@ -62,6 +61,28 @@ impl Door {
                 Refusal::new(StatusCode::UNAUTHORIZED, e)
             })?;
         Ok(svid.spiffe_id.clone())
+    }
+
+    /// The workload an API key stands for; 401 without a known one.
+    fn key_holder(&self, peer: &AuthzenPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
+        let refuse = |message: String| {
+            tracing::info!(remote_addr = %peer.remote_addr, error = %message, "authzen caller refused");
+            Refusal::new(StatusCode::UNAUTHORIZED, message)
+        };
+        if self.keys.is_empty() {
+            return Err(refuse("a client SVID is required".to_owned()));
+        }
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                refuse(
+                    "a client SVID or an API key (`Authorization: Bearer KEY`) is required"
+                        .to_owned(),
+                )
+            })?
+            .to_str()
+            .map_err(|_| refuse("the `Authorization` header is not text".to_owned()))?;
+        self.keys.caller(authorization).cloned().map_err(refuse)
     }
 
     /// Decides one evaluation (or records why it could not be asked).
@@ -198,7 +219,7 @@ async fn evaluation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match door.caller(&peer) {
+    let caller = match door.caller(&peer, &headers) {
         Ok(caller) => caller,
         Err(refused) => return refused.into_response(),
     };
@@ -221,7 +242,7 @@ async fn evaluations(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match door.caller(&peer) {
+    let caller = match door.caller(&peer, &headers) {
         Ok(caller) => caller,
         Err(refused) => return refused.into_response(),
     };
@@ -279,8 +300,9 @@ async fn run_all(
 async fn metadata(
     State(door): State<Door>,
     ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = door.caller(&peer) {
+    if let Err(refused) = door.caller(&peer, &headers) {
         return refused.into_response();
     }
     let base = &door.public_url;
