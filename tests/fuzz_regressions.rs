@@ -23,8 +23,8 @@ use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use mandate::fuzzing::{
-    EnvoyHarness, ISSUER, Outcome, SUBJECT, SvidHarness, TokenHarness, check_config,
-    check_route_map,
+    EnvoyHarness, ISSUER, Outcome, SUBJECT, SvidHarness, TokenHarness, check_authzen_request,
+    check_config, check_route_map,
 };
 use mandate::policy::PolicyEngine;
 use rcgen::{
@@ -125,6 +125,11 @@ fn config_inputs_hold() {
     // `fuzz/` holds no `policies/`: a seed that must be accepted names
     // its paths from the repository root.
     run("config", check_config);
+}
+
+#[test]
+fn authzen_request_inputs_hold() {
+    run("authzen_request", check_authzen_request);
 }
 
 #[test]

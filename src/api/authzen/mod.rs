@@ -11,7 +11,7 @@
 
 mod keys;
 mod listener;
-mod mapping;
+pub(crate) mod mapping;
 mod routes;
 pub mod wire;
 
