@@ -29,6 +29,7 @@ struct Scenario {
     checked_types: &'static str,
     subjects: &'static [(&'static str, &'static str)],
     resources: &'static [(&'static str, &'static str)],
+    actions: &'static [(&'static str, &'static str)],
 }
 
 const TODO: Scenario = Scenario {
@@ -36,6 +37,7 @@ const TODO: Scenario = Scenario {
     checked_types: "Todo::User, Todo::Todo",
     subjects: &[("user", "Todo::User")],
     resources: &[("user", "Todo::User"), ("todo", "Todo::Todo")],
+    actions: &[],
 };
 
 const GATEWAY: Scenario = Scenario {
@@ -43,6 +45,15 @@ const GATEWAY: Scenario = Scenario {
     checked_types: "Todo::Route",
     subjects: &[("identity", "Todo::User")],
     resources: &[("route", "Todo::Route")],
+    actions: &[],
+};
+
+const SEARCH: Scenario = Scenario {
+    dir: "search",
+    checked_types: "Search::Record",
+    subjects: &[("user", "Search::User")],
+    resources: &[("record", "Search::Record")],
+    actions: &[("delete", "delete_record")],
 };
 
 fn scenario_dir(name: &str) -> PathBuf {
@@ -104,6 +115,11 @@ async fn start(scenario: &Scenario, api_keys: ApiKeys) -> (TestServer, tempfile:
                     .chain(type_map(scenario.subjects))
                     .collect(),
                 resources: type_map(scenario.resources),
+                actions: scenario
+                    .actions
+                    .iter()
+                    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                    .collect(),
             },
             api_keys,
         }),
@@ -451,6 +467,7 @@ when { context.subject has entity_type && context.subject.entity_type == "Mandat
             types: TypeMap {
                 subjects: type_map(&[("user", "Mandate::User"), ("identity", "Todo::User")]),
                 resources: type_map(GATEWAY.resources),
+                actions: BTreeMap::new(),
             },
             api_keys: ApiKeys::default(),
         }),
@@ -551,6 +568,9 @@ when { context.subject has entity_type && context.subject.entity_type == "Mandat
             "policy_decision_point": "https://pdp.example.test",
             "access_evaluation_endpoint": "https://pdp.example.test/access/v1/evaluation",
             "access_evaluations_endpoint": "https://pdp.example.test/access/v1/evaluations",
+            "search_subject_endpoint": "https://pdp.example.test/access/v1/search/subject",
+            "search_resource_endpoint": "https://pdp.example.test/access/v1/search/resource",
+            "search_action_endpoint": "https://pdp.example.test/access/v1/search/action",
         })
     );
     server.server.shutdown().await.unwrap();
@@ -766,5 +786,124 @@ async fn an_api_key_stands_for_its_workload_and_policy_still_decides() {
             .await
             .is_err()
     );
+    server.server.shutdown().await.unwrap();
+}
+
+/// The Search suite's cases of one API: failures, and how many ran.
+async fn run_searches(pep: &Pep, api: &str) -> (Vec<String>, usize) {
+    let text = std::fs::read_to_string(scenario_dir("search").join(format!("{api}.json"))).unwrap();
+    let suite: Value = serde_json::from_str(&text).unwrap();
+    let sorted = |results: &Value| {
+        let mut list: Vec<String> = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        list.sort();
+        list
+    };
+    let mut failures = Vec::new();
+    let cases = suite["evaluation"].as_array().unwrap();
+    for case in cases {
+        let answer = pep
+            .decide(&format!("/access/v1/search/{api}"), &case["request"])
+            .await;
+        if sorted(&answer["results"]) != sorted(&case["expected"]["results"]) {
+            failures.push(format!(
+                "{} -> {} (expected {})",
+                case["request"], answer["results"], case["expected"]["results"]
+            ));
+        }
+    }
+    (failures, cases.len())
+}
+
+#[tokio::test]
+async fn the_search_interop_suite_passes() {
+    let (server, _dir) = start(&SEARCH, ApiKeys::default()).await;
+    let pep = Pep::new(&server, "/workloads/search-app");
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for api in ["subject", "resource", "action"] {
+        let (failed, count) = run_searches(&pep, api).await;
+        failures.extend(failed);
+        ran += count;
+    }
+    assert_eq!(ran, 198, "the suite has 198 cases");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn search_pages_follow_each_other_to_the_whole_result() {
+    let (server, _dir) = start(&SEARCH, ApiKeys::default()).await;
+    let pep = Pep::new(&server, "/workloads/search-app");
+    let mut ask = json!({
+        "subject": {"type": "user", "id": "alice"},
+        "action": {"name": "view"},
+        "resource": {"type": "record"},
+    });
+    let whole = pep.decide("/access/v1/search/resource", &ask).await;
+    assert_eq!(whole["page"]["next_token"], "");
+    let all = whole["results"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 20, "a manager views every record");
+    let mut paged = Vec::new();
+    ask["page"] = json!({"limit": 7});
+    for round in 0.. {
+        assert!(round < 5, "pages do not end");
+        let page = pep.decide("/access/v1/search/resource", &ask).await;
+        let results = page["results"].as_array().unwrap();
+        assert!(results.len() <= 7);
+        assert_eq!(page["page"]["count"], results.len());
+        assert_eq!(page["page"]["total"], 20);
+        paged.extend(results.iter().cloned());
+        let next = page["page"]["next_token"].as_str().unwrap();
+        if next.is_empty() {
+            break;
+        }
+        ask["page"]["token"] = json!(next);
+    }
+    assert_eq!(paged, all);
+    // A token used on another search is a 400.
+    let first = pep
+        .decide(
+            "/access/v1/search/resource",
+            &json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "view"},
+                "resource": {"type": "record"}, "page": {"limit": 7}}),
+        )
+        .await;
+    let token = first["page"]["next_token"].clone();
+    let response = pep
+        .post(
+            "/access/v1/search/resource",
+            &json!({"subject": {"type": "user", "id": "bob"}, "action": {"name": "view"},
+                "resource": {"type": "record"}, "page": {"limit": 7, "token": token}}),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    // The metadata publishes the search endpoints.
+    let metadata = pep
+        .http
+        .get(format!("{}/.well-known/authzen-configuration", pep.base))
+        .send()
+        .await
+        .unwrap();
+    let metadata: Value = serde_json::from_str(&metadata.text().await.unwrap()).unwrap();
+    for key in [
+        "search_subject_endpoint",
+        "search_resource_endpoint",
+        "search_action_endpoint",
+    ] {
+        assert!(
+            metadata[key].as_str().unwrap().starts_with("https://"),
+            "{metadata}"
+        );
+    }
     server.server.shutdown().await.unwrap();
 }

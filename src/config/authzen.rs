@@ -31,6 +31,9 @@ pub struct RawAuthzen {
     /// AuthZEN resource type to Cedar entity type; a type not listed is
     /// taken as a Cedar type name as written.
     pub resource_types: Option<BTreeMap<String, String>>,
+    /// AuthZEN action name to `Mandate::Action` id; a name not listed is
+    /// its own id.
+    pub actions: Option<BTreeMap<String, String>>,
     /// Keys for enforcement points without an SVID.
     pub api_keys: Option<Vec<RawApiKey>>,
 }
@@ -53,6 +56,7 @@ impl RawAuthzen {
             public_url: self.public_url.or(file.public_url),
             subject_types: self.subject_types.or(file.subject_types),
             resource_types: self.resource_types.or(file.resource_types),
+            actions: self.actions.or(file.actions),
             api_keys: self.api_keys.or(file.api_keys),
         }
     }
@@ -101,6 +105,7 @@ impl RawAuthzen {
             types: TypeMap {
                 subjects: subject_types,
                 resources: resource_types,
+                actions: self.actions.unwrap_or_default(),
             },
             api_keys,
         })

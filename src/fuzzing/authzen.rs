@@ -27,6 +27,7 @@ pub fn check_authzen_request(data: &[u8]) -> Result<Outcome, String> {
             "todo".to_owned(),
             "Todo::Todo".parse().map_err(|e| format!("{e}"))?,
         )]),
+        actions: BTreeMap::new(),
     };
     let caller = SpiffeId::new(CALLER).map_err(|e| e.to_string())?;
     let one = wire::evaluation(data);

@@ -6,7 +6,8 @@
 //! - other subject types name entity types through the type map (`user`:
 //!   `Mandate::User`); resource types too, or are Cedar type names as
 //!   written;
-//! - the action name is the `Mandate::Action`, the context Cedar's;
+//! - the action name is the `Mandate::Action` (through `[authzen]
+//!   actions` when listed there), the context Cedar's;
 //! - `properties` of an entity of a user schema's type are its attributes
 //!   when the registry does not hold it; `Mandate::` entities come only
 //!   from the registry, so their properties are ignored.
@@ -141,7 +142,7 @@ pub fn question(
                 spiffe_id: caller.clone(),
                 thumbprint: None,
             },
-            action.name,
+            types.action(&action.name).to_owned(),
             decision::Resource {
                 type_name: resource_type,
                 id: resource.id,
@@ -229,6 +230,7 @@ mod tests {
                 ("person".to_owned(), "Todo::User".parse().unwrap()),
             ]),
             resources: BTreeMap::from([("todo".to_owned(), "Todo::Todo".parse().unwrap())]),
+            actions: BTreeMap::from([("delete".to_owned(), "delete_todo".to_owned())]),
         }
     }
 
@@ -243,6 +245,16 @@ mod tests {
 
     fn pep() -> SpiffeId {
         SpiffeId::new("spiffe://mandate.local/workloads/pep").unwrap()
+    }
+
+    #[test]
+    fn actions_map_both_ways() {
+        let types = types();
+        assert_eq!(types.action("delete"), "delete_todo");
+        assert_eq!(types.action("read"), "read");
+        assert_eq!(types.action_name("delete_todo"), Some("delete"));
+        assert_eq!(types.action_name("delete"), None);
+        assert_eq!(types.action_name("read"), Some("read"));
     }
 
     #[test]

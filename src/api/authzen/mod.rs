@@ -13,6 +13,7 @@ mod keys;
 mod listener;
 pub(crate) mod mapping;
 mod routes;
+pub mod search;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -58,10 +59,30 @@ pub struct TypeMap {
     pub subjects: BTreeMap<String, EntityTypeName>,
     /// Resource types; one not listed is a Cedar type name as written.
     pub resources: BTreeMap<String, EntityTypeName>,
+    /// Action names to `Mandate::Action` ids; one not listed is its own
+    /// id (for a scenario whose names collide with Mandate's own).
+    pub actions: BTreeMap<String, String>,
 }
 
 impl TypeMap {
-    /// The mapped types the schema does not declare, one line each: a
+    /// The `Mandate::Action` id an AuthZEN action name asks for.
+    pub fn action<'a>(&'a self, name: &'a str) -> &'a str {
+        self.actions.get(name).map_or(name, String::as_str)
+    }
+
+    /// The AuthZEN name of a schema action, for action search; `None`
+    /// when another name maps onto its own (it cannot be asked by it).
+    pub fn action_name<'a>(&'a self, id: &'a str) -> Option<&'a str> {
+        match self.actions.iter().find(|(_, to)| to.as_str() == id) {
+            Some((name, _)) => Some(name),
+            None if self.actions.contains_key(id) => None,
+            None => Some(id),
+        }
+    }
+}
+
+impl TypeMap {
+    /// The mapped types and actions the schema does not declare, one line each: a
     /// start-up problem, like a route map naming an unknown type.
     pub fn check(&self, engine: &PolicyEngine) -> Vec<String> {
         let mut problems = Vec::new();
@@ -75,6 +96,13 @@ impl TypeMap {
                         "`authzen.{key}.{authzen}`: entity type `{cedar}` is not declared in the schema"
                     ));
                 }
+            }
+        }
+        for (authzen, id) in &self.actions {
+            if engine.action(id).is_none() {
+                problems.push(format!(
+                    "`authzen.actions.{authzen}`: action `{id}` is not declared in the schema"
+                ));
             }
         }
         problems

@@ -16,6 +16,7 @@ use spiffe::SpiffeId;
 
 use super::listener::AuthzenPeer;
 use super::mapping::{self, MIN_REVISION_HEADER};
+use super::search::{self, Searched};
 use super::wire::{self, BadRequest, Evaluation, Semantic};
 use super::{ApiKeys, AuthzenParts, TypeMap};
 use crate::decision::Answer;
@@ -26,6 +27,9 @@ const REQUEST_ID: &str = "x-request-id";
 const EVALUATION: &str = "/access/v1/evaluation";
 const EVALUATIONS: &str = "/access/v1/evaluations";
 const METADATA: &str = "/.well-known/authzen-configuration";
+const SEARCH_SUBJECT: &str = "/access/v1/search/subject";
+const SEARCH_RESOURCE: &str = "/access/v1/search/resource";
+const SEARCH_ACTION: &str = "/access/v1/search/action";
 
 /// What every handler holds.
 #[derive(Debug, Clone)]
@@ -85,6 +89,55 @@ impl Door {
         self.keys.caller(authorization).cloned().map_err(refuse)
     }
 
+    /// The candidates of a search, sorted: the registry's entities of the
+    /// type searched for, or the schema's actions. None for a type that
+    /// maps to no entity type.
+    fn candidates(&self, asked: &search::Search, searched: Searched) -> Vec<String> {
+        let view = self.parts.runner.view();
+        let type_name = match searched {
+            Searched::Action => {
+                let mut names: Vec<String> = view
+                    .engine
+                    .action_names()
+                    .filter_map(|id| self.types.action_name(id))
+                    .map(str::to_owned)
+                    .collect();
+                names.sort();
+                names.dedup();
+                return names;
+            }
+            Searched::Subject => {
+                let kind = asked.request.subject.kind.as_str();
+                match kind {
+                    "agent" => "Mandate::Agent".parse().ok(),
+                    "workload" => "Mandate::Workload".parse().ok(),
+                    _ => self.types.subjects.get(kind).cloned(),
+                }
+            }
+            Searched::Resource => {
+                let kind = asked.request.resource.kind.as_str();
+                self.types
+                    .resources
+                    .get(kind)
+                    .cloned()
+                    .or_else(|| kind.parse().ok())
+            }
+        };
+        let Some(type_name) = type_name else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = view
+            .registry
+            .entities()
+            .iter()
+            .filter(|e| e.uid().type_name() == &type_name)
+            .map(|e| e.uid().id().unescaped().to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// Decides one evaluation (or records why it could not be asked).
     async fn decide(
         &self,
@@ -115,6 +168,9 @@ pub fn router(door: Door) -> Router {
         .route(EVALUATION, post(evaluation))
         .route(EVALUATIONS, post(evaluations))
         .route(METADATA, get(metadata))
+        .route(SEARCH_SUBJECT, post(search_subject))
+        .route(SEARCH_RESOURCE, post(search_resource))
+        .route(SEARCH_ACTION, post(search_action))
         .layer(DefaultBodyLimit::max(max_bytes))
         .layer(axum::middleware::from_fn(echo_request_id))
         .with_state(door)
@@ -310,6 +366,9 @@ async fn metadata(
         "policy_decision_point": base.as_ref(),
         "access_evaluation_endpoint": format!("{base}{EVALUATION}"),
         "access_evaluations_endpoint": format!("{base}{EVALUATIONS}"),
+        "search_subject_endpoint": format!("{base}{SEARCH_SUBJECT}"),
+        "search_resource_endpoint": format!("{base}{SEARCH_RESOURCE}"),
+        "search_action_endpoint": format!("{base}{SEARCH_ACTION}"),
     });
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert(
@@ -317,4 +376,71 @@ async fn metadata(
         HeaderValue::from_static("max-age=300"),
     );
     response
+}
+
+async fn search_subject(
+    State(door): State<Door>,
+    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    search(&door, &peer, &headers, &body, Searched::Subject).await
+}
+
+async fn search_resource(
+    State(door): State<Door>,
+    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    search(&door, &peer, &headers, &body, Searched::Resource).await
+}
+
+async fn search_action(
+    State(door): State<Door>,
+    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    search(&door, &peer, &headers, &body, Searched::Action).await
+}
+
+/// Decides every candidate of a search; answers the page asked for.
+async fn search(
+    door: &Door,
+    peer: &AuthzenPeer,
+    headers: &HeaderMap,
+    body: &[u8],
+    searched: Searched,
+) -> Response {
+    let caller = match door.caller(peer, headers) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
+    };
+    let parsed = json_body(headers)
+        .and_then(|()| min_revision(headers))
+        .and_then(|at| search::parse(body, searched).map(|s| (s, at)));
+    let (asked, min_revision) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return Refusal::from(error).into_response(),
+    };
+    let candidates = door.candidates(&asked, searched);
+    if candidates.len() > search::MAX_CANDIDATES {
+        return Refusal::from(BadRequest(format!(
+            "the search has {} candidates; the limit is {}: narrow it, or ask evaluations",
+            candidates.len(),
+            search::MAX_CANDIDATES
+        )))
+        .into_response();
+    }
+    let mut permitted = Vec::new();
+    for candidate in candidates {
+        let evaluation = asked.evaluation(searched, &candidate);
+        match door.decide(&caller, evaluation, min_revision).await {
+            Ok(answer) if answer.decision.is_allowed() => permitted.push(candidate),
+            Ok(_) => {}
+            Err(refused) => return refused.into_response(),
+        }
+    }
+    axum::Json(asked.page(searched, &permitted)).into_response()
 }
