@@ -427,6 +427,18 @@ async fn bad_requests_are_400_with_a_message_and_the_request_id_is_echoed() {
             .unwrap()
             .contains("`evaluations[0].resource` is missing"),
     );
+    // One evaluation over a limit refuses the list before any is decided.
+    let mut deep = json!("leaf");
+    for _ in 0..12 {
+        deep = json!({ "nested": deep });
+    }
+    let mut over = mortys_updates(None);
+    over["evaluations"][1]["context"] = json!({ "deep": deep });
+    let response = pep.post("/access/v1/evaluations", &over).await;
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("evaluations[1]: "), "{text}");
+    assert!(text.contains("limits."), "{text}");
     // More evaluations than `max_batch_size` (4 in tests).
     let mut many = mortys_updates(None);
     many["evaluations"] = json!(vec![many["evaluations"][0].clone(); 5]);

@@ -5,9 +5,11 @@
 //! `check` for every subject it asks about, as Envoy must.
 //!
 //! `wire` parses and answers the JSON, `mapping` turns an evaluation into
-//! a [`crate::decision::Request`], `routes` serves the endpoints and the
-//! metadata document. Every evaluation is decided, recorded and counted
-//! by the runner like any other decision. See `docs/authzen.md`.
+//! a [`crate::decision::Request`], `search` enumerates and pages searches,
+//! `keys` holds the opt-in API keys, `listener` the TLS, `routes` serves
+//! the endpoints and the metadata document. Every evaluation (and every
+//! search candidate) is decided, recorded and counted by the runner like
+//! any other decision. See `docs/authzen.md`.
 
 mod keys;
 mod listener;

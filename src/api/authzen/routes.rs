@@ -145,8 +145,19 @@ impl Door {
         evaluation: Evaluation,
         min_revision: u64,
     ) -> Result<Answer, Refusal> {
+        let asked = mapping::question(caller, evaluation, &self.types, min_revision);
+        self.answer(caller, asked).await
+    }
+
+    /// Decides a mapped evaluation, or records the refusal of one that
+    /// could not be mapped. A question over a limit is a 400, unrecorded.
+    async fn answer(
+        &self,
+        caller: &SpiffeId,
+        asked: Result<crate::decision::Request, Box<mapping::Refused>>,
+    ) -> Result<Answer, Refusal> {
         let runner = &self.parts.runner;
-        match mapping::question(caller, evaluation, &self.types, min_revision) {
+        match asked {
             Ok(question) => runner
                 .run(question)
                 .await
@@ -334,9 +345,27 @@ async fn run_all(
     semantic: Semantic,
     min_revision: u64,
 ) -> Response {
-    let mut answers = Vec::with_capacity(list.len());
-    for evaluation in list {
-        let answer = match door.decide(caller, evaluation, min_revision).await {
+    // Every evaluation is mapped and held to the limits before any is
+    // decided (and recorded): one over a limit refuses the request with
+    // nothing done, as `BatchAuthorize` does.
+    let asked: Vec<_> = list
+        .into_iter()
+        .map(|e| mapping::question(caller, e, &door.types, min_revision))
+        .collect();
+    for (i, question) in asked.iter().enumerate() {
+        if let Ok(question) = question
+            && let Err(limit) = door.parts.runner.check_limits(question)
+        {
+            return Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("evaluations[{i}]: {limit}"),
+            )
+            .into_response();
+        }
+    }
+    let mut answers = Vec::with_capacity(asked.len());
+    for question in asked {
+        let answer = match door.answer(caller, question).await {
             Ok(answer) => answer,
             Err(refused) => return refused.into_response(),
         };
