@@ -619,7 +619,7 @@ async fn an_agents_task_token_binds_to_its_forwarded_svid_as_on_grpc() {
             delegatee: patcher.into(),
             on_behalf_of: "alice".into(),
             scope: Some(TaskScope {
-                actions: vec!["read".into()],
+                actions: vec!["read".into(), "delete".into()],
                 resources: vec!["repos".into()],
                 max_sensitivity: 1,
                 expires_at: 0,
@@ -685,6 +685,26 @@ async fn an_agents_task_token_binds_to_its_forwarded_svid_as_on_grpc() {
             }
         }
     }
+    // A delete needs a human's approval: a deny naming the pending
+    // approval Mandate asked for.
+    let answer = envoy
+        .decide(
+            "/access/v1/evaluation",
+            &json!({
+                "subject": {"type": "agent", "id": patcher,
+                    "properties": {"token": token, "certificate_pem": leaf.cert_pem}},
+                "action": {"name": "delete"},
+                "resource": {"type": "Mandate::Resource", "id": "repo:acme/web"},
+            }),
+        )
+        .await;
+    assert_eq!(answer["decision"], false, "{answer}");
+    let reasons = answer["context"]["reasons"].as_array().unwrap();
+    assert!(reasons.contains(&json!("needs-approval")), "{answer}");
+    let approval = answer["context"]["approval_id"].as_str().unwrap();
+    let pending = server.approvals.get(approval).unwrap();
+    assert_eq!(pending.subject.action, "delete");
+    assert_eq!(pending.subject.resource_id, "repo:acme/web");
     server.server.shutdown().await.unwrap();
 }
 

@@ -276,6 +276,7 @@ fn decision(answer: Answer) -> wire::Decision {
                 .collect(),
             determining_policies: grounds.determining_policies,
             errors: grounds.errors,
+            approval_id: answer.approval_id,
         },
     }
 }

@@ -236,6 +236,11 @@ pub struct DecisionContext {
     /// Evaluation and request errors, for people.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// For a "needs approval": the pending approval a human can decide
+    /// (`ApprovalService`, the approvals inbox); evaluating again once it
+    /// is approved is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 /// The answer of `POST /access/v1/evaluations`.
