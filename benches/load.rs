@@ -1,13 +1,16 @@
-//! Load generator (DESIGN §8): `Authorize` and Envoy's ext_authz `Check`
-//! over SPIFFE mTLS on loopback, against the floor: a do-nothing gRPC call
-//! (`grpc.health.v1.Health/Check`) on the same server, TLS set-up, HTTP/2
-//! stack and connections, in the same run. The budget: each at least 80%
-//! of the floor's throughput.
+//! Load generator (DESIGN §8): `Authorize`, Envoy's ext_authz `Check` and
+//! an AuthZEN evaluation over SPIFFE mTLS on loopback, against the floor:
+//! a do-nothing gRPC call (`grpc.health.v1.Health/Check`) on the same
+//! server, TLS set-up, HTTP/2 stack and connections, in the same run. The
+//! budget: `Authorize` and `Check` at least 80% of the floor's throughput,
+//! AuthZEN at least 80% of `Authorize`'s.
 //!
 //! Both decision calls are the realistic agent path: the patcher presents a
 //! task token bound to its SVID and reads `repo:acme/payments` (allowed).
 //! `Check` comes from the sample Envoy SVID, on behalf of the patcher,
-//! with its forwarded certificate, through the example route map.
+//! with its forwarded certificate, through the example route map; the
+//! AuthZEN evaluation asks the same (`POST /access/v1/evaluation` over
+//! HTTP/2, the certificate and token in `subject.properties`).
 //!
 //! Run: `cargo bench --bench load`. Knobs (environment): `LOAD_SECONDS`
 //! (per mode, default 5), `LOAD_CONNECTIONS` (per client identity, default
@@ -16,7 +19,7 @@
 //! with a rate, latency counts from each call's scheduled start, so a
 //! server that falls behind shows in the tail instead of slowing the
 //! load), `LOAD_MODES` (comma-separated, default
-//! `floor,authorize,check,floor`), `BENCH_AUDIT=off` (the server as
+//! `floor,authorize,check,authzen,floor`), `BENCH_AUDIT=off` (the server as
 //! `mandate serve` runs it by default, with the in-memory audit index, unless
 //! set). The server and the load share the machine, as they do for the
 //! floor.
@@ -58,6 +61,7 @@ enum Mode {
     Floor,
     Authorize,
     Check,
+    Authzen,
 }
 
 impl Mode {
@@ -66,7 +70,10 @@ impl Mode {
             "floor" => Self::Floor,
             "authorize" => Self::Authorize,
             "check" => Self::Check,
-            other => panic!("LOAD_MODES: unknown mode `{other}` (floor, authorize, check)"),
+            "authzen" => Self::Authzen,
+            other => {
+                panic!("LOAD_MODES: unknown mode `{other}` (floor, authorize, check, authzen)")
+            }
         }
     }
 
@@ -75,6 +82,7 @@ impl Mode {
             Self::Floor => "floor: health check",
             Self::Authorize => "Authorize",
             Self::Check => "ext_authz Check",
+            Self::Authzen => "AuthZEN evaluation",
         }
     }
 }
@@ -86,12 +94,33 @@ struct Calls {
     envoy: Vec<Channel>,
     authorize: AuthorizeRequest,
     check: CheckRequest,
+    /// AuthZEN clients (one HTTP/2 connection each) and the evaluation URL.
+    authzen: Vec<reqwest::Client>,
+    authzen_url: String,
+    evaluation: String,
 }
 
-/// One call of `mode` on `channel`; panics unless it was allowed, so the
-/// figures are never those of an error path.
-async fn one(mode: Mode, channel: &Channel, calls: &Calls) {
+/// One call of `mode` on `channel` (the `n`th AuthZEN client); panics
+/// unless it was allowed, so the figures are never those of an error path.
+async fn one(mode: Mode, channel: &Channel, n: usize, calls: &Calls) {
     match mode {
+        Mode::Authzen => {
+            let client = &calls.authzen[n % calls.authzen.len()];
+            let response = client
+                .post(&calls.authzen_url)
+                .header("content-type", "application/json")
+                .body(calls.evaluation.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let body = response.bytes().await.unwrap();
+            assert!(
+                body.starts_with(br#"{"decision":true"#),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
         Mode::Floor => {
             HealthClient::new(channel.clone())
                 .check(HealthCheckRequest {
@@ -156,7 +185,7 @@ async fn drive(
                 if start >= deadline {
                     break;
                 }
-                one(mode, &channel, &calls).await;
+                one(mode, &channel, n, &calls).await;
                 latencies.push(u64::try_from(start.elapsed().as_micros()).unwrap());
             }
             latencies
@@ -226,10 +255,25 @@ async fn prepare(dev: &DevServer, connections: usize) -> Calls {
     let pem = std::fs::read_to_string(&patcher.cert).unwrap();
     let mut agent = Vec::new();
     let mut envoy = Vec::new();
+    let mut authzen = Vec::new();
+    let mut authzen_url = String::new();
     for _ in 0..connections {
         agent.push(dev.channel_as("agents/patcher").await);
         envoy.push(dev.channel_as("workloads/envoy").await);
+        let (client, base) = dev.authzen_as("workloads/envoy");
+        authzen.push(client);
+        authzen_url = format!("{base}/access/v1/evaluation");
     }
+    let evaluation = serde_json::json!({
+        "subject": {
+            "type": "agent",
+            "id": patcher.spiffe_id,
+            "properties": {"token": token, "certificate_pem": pem},
+        },
+        "action": {"name": "read"},
+        "resource": {"type": "Mandate::Resource", "id": "repo:acme/payments"},
+    })
+    .to_string();
     Calls {
         agent,
         envoy,
@@ -262,6 +306,9 @@ async fn prepare(dev: &DevServer, connections: usize) -> Calls {
                 ..Default::default()
             }),
         },
+        authzen,
+        authzen_url,
+        evaluation,
     }
 }
 
@@ -272,7 +319,7 @@ fn main() {
     let concurrency = knob("LOAD_CONCURRENCY", 32).max(1) as usize;
     let rate = knob("LOAD_RATE", 0);
     let modes: Vec<Mode> = std::env::var("LOAD_MODES")
-        .unwrap_or_else(|_| "floor,authorize,check,floor".to_owned())
+        .unwrap_or_else(|_| "floor,authorize,check,authzen,floor".to_owned())
         .split(',')
         .map(Mode::parse)
         .collect();
@@ -286,7 +333,7 @@ fn main() {
         let calls = prepare(&dev, connections).await;
         let window = Duration::from_secs(seconds);
         // Warm every path (connections, caches) before measuring.
-        for mode in [Mode::Floor, Mode::Authorize, Mode::Check] {
+        for mode in [Mode::Floor, Mode::Authorize, Mode::Check, Mode::Authzen] {
             drive(&calls, mode, concurrency, 0, Duration::from_secs(1)).await;
         }
         let mut results = Vec::new();
@@ -319,9 +366,26 @@ fn main() {
             .filter(|(m, _)| *m == Mode::Floor)
             .map(|(_, f)| f.per_second)
             .collect();
+        let per_second = |mode: Mode| {
+            results
+                .iter()
+                .find(|(m, _)| *m == mode)
+                .map(|(_, f)| f.per_second)
+        };
+        if let (Some(authzen), Some(authorize)) =
+            (per_second(Mode::Authzen), per_second(Mode::Authorize))
+        {
+            println!(
+                "AuthZEN evaluation / Authorize throughput: {:.1}% (budget: at least 80%)",
+                100.0 * authzen / authorize
+            );
+        }
         if !floors.is_empty() {
             let floor = floors.iter().sum::<f64>() / floors.len() as f64;
-            for (mode, f) in results.iter().filter(|(m, _)| *m != Mode::Floor) {
+            for (mode, f) in results
+                .iter()
+                .filter(|(m, _)| matches!(m, Mode::Authorize | Mode::Check))
+            {
                 println!(
                     "{} / floor throughput: {:.1}% (budget: at least 80%)",
                     mode.label(),

@@ -114,6 +114,13 @@ impl App {
             Some(path) => RouteTable::load(path, &engine).map_err(BuildError::Config)?,
             None => RouteTable::empty(),
         };
+        // So are the AuthZEN type map's entity types.
+        if let Some(authzen) = &settings.authzen {
+            let problems = authzen.types.check(&engine);
+            if !problems.is_empty() {
+                return Err(BuildError::Config(problems));
+            }
+        }
 
         let dev = match &settings.identity {
             IdentitySource::Dev { dir, trust_domain } if seams.identity.is_none() => {
@@ -285,6 +292,7 @@ impl App {
             replica: settings.replica,
             rotate_keys_every,
             ui: settings.ui,
+            authzen: settings.authzen,
         };
         Ok(Self { parts, dev })
     }

@@ -16,12 +16,14 @@ use crate::identity::{FollowOptions, IdentitySource};
 use crate::registry::SensitivityScale;
 
 mod audit;
+mod authzen;
 mod identity;
 mod limits;
 mod telemetry;
 mod ui;
 
 pub use audit::RawAudit;
+pub use authzen::RawAuthzen;
 pub use limits::RawLimits;
 pub use telemetry::{OTLP_ENDPOINT_VAR, RawTelemetry, TelemetrySettings};
 pub use ui::{RawUi, RawWebhook};
@@ -175,6 +177,8 @@ pub struct RawConfig {
     pub telemetry: Option<RawTelemetry>,
     /// The `[ui]` table: the approvals inbox and trail pages.
     pub ui: Option<RawUi>,
+    /// The `[authzen]` table: the AuthZEN 1.0 API.
+    pub authzen: Option<RawAuthzen>,
     /// The store: `sqlite://PATH` or `postgres://...`.
     pub store: Option<String>,
     /// A replica out of contact with the store for longer denies, ms.
@@ -335,6 +339,10 @@ impl RawConfig {
                 (Some(flags), Some(file)) => Some(flags.or(file)),
                 (flags, file) => flags.or(file),
             },
+            authzen: match (self.authzen, file.authzen) {
+                (Some(flags), Some(file)) => Some(flags.or(file)),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 }
@@ -410,6 +418,8 @@ pub struct Settings {
     pub store_key_file: Option<PathBuf>,
     /// The browser pages; `None`: off.
     pub ui: Option<crate::ui::UiSettings>,
+    /// The AuthZEN API; `None`: off.
+    pub authzen: Option<crate::api::authzen::AuthzenSettings>,
 }
 
 impl Settings {
@@ -602,6 +612,7 @@ impl Settings {
             .ui
             .unwrap_or_default()
             .resolve(identity.as_ref().map(|(source, _)| source), &mut problems);
+        let authzen = raw.authzen.unwrap_or_default().resolve(&mut problems);
         let handshake_timeout = raw
             .handshake_timeout_secs
             .unwrap_or(defaults::HANDSHAKE_TIMEOUT_SECS);
@@ -655,6 +666,7 @@ impl Settings {
                     replica,
                     store_key_file: raw.store_key_file,
                     ui,
+                    authzen,
                 })
             }
             _ => Err(problems),

@@ -117,6 +117,8 @@ pub(crate) struct Parts {
     pub(crate) rotate_keys_every: Option<Duration>,
     /// The approvals inbox and trail pages (`[ui]`); `None`: off.
     pub(crate) ui: Option<crate::ui::UiSettings>,
+    /// The AuthZEN API (`[authzen]`); `None`: off.
+    pub(crate) authzen: Option<crate::api::authzen::AuthzenSettings>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -142,6 +144,9 @@ pub enum ServerError {
     /// The browser UI cannot start.
     #[error(transparent)]
     Ui(#[from] crate::ui::UiError),
+    /// The AuthZEN API cannot start.
+    #[error(transparent)]
+    Authzen(#[from] crate::api::authzen::AuthzenError),
     /// The decision log cannot be opened or written.
     #[error("decision log `{path}`: {source}")]
     DecisionLog {
@@ -181,6 +186,7 @@ pub struct RunningServer {
     http: JoinHandle<std::io::Result<()>>,
     accept: JoinHandle<()>,
     ui: Option<crate::ui::RunningUi>,
+    authzen: Option<crate::api::authzen::RunningAuthzen>,
     grace: Duration,
 }
 
@@ -334,6 +340,24 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
                     clock: clock.clone(),
                     identity: options.identity.clone(),
                     metrics: Some(metrics.clone()),
+                },
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    // Bound before anything is served, so a bad `[authzen]` stops start-up.
+    let authzen = match options.authzen {
+        Some(settings) => Some(
+            crate::api::authzen::start(
+                settings,
+                crate::api::authzen::AuthzenParts {
+                    runner: runner.clone(),
+                    identity: options.identity.clone(),
+                    clock: clock.clone(),
+                    metrics: Some(metrics.clone()),
+                    handshake_timeout: options.handshake_timeout,
+                    max_request_bytes: options.limits.max_request_bytes,
                 },
             )
             .await?,
@@ -503,6 +527,7 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
         http,
         accept,
         ui,
+        authzen,
         grace: options.shutdown_grace,
     })
 }
@@ -521,6 +546,13 @@ impl RunningServer {
     /// The bound address of the browser UI, when it is on.
     pub fn ui_addr(&self) -> Option<SocketAddr> {
         self.ui.as_ref().map(crate::ui::RunningUi::addr)
+    }
+
+    /// The bound address of the AuthZEN API, when it is on.
+    pub fn authzen_addr(&self) -> Option<SocketAddr> {
+        self.authzen
+            .as_ref()
+            .map(crate::api::authzen::RunningAuthzen::addr)
     }
 
     /// Reloads the policy files (as on SIGHUP): `Ok(false)` when nothing
@@ -559,6 +591,9 @@ impl RunningServer {
         self.accept.abort();
         if let Some(ui) = self.ui {
             ui.shutdown(self.grace).await;
+        }
+        if let Some(authzen) = self.authzen {
+            authzen.shutdown(self.grace).await;
         }
         if let Some(watcher) = &self.watcher {
             watcher.abort();

@@ -19,7 +19,8 @@
 use std::path::{Path, PathBuf};
 
 use mandate::fuzzing::{
-    EnvoyHarness, Outcome, SvidHarness, TokenHarness, check_config, check_route_map, fuzz_dir,
+    EnvoyHarness, Outcome, SvidHarness, TokenHarness, check_authzen_request, check_config,
+    check_route_map, fuzz_dir,
 };
 use mandate::policy::PolicyEngine;
 
@@ -107,6 +108,11 @@ fn config_inputs_hold() {
     // `fuzz/` holds no `policies/`: a seed that must be accepted names
     // its paths from the repository root.
     run("config", check_config);
+}
+
+#[test]
+fn authzen_request_inputs_hold() {
+    run("authzen_request", check_authzen_request);
 }
 
 #[test]

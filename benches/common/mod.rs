@@ -90,6 +90,16 @@ impl DevServer {
         )
         .unwrap();
         settings.envoy.route_map = Some(repo().join("examples/envoy/routes.toml"));
+        // The AuthZEN door on a port of its own, as `--authzen-listen`.
+        settings.authzen = Some(mandate::api::authzen::AuthzenSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            types: mandate::api::authzen::TypeMap {
+                subjects: [("user".to_owned(), "Mandate::User".parse().unwrap())].into(),
+                ..Default::default()
+            },
+            api_keys: Default::default(),
+        });
         // What `mandate serve` runs with: the in-memory audit index on, no
         // file. `BENCH_AUDIT=off` measures the bare decision path.
         if std::env::var("BENCH_AUDIT").as_deref() == Ok("off") {
@@ -129,6 +139,23 @@ impl DevServer {
         mandate::client::channel(&self.addr, &identity, None)
             .await
             .unwrap()
+    }
+
+    /// An HTTP/2 client of the AuthZEN listener presenting the sample SVID
+    /// for `path` (its own mTLS connection), and the listener's base URL.
+    pub fn authzen_as(&self, path: &str) -> (reqwest::Client, String) {
+        let sample = self.sample(path);
+        let identity =
+            mandate::client::identity_from_files(&sample.cert, &sample.key, &self.dev.bundle, None)
+                .unwrap();
+        let config = mandate::identity::client_config(&identity, None).unwrap();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*config).clone())
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let addr = self.server.authzen_addr().unwrap();
+        (client, format!("https://localhost:{}", addr.port()))
     }
 
     /// A new mTLS connection as the sample agent.

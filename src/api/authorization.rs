@@ -49,7 +49,12 @@ fn question(
             "`resource.id` is required".to_owned(),
         ));
     }
-    let on_behalf_of = request.subject.as_ref().map(on_behalf_of).transpose()?;
+    let on_behalf_of = request
+        .subject
+        .as_ref()
+        .map(on_behalf_of)
+        .transpose()?
+        .map(decision::Subject::Workload);
     let token = (!request.token.is_empty()).then(|| request.token.clone());
     // Only a token binds to the caller's certificate.
     let thumbprint = match (&token, &on_behalf_of) {

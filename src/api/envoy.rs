@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::PeerIdentity;
 use super::authorization::caller;
 use crate::decision::{
-    self, Answer, Caller, DoorContext, OnBehalfOf, Reason, ReasonKind, Runner, Target,
+    self, Answer, Caller, DoorContext, OnBehalfOf, Reason, ReasonKind, Runner, Subject, Target,
 };
 use crate::envoy::{
     self as ext, EnvoySettings, RouteTable, allowed, denied, http_context, map_check,
@@ -74,16 +74,17 @@ impl EnvoyApi {
             Err(error) => return refuse(named, Reason::InternalError, error),
         };
         let question = decision::Request {
-            on_behalf_of: Some(OnBehalfOf {
+            on_behalf_of: Some(Subject::Workload(OnBehalfOf {
                 spiffe_id: mapped.subject.clone(),
                 certificate_pem: mapped.certificate_pem.clone(),
                 forwarded_thumbprint: mapped.thumbprint.clone(),
-            }),
+            })),
             token: mapped.token.clone(),
             min_revision,
             door: DoorContext {
                 pairs: vec![pair],
                 entities,
+                described: Vec::new(),
                 // What `http_context` built its pair and entities from.
                 digest: Some(format!(
                     "{:?}|{}|{:?}",

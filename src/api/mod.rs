@@ -4,6 +4,7 @@
 mod approval;
 mod audit;
 mod authorization;
+pub mod authzen;
 mod context;
 mod control;
 mod envoy;

@@ -27,6 +27,10 @@ pub(super) struct ServeArgs {
     /// without it or `[ui] listen` (see docs/ui.md).
     #[arg(long, value_name = "ADDR")]
     ui_listen: Option<String>,
+    /// TLS listen address of the AuthZEN 1.0 API; off without it or
+    /// `[authzen] listen` (see docs/authzen.md).
+    #[arg(long, value_name = "ADDR")]
+    authzen_listen: Option<String>,
     /// Data directory; holds the dev trust domain [default: ./data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -151,6 +155,10 @@ impl ServeArgs {
             ui: self.ui_listen.map(|listen| crate::config::RawUi {
                 listen: Some(listen),
                 ..crate::config::RawUi::default()
+            }),
+            authzen: self.authzen_listen.map(|listen| crate::config::RawAuthzen {
+                listen: Some(listen),
+                ..crate::config::RawAuthzen::default()
             }),
             ..RawConfig::default()
         };

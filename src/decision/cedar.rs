@@ -17,11 +17,37 @@ use super::{DEFAULT_RESOURCE_TYPE, Decision, Grounds, Reason};
 use crate::policy::{Evaluated, PolicyEngine};
 use crate::registry::Snapshot;
 
+/// Who a question is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Principal<'a> {
+    /// A workload or agent by its verified SPIFFE ID: `Mandate::Agent` or
+    /// `Mandate::Workload` (see [`AgentPattern`]).
+    Workload(&'a SpiffeId),
+    /// An entity of the schema (a `Mandate::User`, or a type a user schema
+    /// declares), as the registry holds it.
+    Entity(&'a EntityUid),
+}
+
+impl<'a> From<&'a SpiffeId> for Principal<'a> {
+    fn from(id: &'a SpiffeId) -> Self {
+        Self::Workload(id)
+    }
+}
+
+impl std::fmt::Display for Principal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Workload(id) => id.fmt(f),
+            Self::Entity(uid) => uid.fmt(f),
+        }
+    }
+}
+
 /// One question to Cedar: may `principal` do `action` on the resource?
 #[derive(Debug, Clone)]
 pub struct Query<'a> {
     /// The authenticated subject.
-    pub principal: &'a SpiffeId,
+    pub principal: Principal<'a>,
     /// Action id within `Mandate::Action`, such as `read`.
     pub action: &'a str,
     /// Resource entity type; empty means [`DEFAULT_RESOURCE_TYPE`].
@@ -40,6 +66,9 @@ pub struct Query<'a> {
     /// Extra context Mandate adds for this action (such as
     /// `delegatee_class` for `delegate`), beyond the caller's.
     pub mandate_context: Vec<(String, RestrictedExpression)>,
+    /// Entities the caller described, for a principal or resource the
+    /// registry does not hold (see [`super::DoorContext::described`]).
+    pub described: Vec<Entity>,
 }
 
 /// A current approval as policies see it in `context.approval`.
@@ -56,14 +85,14 @@ pub struct ApprovalView {
 impl<'a> Query<'a> {
     /// A request with no task, approval or extra entities.
     pub fn new(
-        principal: &'a SpiffeId,
+        principal: impl Into<Principal<'a>>,
         action: &'a str,
         resource_type: &'a str,
         resource_id: &'a str,
         context: serde_json::Value,
     ) -> Self {
         Self {
-            principal,
+            principal: principal.into(),
             action,
             resource_type,
             resource_id,
@@ -72,6 +101,7 @@ impl<'a> Query<'a> {
             entities: Vec::new(),
             approval: None,
             mandate_context: Vec::new(),
+            described: Vec::new(),
         }
     }
 }
@@ -180,7 +210,8 @@ impl Evaluator {
             pairs.push(("approval".to_owned(), approval_record(approval)));
         }
         if engine.is_resource_operation(request.action)
-            && let Some(cross) = cross_trust_domain(registry, &resource, request.principal)
+            && let Principal::Workload(id) = request.principal
+            && let Some(cross) = cross_trust_domain(registry, &resource, id)
         {
             pairs.push((
                 "cross_trust_domain".to_owned(),
@@ -193,9 +224,13 @@ impl Evaluator {
                 Err(e) => return outcome(Decision::deny(Reason::InternalError, e.to_string())),
             };
         }
-        let principal = match self.agents.entity(registry, request.principal) {
-            Ok(principal) => principal,
-            Err(e) => return outcome(Decision::deny(Reason::InternalError, e)),
+        let mut described = request.described;
+        let principal = match request.principal {
+            Principal::Workload(id) => match self.agents.entity(registry, id) {
+                Ok(principal) => principal,
+                Err(e) => return outcome(Decision::deny(Reason::InternalError, e)),
+            },
+            Principal::Entity(uid) => entity_principal(registry, uid, &mut described),
         };
         let principal_uid = principal.uid();
         let cedar_request = match Request::new(
@@ -219,7 +254,12 @@ impl Evaluator {
                 Err(e) => return outcome(Decision::deny(Reason::InternalError, e)),
             }
         }
-        let entities = match entity_slice(engine, registry, principal, action, &resource, extra) {
+        let slice = Slice {
+            principal,
+            extra,
+            described,
+        };
+        let entities = match entity_slice(engine, registry, slice, action, &resource) {
             Ok(entities) => entities,
             Err(e) => return outcome(Decision::deny(Reason::InternalError, e.to_string())),
         };
@@ -303,18 +343,45 @@ pub fn judge(
     }
 }
 
+/// A non-workload principal: the registry's entity when it holds one,
+/// else the one the caller described, else the bare entity (policies can
+/// still decide on its type and id).
+fn entity_principal(registry: &Snapshot, uid: &EntityUid, described: &mut Vec<Entity>) -> Entity {
+    if let Some(registered) = registry.entities().get(uid) {
+        return registered.clone();
+    }
+    match described.iter().position(|e| e.uid() == *uid) {
+        Some(at) => described.swap_remove(at),
+        None => Entity::with_uid(uid.clone()),
+    }
+}
+
+/// What an entity slice is made of beyond the registry.
+struct Slice {
+    /// The principal, built already.
+    principal: Entity,
+    /// Live entities (tasks), which shadow the registry's.
+    extra: Vec<Entity>,
+    /// Entities the caller described, which the registry's shadow.
+    described: Vec<Entity>,
+}
+
 /// The entities one request needs: the principal, the live entities the
 /// request brings (tasks), the resource and the ancestors of both from the
-/// registry, and the action with its groups. Never the whole entity
-/// store.
+/// registry, what the caller described of entities the registry does not
+/// hold, and the action with its groups. Never the whole entity store.
 fn entity_slice(
     engine: &PolicyEngine,
     registry: &Snapshot,
-    principal: Entity,
+    slice_of: Slice,
     action: &EntityUid,
     resource: &EntityUid,
-    extra: Vec<Entity>,
 ) -> Result<Entities, Box<cedar_policy::entities_errors::EntitiesError>> {
+    let Slice {
+        principal,
+        extra,
+        described,
+    } = slice_of;
     let store = registry.entities();
     let mut seen: HashSet<EntityUid> = HashSet::new();
     let mut slice = Vec::new();
@@ -339,6 +406,13 @@ fn entity_slice(
             && seen.insert(uid.clone())
         {
             slice.push(entity.clone());
+        }
+    }
+    // INVARIANT: what a caller describes never shadows the registry or
+    // live state: it only fills in entities neither holds.
+    for entity in described {
+        if seen.insert(entity.uid()) {
+            slice.push(entity);
         }
     }
     slice.extend(engine.action_slice(action));

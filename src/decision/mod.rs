@@ -22,14 +22,14 @@ mod task;
 mod tests;
 mod view;
 
-pub use cedar::{ApprovalView, Evaluator, Query, judge};
+pub use cedar::{ApprovalView, Evaluator, Principal, Query, judge};
 pub use outcome::{Decision, Grounds};
 pub use pipeline::{
     ApprovalAsk, Decided, Pipeline, ProofRefusal, approval_entities, check_agent_proof,
 };
 pub use principal::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 pub use reason::{Reason, ReasonKind};
-pub use request::{Caller, CallerContext, DoorContext, OnBehalfOf, Request, Resource};
+pub use request::{Caller, CallerContext, DoorContext, OnBehalfOf, Request, Resource, Subject};
 pub use runner::{Answer, BatchRefused, Runner, RunnerParts, Target};
 pub use task::{RESERVED_CONTEXT_KEYS, TaskEntityCache, TaskFacts, task_entities};
 pub use view::View;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use cedar_policy::Entity;
+use cedar_policy::{Entity, EntityUid};
 use rustls_pki_types::UnixTime;
 use spiffe::SpiffeId;
 
@@ -18,8 +18,8 @@ use super::answer_cache::{AnswerCache, Question};
 use super::check_cache::{CheckCache, CheckKey};
 use super::task::TaskFacts;
 use super::{
-    ApprovalView, DEFAULT_RESOURCE_TYPE, Decision, Evaluator, OnBehalfOf, Query, Reason, Request,
-    View, task_entities,
+    ApprovalView, DEFAULT_RESOURCE_TYPE, Decision, Evaluator, OnBehalfOf, Principal, Query, Reason,
+    Request, Subject, View, task_entities,
 };
 use crate::approval::{
     APPROVAL_TYPE, Approval, ApprovalBook, ApprovalState, Subject as ApprovalSubject,
@@ -140,21 +140,50 @@ impl Pipeline {
         // Enforcement-point mode: the subject is the principal, and its
         // certificate (or a forwarded hash of it) binds the token.
         let (principal, binding) = match &request.on_behalf_of {
-            None => (&request.caller.spiffe_id, request.caller.thumbprint.clone()),
-            Some(subject) => match self.enforcement_point(view, request, subject) {
-                Ok(binding) => (&subject.spiffe_id, binding),
-                Err(refused) => return *refused,
-            },
+            None => (
+                Principal::Workload(&request.caller.spiffe_id),
+                request.caller.thumbprint.clone(),
+            ),
+            Some(Subject::Workload(subject)) => {
+                match self.enforcement_point(view, request, subject) {
+                    Ok(binding) => (Principal::Workload(&subject.spiffe_id), binding),
+                    Err(refused) => return *refused,
+                }
+            }
+            Some(Subject::Entity(uid)) => {
+                let checked = CheckSubject {
+                    key: uid.to_string(),
+                    certificate_verified: false,
+                    context: entity_check_context(uid),
+                };
+                if let Err(refused) = self.may_check(view, request, checked) {
+                    return *refused;
+                }
+                (Principal::Entity(uid), None)
+            }
         };
-        let task = match &request.token {
-            None => match agent_proof(&view.registry, principal, None) {
+        let task = match (&request.token, principal) {
+            (None, Principal::Workload(id)) => match agent_proof(&view.registry, id, None) {
                 Ok(()) => None,
                 Err(refused) => return Decided::early(refused),
             },
-            Some(token) => match self.task_facts(view, token, principal, binding.as_deref()) {
-                Ok(facts) => Some(facts),
-                Err(refused) => return Decided::early(refused),
-            },
+            (None, Principal::Entity(_)) => None,
+            (Some(token), Principal::Workload(id)) => {
+                match self.task_facts(view, token, id, binding.as_deref()) {
+                    Ok(facts) => Some(facts),
+                    Err(refused) => return Decided::early(refused),
+                }
+            }
+            // INVARIANT: a task token is bound to a workload's SVID; an
+            // entity without one can never present it.
+            (Some(_), Principal::Entity(uid)) => {
+                return Decided::early(Decision::deny(
+                    Reason::InvalidRequest,
+                    format!(
+                        "a task token is bound to a workload's SVID; `{uid}` is not a workload"
+                    ),
+                ));
+            }
         };
         let resource = &request.resource;
         let resource_type = if resource.type_name.is_empty() {
@@ -247,7 +276,7 @@ impl Pipeline {
         &self,
         view: &View,
         request: &Request,
-        principal: &SpiffeId,
+        principal: Principal<'_>,
         task: Option<&TaskFacts>,
         approval: Option<ApprovalView>,
     ) -> Result<(Decision, Option<Evaluated>), Decision> {
@@ -274,6 +303,7 @@ impl Pipeline {
                 entities,
                 approval,
                 mandate_context: request.door.pairs.clone(),
+                described: request.door.described.clone(),
                 ..Query::new(
                     principal,
                     &request.action,
@@ -316,13 +346,35 @@ impl Pipeline {
                     })?,
             ),
         };
+        let checked = CheckSubject {
+            key: id.to_string(),
+            certificate_verified: verified.is_some(),
+            context: serde_json::json!({
+                "spiffe_id": id.to_string(),
+                "trust_domain": id.trust_domain_name(),
+                "path": id.path(),
+                "certificate_verified": verified.is_some(),
+            }),
+        };
+        self.may_check(view, request, checked)?;
+        Ok(verified.or_else(|| subject.forwarded_thumbprint.clone()))
+    }
+
+    /// The caller must be allowed `check` on the resource for `subject`
+    /// (remembered until the policies or the registry change).
+    fn may_check(
+        &self,
+        view: &View,
+        request: &Request,
+        subject: CheckSubject,
+    ) -> Result<(), Box<Decided>> {
         let caller = &request.caller.spiffe_id;
         let resource = &request.resource;
         let key = CheckKey {
             caller: caller.to_string(),
             resource: (resource.type_name.clone(), resource.id.clone()),
-            subject: id.to_string(),
-            certificate_verified: verified.is_some(),
+            subject: subject.key,
+            certificate_verified: subject.certificate_verified,
         };
         if !self.checks.allowed(&view.engine, &view.registry, &key) {
             let (check, evaluated) = self.evaluator.evaluate(
@@ -333,14 +385,7 @@ impl Pipeline {
                     CHECK_ACTION,
                     &resource.type_name,
                     &resource.id,
-                    serde_json::json!({
-                        "subject": {
-                            "spiffe_id": id.to_string(),
-                            "trust_domain": id.trust_domain_name(),
-                            "path": id.path(),
-                            "certificate_verified": verified.is_some(),
-                        }
-                    }),
+                    serde_json::json!({ "subject": subject.context }),
                 ),
             );
             if !check.is_allowed() {
@@ -354,7 +399,7 @@ impl Pipeline {
             }
             self.checks.remember(&view.engine, &view.registry, key);
         }
-        Ok(verified.or_else(|| subject.forwarded_thumbprint.clone()))
+        Ok(())
     }
 
     /// Verifies a forwarded subject SVID against our bundles; returns the
@@ -415,7 +460,12 @@ impl Pipeline {
 
     /// Asking a human is a `request_approval` like any other: policy may
     /// refuse it. `Err` says why it may not.
-    fn may_ask(&self, view: &View, principal: &SpiffeId, ask: &ApprovalAsk) -> Result<(), String> {
+    fn may_ask(
+        &self,
+        view: &View,
+        principal: Principal<'_>,
+        ask: &ApprovalAsk,
+    ) -> Result<(), String> {
         let would_be = Approval {
             id: "(new)".to_owned(),
             subject: ask.subject.clone(),
@@ -468,12 +518,15 @@ impl Pipeline {
 fn question(
     view: &View,
     request: &Request,
-    principal: &SpiffeId,
+    principal: Principal<'_>,
     task: Option<&TaskFacts>,
 ) -> Option<Question> {
-    let door = match &request.door.digest {
+    let door = &request.door;
+    let door = match &door.digest {
         Some(digest) => digest.clone(),
-        None if request.door.pairs.is_empty() && request.door.entities.is_empty() => String::new(),
+        None if door.pairs.is_empty() && door.entities.is_empty() && door.described.is_empty() => {
+            String::new()
+        }
         None => return None,
     };
     let (engine, registry) = Question::of(&view.engine, &view.registry);
@@ -494,6 +547,30 @@ fn question(
                 .map(|t| (t.id.clone(), facts.token_jti.clone()))
         }),
         door,
+    })
+}
+
+/// Whom an enforcement point asks about, as its `check` sees it.
+struct CheckSubject {
+    /// What the check cache remembers it by.
+    key: String,
+    /// Whether its certificate was forwarded and verified.
+    certificate_verified: bool,
+    /// `context.subject` of the `check`.
+    context: serde_json::Value,
+}
+
+/// `context.subject` of a `check` for an entity: it has no SPIFFE ID (the
+/// workload fields are empty, its certificate is not verified) and is
+/// named by `entity_type` and `entity_id`.
+fn entity_check_context(uid: &EntityUid) -> serde_json::Value {
+    serde_json::json!({
+        "spiffe_id": "",
+        "trust_domain": "",
+        "path": "",
+        "certificate_verified": false,
+        "entity_type": uid.type_name().to_string(),
+        "entity_id": uid.id().unescaped(),
     })
 }
 

@@ -184,6 +184,13 @@ reasons! {
     TokenNotYetValid = "token-not-yet-valid", Unauthenticated;
     /// The token's `aud` is not ours.
     TokenWrongAudience = "token-wrong-audience", Unauthenticated;
+    /// AuthZEN: the subject type is neither a workload's nor one the
+    /// configuration maps to an entity type (or a workload subject's id
+    /// is not a workload's SPIFFE ID).
+    UnknownSubjectType = "unknown-subject-type", Denied;
+    /// AuthZEN: `properties` Mandate reads are mistyped, or cannot be
+    /// Cedar attributes (a null, a fraction).
+    InvalidProperties = "invalid-properties", Denied;
     /// The token was issued to another subject than the caller.
     TokenSubjectMismatch = "token-subject-mismatch", Unauthenticated;
     /// The token is bound to another certificate than the one presented.

@@ -3,7 +3,7 @@
 //! message into a [`Request`]; the runner and the pipeline know nothing
 //! else.
 
-use cedar_policy::{Entity, RestrictedExpression};
+use cedar_policy::{Entity, EntityUid, RestrictedExpression};
 use spiffe::SpiffeId;
 
 /// A question: may the principal do `action` on `resource`?
@@ -13,7 +13,7 @@ pub struct Request {
     pub caller: Caller,
     /// Enforcement-point mode: the caller asks on behalf of this subject,
     /// which becomes the principal once the caller may `check` for it.
-    pub on_behalf_of: Option<OnBehalfOf>,
+    pub on_behalf_of: Option<Subject>,
     /// Action id within `Mandate::Action`, such as `read`.
     pub action: String,
     /// The resource acted on.
@@ -44,13 +44,27 @@ impl Request {
         }
     }
 
-    /// The SPIFFE ID the decision is about: the subject in
-    /// enforcement-point mode, else the caller.
-    pub fn subject(&self) -> &SpiffeId {
-        self.on_behalf_of
-            .as_ref()
-            .map_or(&self.caller.spiffe_id, |s| &s.spiffe_id)
+    /// Who the decision is about, as records name it: the subject in
+    /// enforcement-point mode (its SPIFFE ID, or its entity), else the
+    /// caller's SPIFFE ID.
+    pub fn subject_name(&self) -> String {
+        match &self.on_behalf_of {
+            None => self.caller.spiffe_id.to_string(),
+            Some(Subject::Workload(subject)) => subject.spiffe_id.to_string(),
+            Some(Subject::Entity(uid)) => uid.to_string(),
+        }
     }
+}
+
+/// Whom an enforcement point asks about.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    /// A workload or agent, by SPIFFE ID; a task token binds to it.
+    Workload(OnBehalfOf),
+    /// Another principal of the schema (a `Mandate::User`, or a type a
+    /// user schema declares), by entity. It has no SVID, so no task token
+    /// can be presented for it.
+    Entity(EntityUid),
 }
 
 /// The authenticated peer.
@@ -113,9 +127,13 @@ pub struct DoorContext {
     pub pairs: Vec<(String, RestrictedExpression)>,
     /// Entities those pairs refer to.
     pub entities: Vec<Entity>,
-    /// All that `pairs` and `entities` say, as text, when the door can
+    /// Entities the caller described (AuthZEN `properties`): used only
+    /// for a principal or resource the registry does not hold, so a
+    /// caller can never shadow what the registry says.
+    pub described: Vec<Entity>,
+    /// All that `pairs`, `entities` and `described` say, as text, when the door can
     /// tell it: part of the key under which Cedar's answer is remembered
-    /// (see `answer_cache`). Without it, a request with pairs is decided
-    /// afresh every time.
+    /// (see `answer_cache`). Without it, a request with any of them is
+    /// decided afresh every time.
     pub digest: Option<String>,
 }

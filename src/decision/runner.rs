@@ -143,6 +143,17 @@ impl Runner {
         self.0.pipeline.sweep();
     }
 
+    /// Checks `request` against the limits, as [`Runner::run`] does: for a
+    /// door that refuses a whole batch before deciding any of it.
+    pub fn check_limits(&self, request: &Request) -> Result<(), LimitExceeded> {
+        limits::check(&self.0.limits, request)
+    }
+
+    /// Most requests accepted in one batch.
+    pub fn max_batch_size(&self) -> usize {
+        self.0.max_batch_size
+    }
+
     /// The decision path, for control-plane questions and tests.
     pub fn pipeline(&self) -> &Pipeline {
         &self.0.pipeline
@@ -303,7 +314,7 @@ impl Runner {
                 }
             }
             let resource = &request.resource;
-            let subject = request.subject().to_string();
+            let subject = request.subject_name();
             self.conclude(
                 Concluded {
                     caller: &request.caller.spiffe_id,

@@ -304,13 +304,22 @@ fn with_token(request: Request, token: String) -> Request {
     }
 }
 
+fn for_user(request: Request, user: &str) -> Request {
+    Request {
+        on_behalf_of: Some(Subject::Entity(
+            format!(r#"Mandate::User::"{user}""#).parse().unwrap(),
+        )),
+        ..request
+    }
+}
+
 fn on_behalf(request: Request, subject: SpiffeId, pem: Option<String>) -> Request {
     Request {
-        on_behalf_of: Some(OnBehalfOf {
+        on_behalf_of: Some(Subject::Workload(OnBehalfOf {
             spiffe_id: subject,
             certificate_pem: pem,
             forwarded_thumbprint: None,
-        }),
+        })),
         ..request
     }
 }
@@ -407,6 +416,27 @@ fn rows(w: &World) -> Vec<Row> {
             ),
             "deny",
             Some(Reason::NotAnEnforcementPoint),
+        ),
+        row(
+            "an agent may not ask for a user",
+            for_user(ask(patcher, "read", "handbook"), "alice"),
+            "deny",
+            Some(Reason::NotAnEnforcementPoint),
+        ),
+        row(
+            "an enforcement point asks for a user, whom the schema does not let read",
+            for_user(ask("/workloads/envoy", "read", "handbook"), "alice"),
+            "deny",
+            Some(Reason::InvalidRequest),
+        ),
+        row(
+            "a user has no SVID a task token could bind to",
+            for_user(
+                with_token(ask("/workloads/envoy", "read", "handbook"), w.token()),
+                "alice",
+            ),
+            "deny",
+            Some(Reason::InvalidRequest),
         ),
         row(
             "a subject from a trust domain we do not trust",
@@ -592,6 +622,8 @@ const AROUND_THE_PIPELINE: &[(Reason, &str)] = &[
     (Reason::TokenRequired, "envoy::request::tests"),
     (Reason::InvalidPath, "envoy::request::tests"),
     (Reason::InvalidCheckRequest, "envoy::request::tests"),
+    (Reason::UnknownSubjectType, "api::authzen::mapping::tests"),
+    (Reason::InvalidProperties, "api::authzen::mapping::tests"),
 ];
 
 #[test]

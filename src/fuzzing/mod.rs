@@ -7,11 +7,13 @@
 //! fails); a refusal of bad input is an ordinary [`Outcome::Refused`].
 //! Not an API: hidden from the docs, and free to change with the targets.
 
+mod authzen;
 mod config;
 mod envoy;
 mod svid;
 mod token;
 
+pub use authzen::check_authzen_request;
 pub use config::{check_config, check_route_map};
 pub use envoy::EnvoyHarness;
 pub use svid::SvidHarness;

@@ -33,7 +33,7 @@ fn key_error(error: rustls::Error) -> IdentityError {
 /// valid and verifies against our own bundle is checked before a snapshot
 /// is published (see `publish::prepare`), at the sources' clock.
 pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, IdentityError> {
-    listener_config(identity, H2, ClientCertificate::Required)
+    listener_config(identity, &[H2], ClientCertificate::Required)
 }
 
 /// Whether a listener requires a client certificate. One that is presented
@@ -47,11 +47,11 @@ pub enum ClientCertificate {
 }
 
 /// A server configuration for one of our listeners: our SVID, the SPIFFE
-/// verification of client certificates, the one application protocol
-/// `alpn` names.
+/// verification of client certificates, the application protocols `alpn`
+/// names (in the server's order of preference).
 pub fn listener_config(
     identity: &Identity,
-    alpn: &[u8],
+    alpn: &[&[u8]],
     client: ClientCertificate,
 ) -> Result<Arc<ServerConfig>, IdentityError> {
     let verifier = SpiffeClientVerifier::new(identity.bundles.clone());
@@ -65,7 +65,7 @@ pub fn listener_config(
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(key_error)?;
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // INVARIANT: every connection runs the full client-certificate check.
     // A resumed session would restore the peer's chain from a cache without
     // verifying it again, so an expired SVID or a withdrawn trust domain

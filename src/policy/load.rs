@@ -304,7 +304,14 @@ pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyE
         Entities::from_json_str(&text, Some(schema)).map_err(|e| PolicyError::Invalid {
             problems: vec![Problem::from_diagnostic(path, &text, &e)],
         })?;
-    let problems: Vec<Problem> = entities
+    // Parsing against the schema adds the schema's action entities; they
+    // are the engine's (`PolicyEngine::action_slice`), not the file's.
+    let actions: std::collections::HashSet<_> = schema.actions().collect();
+    let declared: Vec<cedar_policy::Entity> = entities
+        .into_iter()
+        .filter(|e| !actions.contains(&e.uid()))
+        .collect();
+    let problems: Vec<Problem> = declared
         .iter()
         .filter(|e| e.uid().type_name().to_string().starts_with(MANAGED_NAMESPACE))
         .map(|e| Problem {
@@ -317,9 +324,10 @@ pub(super) fn entities(path: &Path, schema: &Schema) -> Result<Entities, PolicyE
             ),
         })
         .collect();
-    if problems.is_empty() {
-        Ok(entities)
-    } else {
-        Err(PolicyError::Invalid { problems })
+    if !problems.is_empty() {
+        return Err(PolicyError::Invalid { problems });
     }
+    Entities::from_entities(declared, None).map_err(|e| PolicyError::Invalid {
+        problems: vec![Problem::unlocated(path, e.to_string())],
+    })
 }

@@ -195,6 +195,11 @@ impl PolicyEngine {
         self.actions.get(name)
     }
 
+    /// The ids of every `Mandate::Action` the schema declares.
+    pub fn action_names(&self) -> impl Iterator<Item = &str> {
+        self.actions.keys().map(String::as_str)
+    }
+
     /// The action entity `action` and the action groups it is in, so
     /// `action in` works for schema-declared groups.
     pub fn action_slice(&self, action: &EntityUid) -> Vec<Entity> {

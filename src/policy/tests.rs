@@ -117,6 +117,25 @@ fn tasks_cannot_be_declared_in_the_static_entities() {
 }
 
 #[test]
+fn a_user_schema_entity_loads_without_the_schema_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema_file = dir.path().join("schema.cedarschema");
+    let mut text = std::fs::read_to_string(schema()).unwrap();
+    text.push_str("\nnamespace Acme { entity Doc { title: String }; }\n");
+    std::fs::write(&schema_file, text).unwrap();
+    let entities = dir.path().join("entities.json");
+    std::fs::write(
+        &entities,
+        r#"[{"uid": {"type": "Acme::Doc", "id": "d"}, "attrs": {"title": "x"}, "parents": []}]"#,
+    )
+    .unwrap();
+    let engine = PolicyEngine::load(dir.path(), &schema_file).unwrap();
+    let loaded = engine.load_entities(&entities).unwrap();
+    let uids: Vec<String> = loaded.iter().map(|e| e.uid().to_string()).collect();
+    assert_eq!(uids, [r#"Acme::Doc::"d""#]);
+}
+
+#[test]
 fn the_shipped_policies_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let engine = PolicyEngine::load(&root.join("policies"), &schema()).unwrap();

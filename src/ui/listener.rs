@@ -78,7 +78,7 @@ pub fn accept(
         ClientCertificate::Required
     };
     let how = TlsListener {
-        config_of: move |identity: &Identity| listener_config(identity, b"http/1.1", client),
+        config_of: move |identity: &Identity| listener_config(identity, &[b"http/1.1"], client),
         admit: admit_ui,
         handshake_timeout: HANDSHAKE_TIMEOUT,
         metrics: None,

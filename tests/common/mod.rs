@@ -325,6 +325,10 @@ pub struct Setup {
     /// How long ended tasks stay in memory; the server's default when
     /// `None`.
     pub task_retention: Option<mandate::graph::Retention>,
+    /// The AuthZEN API, if on.
+    pub authzen: Option<mandate::api::authzen::AuthzenSettings>,
+    /// A Cedar entities file for a user schema's types.
+    pub entities: Option<PathBuf>,
 }
 
 impl Default for Setup {
@@ -350,6 +354,8 @@ impl Default for Setup {
             handshake_timeout: Duration::from_secs(5),
             ui: None,
             task_retention: None,
+            authzen: None,
+            entities: None,
         }
     }
 }
@@ -396,6 +402,7 @@ impl TestServer {
                         .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema")),
                 ),
                 catalog: setup.catalog.clone(),
+                entities: setup.entities.clone(),
                 ..RawConfig::default()
             },
             None,
@@ -420,6 +427,7 @@ impl TestServer {
         if let Some(retention) = setup.task_retention {
             settings.task_retention = retention;
         }
+        settings.authzen = setup.authzen.clone();
         let clock = Arc::new(ManualClock::new(mandate::clock::SystemClock.now()));
         let app = App::build(
             settings,
