@@ -19,7 +19,8 @@
 //! with a rate, latency counts from each call's scheduled start, so a
 //! server that falls behind shows in the tail instead of slowing the
 //! load), `LOAD_MODES` (comma-separated, default
-//! `floor,authorize,check,authzen,floor`), `BENCH_AUDIT=off` (the server as
+//! `floor,authorize,tokenless,check,authzen,floor`; `tokenless` is
+//! `Authorize` without a task token, the patcher reading the handbook), `BENCH_AUDIT=off` (the server as
 //! `mandate serve` runs it by default, with the in-memory audit index, unless
 //! set). The server and the load share the machine, as they do for the
 //! floor.
@@ -60,6 +61,9 @@ use tonic_health::pb::health_client::HealthClient;
 enum Mode {
     Floor,
     Authorize,
+    /// `Authorize` without a task token: the patcher reads the handbook,
+    /// which `anyone-reads-handbook` permits.
+    Tokenless,
     Check,
     Authzen,
 }
@@ -69,10 +73,13 @@ impl Mode {
         match name.trim() {
             "floor" => Self::Floor,
             "authorize" => Self::Authorize,
+            "tokenless" => Self::Tokenless,
             "check" => Self::Check,
             "authzen" => Self::Authzen,
             other => {
-                panic!("LOAD_MODES: unknown mode `{other}` (floor, authorize, check, authzen)")
+                panic!(
+                    "LOAD_MODES: unknown mode `{other}` (floor, authorize, tokenless, check, authzen)"
+                )
             }
         }
     }
@@ -81,6 +88,7 @@ impl Mode {
         match self {
             Self::Floor => "floor: health check",
             Self::Authorize => "Authorize",
+            Self::Tokenless => "Authorize without a token",
             Self::Check => "ext_authz Check",
             Self::Authzen => "AuthZEN evaluation",
         }
@@ -93,6 +101,7 @@ struct Calls {
     agent: Vec<Channel>,
     envoy: Vec<Channel>,
     authorize: AuthorizeRequest,
+    tokenless: AuthorizeRequest,
     check: CheckRequest,
     /// AuthZEN clients (one HTTP/2 connection each) and the evaluation URL.
     authzen: Vec<reqwest::Client>,
@@ -129,9 +138,14 @@ async fn one(mode: Mode, channel: &Channel, n: usize, calls: &Calls) {
                 .await
                 .unwrap();
         }
-        Mode::Authorize => {
+        Mode::Authorize | Mode::Tokenless => {
+            let request = if mode == Mode::Authorize {
+                &calls.authorize
+            } else {
+                &calls.tokenless
+            };
             let r = AuthorizationServiceClient::new(channel.clone())
-                .authorize(calls.authorize.clone())
+                .authorize(request.clone())
                 .await
                 .unwrap()
                 .into_inner();
@@ -286,6 +300,14 @@ async fn prepare(dev: &DevServer, connections: usize) -> Calls {
             token: token.clone(),
             ..Default::default()
         },
+        tokenless: AuthorizeRequest {
+            action: "read".into(),
+            resource: Some(Resource {
+                r#type: String::new(),
+                id: "handbook".into(),
+            }),
+            ..Default::default()
+        },
         check: CheckRequest {
             attributes: Some(AttributeContext {
                 source: Some(Peer {
@@ -319,7 +341,7 @@ fn main() {
     let concurrency = knob("LOAD_CONCURRENCY", 32).max(1) as usize;
     let rate = knob("LOAD_RATE", 0);
     let modes: Vec<Mode> = std::env::var("LOAD_MODES")
-        .unwrap_or_else(|_| "floor,authorize,check,authzen,floor".to_owned())
+        .unwrap_or_else(|_| "floor,authorize,tokenless,check,authzen,floor".to_owned())
         .split(',')
         .map(Mode::parse)
         .collect();
@@ -333,7 +355,13 @@ fn main() {
         let calls = prepare(&dev, connections).await;
         let window = Duration::from_secs(seconds);
         // Warm every path (connections, caches) before measuring.
-        for mode in [Mode::Floor, Mode::Authorize, Mode::Check, Mode::Authzen] {
+        for mode in [
+            Mode::Floor,
+            Mode::Authorize,
+            Mode::Tokenless,
+            Mode::Check,
+            Mode::Authzen,
+        ] {
             drive(&calls, mode, concurrency, 0, Duration::from_secs(1)).await;
         }
         let mut results = Vec::new();
