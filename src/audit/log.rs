@@ -248,6 +248,13 @@ impl DecisionLogWriter {
 
 /// How often the writer wakes without records, to retry held ones.
 const TICK: Duration = Duration::from_millis(250);
+/// How long the writer lets records gather once it has written all it
+/// had. Waiting on the queue at once would make every decision wake it
+/// (a futex call on the decision path, a sixth of the server's cycles
+/// at 30,000 decisions/s in the load profile); pausing first, it wakes at
+/// most about a thousand times a second. A record reaches the sinks and
+/// the index that much later.
+const GATHER: Duration = Duration::from_millis(1);
 
 /// The writer thread's state.
 struct Writer {
@@ -290,6 +297,7 @@ impl Writer {
             self.stats.written.fetch_add(1, Ordering::Relaxed);
             if self.stats.depth() == 0 {
                 self.flush();
+                std::thread::sleep(GATHER);
             }
         }
         for sink in &mut self.sinks {
