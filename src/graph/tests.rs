@@ -431,6 +431,9 @@ fn a_revoked_subtree_stays_for_its_retention_then_leaves_whole() {
     assert_eq!(graph.revision(), revision, "eviction is not a write");
     assert!(graph.chain("t3").is_none() && graph.was_evicted("t3"));
     assert!(!graph.was_evicted("t1") && !graph.was_evicted("never"));
+    // A write on an evicted task is refused as on any ended one.
+    assert_eq!(graph.revoke("t3").unwrap_err().reason(), "task-not-active");
+    assert_eq!(graph.revoke("never").unwrap_err().reason(), "unknown-task");
     // The live parent no longer lists the evicted child, and listing by
     // delegatee finds nothing of it.
     let by_patcher = TaskFilter {

@@ -48,12 +48,11 @@ pub(super) fn plan_delegate(
     hierarchy: &dyn ResourceHierarchy,
 ) -> Result<Arc<Task>, GraphError> {
     invariants::check_spec(&spec, now)?;
-    let chain =
-        chain_of(inner, parent_id).ok_or_else(|| GraphError::NotFound(parent_id.to_owned()))?;
+    let chain = chain_of(inner, parent_id).ok_or_else(|| missing(inner, parent_id))?;
     let parent = chain
         .first()
         .cloned()
-        .ok_or_else(|| GraphError::NotFound(parent_id.to_owned()))?;
+        .ok_or_else(|| missing(inner, parent_id))?;
     if parent.delegatee != *caller {
         return Err(GraphError::violation(
             invariants::reason::NOT_DELEGATEE,
@@ -96,11 +95,8 @@ pub(super) fn plan_amend(
     now: i64,
     hierarchy: &dyn ResourceHierarchy,
 ) -> Result<Arc<Task>, GraphError> {
-    let chain = chain_of(inner, id).ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
-    let current = chain
-        .first()
-        .cloned()
-        .ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
+    let chain = chain_of(inner, id).ok_or_else(|| missing(inner, id))?;
+    let current = chain.first().cloned().ok_or_else(|| missing(inner, id))?;
     if current.delegator != *caller {
         return Err(GraphError::violation(
             invariants::reason::NOT_DELEGATOR,
@@ -155,10 +151,7 @@ pub(super) fn plan_amend(
 }
 
 pub(super) fn plan_complete(inner: &Inner, id: &str, now: i64) -> Result<Arc<Task>, GraphError> {
-    let task = inner
-        .tasks
-        .get(id)
-        .ok_or_else(|| GraphError::NotFound(id.to_owned()))?;
+    let task = inner.tasks.get(id).ok_or_else(|| missing(inner, id))?;
     let state = task.state_at(now);
     if state != TaskState::Active {
         return Err(GraphError::NotActive {
@@ -171,7 +164,7 @@ pub(super) fn plan_complete(inner: &Inner, id: &str, now: i64) -> Result<Arc<Tas
 
 pub(super) fn plan_revoke(inner: &Inner, id: &str) -> Result<Vec<Arc<Task>>, GraphError> {
     if !inner.tasks.contains_key(id) {
-        return Err(GraphError::NotFound(id.to_owned()));
+        return Err(missing(inner, id));
     }
     Ok(revoke_subtree(inner, id))
 }
@@ -223,4 +216,18 @@ fn revoke_subtree(inner: &Inner, id: &str) -> Vec<Arc<Task>> {
         }
     }
     revoked
+}
+
+/// Why `id` is not in the graph: it ended and was evicted after its
+/// retention (a write on it is refused as on any ended task), or no task
+/// has that id.
+fn missing(inner: &Inner, id: &str) -> GraphError {
+    if inner.archive.was_evicted(id) {
+        GraphError::NotActive {
+            id: id.to_owned(),
+            state: "archived (it ended and left memory)",
+        }
+    } else {
+        GraphError::NotFound(id.to_owned())
+    }
 }
