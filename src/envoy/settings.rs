@@ -64,25 +64,31 @@ impl EnvoySettings {
         headers
     }
 
-    /// Problems with the settings, one a line.
-    pub fn validate(&self) -> Vec<String> {
+    /// Problems with the settings, each naming its `envoy.` key.
+    pub fn validate(&self) -> Vec<crate::config::ConfigError> {
+        use crate::config::ConfigError;
         let mut problems = Vec::new();
         let is_token =
             |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if !is_token(&self.token_header) {
-            problems.push(format!(
-                "`envoy.token_header` `{}` is not a header name",
-                self.token_header
+            problems.push(ConfigError::bad(
+                "envoy.token_header",
+                &self.token_header,
+                "is not a header name",
             ));
         }
         for header in &self.context_headers {
             if !is_token(header) {
-                problems.push(format!(
-                    "`envoy.context_headers`: `{header}` is not a header name"
+                problems.push(ConfigError::bad(
+                    "envoy.context_headers",
+                    header,
+                    "is not a header name",
                 ));
             } else if self.credential_headers().contains(header) || header == "authorization" {
-                problems.push(format!(
-                    "`envoy.context_headers`: `{header}` carries credentials and is never shown to policies"
+                problems.push(ConfigError::bad(
+                    "envoy.context_headers",
+                    header,
+                    "carries credentials and is never shown to policies",
                 ));
             }
         }
