@@ -177,7 +177,16 @@ fn every_example_is_a_key_of_its_struct_with_a_value_it_accepts() {
     }
     let config = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_ne!(config, Config::default());
-    assert!(config.ui.webhook.is_some() && config.identity.source.is_some());
+    assert!(config.identity.source.is_some());
+    // The optional section shows its defaults as its examples.
+    let webhook = config.ui.webhook.unwrap();
+    assert_eq!(
+        WebhookConfig {
+            url: None,
+            ..webhook
+        },
+        WebhookConfig::default()
+    );
 }
 
 #[test]
