@@ -330,3 +330,68 @@ async fn wait_for_signal(server: &RunningServer, mut signals: Signals) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["serve", "--config", path.to_str().unwrap()];
+        argv.extend(flags);
+        Serve::try_parse_from(argv).unwrap().args.into_config()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_rest_of_the_file_stays() {
+        let config = load(
+            "[server]\nlisten = \"127.0.0.1:2\"\nhttp_listen = \"127.0.0.1:3\"\n[audit]\nstore = true\n[authzen]\nlisten = \"127.0.0.1:5\"\npublic_url = \"https://pdp\"\n",
+            &[
+                "--listen",
+                "127.0.0.1:1",
+                "--authzen-listen",
+                "127.0.0.1:6",
+                "--audit-stdout",
+                "--trust-bundle",
+                "a.org=a.pem",
+                "--log-format",
+                "json",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:1");
+        assert_eq!(config.server.http_listen, "127.0.0.1:3");
+        assert_eq!(config.server.log_format, LogFormat::Json);
+        assert_eq!(config.authzen.listen.as_deref(), Some("127.0.0.1:6"));
+        assert_eq!(config.authzen.public_url.as_deref(), Some("https://pdp"));
+        assert!(config.audit.stdout && config.audit.store);
+        assert_eq!(
+            config.identity.trust_bundles["a.org"],
+            PathBuf::from("a.pem")
+        );
+        // Without flags, the file.
+        let config = load("[server]\nlisten = \"127.0.0.1:2\"\n", &[]).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn bad_flags_and_a_bad_file_are_reported() {
+        let errors = load("", &["--trust-bundle", "a.org"]).unwrap_err();
+        assert!(
+            errors.lines()[0].starts_with("`--trust-bundle a.org` must be TRUST_DOMAIN=FILE"),
+            "{errors}"
+        );
+        let errors = load("[server]\nlistn = 1\n", &[]).unwrap_err();
+        assert!(errors.to_string().contains("`server.listn`"), "{errors}");
+    }
+}
