@@ -11,7 +11,7 @@ use super::ConfigErrors;
 use super::reference::{Section, example, key};
 use crate::audit::{
     AuditSettings, IndexLimits, Overflow, Redaction, Rotation, StoreSinkSettings,
-    default_store_chain, defaults,
+    default_store_chain,
 };
 
 /// Longest retention accepted, days (a typo guard: 100 years).
@@ -59,18 +59,19 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
+        let base = AuditSettings::default();
         Self {
-            file: None,
-            capacity: defaults::CAPACITY,
-            stdout: false,
-            overflow: "drop".to_owned(),
-            max_file_bytes: defaults::MAX_FILE_BYTES,
-            max_files: defaults::MAX_FILES,
+            file: base.file,
+            capacity: base.capacity,
+            stdout: base.stdout,
+            overflow: base.overflow.as_str().to_owned(),
+            max_file_bytes: base.rotation.max_bytes.unwrap_or(0),
+            max_files: base.rotation.keep,
             redact_context_keys: Vec::new(),
             redact_headers: Vec::new(),
             redact_query: Vec::new(),
-            index_max_entries: defaults::INDEX_MAX_ENTRIES,
-            index_max_age_secs: defaults::INDEX_MAX_AGE_SECS,
+            index_max_entries: base.index.max_entries,
+            index_max_age_secs: u64::try_from(base.index.max_age_ms / 1000).unwrap_or(0),
             store: false,
             store_retention_days: None,
             store_chain: None,
@@ -138,9 +139,12 @@ impl AuditConfig {
             }
             return None;
         }
-        let days = self
-            .store_retention_days
-            .unwrap_or(defaults::STORE_RETENTION_DAYS);
+        let chain = self.store_chain.clone().unwrap_or_else(default_store_chain);
+        let base = StoreSinkSettings::new(&chain);
+        let days = self.store_retention_days.unwrap_or_else(|| {
+            base.retention
+                .map_or(0, |retention| retention.as_secs() / (24 * 3600))
+        });
         if days > MAX_RETENTION_DAYS {
             errors.bad(
                 "audit.store_retention_days",
@@ -150,9 +154,8 @@ impl AuditConfig {
         }
         let every = self
             .store_prune_interval_secs
-            .unwrap_or(defaults::STORE_PRUNE_INTERVAL_SECS);
+            .unwrap_or(base.prune_every.as_secs());
         errors.at_least_one("audit.store_prune_interval_secs", every);
-        let chain = self.store_chain.clone().unwrap_or_else(default_store_chain);
         if chain.is_empty()
             || chain.len() > MAX_CHAIN_LEN
             || !chain.chars().all(|c| c.is_ascii_graphic())

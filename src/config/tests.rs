@@ -65,7 +65,7 @@ fn the_defaults_are_valid_and_the_same_as_the_runtime_ones() {
     assert_eq!(settings.listen.to_string(), LISTEN);
     assert_eq!(
         settings.decision_log_capacity,
-        crate::audit::defaults::CAPACITY
+        crate::audit::AuditSettings::default().capacity
     );
 }
 

@@ -11,7 +11,7 @@ use spiffe::SpiffeId;
 use super::ConfigErrors;
 use super::reference::{Section, example, key};
 use crate::identity::IdentitySource;
-use crate::ui::settings::defaults;
+use crate::ui::settings::WEBHOOK_POLL;
 use crate::ui::{UiSettings, WebhookSettings};
 
 /// The `[ui]` section.
@@ -39,7 +39,8 @@ impl Default for UiConfig {
         Self {
             listen: None,
             proxies: Vec::new(),
-            user_header: defaults::USER_HEADER.to_owned(),
+            // The header oauth2-proxy sets.
+            user_header: "x-forwarded-user".to_owned(),
             dev_login: false,
             dev_principal: None,
             public_url: None,
@@ -66,9 +67,9 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
             url: None,
-            attempts: defaults::WEBHOOK_ATTEMPTS,
-            backoff_ms: defaults::WEBHOOK_BACKOFF_MS,
-            timeout_ms: defaults::WEBHOOK_TIMEOUT_MS,
+            attempts: 5,
+            backoff_ms: 500,
+            timeout_ms: 5000,
         }
     }
 }
@@ -184,7 +185,7 @@ impl WebhookConfig {
             attempts: self.attempts,
             first_backoff: Duration::from_millis(self.backoff_ms),
             timeout: Duration::from_millis(self.timeout_ms),
-            poll: Duration::from_millis(defaults::WEBHOOK_POLL_MS),
+            poll: WEBHOOK_POLL,
         })
     }
 }

@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Defaults, in one place.
-pub mod defaults {
-    /// The header the task token comes in.
-    pub const TOKEN_HEADER: &str = "x-mandate-token";
+/// The headers Mandate adds to an allowed request.
+pub mod headers {
     /// The header an allowed request gets with its decision id.
     pub const DECISION_ID_HEADER: &str = "x-mandate-decision-id";
     /// The header an allowed request gets with its task id, when asked for.
@@ -38,11 +36,12 @@ pub struct EnvoySettings {
     pub context_headers: Vec<String>,
 }
 
+/// The defaults of `[envoy]` (`config::EnvoyConfig` starts from these).
 impl Default for EnvoySettings {
     fn default() -> Self {
         Self {
             route_map: None,
-            token_header: defaults::TOKEN_HEADER.to_owned(),
+            token_header: "x-mandate-token".to_owned(),
             accept_bearer: false,
             require_token: true,
             require_certificate: false,
