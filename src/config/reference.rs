@@ -72,7 +72,8 @@ pub const SECTIONS: &[Section] = &[
 
 /// The keys of the flat layout that came before the sections, and where
 /// they went. Kept for one release, so an old file is refused with the new
-/// name rather than a bare "unknown key"; remove after 0.3.
+/// name rather than a bare "unknown key"; remove in the release after the
+/// one that introduced the sections.
 const OLD_KEYS: &[(&str, &str)] = &[
     ("listen", "server.listen"),
     ("http_listen", "server.http_listen"),
