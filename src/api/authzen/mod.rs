@@ -7,13 +7,16 @@
 //! `wire` parses and answers the JSON, `mapping` turns an evaluation into
 //! a [`crate::decision::Request`], `search` enumerates and pages searches,
 //! `keys` holds the opt-in API keys, `listener` the TLS, `routes` serves
-//! the endpoints and the metadata document. Every evaluation (and every
+//! the endpoints and the metadata document, `profile` and `requests` the
+//! Access Request and Approval profile (needs approval). Every evaluation (and every
 //! search candidate) is decided, recorded and counted by the runner like
 //! any other decision. See `docs/authzen.md`.
 
 mod keys;
 mod listener;
 pub(crate) mod mapping;
+pub mod profile;
+mod requests;
 mod routes;
 pub mod search;
 pub mod wire;
@@ -116,6 +119,11 @@ impl TypeMap {
 pub struct AuthzenParts {
     /// Decides every evaluation.
     pub runner: Arc<Runner>,
+    /// The live approvals: a needs-approval's task handle, polled.
+    pub approvals: Arc<crate::approval::ApprovalBook>,
+    /// The live tasks, for whether a pending approval can still be
+    /// decided and which scope an approval counts for.
+    pub graph: Arc<crate::graph::TaskGraph>,
     /// Our SVID and trust bundles, for the listener's TLS and for checking
     /// a caller again on every request.
     pub identity: IdentityWatch,
