@@ -134,8 +134,9 @@ pub fn standing(
     let Some(approval) = approvals.get(&presented.id) else {
         return Standing::Unverifiable;
     };
+    // Without a task (no token, or one refused) nothing can bind it.
     let (Some(task_id), Some((action, resource_type, resource_id))) = (task_id, decided) else {
-        return Standing::OutOfScope;
+        return Standing::Unverifiable;
     };
     let subject = Subject {
         task_id: task_id.to_owned(),
