@@ -23,10 +23,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use spiffe::SpiffeId;
 
-use super::listener::AuthzenPeer;
 use super::profile::{self, ApprovalRef, Problem, Standing, Task, TaskAnswer, TaskResult};
 use super::routes::{Door, REQUESTS, json_body};
 use super::wire::{Action, Entity};
+use crate::api::https::HttpsPeer;
 use crate::approval::{Approval, ApprovalBook, ApprovalState, MAX_VALID_FOR_SECS, Subject};
 use crate::graph::{TaskGraph, TaskState, chain_state};
 
@@ -171,7 +171,7 @@ pub fn reference(approval: &Approval) -> ApprovalRef {
 /// names and answers the task handle of its approval.
 pub async fn submit(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -285,7 +285,7 @@ fn without_act(subject: &Entity) -> Entity {
 /// enforcement point that submitted it.
 pub async fn poll(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {

@@ -14,13 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use spiffe::SpiffeId;
 
-use super::listener::AuthzenPeer;
 use super::mapping::{self, MIN_REVISION_HEADER};
 use super::profile::{self, AccessRequestHint, Standing};
 use super::requests::{self, Asked, RequestBook};
 use super::search::{self, Searched};
 use super::wire::{self, BadRequest, Evaluation, Semantic};
 use super::{ApiKeys, AuthzenParts, TypeMap};
+use crate::api::https::HttpsPeer;
 use crate::approval::ApprovalBook;
 use crate::decision::{Answer, Decision};
 use crate::graph::TaskGraph;
@@ -90,7 +90,7 @@ impl Door {
     /// API key stands for.
     pub(super) fn caller(
         &self,
-        peer: &AuthzenPeer,
+        peer: &HttpsPeer,
         headers: &HeaderMap,
     ) -> Result<SpiffeId, Refusal> {
         let Some(svid) = &peer.svid else {
@@ -106,7 +106,7 @@ impl Door {
     }
 
     /// The workload an API key stands for; 401 without a known one.
-    fn key_holder(&self, peer: &AuthzenPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
+    fn key_holder(&self, peer: &HttpsPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
         let refuse = |message: String| {
             tracing::info!(remote_addr = %peer.remote_addr, error = %message, "authzen caller refused");
             Refusal::new(StatusCode::UNAUTHORIZED, message)
@@ -427,7 +427,7 @@ fn decision(answer: Answer) -> wire::Decision {
 
 async fn evaluation(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -450,7 +450,7 @@ async fn evaluation(
 
 async fn evaluations(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -535,7 +535,7 @@ async fn run_all(
 /// The metadata document: the base URL and every endpoint served.
 async fn metadata(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = door.caller(&peer, &headers) {
@@ -562,7 +562,7 @@ async fn metadata(
 
 async fn search_subject(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -571,7 +571,7 @@ async fn search_subject(
 
 async fn search_resource(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -580,7 +580,7 @@ async fn search_resource(
 
 async fn search_action(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -590,7 +590,7 @@ async fn search_action(
 /// Decides every candidate of a search; answers the page asked for.
 async fn search(
     door: &Door,
-    peer: &AuthzenPeer,
+    peer: &HttpsPeer,
     headers: &HeaderMap,
     body: &[u8],
     searched: Searched,
