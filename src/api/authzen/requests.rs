@@ -23,9 +23,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use spiffe::SpiffeId;
 
-use super::profile::{self, ApprovalRef, Problem, Standing, Task, TaskAnswer, TaskResult};
+use super::profile::{
+    self, AccessRequestHint, ApprovalRef, Problem, Standing, Task, TaskAnswer, TaskResult,
+};
 use super::routes::{Door, REQUESTS, json_body};
-use super::wire::{Action, Entity};
+use super::wire::{Action, Decision, Entity};
 use crate::api::https::HttpsPeer;
 use crate::approval::{Approval, ApprovalBook, ApprovalState, MAX_VALID_FOR_SECS, Subject};
 use crate::graph::{TaskGraph, TaskState, chain_state};
@@ -164,6 +166,72 @@ pub fn reference(approval: &Approval) -> ApprovalRef {
         id: approval.id.clone(),
         approved_at: approval.decided_at.map(profile::rfc3339),
         approved_until: approval.expires_at.map(profile::rfc3339),
+    }
+}
+
+/// What a decision says that the profile's additions depend on.
+#[derive(Debug)]
+pub struct Facts {
+    /// Whether it is a "needs approval".
+    pub needs_approval: bool,
+    /// The decision id, a requestable denial's `evaluation_id`.
+    pub evaluation_id: String,
+    /// The pending approval a "needs approval" names.
+    pub approval_id: Option<String>,
+    /// The task of the token, if any.
+    pub task_id: Option<String>,
+}
+
+/// The profile's additions to a decision: a "needs approval" is a
+/// requestable denial, remembered for the access request that may follow;
+/// an approval presented with the evaluation is echoed when it counted and
+/// explains a deny when it did not.
+// INVARIANT: the presented approval never changes `decision`.
+pub fn annotate(door: &Door, caller: &SpiffeId, out: &mut Decision, facts: Facts, asked: &Asked) {
+    let now = door.now();
+    let standing = asked.presented.as_ref().map(|presented| {
+        standing(
+            door.approvals(),
+            door.graph(),
+            presented,
+            facts.task_id.as_deref(),
+            asked.decided.as_ref(),
+            now,
+        )
+    });
+    let context = &mut out.context;
+    match (facts.needs_approval, facts.approval_id) {
+        (true, Some(approval_id)) => {
+            let expires_at =
+                door.book()
+                    .answered(&facts.evaluation_id, caller, asked, &approval_id, now);
+            let reason = standing
+                .filter(|s| *s != Standing::Counts)
+                .map_or(profile::APPROVAL_REQUIRED, Standing::reason);
+            context.reason = Some(reason.to_owned());
+            context.next_action = standing.map(|_| "request".to_owned());
+            context.evaluation_id = Some(facts.evaluation_id);
+            context.evaluated_at = Some(profile::rfc3339(now));
+            context.access_request = Some(AccessRequestHint {
+                endpoint: format!("{}{REQUESTS}", door.public_url()),
+                expires_at: profile::rfc3339(expires_at),
+            });
+        }
+        _ if out.decision => {
+            context.approval = asked
+                .presented
+                .as_ref()
+                .filter(|_| standing == Some(Standing::Counts))
+                .and_then(|p| door.approvals().get(&p.id))
+                .map(|a| reference(&a));
+        }
+        // Not requestable: the PEP has nothing to ask for.
+        _ => {
+            if let Some(standing) = standing {
+                context.reason = Some(standing.reason().to_owned());
+                context.next_action = Some("none".to_owned());
+            }
+        }
     }
 }
 

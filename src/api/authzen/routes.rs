@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use spiffe::SpiffeId;
 
 use super::mapping::{self, MIN_REVISION_HEADER};
-use super::profile::{self, AccessRequestHint, Standing};
+use super::profile;
 use super::requests::{self, Asked, RequestBook};
 use super::search::{self, Searched};
 use super::wire::{self, BadRequest, Evaluation, Semantic};
@@ -220,62 +220,18 @@ impl Door {
         Ok((asked, question))
     }
 
-    /// A decision on the wire, with the profile's additions: a "needs
-    /// approval" is a requestable denial, remembered for the access
-    /// request that may follow; an approval presented with the evaluation
-    /// is echoed when it counted and explains a deny when it did not.
-    // INVARIANT: only an explicit allow is `"decision": true`; the
-    // presented approval never changes the decision.
+    /// A decision on the wire, with the profile's additions (see
+    /// [`requests::annotate`]).
     fn decision(&self, caller: &SpiffeId, answer: Answer, asked: &Asked) -> wire::Decision {
-        let now = self.now();
         let needs_approval = matches!(answer.decision, Decision::NeedsApproval(_));
-        let standing = asked.presented.as_ref().map(|presented| {
-            requests::standing(
-                self.approvals(),
-                self.graph(),
-                presented,
-                answer.task_id.as_deref(),
-                asked.decided.as_ref(),
-                now,
-            )
-        });
-        let evaluation_id = answer.decision_id.clone();
-        let approval_id = answer.approval_id.clone();
+        let facts = requests::Facts {
+            needs_approval,
+            evaluation_id: answer.decision_id.clone(),
+            approval_id: answer.approval_id.clone(),
+            task_id: answer.task_id.clone(),
+        };
         let mut out = decision(answer);
-        let context = &mut out.context;
-        match (needs_approval, approval_id) {
-            (true, Some(approval_id)) => {
-                let expires_at =
-                    self.book
-                        .answered(&evaluation_id, caller, asked, &approval_id, now);
-                let reason = standing
-                    .filter(|s| *s != Standing::Counts)
-                    .map_or(profile::APPROVAL_REQUIRED, Standing::reason);
-                context.reason = Some(reason.to_owned());
-                context.next_action = standing.map(|_| "request".to_owned());
-                context.evaluation_id = Some(evaluation_id);
-                context.evaluated_at = Some(profile::rfc3339(now));
-                context.access_request = Some(AccessRequestHint {
-                    endpoint: format!("{}{REQUESTS}", self.public_url),
-                    expires_at: profile::rfc3339(expires_at),
-                });
-            }
-            _ if out.decision => {
-                context.approval = asked
-                    .presented
-                    .as_ref()
-                    .filter(|_| standing == Some(Standing::Counts))
-                    .and_then(|p| self.approvals().get(&p.id))
-                    .map(|a| requests::reference(&a));
-            }
-            // Not requestable: the PEP has nothing to ask for.
-            _ => {
-                if let Some(standing) = standing {
-                    context.reason = Some(standing.reason().to_owned());
-                    context.next_action = Some("none".to_owned());
-                }
-            }
-        }
+        requests::annotate(self, caller, &mut out, facts, asked);
         out
     }
 
