@@ -433,6 +433,15 @@ async fn access_requests_bind_to_their_own_denial_and_caller() {
         (status, &problem["type"]),
         (400, &json!(problem_type("invalid_denial_binding")))
     );
+    // A denial that was not requestable has no `access_request` to echo.
+    let mut not_requestable = submission(&web, &denied);
+    not_requestable["denial"]["expires_at"] = Value::Null;
+    let (status, problem, _) = post_to(&envoy, &endpoint, &not_requestable).await;
+    assert_eq!(
+        (status, &problem["type"]),
+        (400, &json!(problem_type("invalid_denial_binding"))),
+        "{problem}"
+    );
     let mut swapped = submission(&web, &denied);
     swapped["resource"]["id"] = json!("repo:acme/payments");
     let (status, problem, _) = post_to(&envoy, &endpoint, &swapped).await;

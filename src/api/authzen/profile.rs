@@ -97,8 +97,10 @@ pub struct Denial {
     /// `context.evaluation_id` of the denied evaluation.
     #[serde(default)]
     pub evaluation_id: Option<String>,
-    /// `context.access_request.expires_at`, echoed.
-    pub expires_at: String,
+    /// `context.access_request.expires_at`, echoed; required (freshness
+    /// is judged by the expiry Mandate recorded).
+    #[serde(default)]
+    pub expires_at: Option<String>,
     /// Mandate issues none; a submission with only one is refused.
     #[serde(default)]
     pub binding_token: Option<String>,

@@ -303,6 +303,12 @@ fn bind(
                 .to_owned(),
         )
     })?;
+    if denial.expires_at.is_none() {
+        return Err(Problem::invalid_denial_binding(
+            "`denial.expires_at` is required: `context.access_request.expires_at` of the denied evaluation"
+                .to_owned(),
+        ));
+    }
     let denied = door.book().denials.get(&evaluation_id).ok_or_else(|| {
         Problem::invalid_denial_binding(format!(
             "evaluation `{evaluation_id}` is not a requestable denial this server answered (unknown, or past its binding window): evaluate again"
