@@ -291,6 +291,10 @@ async fn needs_approval_is_requested_polled_approved_and_counted_only_while_curr
     // denial, naming the same approval.
     let again = requestable(&envoy, &web).await;
     assert_eq!(again["context"]["approval_id"], approval_id.as_str());
+    // Presenting the pending approval changes nothing: it is no result yet.
+    let early = requestable(&envoy, &with_approval(&web, &json!({"id": approval_id}))).await;
+    assert_eq!(early["context"]["reason"], "approval_required", "{early}");
+    assert_eq!(early["context"]["approval_id"], approval_id.as_str());
 
     // alice approves through ApprovalService; the poll shows it, with the
     // approval to bring back.

@@ -61,6 +61,8 @@ pub enum Standing {
     OutOfScope,
     /// No approval has this id here.
     Unverifiable,
+    /// Still waiting for a human: not an approval result yet.
+    Undecided,
 }
 
 impl Standing {
@@ -71,6 +73,7 @@ impl Standing {
             Self::Expired => "approval_expired",
             Self::OutOfScope => "out_of_scope",
             Self::Unverifiable => "approval_unverifiable",
+            Self::Undecided => APPROVAL_REQUIRED,
         }
     }
 }

@@ -149,6 +149,9 @@ pub fn standing(
     if approval.subject != subject {
         return Standing::OutOfScope;
     }
+    if approval.state == ApprovalState::Pending {
+        return Standing::Undecided;
+    }
     let digest = graph
         .chain(task_id)
         .and_then(|chain| chain.first().map(|t| t.scope_digest.clone()));
