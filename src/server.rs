@@ -353,6 +353,8 @@ pub(crate) async fn start(options: Parts) -> Result<RunningServer, ServerError> 
                 settings,
                 crate::api::authzen::AuthzenParts {
                     runner: runner.clone(),
+                    approvals: options.approvals.clone(),
+                    graph: options.graph.clone(),
                     identity: options.identity.clone(),
                     clock: clock.clone(),
                     metrics: Some(metrics.clone()),

@@ -1,6 +1,6 @@
 //! Accepts TCP connections and completes SPIFFE mTLS handshakes off the
 //! accept loop, handing only authenticated streams on: to the gRPC server
-//! here, to the UI through [`accept_tls`].
+//! here, to the HTTPS doors through [`super::https`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;

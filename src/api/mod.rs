@@ -10,6 +10,7 @@ mod control;
 mod envoy;
 mod error;
 pub mod http;
+pub mod https;
 pub mod listener;
 mod peer;
 mod policy;

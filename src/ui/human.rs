@@ -12,7 +12,7 @@ use spiffe::SpiffeId;
 
 use super::UiSettings;
 use super::csrf::Keys;
-use super::listener::UiPeer;
+use crate::api::https::HttpsPeer;
 use crate::identity::TrustBundles;
 
 /// The dev login's cookie.
@@ -56,7 +56,7 @@ pub fn valid_user(user: &str) -> bool {
 pub fn identify(
     settings: &UiSettings,
     keys: &Keys,
-    peer: &UiPeer,
+    peer: &HttpsPeer,
     headers: &http::HeaderMap,
     bundles: &Arc<TrustBundles>,
     now: i64,
@@ -187,8 +187,8 @@ mod tests {
         }
     }
 
-    fn peer(addr: &str, svid: Option<&PeerIdentity>) -> UiPeer {
-        UiPeer {
+    fn peer(addr: &str, svid: Option<&PeerIdentity>) -> HttpsPeer {
+        HttpsPeer {
             remote_addr: addr.parse().unwrap(),
             svid: svid.cloned(),
         }

@@ -12,7 +12,6 @@
 
 mod csrf;
 mod human;
-mod listener;
 mod page;
 mod routes;
 pub mod settings;
@@ -21,16 +20,18 @@ mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use settings::{UiSettings, WebhookSettings};
 
+use crate::api::https::{Https, HttpsPeer, accept_https};
 use crate::api::{ApprovalApi, AuditApi};
 use crate::clock::Clock;
 use crate::graph::TaskGraph;
-use crate::identity::IdentityWatch;
+use crate::identity::{ClientCertificate, IdentityWatch};
 use crate::registry::Registry;
 use crate::revision::Revision;
 
@@ -80,6 +81,9 @@ pub enum UiError {
     Webhook(String),
 }
 
+/// A handshake not done in this time is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The running UI: its listener, its accept loop and the webhook notifier.
 #[derive(Debug)]
 pub struct RunningUi {
@@ -103,7 +107,25 @@ pub async fn start(settings: UiSettings, parts: UiParts) -> Result<RunningUi, Ui
         source,
     })?;
     let settings = Arc::new(settings);
-    let (incoming, accept) = listener::accept(tcp, parts.identity.clone(), &settings)?;
+    // A connection without a client certificate is only ever a dev login
+    // candidate (see `human`).
+    let client = if settings.dev_login {
+        ClientCertificate::Optional
+    } else {
+        ClientCertificate::Required
+    };
+    let (incoming, accept) = accept_https(
+        tcp,
+        addr,
+        parts.identity.clone(),
+        Https {
+            alpn: &[b"http/1.1"],
+            client,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            metrics: None,
+            backlog: 64,
+        },
+    )?;
     let notifier = match &settings.webhook {
         Some(hook) => Some(webhook::start(hook.clone(), &settings, parts.clone())?),
         None => None,
@@ -114,7 +136,7 @@ pub async fn start(settings: UiSettings, parts: UiParts) -> Result<RunningUi, Ui
     let serve = tokio::spawn(async move {
         axum::serve(
             incoming,
-            router.into_make_service_with_connect_info::<listener::UiPeer>(),
+            router.into_make_service_with_connect_info::<HttpsPeer>(),
         )
         .with_graceful_shutdown(async {
             let _ = stopped.await;

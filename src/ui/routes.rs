@@ -15,10 +15,10 @@ use serde::Deserialize;
 
 use super::csrf::{self, Keys};
 use super::human::{self, DEV_COOKIE, Human, Refusal};
-use super::listener::UiPeer;
 use super::page::{self, Detail, Row};
 use super::{UiParts, UiSettings, trail};
 use crate::api::ApiError;
+use crate::api::https::HttpsPeer;
 use crate::approval::{Approval, ApprovalFilter, ApprovalState};
 use crate::audit::AuditEntry;
 
@@ -111,7 +111,7 @@ fn html(status: StatusCode, title: &str, human: Option<&Human>, body: &str) -> R
 }
 
 /// The human behind the request, or the answer for a request without one.
-fn who(state: &AppState, peer: &UiPeer, headers: &HeaderMap) -> Result<Human, Box<Response>> {
+fn who(state: &AppState, peer: &HttpsPeer, headers: &HeaderMap) -> Result<Human, Box<Response>> {
     let now = state.parts.clock.now();
     // Cloned out: a watch borrow must not be held while verifying.
     let bundles = state.parts.identity.borrow().bundles.clone();
@@ -165,7 +165,7 @@ struct InboxQuery {
 
 async fn inbox(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<UiPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     Query(query): Query<InboxQuery>,
 ) -> Response {
@@ -310,7 +310,7 @@ struct DetailQuery {
 
 async fn approval(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<UiPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
@@ -417,7 +417,7 @@ struct DecideForm {
 
 async fn decide(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<UiPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<DecideForm>,
@@ -484,7 +484,7 @@ async fn decide(
 
 async fn trail_page(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<UiPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     Path(root): Path<String>,
 ) -> Response {
@@ -534,7 +534,7 @@ async fn trail_page(
 /// The live revision, which the pages poll to refresh when it moves.
 async fn revision(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<UiPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = who(&state, &peer, &headers) {
@@ -543,7 +543,7 @@ async fn revision(
     state.parts.revision.current().to_string().into_response()
 }
 
-async fn dev_login_form(ConnectInfo(peer): ConnectInfo<UiPeer>) -> Response {
+async fn dev_login_form(ConnectInfo(peer): ConnectInfo<HttpsPeer>) -> Response {
     if !peer.remote_addr.ip().is_loopback() || peer.svid.is_some() {
         return html(
             StatusCode::FORBIDDEN,
@@ -557,7 +557,7 @@ async fn dev_login_form(ConnectInfo(peer): ConnectInfo<UiPeer>) -> Response {
 
 async fn dev_login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<UiPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {

@@ -10,6 +10,7 @@
 )]
 
 pub mod audit;
+pub mod authzen;
 pub mod cli;
 pub mod party;
 pub mod probe;

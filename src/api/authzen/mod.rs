@@ -6,14 +6,16 @@
 //!
 //! `wire` parses and answers the JSON, `mapping` turns an evaluation into
 //! a [`crate::decision::Request`], `search` enumerates and pages searches,
-//! `keys` holds the opt-in API keys, `listener` the TLS, `routes` serves
-//! the endpoints and the metadata document. Every evaluation (and every
+//! `keys` holds the opt-in API keys, `routes` serves
+//! the endpoints and the metadata document, `profile` and `requests` the
+//! Access Request and Approval profile (needs approval). Every evaluation (and every
 //! search candidate) is decided, recorded and counted by the runner like
 //! any other decision. See `docs/authzen.md`.
 
 mod keys;
-mod listener;
 pub(crate) mod mapping;
+pub mod profile;
+mod requests;
 mod routes;
 pub mod search;
 pub mod wire;
@@ -27,6 +29,7 @@ use cedar_policy::EntityTypeName;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::api::https::{Https, HttpsPeer, accept_https};
 use crate::clock::Clock;
 use crate::decision::Runner;
 use crate::identity::{ClientCertificate, IdentityWatch};
@@ -116,6 +119,11 @@ impl TypeMap {
 pub struct AuthzenParts {
     /// Decides every evaluation.
     pub runner: Arc<Runner>,
+    /// The live approvals: a needs-approval's task handle, polled.
+    pub approvals: Arc<crate::approval::ApprovalBook>,
+    /// The live tasks, for whether a pending approval can still be
+    /// decided and which scope an approval counts for.
+    pub graph: Arc<crate::graph::TaskGraph>,
     /// Our SVID and trust bundles, for the listener's TLS and for checking
     /// a caller again on every request.
     pub identity: IdentityWatch,
@@ -172,7 +180,18 @@ pub async fn start(
     } else {
         ClientCertificate::Optional
     };
-    let (incoming, accept) = listener::accept(tcp, &parts, client)?;
+    let (incoming, accept) = accept_https(
+        tcp,
+        addr,
+        parts.identity.clone(),
+        Https {
+            alpn: &[b"h2", b"http/1.1"],
+            client,
+            handshake_timeout: parts.handshake_timeout,
+            metrics: parts.metrics.clone(),
+            backlog: 128,
+        },
+    )?;
     let public_url = settings
         .public_url
         .clone()
@@ -187,7 +206,7 @@ pub async fn start(
     let serve = tokio::spawn(async move {
         axum::serve(
             incoming,
-            router.into_make_service_with_connect_info::<listener::AuthzenPeer>(),
+            router.into_make_service_with_connect_info::<HttpsPeer>(),
         )
         .with_graceful_shutdown(async {
             let _ = stopped.await;

@@ -14,12 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use spiffe::SpiffeId;
 
-use super::listener::AuthzenPeer;
 use super::mapping::{self, MIN_REVISION_HEADER};
+use super::profile;
+use super::requests::{self, Asked, RequestBook};
 use super::search::{self, Searched};
 use super::wire::{self, BadRequest, Evaluation, Semantic};
 use super::{ApiKeys, AuthzenParts, TypeMap};
-use crate::decision::Answer;
+use crate::api::https::HttpsPeer;
+use crate::approval::ApprovalBook;
+use crate::decision::{Answer, Decision};
+use crate::graph::TaskGraph;
 
 /// The request identification header, echoed on the answer.
 const REQUEST_ID: &str = "x-request-id";
@@ -30,6 +34,9 @@ const METADATA: &str = "/.well-known/authzen-configuration";
 const SEARCH_SUBJECT: &str = "/access/v1/search/subject";
 const SEARCH_RESOURCE: &str = "/access/v1/search/resource";
 const SEARCH_ACTION: &str = "/access/v1/search/action";
+/// The access request endpoint (the profile's example path); a task's
+/// status is under it.
+pub(super) const REQUESTS: &str = "/access/v1/requests";
 
 /// What every handler holds.
 #[derive(Debug, Clone)]
@@ -38,6 +45,7 @@ pub struct Door {
     types: Arc<TypeMap>,
     keys: Arc<ApiKeys>,
     public_url: Arc<str>,
+    book: Arc<RequestBook>,
 }
 
 impl Door {
@@ -48,13 +56,43 @@ impl Door {
             types: Arc::new(types),
             keys: Arc::new(keys),
             public_url: public_url.into(),
+            book: Arc::default(),
         }
+    }
+
+    /// The requestable denials answered and the tasks submitted.
+    pub(super) fn book(&self) -> &RequestBook {
+        &self.book
+    }
+
+    /// The live approvals.
+    pub(super) fn approvals(&self) -> &ApprovalBook {
+        &self.parts.approvals
+    }
+
+    /// The live tasks.
+    pub(super) fn graph(&self) -> &TaskGraph {
+        &self.parts.graph
+    }
+
+    /// Now, by the decision path's clock.
+    pub(super) fn now(&self) -> i64 {
+        self.parts.clock.now()
+    }
+
+    /// The published base URL.
+    pub(super) fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// The enforcement point asking: its SVID, checked again now (expiry,
     /// a withdrawn bundle, a replaced CA), or without one the workload its
     /// API key stands for.
-    fn caller(&self, peer: &AuthzenPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
+    pub(super) fn caller(
+        &self,
+        peer: &HttpsPeer,
+        headers: &HeaderMap,
+    ) -> Result<SpiffeId, Refusal> {
         let Some(svid) = &peer.svid else {
             return self.key_holder(peer, headers);
         };
@@ -68,7 +106,7 @@ impl Door {
     }
 
     /// The workload an API key stands for; 401 without a known one.
-    fn key_holder(&self, peer: &AuthzenPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
+    fn key_holder(&self, peer: &HttpsPeer, headers: &HeaderMap) -> Result<SpiffeId, Refusal> {
         let refuse = |message: String| {
             tracing::info!(remote_addr = %peer.remote_addr, error = %message, "authzen caller refused");
             Refusal::new(StatusCode::UNAUTHORIZED, message)
@@ -138,6 +176,65 @@ impl Door {
         ids
     }
 
+    /// Decides one evaluation and answers it with the profile's additions.
+    async fn evaluate(
+        &self,
+        caller: &SpiffeId,
+        evaluation: Evaluation,
+        min_revision: u64,
+    ) -> Result<wire::Decision, Refusal> {
+        let (asked, question) = self.ask(caller, evaluation, min_revision)?;
+        let answer = self.answer(caller, question).await?;
+        Ok(self.decision(caller, answer, &asked))
+    }
+
+    /// The approval reference taken out of the context, and the question.
+    fn ask(
+        &self,
+        caller: &SpiffeId,
+        mut evaluation: Evaluation,
+        min_revision: u64,
+    ) -> Result<
+        (
+            Asked,
+            Result<crate::decision::Request, Box<mapping::Refused>>,
+        ),
+        BadRequest,
+    > {
+        let presented = profile::take_approval(&mut evaluation.context)?;
+        let mut asked = Asked {
+            subject: evaluation.subject.clone(),
+            action: evaluation.action.clone(),
+            resource: evaluation.resource.clone(),
+            presented,
+            decided: None,
+        };
+        let question = mapping::question(caller, evaluation, &self.types, min_revision);
+        if let Ok(question) = &question {
+            asked.decided = Some((
+                question.action.clone(),
+                question.resource.type_name.clone(),
+                question.resource.id.clone(),
+            ));
+        }
+        Ok((asked, question))
+    }
+
+    /// A decision on the wire, with the profile's additions (see
+    /// [`requests::annotate`]).
+    fn decision(&self, caller: &SpiffeId, answer: Answer, asked: &Asked) -> wire::Decision {
+        let needs_approval = matches!(answer.decision, Decision::NeedsApproval(_));
+        let facts = requests::Facts {
+            needs_approval,
+            evaluation_id: answer.decision_id.clone(),
+            approval_id: answer.approval_id.clone(),
+            task_id: answer.task_id.clone(),
+        };
+        let mut out = decision(answer);
+        requests::annotate(self, caller, &mut out, facts, asked);
+        out
+    }
+
     /// Decides one evaluation (or records why it could not be asked).
     async fn decide(
         &self,
@@ -182,6 +279,8 @@ pub fn router(door: Door) -> Router {
         .route(SEARCH_SUBJECT, post(search_subject))
         .route(SEARCH_RESOURCE, post(search_resource))
         .route(SEARCH_ACTION, post(search_action))
+        .route(REQUESTS, post(requests::submit))
+        .route(&format!("{REQUESTS}/{{id}}"), get(requests::poll))
         .layer(DefaultBodyLimit::max(max_bytes))
         .layer(axum::middleware::from_fn(echo_request_id))
         .with_state(door)
@@ -199,7 +298,7 @@ async fn echo_request_id(request: Request, next: Next) -> Response {
 
 /// An error answer: the status and a message for people, as plain text.
 #[derive(Debug)]
-struct Refusal {
+pub(super) struct Refusal {
     status: StatusCode,
     message: String,
 }
@@ -228,7 +327,7 @@ impl IntoResponse for Refusal {
 }
 
 /// The body must be declared JSON.
-fn json_body(headers: &HeaderMap) -> Result<(), BadRequest> {
+pub(super) fn json_body(headers: &HeaderMap) -> Result<(), BadRequest> {
     let declared = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -260,7 +359,7 @@ fn min_revision(headers: &HeaderMap) -> Result<u64, BadRequest> {
     }
 }
 
-/// A decision on the wire.
+/// A decision on the wire, as Mandate explains it.
 // INVARIANT: only an explicit allow is `"decision": true`.
 fn decision(answer: Answer) -> wire::Decision {
     let allowed = answer.decision.is_allowed();
@@ -277,13 +376,14 @@ fn decision(answer: Answer) -> wire::Decision {
             determining_policies: grounds.determining_policies,
             errors: grounds.errors,
             approval_id: answer.approval_id,
+            ..wire::DecisionContext::default()
         },
     }
 }
 
 async fn evaluation(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -298,15 +398,15 @@ async fn evaluation(
         Ok(parsed) => parsed,
         Err(error) => return Refusal::from(error).into_response(),
     };
-    match door.decide(&caller, evaluation, min_revision).await {
-        Ok(answer) => axum::Json(decision(answer)).into_response(),
+    match door.evaluate(&caller, evaluation, min_revision).await {
+        Ok(decided) => axum::Json(decided).into_response(),
         Err(refused) => refused.into_response(),
     }
 }
 
 async fn evaluations(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -320,8 +420,8 @@ async fn evaluations(
     let (list, semantic, min_revision) = match parsed {
         Ok((wire::Asked::Many(list, semantic), at)) => (list, semantic, at),
         Ok((wire::Asked::One(evaluation), at)) => {
-            return match door.decide(&caller, *evaluation, at).await {
-                Ok(answer) => axum::Json(decision(answer)).into_response(),
+            return match door.evaluate(&caller, *evaluation, at).await {
+                Ok(decided) => axum::Json(decided).into_response(),
                 Err(refused) => refused.into_response(),
             };
         }
@@ -349,11 +449,17 @@ async fn run_all(
     // Every evaluation is mapped and held to the limits before any is
     // decided (and recorded): one over a limit refuses the request with
     // nothing done, as `BatchAuthorize` does.
-    let asked: Vec<_> = list
-        .into_iter()
-        .map(|e| mapping::question(caller, e, &door.types, min_revision))
-        .collect();
-    for (i, question) in asked.iter().enumerate() {
+    let mut asked = Vec::with_capacity(list.len());
+    for (i, evaluation) in list.into_iter().enumerate() {
+        match door.ask(caller, evaluation, min_revision) {
+            Ok(one) => asked.push(one),
+            Err(error) => {
+                return Refusal::from(BadRequest(format!("evaluations[{i}]: {error}")))
+                    .into_response();
+            }
+        }
+    }
+    for (i, (_, question)) in asked.iter().enumerate() {
         if let Ok(question) = question
             && let Err(limit) = door.parts.runner.check_limits(question)
         {
@@ -365,13 +471,13 @@ async fn run_all(
         }
     }
     let mut answers = Vec::with_capacity(asked.len());
-    for question in asked {
+    for (evaluation, question) in asked {
         let answer = match door.answer(caller, question).await {
             Ok(answer) => answer,
             Err(refused) => return refused.into_response(),
         };
         let allowed = answer.decision.is_allowed();
-        answers.push(decision(answer));
+        answers.push(door.decision(caller, answer, &evaluation));
         if semantic.stops_after(allowed) {
             break;
         }
@@ -385,7 +491,7 @@ async fn run_all(
 /// The metadata document: the base URL and every endpoint served.
 async fn metadata(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = door.caller(&peer, &headers) {
@@ -399,6 +505,8 @@ async fn metadata(
         "search_subject_endpoint": format!("{base}{SEARCH_SUBJECT}"),
         "search_resource_endpoint": format!("{base}{SEARCH_RESOURCE}"),
         "search_action_endpoint": format!("{base}{SEARCH_ACTION}"),
+        "access_request_endpoint": format!("{base}{REQUESTS}"),
+        "capabilities": [profile::CAPABILITY],
     });
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert(
@@ -410,7 +518,7 @@ async fn metadata(
 
 async fn search_subject(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -419,7 +527,7 @@ async fn search_subject(
 
 async fn search_resource(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -428,7 +536,7 @@ async fn search_resource(
 
 async fn search_action(
     State(door): State<Door>,
-    ConnectInfo(peer): ConnectInfo<AuthzenPeer>,
+    ConnectInfo(peer): ConnectInfo<HttpsPeer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -438,7 +546,7 @@ async fn search_action(
 /// Decides every candidate of a search; answers the page asked for.
 async fn search(
     door: &Door,
-    peer: &AuthzenPeer,
+    peer: &HttpsPeer,
     headers: &HeaderMap,
     body: &[u8],
     searched: Searched,

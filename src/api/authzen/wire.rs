@@ -241,6 +241,27 @@ pub struct DecisionContext {
     /// is approved is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_id: Option<String>,
+    /// The profile's reason code: `approval_required` for a requestable
+    /// denial, or why a presented approval did not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the PEP does after a denied re-evaluation: `request`, `retry`
+    /// or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<String>,
+    /// A requestable denial's id, for `denial.evaluation_id` (the
+    /// decision id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_id: Option<String>,
+    /// When a requestable denial was decided, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_at: Option<String>,
+    /// Where and until when the denial can be requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_request: Option<super::profile::AccessRequestHint>,
+    /// The presented approval, when it counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::profile::ApprovalRef>,
 }
 
 /// The answer of `POST /access/v1/evaluations`.
