@@ -283,7 +283,7 @@ impl ApprovalService for ApprovalApi {
             .into());
         }
         let subject = Subject {
-            task_id: task.id.clone(),
+            task_id: task.id.to_string(),
             action: r.action.clone(),
             resource_type: if resource.r#type.is_empty() {
                 DEFAULT_RESOURCE_TYPE.to_owned()

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use spiffe::SpiffeId;
 
 /// A task id (a UUIDv7, so ids sort by creation time).
-pub type TaskId = String;
+pub type TaskId = std::sync::Arc<str>;
 
 /// A task's action or resource ids: sorted, without duplicates, in one
 /// slice. A live graph holds a million tasks; a `BTreeSet<String>` of two

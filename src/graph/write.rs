@@ -204,15 +204,15 @@ fn with_state(task: &Task, state: TaskState) -> Arc<Task> {
 /// `id` and its descendants that are still recorded active, revoked.
 fn revoke_subtree(inner: &Inner, id: &str) -> Vec<Arc<Task>> {
     let mut revoked = Vec::new();
-    let mut pending = vec![id.to_owned()];
+    let mut pending: Vec<&str> = vec![id];
     while let Some(current) = pending.pop() {
-        if let Some(task) = inner.tasks.get(&current)
+        if let Some(task) = inner.tasks.get(current)
             && task.state == TaskState::Active
         {
             revoked.push(with_state(task, TaskState::Revoked));
         }
-        if let Some(children) = inner.children.get(&current) {
-            pending.extend(children.iter().cloned());
+        if let Some(children) = inner.children.get(current) {
+            pending.extend(children.iter().map(|c| &**c));
         }
     }
     revoked
