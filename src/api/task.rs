@@ -368,7 +368,7 @@ impl TaskService for TaskApi {
             .cloned()
             .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
         // INVARIANT: a token is for one (task, delegatee) pair (§3.2).
-        if task.delegatee != peer.spiffe_id {
+        if *task.delegatee != peer.spiffe_id {
             return Err(ApiError::refused(
                 tonic::Code::PermissionDenied,
                 "not-delegatee",

@@ -243,8 +243,8 @@ mod tests {
         Arc::new(Task {
             id: "t1".into(),
             intent: "x".into(),
-            delegator: id("/workloads/frontend"),
-            delegatee: id("/agents/a"),
+            delegator: id("/workloads/frontend").into(),
+            delegatee: id("/agents/a").into(),
             originator: "alice".into(),
             parent: None,
             root: "t1".into(),

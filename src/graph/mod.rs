@@ -21,7 +21,7 @@ use crate::revision::Revision;
 pub use archive::Retention;
 pub use error::GraphError;
 pub use invariants::ResourceHierarchy;
-pub use task::{Amendment, Names, Task, TaskId, TaskSpec, TaskState};
+pub use task::{AgentId, Amendment, Names, Task, TaskId, TaskSpec, TaskState};
 
 /// Default limit on delegation depth (DESIGN §3.1).
 pub const DEFAULT_MAX_DEPTH: u32 = 8;

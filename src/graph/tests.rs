@@ -87,7 +87,7 @@ fn chains_record_depth_root_originator_and_revisions() {
     assert_eq!((root.depth, child.depth, grandchild.depth), (0, 1, 2));
     assert_eq!(&*grandchild.root, "t1");
     assert_eq!(grandchild.originator, "alice");
-    assert_eq!(grandchild.delegator, id("/agents/patcher"));
+    assert_eq!(*grandchild.delegator, id("/agents/patcher"));
     assert_eq!(graph.revision(), 3);
     let chain: Vec<_> = graph
         .chain("t3")

@@ -53,7 +53,7 @@ pub(super) fn plan_delegate(
         .first()
         .cloned()
         .ok_or_else(|| missing(inner, parent_id))?;
-    if parent.delegatee != *caller {
+    if *parent.delegatee != *caller {
         return Err(GraphError::violation(
             invariants::reason::NOT_DELEGATEE,
             format!(
@@ -97,7 +97,7 @@ pub(super) fn plan_amend(
 ) -> Result<Arc<Task>, GraphError> {
     let chain = chain_of(inner, id).ok_or_else(|| missing(inner, id))?;
     let current = chain.first().cloned().ok_or_else(|| missing(inner, id))?;
-    if current.delegator != *caller {
+    if *current.delegator != *caller {
         return Err(GraphError::violation(
             invariants::reason::NOT_DELEGATOR,
             format!(

@@ -200,7 +200,7 @@ fn delegatees_of(
         delegatees.extend(
             page.iter()
                 .filter(|task| task.delegatee.trust_domain() == trust_domain)
-                .map(|task| (task.delegatee.to_string(), task.delegatee.clone())),
+                .map(|task| (task.delegatee.to_string(), (*task.delegatee).clone())),
         );
         match page.last() {
             Some(last) if page.len() == PAGE => after = Some(last.id.clone()),

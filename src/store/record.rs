@@ -77,8 +77,8 @@ impl TaskRecord {
             }
         };
         Ok(Task {
-            delegator: spiffe(&self.delegator)?,
-            delegatee: spiffe(&self.delegatee)?,
+            delegator: spiffe(&self.delegator)?.into(),
+            delegatee: spiffe(&self.delegatee)?.into(),
             id: self.id.into(),
             intent: self.intent,
             originator: self.originator,
