@@ -320,13 +320,19 @@ fn main() {
     write(
         "config",
         "accept-tables.toml",
-        "listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\nstore = \"postgres://u:secret@db/x\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+         [store]\nurl = \"postgres://u:secret@db/x\"\n\
          [envoy]\ntoken_header = \"x-token\"\naccept_bearer = true\ncontext_headers = [\"x-env\"]\n\
          [audit]\noverflow = \"block\"\nredact_headers = [\"cookie\"]\n",
     );
     write(
         "config",
         "bad-lifetimes.toml",
-        "token_ttl_secs = 0\nkey_overlap_secs = -1\nlisten = \"nowhere\"\n",
+        "[tokens]\nttl_secs = 0\nkey_overlap_secs = -1\n[server]\nlisten = \"nowhere\"\n",
+    );
+    write(
+        "config",
+        "bad-old-layout.toml",
+        "listen = \"127.0.0.1:0\"\npolicy_poll_ms = 0\n",
     );
 }

@@ -753,7 +753,7 @@ async fn an_oversized_token_header_is_400_limit_exceeded() {
     let server = server_with(EnvoySettings::default(), None).await;
     let (leaf, _, _) = agent_with_token(&server, &["read"]).await;
     let mut envoy = envoy(&server).await;
-    let huge = "x".repeat(mandate::limits::defaults::MAX_TOKEN_BYTES + 1);
+    let huge = "x".repeat(mandate::limits::Limits::default().max_token_bytes + 1);
     let response = check(
         &mut envoy,
         request(

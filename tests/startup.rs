@@ -121,9 +121,9 @@ fn bad_configuration_reports_every_problem_with_exit_code_2() {
     assert_eq!(code, 2, "{stderr}");
     let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert!(errors.len() >= 3, "{stderr}");
-    assert!(stderr.contains("`listen` `nowhere`"), "{stderr}");
-    assert!(stderr.contains("max-batch-size"), "{stderr}");
-    assert!(stderr.contains("svid-key"), "{stderr}");
+    assert!(stderr.contains("`server.listen` `nowhere`"), "{stderr}");
+    assert!(stderr.contains("`server.max_batch_size` `0`"), "{stderr}");
+    assert!(stderr.contains("identity.svid_key"), "{stderr}");
 }
 
 #[test]
@@ -133,7 +133,36 @@ fn an_unknown_key_in_mandate_toml_is_refused() {
     let (code, stderr) = serve_exits(dir.path(), &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("mandate.toml"), "{stderr}");
-    assert!(stderr.contains("listn"), "{stderr}");
+    assert!(stderr.contains("unknown key `listn`"), "{stderr}");
+}
+
+#[test]
+fn a_file_in_the_old_flat_layout_is_refused_with_the_new_key_names() {
+    let dir = workdir(&[("good.cedar", GOOD)]);
+    std::fs::write(
+        dir.path().join("mandate.toml"),
+        "policy_poll_ms = 0\n[server]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = serve_exits(dir.path(), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "`policy_poll_ms` is a key of the old flat layout; it is now `policies.poll_ms`"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_print_default_prints_the_shipped_example() {
+    let output = mandate()
+        .args(["config", "print-default"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let example = std::fs::read_to_string(common::repo().join("mandate.toml.example")).unwrap();
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), example);
 }
 
 #[test]
@@ -235,7 +264,7 @@ fn a_bad_sensitivity_scale_is_refused() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     std::fs::write(
         dir.path().join("mandate.toml"),
-        "sensitivity_levels = [\"low\", \"low\"]\n",
+        "[policies]\nsensitivity_levels = [\"low\", \"low\"]\n",
     )
     .unwrap();
     let (code, stderr) = serve_exits(dir.path(), &[]);
@@ -345,7 +374,7 @@ fn serves_with_a_dev_trust_domain_and_exits_0_on_sigterm() {
 fn sighup_reloads_the_policies_and_a_broken_set_is_refused() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     // No file watch: only the signal reloads.
-    std::fs::write(dir.path().join("mandate.toml"), "policy_poll_ms = 0\n").unwrap();
+    std::fs::write(dir.path().join("mandate.toml"), "[policies]\npoll_ms = 0\n").unwrap();
     let mut served = Served::start(dir.path());
 
     std::fs::write(
@@ -417,7 +446,7 @@ fn an_unreachable_spire_agent_fails_start_after_the_timeout() {
     let dir = workdir(&[("good.cedar", GOOD)]);
     std::fs::write(
         dir.path().join("mandate.toml"),
-        "identity = \"workload-api\"\nworkload_api_socket = \"unix:///nonexistent/agent.sock\"\nworkload_api_timeout_secs = 1\n",
+        "[identity]\nsource = \"workload-api\"\nworkload_api_socket = \"unix:///nonexistent/agent.sock\"\nworkload_api_timeout_secs = 1\n",
     )
     .unwrap();
     let started = Instant::now();
@@ -449,7 +478,7 @@ fn a_first_svid_that_cannot_be_served_is_waited_on_until_the_timeout() {
     std::fs::write(
         dir.path().join("mandate.toml"),
         format!(
-            "identity = \"workload-api\"\nworkload_api_socket = \"{}\"\nworkload_api_timeout_secs = 2\n",
+            "[identity]\nsource = \"workload-api\"\nworkload_api_socket = \"{}\"\nworkload_api_timeout_secs = 2\n",
             agent.endpoint()
         ),
     )

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mandate::app::{App, Seams};
-use mandate::config::{RawConfig, Settings};
+use mandate::config::Config;
 use mandate::decision::{AgentPattern, DEFAULT_AGENT_PATH_PREFIXES};
 use mandate::identity::{TrustDomain, dev::DevTrustDomain};
 use mandate::policy::PolicyEngine;
@@ -76,19 +76,14 @@ impl DevServer {
     /// Built by the same composition root as `mandate serve`, on its
     /// defaults but for the example catalog and Envoy route map.
     pub async fn start(dir: &std::path::Path) -> Self {
-        let mut settings = Settings::resolve_with_env(
-            RawConfig {
-                listen: Some("127.0.0.1:0".to_owned()),
-                http_listen: Some("127.0.0.1:0".to_owned()),
-                data_dir: Some(dir.to_owned()),
-                policies: Some(repo().join("policies")),
-                schema: Some(repo().join("schemas/mandate.cedarschema")),
-                catalog: Some(repo().join("examples/catalog.toml")),
-                ..RawConfig::default()
-            },
-            None,
-        )
-        .unwrap();
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".to_owned();
+        config.server.http_listen = "127.0.0.1:0".to_owned();
+        config.server.data_dir = dir.to_owned();
+        config.policies.dir = repo().join("policies");
+        config.policies.schema = repo().join("schemas/mandate.cedarschema");
+        config.policies.catalog = Some(repo().join("examples/catalog.toml"));
+        let mut settings = config.validate_with_env(None).unwrap();
         settings.envoy.route_map = Some(repo().join("examples/envoy/routes.toml"));
         // The AuthZEN door on a port of its own, as `--authzen-listen`.
         settings.authzen = Some(mandate::api::authzen::AuthzenSettings {

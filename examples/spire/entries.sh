@@ -13,7 +13,7 @@ NODE=spiffe://acme.org/node/pdp-1
 
 # Mandate itself. `-federatesWith` makes the agent hand Mandate the
 # partner's bundle too, so partner agents can be verified; Mandate trusts
-# them only if `partner.example` is in its `trusted_trust_domains`.
+# them only if `partner.example` is in its `identity.trusted_trust_domains`.
 spire-server entry create \
     -parentID "$NODE" \
     -spiffeID spiffe://acme.org/mandate \
@@ -30,7 +30,7 @@ spire-server entry create \
     -federatesWith spiffe://partner.example
 
 # Two AI agents. Their paths start with `/agents/`, so Mandate treats them
-# as agents (`agent_path_prefixes`).
+# as agents (`identity.agent_path_prefixes`).
 spire-server entry create \
     -parentID "$NODE" \
     -spiffeID spiffe://acme.org/agents/planner \

@@ -31,7 +31,7 @@ pub use readback::{read_entries, sink_files};
 pub use record::{CedarRequest, DecisionRecord, RECORD_VERSION, REDACTED};
 pub use redact::{ALWAYS_REDACTED_HEADERS, REDACTED_ERROR, Redaction};
 pub use retention::{PRUNE_BATCH, prune_every, prune_once};
-pub use settings::{AuditSettings, Overflow, StoreSinkSettings, default_store_chain, defaults};
+pub use settings::{AuditSettings, Overflow, StoreSinkSettings, default_store_chain};
 pub use sink::{AuditSink, FileSink, Rotation, StdoutSink, rotated};
 pub use stats::{QueueStats, StoreSinkCounts};
 pub use store_sink::{BATCH, StoreSink};

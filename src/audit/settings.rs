@@ -72,41 +72,25 @@ pub struct StoreSinkSettings {
     pub prune_every: Duration,
 }
 
-/// Defaults, in one place (`config::defaults` refers to these).
-pub mod defaults {
-    /// Records waiting to be written.
-    pub const CAPACITY: usize = 10_000;
-    /// File size that triggers a rotation, bytes (100 MiB).
-    pub const MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
-    /// Rotated files kept.
-    pub const MAX_FILES: usize = 10;
-    /// Entries the query index keeps.
-    pub const INDEX_MAX_ENTRIES: usize = 100_000;
-    /// Oldest entry the query index keeps, seconds.
-    pub const INDEX_MAX_AGE_SECS: u64 = 24 * 3600;
-    /// Days the store sink keeps rows.
-    pub const STORE_RETENTION_DAYS: u64 = 30;
-    /// How often retention prunes the store, seconds.
-    pub const STORE_PRUNE_INTERVAL_SECS: u64 = 3600;
-    /// The store chain's name when the host has none to give.
-    pub const STORE_CHAIN: &str = "mandate";
-}
+/// The store chain's name when the host has none to give.
+const FALLBACK_STORE_CHAIN: &str = "mandate";
 
+/// The defaults of `[audit]` (`config::AuditConfig` starts from these).
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             file: None,
             rotation: Rotation {
-                max_bytes: Some(defaults::MAX_FILE_BYTES),
-                keep: defaults::MAX_FILES,
+                max_bytes: Some(100 * 1024 * 1024),
+                keep: 10,
             },
             stdout: false,
-            capacity: defaults::CAPACITY,
+            capacity: 10_000,
             overflow: Overflow::Drop,
             redaction: Redaction::new([], []),
             index: IndexLimits {
-                max_entries: defaults::INDEX_MAX_ENTRIES,
-                max_age_ms: i64::try_from(defaults::INDEX_MAX_AGE_SECS * 1000).unwrap_or(i64::MAX),
+                max_entries: 100_000,
+                max_age_ms: 24 * 3600 * 1000,
             },
             store: None,
         }
@@ -137,22 +121,20 @@ impl StoreSinkSettings {
     pub fn new(chain: &str) -> Self {
         Self {
             chain: chain.to_owned(),
-            retention: Some(Duration::from_secs(
-                defaults::STORE_RETENTION_DAYS * 24 * 3600,
-            )),
-            prune_every: Duration::from_secs(defaults::STORE_PRUNE_INTERVAL_SECS),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            prune_every: Duration::from_secs(3600),
         }
     }
 }
 
 /// The default chain name: this host's name (stable across restarts of a
 /// VM or a StatefulSet pod, different per replica), else
-/// [`defaults::STORE_CHAIN`].
+/// `mandate`.
 pub fn default_store_chain() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| defaults::STORE_CHAIN.to_owned())
+        .unwrap_or_else(|| FALLBACK_STORE_CHAIN.to_owned())
 }

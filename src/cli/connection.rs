@@ -9,12 +9,12 @@ use tonic::transport::Channel;
 
 use super::failure::Failure;
 use crate::client::{ClientError, channel, identity_from_files};
-use crate::config::defaults;
+use crate::config::LISTEN;
 
 #[derive(Debug, Args)]
 pub(super) struct ConnectArgs {
     /// Server address, `host:port`.
-    #[arg(long, value_name = "ADDR", default_value = defaults::LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value = LISTEN)]
     server: String,
     /// Our X.509-SVID chain (PEM).
     #[arg(long, value_name = "FILE")]

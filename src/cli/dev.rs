@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use spiffe::TrustDomain;
 
 use super::EXIT_USAGE;
-use crate::config::defaults;
+use crate::config::DEV_TRUST_DOMAIN;
 use crate::identity::dev::DevTrustDomain;
 
 #[derive(Debug, Subcommand)]
@@ -22,7 +22,7 @@ pub(super) struct InitArgs {
     #[arg(long, default_value = "./data/dev")]
     dir: PathBuf,
     /// Trust domain name.
-    #[arg(long, default_value = defaults::DEV_TRUST_DOMAIN)]
+    #[arg(long, default_value = DEV_TRUST_DOMAIN)]
     trust_domain: String,
     /// An agent to issue an SVID for (`spiffe://TD/agents/NAME`); repeatable.
     /// Default: patcher and reviewer.

@@ -7,6 +7,7 @@ mod agent;
 mod approval;
 mod audit;
 mod authorize;
+mod config;
 mod connection;
 mod dev;
 mod failure;
@@ -40,6 +41,9 @@ struct Cli {
 enum Command {
     /// Run the authorization server.
     Serve(Box<serve::ServeArgs>),
+    /// The configuration file: print the default one.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Development helpers.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -85,6 +89,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Config(command) => config::run(command),
         Command::Dev(command) => dev::run(command),
         Command::Authorize(args) => authorize::run(args),
         Command::Task(command) => task::run(command),

@@ -9,188 +9,202 @@ use clap::Args;
 
 use super::{EXIT_USAGE, runtime};
 use crate::app::{App, BuildError, Seams};
-use crate::config::{RawAudit, RawConfig, RawEnvoy, Settings, defaults};
+use crate::config::{
+    CATALOG_FILE, CONFIG_FILE, Config, ConfigError, ConfigErrors, LogFormat, Settings,
+};
 use crate::server::RunningServer;
 
+/// Each flag sets one key of `mandate.toml`, named in its help; the
+/// defaults are the file's (`mandate config print-default`).
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
     /// Config file (TOML); `./mandate.toml` is read when present.
     #[arg(long, env = "MANDATE_CONFIG")]
     config: Option<PathBuf>,
-    /// gRPC listen address (mTLS) [default: 127.0.0.1:7443].
+    /// gRPC listen address, mTLS (`server.listen`).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// HTTP listen address for /healthz and /readyz [default: 127.0.0.1:7080].
+    /// HTTP listen address: /metrics, /healthz, /readyz (`server.http_listen`).
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<String>,
     /// TLS listen address of the approvals inbox and trail pages; off
-    /// without it or `[ui] listen` (see docs/ui.md).
+    /// without it (`ui.listen`; see docs/ui.md).
     #[arg(long, value_name = "ADDR")]
     ui_listen: Option<String>,
-    /// TLS listen address of the AuthZEN 1.0 API; off without it or
-    /// `[authzen] listen` (see docs/authzen.md).
+    /// TLS listen address of the AuthZEN 1.0 API; off without it
+    /// (`authzen.listen`; see docs/authzen.md).
     #[arg(long, value_name = "ADDR")]
     authzen_listen: Option<String>,
-    /// Data directory; holds the dev trust domain [default: ./data].
+    /// Data directory; holds the dev trust domain (`server.data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Directory of `*.cedar` policies [default: ./policies].
+    /// Directory of `*.cedar` policies (`policies.dir`).
     #[arg(long, value_name = "DIR")]
     policies: Option<PathBuf>,
-    /// Cedar schema [default: ./schemas/mandate.cedarschema].
+    /// Cedar schema (`policies.schema`).
     #[arg(long, value_name = "FILE")]
     schema: Option<PathBuf>,
     /// Registry catalog (TOML): groups, users, workloads, agents and
-    /// resources [default: `catalog.toml` beside the config file, if any].
+    /// resources (`policies.catalog`; else `catalog.toml` beside the config
+    /// file, if any).
     #[arg(long, value_name = "FILE")]
     catalog: Option<PathBuf>,
-    /// Cedar entities JSON, for entity types a user schema adds.
+    /// Cedar entities JSON, for entity types a user schema adds
+    /// (`policies.entities`).
     #[arg(long, value_name = "FILE")]
     entities: Option<PathBuf>,
-    /// Append a JSON-lines record of every decision to this file (for
-    /// `mandate policy replay`).
+    /// The JSON-lines audit file: every decision and task event, for
+    /// `mandate policy replay` (`audit.file`).
     #[arg(long, value_name = "FILE")]
     decision_log: Option<PathBuf>,
     /// Where our SVID comes from: `files` (--svid-cert, --svid-key,
-    /// --trust-bundle), `workload-api` (a SPIRE agent) or `dev` [default:
-    /// files with --svid-cert, workload-api with --workload-api-socket,
-    /// else dev].
+    /// --trust-bundle), `workload-api` (a SPIRE agent) or `dev`
+    /// (`identity.source`).
     #[arg(long, value_name = "SOURCE", value_parser = ["files", "workload-api", "dev"])]
     identity: Option<String>,
-    /// The SPIRE agent's Workload API socket, `unix:///path` [default:
-    /// $SPIFFE_ENDPOINT_SOCKET].
+    /// The SPIRE agent's Workload API socket, `unix:///path`
+    /// (`identity.workload_api_socket`).
     #[arg(long, value_name = "URI")]
     workload_api_socket: Option<String>,
     /// A trust domain whose callers are accepted, given a bundle for it;
-    /// repeatable [default: only our own].
+    /// repeatable (`identity.trusted_trust_domains`).
     #[arg(long = "trusted-trust-domain", value_name = "TRUST_DOMAIN")]
     trusted_trust_domains: Vec<String>,
-    /// Our X.509-SVID chain (PEM, leaf first). Without it, a dev trust
-    /// domain is used.
+    /// Our X.509-SVID chain, PEM, leaf first (`identity.svid_cert`).
     #[arg(long, value_name = "FILE")]
     svid_cert: Option<PathBuf>,
-    /// The private key of our SVID (PEM).
+    /// The private key of our SVID, PEM (`identity.svid_key`).
     #[arg(long, value_name = "FILE")]
     svid_key: Option<PathBuf>,
-    /// A trusted trust domain and its CA bundle (PEM); repeatable.
+    /// A trusted trust domain and its CA bundle (PEM); repeatable
+    /// (`identity.trust_bundles`).
     #[arg(long = "trust-bundle", value_name = "TRUST_DOMAIN=FILE")]
     trust_bundles: Vec<String>,
-    /// Trust domain of the dev identity [default: mandate.local].
+    /// Trust domain of the dev identity (`identity.dev_trust_domain`).
     #[arg(long, value_name = "NAME")]
     dev_trust_domain: Option<String>,
-    /// Most requests in one BatchAuthorize [default: 100].
+    /// Most requests in one BatchAuthorize (`server.max_batch_size`).
     #[arg(long, value_name = "N")]
     max_batch_size: Option<usize>,
     /// Route map (TOML) of Envoy's ext_authz `Check`; without one every
-    /// `Check` is denied `no-route`.
+    /// `Check` is denied `no-route` (`envoy.route_map`).
     #[arg(long, value_name = "FILE")]
     route_map: Option<PathBuf>,
-    /// Log lines as `json` or `human` [default: human].
-    #[arg(long, value_name = "FORMAT", env = "MANDATE_LOG_FORMAT", value_parser = ["json", "human"])]
-    log_format: Option<String>,
-    /// Also write every audit record (decisions, task events) to stdout.
+    /// Log lines as `json` or `human` (`server.log_format`).
+    #[arg(long, value_name = "FORMAT", env = "MANDATE_LOG_FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    /// Also write every audit record to stdout (`audit.stdout`).
     #[arg(long)]
     audit_stdout: bool,
-    /// Also write every audit record to the store (`[audit] store = true`);
-    /// `AuditService` then answers from it.
+    /// Also write every audit record to the store; `AuditService` then
+    /// answers from it (`audit.store`).
     #[arg(long)]
     audit_store: bool,
-    /// The store: `sqlite://PATH` or `postgres://...` [default:
-    /// sqlite://DATA_DIR/mandate.db].
+    /// The store: `sqlite://PATH` or `postgres://...` (`store.url`).
     #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
     store: Option<String>,
     /// A file with the key (32 bytes, base64) sealing signing keys in the
     /// store, so replicas share them; `MANDATE_STORE_KEY` may hold it
-    /// instead. Without either, signing keys are files under the data dir.
+    /// instead (`store.key_file`).
     #[arg(long, value_name = "FILE")]
     store_key_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    fn into_raw(self) -> Result<RawConfig, Vec<String>> {
-        let mut problems = Vec::new();
+    /// The file (`--config`, else `./mandate.toml` when present) with the
+    /// flags applied over it: the one place flags meet the file.
+    fn into_config(self) -> Result<Config, ConfigErrors> {
+        let default_file = PathBuf::from(CONFIG_FILE);
+        let config_file = match &self.config {
+            Some(path) => Some(path.clone()),
+            None if default_file.is_file() => Some(default_file),
+            None => None,
+        };
+        let mut config = match &config_file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let mut errors = ConfigErrors::default();
+        self.apply(&mut config, &mut errors);
+        // A catalog beside the config file is loaded unless one is named.
+        if config.policies.catalog.is_none() {
+            config.policies.catalog = config_file
+                .as_deref()
+                .and_then(|f| f.parent())
+                .map(|dir| dir.join(CATALOG_FILE))
+                .filter(|c| c.is_file());
+        }
+        errors.or_ok(config)
+    }
+
+    /// Sets the keys the flags name (docs/configuration.md lists them).
+    fn apply(self, config: &mut Config, errors: &mut ConfigErrors) {
+        fn set<T>(key: &mut T, flag: Option<T>) {
+            if let Some(value) = flag {
+                *key = value;
+            }
+        }
+        let server = &mut config.server;
+        set(&mut server.listen, self.listen);
+        set(&mut server.http_listen, self.http_listen);
+        set(&mut server.data_dir, self.data_dir);
+        set(&mut server.max_batch_size, self.max_batch_size);
+        set(&mut server.log_format, self.log_format);
+        let policies = &mut config.policies;
+        set(&mut policies.dir, self.policies);
+        set(&mut policies.schema, self.schema);
+        set(&mut policies.catalog, self.catalog.map(Some));
+        set(&mut policies.entities, self.entities.map(Some));
+        let identity = &mut config.identity;
+        set(&mut identity.source, self.identity.map(Some));
+        set(
+            &mut identity.workload_api_socket,
+            self.workload_api_socket.map(Some),
+        );
+        if !self.trusted_trust_domains.is_empty() {
+            identity.trusted_trust_domains = Some(self.trusted_trust_domains);
+        }
+        set(&mut identity.svid_cert, self.svid_cert.map(Some));
+        set(&mut identity.svid_key, self.svid_key.map(Some));
+        set(&mut identity.dev_trust_domain, self.dev_trust_domain);
         let mut bundles = BTreeMap::new();
         for spec in &self.trust_bundles {
             match spec.split_once('=') {
                 Some((td, file)) if !td.is_empty() && !file.is_empty() => {
                     if bundles.insert(td.to_owned(), PathBuf::from(file)).is_some() {
-                        problems.push(format!(
-                            "`--trust-bundle` names `{td}` twice; put all its CAs in one PEM file"
-                        ));
+                        errors.push(ConfigError::Flag {
+                            flag: format!("--trust-bundle {spec}"),
+                            problem: format!(
+                                "names `{td}` a second time; put all its CAs in one PEM file"
+                            ),
+                        });
                     }
                 }
-                _ => problems.push(format!("`--trust-bundle {spec}` must be TRUST_DOMAIN=FILE")),
+                _ => errors.push(ConfigError::Flag {
+                    flag: format!("--trust-bundle {spec}"),
+                    problem: "must be TRUST_DOMAIN=FILE".to_owned(),
+                }),
             }
         }
-        let flags = RawConfig {
-            listen: self.listen,
-            http_listen: self.http_listen,
-            data_dir: self.data_dir,
-            policies: self.policies,
-            schema: self.schema,
-            entities: self.entities,
-            catalog: self.catalog,
-            decision_log: self.decision_log,
-            identity: self.identity,
-            workload_api_socket: self.workload_api_socket,
-            trusted_trust_domains: (!self.trusted_trust_domains.is_empty())
-                .then_some(self.trusted_trust_domains),
-            svid_cert: self.svid_cert,
-            svid_key: self.svid_key,
-            trust_bundles: (!bundles.is_empty()).then_some(bundles),
-            dev_trust_domain: self.dev_trust_domain,
-            max_batch_size: self.max_batch_size,
-            envoy: self.route_map.map(|route_map| RawEnvoy {
-                route_map: Some(route_map),
-                ..RawEnvoy::default()
-            }),
-            log_format: self.log_format,
-            audit: (self.audit_stdout || self.audit_store).then(|| RawAudit {
-                stdout: self.audit_stdout.then_some(true),
-                store: self.audit_store.then_some(true),
-                ..RawAudit::default()
-            }),
-            store: self.store,
-            store_key_file: self.store_key_file,
-            ui: self.ui_listen.map(|listen| crate::config::RawUi {
-                listen: Some(listen),
-                ..crate::config::RawUi::default()
-            }),
-            authzen: self.authzen_listen.map(|listen| crate::config::RawAuthzen {
-                listen: Some(listen),
-                ..crate::config::RawAuthzen::default()
-            }),
-            ..RawConfig::default()
-        };
-        let default_file = PathBuf::from(defaults::CONFIG_FILE);
-        let config_file = match self.config {
-            Some(path) => Some(path),
-            None if default_file.is_file() => Some(default_file),
-            None => None,
-        };
-        let file = config_file
-            .as_deref()
-            .map_or_else(|| Ok(RawConfig::default()), RawConfig::from_file);
-        // A catalog beside the config file is loaded unless one is named.
-        let beside = config_file
-            .as_deref()
-            .and_then(|f| f.parent())
-            .map(|dir| dir.join(defaults::CATALOG_FILE))
-            .filter(|c| c.is_file());
-        match file {
-            Ok(file) if problems.is_empty() => {
-                let mut raw = flags.or(file);
-                if raw.catalog.is_none() {
-                    raw.catalog = beside;
-                }
-                Ok(raw)
-            }
-            Ok(_) => Err(problems),
-            Err(e) => {
-                problems.push(e);
-                Err(problems)
-            }
+        if !bundles.is_empty() {
+            identity.trust_bundles = bundles;
         }
+        set(&mut config.envoy.route_map, self.route_map.map(Some));
+        set(&mut config.audit.file, self.decision_log.map(Some));
+        config.audit.stdout |= self.audit_stdout;
+        config.audit.store |= self.audit_store;
+        set(&mut config.store.url, self.store.map(Some));
+        set(&mut config.store.key_file, self.store_key_file.map(Some));
+        set(&mut config.ui.listen, self.ui_listen.map(Some));
+        set(&mut config.authzen.listen, self.authzen_listen.map(Some));
+    }
+}
+
+fn parse_log_format(value: &str) -> Result<LogFormat, String> {
+    match value {
+        "human" => Ok(LogFormat::Human),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("`{other}` is not `json` or `human`")),
     }
 }
 
@@ -202,9 +216,9 @@ fn usage_error(problems: &[String]) -> ExitCode {
 }
 
 pub(super) fn run(args: ServeArgs) -> ExitCode {
-    let settings = match args.into_raw().and_then(Settings::resolve) {
+    let settings = match args.into_config().and_then(Config::validate) {
         Ok(settings) => settings,
-        Err(problems) => return usage_error(&problems),
+        Err(errors) => return usage_error(&errors.lines()),
     };
     // The runtime first: the OTLP exporter, when configured, runs on it.
     let runtime = match runtime() {
@@ -314,5 +328,70 @@ async fn wait_for_signal(server: &RunningServer, mut signals: Signals) {
                 let _ = server.reload_routes().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn load(file: &str, flags: &[&str]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["serve", "--config", path.to_str().unwrap()];
+        argv.extend(flags);
+        Serve::try_parse_from(argv).unwrap().args.into_config()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_rest_of_the_file_stays() {
+        let config = load(
+            "[server]\nlisten = \"127.0.0.1:2\"\nhttp_listen = \"127.0.0.1:3\"\n[audit]\nstore = true\n[authzen]\nlisten = \"127.0.0.1:5\"\npublic_url = \"https://pdp\"\n",
+            &[
+                "--listen",
+                "127.0.0.1:1",
+                "--authzen-listen",
+                "127.0.0.1:6",
+                "--audit-stdout",
+                "--trust-bundle",
+                "a.org=a.pem",
+                "--log-format",
+                "json",
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:1");
+        assert_eq!(config.server.http_listen, "127.0.0.1:3");
+        assert_eq!(config.server.log_format, LogFormat::Json);
+        assert_eq!(config.authzen.listen.as_deref(), Some("127.0.0.1:6"));
+        assert_eq!(config.authzen.public_url.as_deref(), Some("https://pdp"));
+        assert!(config.audit.stdout && config.audit.store);
+        assert_eq!(
+            config.identity.trust_bundles["a.org"],
+            PathBuf::from("a.pem")
+        );
+        // Without flags, the file.
+        let config = load("[server]\nlisten = \"127.0.0.1:2\"\n", &[]).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn bad_flags_and_a_bad_file_are_reported() {
+        let errors = load("", &["--trust-bundle", "a.org"]).unwrap_err();
+        assert!(
+            errors.lines()[0].starts_with("`--trust-bundle a.org` must be TRUST_DOMAIN=FILE"),
+            "{errors}"
+        );
+        let errors = load("[server]\nlistn = 1\n", &[]).unwrap_err();
+        assert!(errors.to_string().contains("`server.listn`"), "{errors}");
     }
 }

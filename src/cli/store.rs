@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{EXIT_USAGE, runtime};
-use crate::config::defaults;
+use crate::config::{DATA_DIR, STORE_FILE};
 use crate::store::{ExportRow, StoreError};
 
 #[derive(Debug, Subcommand)]
@@ -41,18 +41,15 @@ pub(super) struct StoreArgs {
     #[arg(long, env = "MANDATE_STORE", value_name = "URL")]
     store: Option<String>,
     /// Data directory, for the default store.
-    #[arg(long, value_name = "DIR", default_value = defaults::DATA_DIR)]
+    #[arg(long, value_name = "DIR", default_value = DATA_DIR)]
     data_dir: PathBuf,
 }
 
 impl StoreArgs {
     fn url(&self) -> String {
-        self.store.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                self.data_dir.join(defaults::STORE_FILE).display()
-            )
-        })
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join(STORE_FILE).display()))
     }
 }
 

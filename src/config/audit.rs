@@ -1,16 +1,17 @@
-//! The `[audit]` table of `mandate.toml`: sinks besides the decision log
-//! file (stdout, the store with its retention), rotation, the overflow
-//! policy, redaction and the query window.
-//! The file sink itself is the top-level `decision_log` key and the queue
-//! size `decision_log_capacity`, as before this table existed.
+//! `[audit]`: the audit file (`file`, `capacity`), the other sinks (stdout,
+//! the store with its retention), rotation, the overflow policy,
+//! redaction and the query window.
 
-use serde::Deserialize;
-
+use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use super::ConfigErrors;
+use super::reference::{Section, example, key};
 use crate::audit::{
     AuditSettings, IndexLimits, Overflow, Redaction, Rotation, StoreSinkSettings,
-    default_store_chain, defaults,
+    default_store_chain,
 };
 
 /// Longest retention accepted, days (a typo guard: 100 years).
@@ -18,153 +19,152 @@ const MAX_RETENTION_DAYS: u64 = 36_500;
 /// Longest chain name, bytes.
 const MAX_CHAIN_LEN: usize = 128;
 
-/// The `[audit]` table.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAudit {
+/// The `[audit]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The JSON-lines audit file, if any.
+    pub file: Option<PathBuf>,
+    /// Most records waiting to be written.
+    pub capacity: usize,
     /// Also write every record to standard output.
-    pub stdout: Option<bool>,
+    pub stdout: bool,
     /// `drop` (count and log) or `block` (the decision waits).
-    pub overflow: Option<String>,
-    /// Rotate the decision log file at this size, bytes; 0: never.
-    pub max_file_bytes: Option<u64>,
+    pub overflow: String,
+    /// Rotate the file at this size, bytes; 0: never.
+    pub max_file_bytes: u64,
     /// Rotated files kept.
-    pub max_files: Option<usize>,
+    pub max_files: usize,
     /// Request context keys whose values are never recorded.
-    pub redact_context_keys: Option<Vec<String>>,
-    /// Headers whose values are never recorded (besides
-    /// `authorization`, `proxy-authorization` and `cookie`).
-    pub redact_headers: Option<Vec<String>>,
+    pub redact_context_keys: Vec<String>,
+    /// Headers whose values are never recorded (besides `authorization`,
+    /// `proxy-authorization`, `cookie` and the token header).
+    pub redact_headers: Vec<String>,
     /// Query parameters whose values are never recorded (besides
     /// `access_token`, `token`, `password`, ...).
-    pub redact_query: Option<Vec<String>>,
+    pub redact_query: Vec<String>,
     /// Entries `AuditService` can answer from; 0 turns the index off.
-    pub index_max_entries: Option<usize>,
+    pub index_max_entries: usize,
     /// Oldest entry it keeps, seconds.
-    pub index_max_age_secs: Option<u64>,
+    pub index_max_age_secs: u64,
     /// Also write every record to the store's `audit_records` table.
-    pub store: Option<bool>,
-    /// Days the store keeps rows; 0: forever.
+    pub store: bool,
+    /// Days the store keeps rows; 0: forever. Only with `store`.
     pub store_retention_days: Option<u64>,
     /// This replica's chain in the store [default: the host name].
     pub store_chain: Option<String>,
-    /// How often retention prunes, seconds.
+    /// How often retention prunes, seconds. Only with `store`.
     pub store_prune_interval_secs: Option<u64>,
 }
 
-impl RawAudit {
-    /// `self` with every unset key taken from `file`.
-    pub fn or(self, file: Self) -> Self {
+impl Default for AuditConfig {
+    fn default() -> Self {
+        let base = AuditSettings::default();
         Self {
-            stdout: self.stdout.or(file.stdout),
-            overflow: self.overflow.or(file.overflow),
-            max_file_bytes: self.max_file_bytes.or(file.max_file_bytes),
-            max_files: self.max_files.or(file.max_files),
-            redact_context_keys: self.redact_context_keys.or(file.redact_context_keys),
-            redact_headers: self.redact_headers.or(file.redact_headers),
-            redact_query: self.redact_query.or(file.redact_query),
-            index_max_entries: self.index_max_entries.or(file.index_max_entries),
-            index_max_age_secs: self.index_max_age_secs.or(file.index_max_age_secs),
-            store: self.store.or(file.store),
-            store_retention_days: self.store_retention_days.or(file.store_retention_days),
-            store_chain: self.store_chain.or(file.store_chain),
-            store_prune_interval_secs: self
-                .store_prune_interval_secs
-                .or(file.store_prune_interval_secs),
+            file: base.file,
+            capacity: base.capacity,
+            stdout: base.stdout,
+            overflow: base.overflow.as_str().to_owned(),
+            max_file_bytes: base.rotation.max_bytes.unwrap_or(0),
+            max_files: base.rotation.keep,
+            redact_context_keys: Vec::new(),
+            redact_headers: Vec::new(),
+            redact_query: Vec::new(),
+            index_max_entries: base.index.max_entries,
+            index_max_age_secs: u64::try_from(base.index.max_age_ms / 1000).unwrap_or(0),
+            store: false,
+            store_retention_days: None,
+            store_chain: None,
+            store_prune_interval_secs: None,
         }
     }
+}
 
-    /// Settings with defaults applied; the file and capacity are filled in
-    /// by the caller. `token_header` (Envoy's) is never recorded either.
-    pub fn resolve(self, token_header: &str, problems: &mut Vec<String>) -> AuditSettings {
+impl AuditConfig {
+    /// Settings but the file and capacity, which the caller fills in.
+    /// `token_header` (Envoy's) is never recorded either.
+    pub(super) fn validate(&self, token_header: &str, errors: &mut ConfigErrors) -> AuditSettings {
         let base = AuditSettings::default();
-        let overflow = match self.overflow.as_deref() {
-            None => base.overflow,
-            Some(value) => Overflow::parse(value).unwrap_or_else(|| {
-                problems.push(format!(
-                    "`audit.overflow` `{value}` is not `drop` or `block`"
-                ));
-                base.overflow
-            }),
-        };
-        let max_files = self.max_files.unwrap_or(defaults::MAX_FILES);
-        if max_files == 0 {
-            problems.push("`audit.max_files` must be at least 1".to_owned());
-        }
-        let max_age_secs = self
-            .index_max_age_secs
-            .unwrap_or(defaults::INDEX_MAX_AGE_SECS);
-        let store = self.store_sink(problems);
+        let overflow = Overflow::parse(&self.overflow).unwrap_or_else(|| {
+            errors.bad("audit.overflow", &self.overflow, "is not `drop` or `block`");
+            base.overflow
+        });
+        errors.at_least_one("audit.capacity", self.capacity as u64);
+        errors.at_least_one("audit.max_files", self.max_files as u64);
         let headers = self
             .redact_headers
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .cloned()
             .chain(std::iter::once(token_header.to_owned()));
         AuditSettings {
             rotation: Rotation {
-                max_bytes: match self.max_file_bytes.unwrap_or(defaults::MAX_FILE_BYTES) {
-                    0 => None,
-                    n => Some(n),
-                },
-                keep: max_files,
+                max_bytes: (self.max_file_bytes > 0).then_some(self.max_file_bytes),
+                keep: self.max_files,
             },
-            stdout: self.stdout.unwrap_or(false),
+            stdout: self.stdout,
             overflow,
-            redaction: Redaction::new(self.redact_context_keys.unwrap_or_default(), headers)
-                .with_query_params(self.redact_query.unwrap_or_default()),
+            redaction: Redaction::new(self.redact_context_keys.clone(), headers)
+                .with_query_params(self.redact_query.clone()),
             index: IndexLimits {
-                max_entries: self
-                    .index_max_entries
-                    .unwrap_or(defaults::INDEX_MAX_ENTRIES),
-                max_age_ms: i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+                max_entries: self.index_max_entries,
+                max_age_ms: i64::try_from(self.index_max_age_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
             },
-            store,
+            store: self.store_sink(errors),
             ..base
         }
     }
 
     /// The store sink's settings, when `store = true`; its keys without it
     /// are a mistake worth naming.
-    fn store_sink(&self, problems: &mut Vec<String>) -> Option<StoreSinkSettings> {
-        if self.store != Some(true) {
+    fn store_sink(&self, errors: &mut ConfigErrors) -> Option<StoreSinkSettings> {
+        if !self.store {
             for (key, set) in [
-                ("store_retention_days", self.store_retention_days.is_some()),
-                ("store_chain", self.store_chain.is_some()),
                 (
-                    "store_prune_interval_secs",
+                    "audit.store_retention_days",
+                    self.store_retention_days.is_some(),
+                ),
+                ("audit.store_chain", self.store_chain.is_some()),
+                (
+                    "audit.store_prune_interval_secs",
                     self.store_prune_interval_secs.is_some(),
                 ),
             ] {
                 if set {
-                    problems.push(format!(
-                        "`audit.{key}` is set but the store sink is off; add `store = true` to `[audit]`"
-                    ));
+                    errors.key(
+                        key,
+                        "is set but the store sink is off; add `store = true` to `[audit]`",
+                    );
                 }
             }
             return None;
         }
-        let days = self
-            .store_retention_days
-            .unwrap_or(defaults::STORE_RETENTION_DAYS);
+        let chain = self.store_chain.clone().unwrap_or_else(default_store_chain);
+        let base = StoreSinkSettings::new(&chain);
+        let days = self.store_retention_days.unwrap_or_else(|| {
+            base.retention
+                .map_or(0, |retention| retention.as_secs() / (24 * 3600))
+        });
         if days > MAX_RETENTION_DAYS {
-            problems.push(format!(
-                "`audit.store_retention_days` {days} is more than {MAX_RETENTION_DAYS}; use 0 to keep rows forever"
-            ));
+            errors.bad(
+                "audit.store_retention_days",
+                days,
+                format!("is more than {MAX_RETENTION_DAYS}; use 0 to keep rows forever"),
+            );
         }
         let every = self
             .store_prune_interval_secs
-            .unwrap_or(defaults::STORE_PRUNE_INTERVAL_SECS);
-        if every == 0 {
-            problems.push("`audit.store_prune_interval_secs` must be at least 1".to_owned());
-        }
-        let chain = self.store_chain.clone().unwrap_or_else(default_store_chain);
+            .unwrap_or(base.prune_every.as_secs());
+        errors.at_least_one("audit.store_prune_interval_secs", every);
         if chain.is_empty()
             || chain.len() > MAX_CHAIN_LEN
             || !chain.chars().all(|c| c.is_ascii_graphic())
         {
-            problems.push(format!(
-                "`audit.store_chain` `{chain}` must be 1 to {MAX_CHAIN_LEN} printable ASCII characters without spaces"
-            ));
+            errors.bad(
+                "audit.store_chain",
+                &chain,
+                format!("must be 1 to {MAX_CHAIN_LEN} printable ASCII characters without spaces"),
+            );
         }
         Some(StoreSinkSettings {
             chain,
@@ -174,68 +174,130 @@ impl RawAudit {
     }
 }
 
+pub(super) const SECTION: Section = Section {
+    name: "audit",
+    doc: "The audit trail (docs/audit.md): one JSON line for every decision and task\nevent, in a SHA-256 hash chain (`mandate audit verify`), read by\n`mandate policy replay`.",
+    optional: false,
+    keys: &[
+        example(
+            "file",
+            "The JSON-lines audit file (default: none).",
+            "\"./data/decisions.jsonl\"",
+        ),
+        key(
+            "capacity",
+            "Audit records waiting to be written; past that, `overflow` decides.",
+        ),
+        key("stdout", "Also write every record to stdout."),
+        key(
+            "overflow",
+            "Full queue: \"drop\" (counted) or \"block\" (decisions wait).",
+        ),
+        key("max_file_bytes", "Rotate the file at this size; 0: never."),
+        key("max_files", "Rotated files kept (FILE.1 the newest)."),
+        key(
+            "redact_context_keys",
+            "Request context keys never recorded.",
+        ),
+        key(
+            "redact_headers",
+            "Headers never recorded (authorization, cookie and the token header always\nare).",
+        ),
+        key(
+            "redact_query",
+            "Query parameters never recorded (access_token, token, password, ...\nalways are).",
+        ),
+        key(
+            "index_max_entries",
+            "What AuditService can answer from; 0: off.",
+        ),
+        key("index_max_age_secs", "The oldest entry the index keeps."),
+        key(
+            "store",
+            "Also write every record as a row of the store's audit_records table, in a\nhash chain per replica (`mandate audit verify --store URL`); AuditService\nthen answers from the store.",
+        ),
+        example(
+            "store_retention_days",
+            "Rows older are pruned; 0: kept forever (only with store = true).",
+            "30",
+        ),
+        example(
+            "store_chain",
+            "This replica's chain (default: the host name); one per replica.",
+            "\"mandate-0\"",
+        ),
+        example(
+            "store_prune_interval_secs",
+            "How often retention runs (only with store = true).",
+            "3600",
+        ),
+    ],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_bad_overflow_policy_is_named() {
-        let mut problems = Vec::new();
-        let raw = RawAudit {
-            overflow: Some("wait".into()),
-            ..RawAudit::default()
+        let mut problems = ConfigErrors::default();
+        let raw = AuditConfig {
+            overflow: "wait".into(),
+            ..AuditConfig::default()
         };
-        raw.resolve("x-mandate-token", &mut problems);
+        raw.validate("x-mandate-token", &mut problems);
         assert!(
-            problems.iter().any(|p| p.contains("`wait`")),
-            "{problems:?}"
+            problems.lines().iter().any(|p| p.contains("`wait`")),
+            "{problems}"
         );
     }
 
     #[test]
     fn the_store_sink_is_checked() {
-        let mut problems = Vec::new();
-        let on = RawAudit {
-            store: Some(true),
+        let mut problems = ConfigErrors::default();
+        let on = AuditConfig {
+            store: true,
             store_retention_days: Some(0),
             store_chain: Some("replica a".into()),
-            ..RawAudit::default()
+            ..AuditConfig::default()
         }
-        .resolve("x-mandate-token", &mut problems);
+        .validate("x-mandate-token", &mut problems);
         let store = on
             .store
             .clone()
             .unwrap_or_else(|| StoreSinkSettings::new("x"));
         assert_eq!(store.retention, None, "0 days keeps rows forever");
         assert!(
-            problems.iter().any(|p| p.contains("`replica a`")),
-            "{problems:?}"
+            problems.lines().iter().any(|p| p.contains("`replica a`")),
+            "{problems}"
         );
-        let mut problems = Vec::new();
-        let off = RawAudit {
+        let mut problems = ConfigErrors::default();
+        let off = AuditConfig {
             store_retention_days: Some(7),
-            ..RawAudit::default()
+            ..AuditConfig::default()
         }
-        .resolve("x-mandate-token", &mut problems);
+        .validate("x-mandate-token", &mut problems);
         assert_eq!(off.store, None);
         assert!(
             problems
+                .lines()
                 .iter()
                 .any(|p| p.contains("`audit.store_retention_days`") && p.contains("store = true")),
-            "{problems:?}"
+            "{problems}"
         );
-        let default = RawAudit {
-            store: Some(true),
-            ..RawAudit::default()
+        let default = AuditConfig {
+            store: true,
+            ..AuditConfig::default()
         }
-        .resolve("x-mandate-token", &mut Vec::new());
+        .validate("x-mandate-token", &mut ConfigErrors::default());
         let retention = default.store.and_then(|s| s.retention);
         assert_eq!(retention, Some(Duration::from_secs(30 * 24 * 3600)));
     }
 
     #[test]
     fn the_token_header_is_always_redacted() {
-        let settings = RawAudit::default().resolve("x-mandate-token", &mut Vec::new());
+        let settings =
+            AuditConfig::default().validate("x-mandate-token", &mut ConfigErrors::default());
         assert!(settings.redaction.headers.contains("x-mandate-token"));
         assert!(settings.redaction.headers.contains("authorization"));
     }

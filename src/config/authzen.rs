@@ -8,18 +8,21 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use cedar_policy::EntityTypeName;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use spiffe::SpiffeId;
+
+use super::ConfigErrors;
+use super::reference::{Section, example};
 
 use crate::api::authzen::{
     ApiKey, ApiKeys, AuthzenSettings, TypeMap, WORKLOAD_TYPES, parse_sha256,
 };
 
-/// The `[authzen]` table.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAuthzen {
+/// The `[authzen]` section.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzenConfig {
     /// TLS listen address of the AuthZEN API; off without it.
     pub listen: Option<String>,
     /// The base URL enforcement points reach the listener at, published as
@@ -27,85 +30,75 @@ pub struct RawAuthzen {
     pub public_url: Option<String>,
     /// AuthZEN subject type to Cedar entity type (`user` is
     /// `Mandate::User` unless given here).
-    pub subject_types: Option<BTreeMap<String, String>>,
+    pub subject_types: BTreeMap<String, String>,
     /// AuthZEN resource type to Cedar entity type; a type not listed is
     /// taken as a Cedar type name as written.
-    pub resource_types: Option<BTreeMap<String, String>>,
+    pub resource_types: BTreeMap<String, String>,
     /// AuthZEN action name to `Mandate::Action` id; a name not listed is
     /// its own id.
-    pub actions: Option<BTreeMap<String, String>>,
+    pub actions: BTreeMap<String, String>,
     /// Keys for enforcement points without an SVID.
-    pub api_keys: Option<Vec<RawApiKey>>,
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// One `[[authzen.api_keys]]` entry.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawApiKey {
+pub struct ApiKeyConfig {
     /// SHA-256 of the key, hex (`printf %s KEY | sha256sum`).
     pub sha256: String,
     /// The workload's SPIFFE ID the key stands for.
     pub spiffe_id: String,
 }
 
-impl RawAuthzen {
-    /// `self` with every unset key taken from `file`.
-    pub fn or(self, file: Self) -> Self {
-        Self {
-            listen: self.listen.or(file.listen),
-            public_url: self.public_url.or(file.public_url),
-            subject_types: self.subject_types.or(file.subject_types),
-            resource_types: self.resource_types.or(file.resource_types),
-            actions: self.actions.or(file.actions),
-            api_keys: self.api_keys.or(file.api_keys),
-        }
-    }
-
-    /// The settings, or `None` when AuthZEN is off; problems pushed.
-    pub fn resolve(self, problems: &mut Vec<String>) -> Option<AuthzenSettings> {
-        let listen = self.listen?;
+impl AuthzenConfig {
+    /// The settings, or `None` when AuthZEN is off.
+    pub(super) fn validate(&self, problems: &mut ConfigErrors) -> Option<AuthzenSettings> {
+        let listen = self.listen.as_deref()?;
         let listen: SocketAddr = match listen.parse() {
             Ok(addr) => addr,
             Err(e) => {
-                problems.push(format!(
-                    "`authzen.listen` `{listen}` is not an address like 127.0.0.1:7445: {e}"
-                ));
+                problems.bad(
+                    "authzen.listen",
+                    listen,
+                    format!("is not an address like 127.0.0.1:7445: {e}"),
+                );
                 return None;
             }
         };
         let public_url = self
             .public_url
+            .as_ref()
             .map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_url
             && (!url.starts_with("https://") || url.contains(['?', '#']))
         {
-            problems.push(format!(
-                "`authzen.public_url` `{url}` must be an https URL without a query or fragment"
-            ));
+            problems.bad(
+                "authzen.public_url",
+                url,
+                "must be an https URL without a query or fragment",
+            );
         }
         let mut subjects = BTreeMap::from([("user".to_owned(), "Mandate::User".to_owned())]);
-        subjects.extend(self.subject_types.unwrap_or_default());
+        subjects.extend(self.subject_types.clone());
         for reserved in WORKLOAD_TYPES {
             if subjects.contains_key(*reserved) {
-                problems.push(format!(
-                    "`authzen.subject_types`: `{reserved}` subjects are workloads by SPIFFE ID and cannot be mapped"
-                ));
+                problems.key(
+                    format!("authzen.subject_types.{reserved}"),
+                    format!("cannot be mapped: `{reserved}` subjects are workloads by SPIFFE ID"),
+                );
             }
         }
         let subject_types = type_map("subject_types", subjects, problems);
-        let resource_types = type_map(
-            "resource_types",
-            self.resource_types.unwrap_or_default(),
-            problems,
-        );
-        let api_keys = api_keys(self.api_keys.unwrap_or_default(), problems);
+        let resource_types = type_map("resource_types", self.resource_types.clone(), problems);
+        let api_keys = api_keys(&self.api_keys, problems);
         Some(AuthzenSettings {
             listen,
             public_url,
             types: TypeMap {
                 subjects: subject_types,
                 resources: resource_types,
-                actions: self.actions.unwrap_or_default(),
+                actions: self.actions.clone(),
             },
             api_keys,
         })
@@ -114,28 +107,33 @@ impl RawAuthzen {
 
 /// Checks the API keys: a digest each, a workload's SPIFFE ID, no digest
 /// twice.
-fn api_keys(raw: Vec<RawApiKey>, problems: &mut Vec<String>) -> ApiKeys {
+fn api_keys(raw: &[ApiKeyConfig], problems: &mut ConfigErrors) -> ApiKeys {
     let mut keys = Vec::new();
-    for (i, key) in raw.into_iter().enumerate() {
-        let at = format!("`authzen.api_keys[{i}]`");
+    for (i, key) in raw.iter().enumerate() {
+        let at = format!("authzen.api_keys[{i}]");
         let sha256 = parse_sha256(&key.sha256);
         if sha256.is_none() {
-            problems.push(format!(
-                "{at}: `sha256` must be the 64 hex digits of the key's SHA-256, not the key"
-            ));
+            problems.key(
+                format!("{at}.sha256"),
+                "must be the 64 hex digits of the key's SHA-256, not the key",
+            );
         }
         let spiffe_id = SpiffeId::new(&key.spiffe_id)
             .ok()
             .filter(|id| !id.path().is_empty());
         if spiffe_id.is_none() {
-            problems.push(format!(
-                "{at}: `spiffe_id` `{}` is not the SPIFFE ID of a workload",
-                key.spiffe_id
-            ));
+            problems.bad(
+                format!("{at}.spiffe_id"),
+                &key.spiffe_id,
+                "is not the SPIFFE ID of a workload",
+            );
         }
         if let (Some(sha256), Some(spiffe_id)) = (sha256, spiffe_id) {
             if keys.iter().any(|k: &ApiKey| k.sha256 == sha256) {
-                problems.push(format!("{at}: the same key is configured twice"));
+                problems.key(
+                    format!("{at}.sha256"),
+                    "is the same key as an earlier entry's",
+                );
             }
             keys.push(ApiKey { sha256, spiffe_id });
         }
@@ -147,7 +145,7 @@ fn api_keys(raw: Vec<RawApiKey>, problems: &mut Vec<String>) -> ApiKeys {
 fn type_map(
     key: &str,
     raw: BTreeMap<String, String>,
-    problems: &mut Vec<String>,
+    problems: &mut ConfigErrors,
 ) -> BTreeMap<String, EntityTypeName> {
     let mut map = BTreeMap::new();
     for (authzen, cedar) in raw {
@@ -155,13 +153,53 @@ fn type_map(
             Ok(name) => {
                 map.insert(authzen, name);
             }
-            Err(e) => problems.push(format!(
-                "`authzen.{key}.{authzen}`: `{cedar}` is not a Cedar entity type name: {e}"
-            )),
+            Err(e) => problems.bad(
+                format!("authzen.{key}.{authzen}"),
+                &cedar,
+                format!("is not a Cedar entity type name: {e}"),
+            ),
         }
     }
     map
 }
+
+pub(super) const SECTION: Section = Section {
+    name: "authzen",
+    doc: "The AuthZEN 1.0 API (OpenID Authorization API, HTTPS JSON; docs/authzen.md):\na TLS listener of its own with the gRPC port's SPIFFE client-certificate\nverification, off unless `listen` is set (or `--authzen-listen`). The caller\nis an enforcement point: it must be allowed `check` for each subject.",
+    optional: false,
+    keys: &[
+        example(
+            "listen",
+            "The API's TLS listen address.",
+            "\"127.0.0.1:7445\"",
+        ),
+        example(
+            "public_url",
+            "The base URL published in /.well-known/authzen-configuration (default:\nhttps:// and the bound address).",
+            "\"https://pdp.internal:7445\"",
+        ),
+        example(
+            "subject_types",
+            "`agent` and `workload` subjects are SPIFFE IDs; other subject types name\nentity types of the schema (`user` is Mandate::User unless set here).",
+            "{ user = \"Mandate::User\", identity = \"Acme::Employee\" }",
+        ),
+        example(
+            "resource_types",
+            "Resource types; a type not listed is taken as a Cedar type name as written.",
+            "{ document = \"Acme::Document\" }",
+        ),
+        example(
+            "actions",
+            "Action names to Mandate::Action ids, where a name collides with one of\nMandate's own; a name not listed is the action's id.",
+            "{ delete = \"delete_document\" }",
+        ),
+        example(
+            "api_keys",
+            "For enforcement points without an SVID: API keys, each standing for a\nworkload's SPIFFE ID. Give the SHA-256 of the key (`printf %s KEY |\nsha256sum`), never the key; callers send `Authorization: Bearer KEY`. With\nany key, client certificates are optional on this listener.",
+            "[{ sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\", spiffe_id = \"spiffe://mandate.local/workloads/todo-backend\" }]",
+        ),
+    ],
+};
 
 #[cfg(test)]
 mod tests {
@@ -169,60 +207,60 @@ mod tests {
 
     #[test]
     fn off_without_listen_and_user_by_default() {
-        let mut problems = Vec::new();
-        assert!(RawAuthzen::default().resolve(&mut problems).is_none());
-        let settings = RawAuthzen {
+        let mut problems = ConfigErrors::default();
+        assert!(AuthzenConfig::default().validate(&mut problems).is_none());
+        let settings = AuthzenConfig {
             listen: Some("127.0.0.1:0".into()),
-            ..RawAuthzen::default()
+            ..AuthzenConfig::default()
         }
-        .resolve(&mut problems)
+        .validate(&mut problems)
         .unwrap();
-        assert!(problems.is_empty(), "{problems:?}");
+        assert!(problems.is_empty(), "{problems}");
         assert_eq!(settings.types.subjects["user"].to_string(), "Mandate::User");
     }
 
     #[test]
     fn bad_keys_are_problems() {
-        let mut problems = Vec::new();
-        let raw = RawAuthzen {
+        let mut problems = ConfigErrors::default();
+        let raw = AuthzenConfig {
             listen: Some("127.0.0.1:0".into()),
             public_url: Some("http://pdp.example".into()),
-            subject_types: Some(BTreeMap::from([
+            subject_types: BTreeMap::from([
                 ("agent".into(), "Todo::User".into()),
                 ("person".into(), "not a type".into()),
-            ])),
-            ..RawAuthzen::default()
+            ]),
+            ..AuthzenConfig::default()
         };
-        raw.resolve(&mut problems);
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        let mut problems = Vec::new();
-        let keys = RawAuthzen {
+        raw.validate(&mut problems);
+        assert_eq!(problems.0.len(), 3, "{problems}");
+        let mut problems = ConfigErrors::default();
+        let keys = AuthzenConfig {
             listen: Some("127.0.0.1:0".into()),
-            api_keys: Some(vec![
-                RawApiKey {
+            api_keys: vec![
+                ApiKeyConfig {
                     sha256: "ab".repeat(32),
                     spiffe_id: "spiffe://mandate.local/workloads/pep".into(),
                 },
-                RawApiKey {
+                ApiKeyConfig {
                     sha256: "ab".repeat(32),
                     spiffe_id: "spiffe://mandate.local/workloads/other".into(),
                 },
-                RawApiKey {
+                ApiKeyConfig {
                     sha256: "s3cret".into(),
                     spiffe_id: "spiffe://mandate.local".into(),
                 },
-            ]),
-            ..RawAuthzen::default()
+            ],
+            ..AuthzenConfig::default()
         };
-        let settings = keys.resolve(&mut problems).unwrap();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        let settings = keys.validate(&mut problems).unwrap();
+        assert_eq!(problems.0.len(), 3, "{problems}");
         assert!(!settings.api_keys.is_empty());
-        let mut problems = Vec::new();
-        let bad = RawAuthzen {
+        let mut problems = ConfigErrors::default();
+        let bad = AuthzenConfig {
             listen: Some("nowhere".into()),
-            ..RawAuthzen::default()
+            ..AuthzenConfig::default()
         };
-        assert!(bad.resolve(&mut problems).is_none());
-        assert!(problems[0].contains("authzen.listen"), "{problems:?}");
+        assert!(bad.validate(&mut problems).is_none());
+        assert!(problems.lines()[0].contains("authzen.listen"), "{problems}");
     }
 }

@@ -1,214 +1,353 @@
-//! The identity keys: which source our SVID comes from, where its material
-//! is, how often it is checked, and which trust domains are accepted.
+//! `[identity]`: which source our SVID comes from, where its material is,
+//! how often it is checked, which trust domains are accepted, and which
+//! SPIFFE IDs are agents.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use spiffe::TrustDomain;
 
-use super::{RawConfig, defaults};
-use crate::identity::{FilesSource, FollowOptions, IdentitySource, TrustPolicy, WorkloadApiSource};
+use super::ConfigErrors;
+use super::reference::{Section, example, key};
+use crate::decision::DEFAULT_AGENT_PATH_PREFIXES;
+use crate::identity::{
+    DEFAULT_STARTUP_TIMEOUT, DEFAULT_WITHDRAWAL_GRACE, FilesSource, FollowOptions, IdentitySource,
+    TrustPolicy, WorkloadApiSource,
+};
 
-/// The identity source kinds, as `identity` names them.
+/// The identity source kinds, as `identity.source` names them.
 const KINDS: &str = "`files`, `workload-api` or `dev`";
 
-/// Resolves the identity keys; `env_socket` is `SPIFFE_ENDPOINT_SOCKET`,
-/// used when no socket is configured.
-pub(super) fn resolve(
-    raw: &RawConfig,
-    data_dir: &Path,
-    env_socket: Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<(IdentitySource, FollowOptions)> {
-    let follow = FollowOptions {
-        trust: trust_policy(raw, problems),
-        poll: match raw.identity_poll_ms.unwrap_or(defaults::IDENTITY_POLL_MS) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms)),
-        },
-        withdrawal_grace: Duration::from_secs(
-            raw.withdrawal_grace_secs
-                .unwrap_or(defaults::WITHDRAWAL_GRACE_SECS),
-        ),
-        ..FollowOptions::default()
-    };
-    let has_svid = raw.svid_cert.is_some() || raw.svid_key.is_some();
-    let kind = match raw.identity.as_deref() {
-        Some(kind) => kind,
-        None if has_svid => "files",
-        None if raw.workload_api_socket.is_some() => "workload-api",
-        None => {
-            // The SPIFFE convention would have us use the agent: say why we
-            // do not, rather than start a dev CA silently.
-            if let Some(socket) = &env_socket {
-                tracing::warn!(%socket, "SPIFFE_ENDPOINT_SOCKET is set but no identity source is configured: using the dev trust domain; pass `--identity workload-api` to use the agent");
+/// The trust domain of the dev identity when nothing says otherwise; the
+/// dev and policy commands' default too.
+pub const DEV_TRUST_DOMAIN: &str = "mandate.local";
+
+/// The `[identity]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// `files`, `workload-api` or `dev`; `None`: chosen from the keys set.
+    pub source: Option<String>,
+    /// The SPIRE agent's Workload API socket (`unix:///path`).
+    pub workload_api_socket: Option<String>,
+    /// How long start-up waits for a first SVID from the workload API, s.
+    pub workload_api_timeout_secs: u64,
+    /// How often SVID and bundle files are checked, ms; 0 turns it off.
+    pub poll_ms: u64,
+    /// Trust domains whose callers are accepted (given a bundle); `None`:
+    /// only our own.
+    pub trusted_trust_domains: Option<Vec<String>>,
+    /// Revoke a trust domain's agents' tasks when its bundle is withdrawn.
+    pub revoke_on_trust_withdrawal: bool,
+    /// How long a withdrawn bundle must stay away before tasks are revoked, s.
+    pub withdrawal_grace_secs: u64,
+    /// Our SVID chain (PEM).
+    pub svid_cert: Option<PathBuf>,
+    /// Our SVID key (PEM).
+    pub svid_key: Option<PathBuf>,
+    /// Trust domain to bundle file (the files source).
+    pub trust_bundles: BTreeMap<String, PathBuf>,
+    /// Trust domain of the dev identity.
+    pub dev_trust_domain: String,
+    /// SPIFFE ID path prefixes that denote agents.
+    pub agent_path_prefixes: Vec<String>,
+    /// Trust domains the prefixes apply to; `None`: our own.
+    pub agent_trust_domains: Option<Vec<String>>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            source: None,
+            workload_api_socket: None,
+            workload_api_timeout_secs: DEFAULT_STARTUP_TIMEOUT.as_secs(),
+            poll_ms: 1000,
+            trusted_trust_domains: None,
+            revoke_on_trust_withdrawal: true,
+            withdrawal_grace_secs: DEFAULT_WITHDRAWAL_GRACE.as_secs(),
+            svid_cert: None,
+            svid_key: None,
+            trust_bundles: BTreeMap::new(),
+            dev_trust_domain: DEV_TRUST_DOMAIN.to_owned(),
+            agent_path_prefixes: DEFAULT_AGENT_PATH_PREFIXES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            agent_trust_domains: None,
+        }
+    }
+}
+
+/// `[identity]` checked.
+pub(super) struct Identity {
+    pub source: IdentitySource,
+    pub follow: FollowOptions,
+    pub agent_trust_domains: Option<Vec<TrustDomain>>,
+}
+
+impl IdentityConfig {
+    /// The source and how it is followed; `env_socket` is
+    /// `SPIFFE_ENDPOINT_SOCKET`, used when no socket is configured.
+    pub(super) fn validate(
+        &self,
+        data_dir: &Path,
+        env_socket: Option<String>,
+        errors: &mut ConfigErrors,
+    ) -> Option<Identity> {
+        let follow = FollowOptions {
+            trust: self.trust_policy(errors),
+            poll: (self.poll_ms > 0).then(|| Duration::from_millis(self.poll_ms)),
+            withdrawal_grace: Duration::from_secs(self.withdrawal_grace_secs),
+            ..FollowOptions::default()
+        };
+        for prefix in &self.agent_path_prefixes {
+            if !prefix.starts_with('/') {
+                errors.bad(
+                    "identity.agent_path_prefixes",
+                    prefix,
+                    "must start with `/`",
+                );
             }
-            "dev"
         }
-    };
-    if kind != "workload-api" && raw.workload_api_socket.is_some() {
-        problems.push(format!(
-            "`workload-api-socket` is set but the identity source is `{kind}`"
-        ));
+        let agent_trust_domains = self.agent_trust_domains.as_ref().map(|names| {
+            names
+                .iter()
+                .filter_map(|name| trust_domain("identity.agent_trust_domains", name, errors))
+                .collect::<Vec<_>>()
+        });
+        let has_svid = self.svid_cert.is_some() || self.svid_key.is_some();
+        let kind = match self.source.as_deref() {
+            Some(kind) => kind,
+            None if has_svid => "files",
+            None if self.workload_api_socket.is_some() => "workload-api",
+            None => {
+                // The SPIFFE convention would have us use the agent: say why we
+                // do not, rather than start a dev CA silently.
+                if let Some(socket) = &env_socket {
+                    tracing::warn!(%socket, "SPIFFE_ENDPOINT_SOCKET is set but no identity source is configured: using the dev trust domain; set `identity.source = \"workload-api\"` (or `--identity workload-api`) to use the agent");
+                }
+                "dev"
+            }
+        };
+        if kind != "workload-api" && self.workload_api_socket.is_some() {
+            errors.key(
+                "identity.workload_api_socket",
+                format!("is set but `identity.source` is `{kind}`"),
+            );
+        }
+        let source = match kind {
+            "files" => self.files(errors),
+            "workload-api" => self.workload_api(env_socket, errors),
+            "dev" => self.dev(data_dir, errors),
+            other => {
+                errors.bad("identity.source", other, format!("is not one of {KINDS}"));
+                None
+            }
+        };
+        Some(Identity {
+            source: source?,
+            follow,
+            agent_trust_domains,
+        })
     }
-    let source = match kind {
-        "files" => files(raw, problems),
-        "workload-api" => workload_api(raw, env_socket, problems),
-        "dev" => dev(raw, data_dir, problems),
-        other => {
-            problems.push(format!("`identity` `{other}` is not one of {KINDS}"));
-            None
-        }
-    };
-    source.map(|source| (source, follow))
-}
 
-fn trust_policy(raw: &RawConfig, problems: &mut Vec<String>) -> TrustPolicy {
-    let Some(names) = &raw.trusted_trust_domains else {
-        return TrustPolicy::own_only();
-    };
-    if names.is_empty() {
-        problems.push(
-            "`trusted_trust_domains` is empty, which would refuse every caller; leave it out to trust only our own trust domain"
-                .to_owned(),
-        );
+    fn trust_policy(&self, errors: &mut ConfigErrors) -> TrustPolicy {
+        let Some(names) = &self.trusted_trust_domains else {
+            return TrustPolicy::own_only();
+        };
+        if names.is_empty() {
+            errors.key(
+                "identity.trusted_trust_domains",
+                "is empty, which would refuse every caller; leave it out to trust only our own trust domain",
+            );
+        }
+        TrustPolicy::allow(
+            names
+                .iter()
+                .filter_map(|name| trust_domain("identity.trusted_trust_domains", name, errors)),
+        )
     }
-    TrustPolicy::allow(names.iter().filter_map(|name| {
-        TrustDomain::new(name)
-            .map_err(|e| {
-                problems.push(format!(
-                    "trusted trust domain `{name}` is not a trust domain name: {e}"
-                ));
-            })
-            .ok()
-    }))
-}
 
-fn files(raw: &RawConfig, problems: &mut Vec<String>) -> Option<IdentitySource> {
-    let bundles = raw.trust_bundles.clone().unwrap_or_default();
-    let mut parsed_bundles = Vec::new();
-    for (trust_domain, path) in &bundles {
-        match TrustDomain::new(trust_domain) {
-            Ok(td) => parsed_bundles.push((td, path.clone())),
-            Err(e) => problems.push(format!("`{trust_domain}` is not a trust domain name: {e}")),
+    fn files(&self, errors: &mut ConfigErrors) -> Option<IdentitySource> {
+        let mut bundles = Vec::new();
+        for (name, path) in &self.trust_bundles {
+            let key = format!("identity.trust_bundles.\"{name}\"");
+            if let Some(td) = trust_domain(&key, name, errors) {
+                bundles.push((td, path.clone()));
+            }
+            errors.file(&key, path);
         }
-        if !path.is_file() {
-            problems.push(format!(
-                "trust bundle for `{trust_domain}`: `{}` does not exist",
-                path.display()
-            ));
+        let (Some(cert), Some(key)) = (&self.svid_cert, &self.svid_key) else {
+            errors.key(
+                "identity.svid_cert",
+                "and `identity.svid_key` must be given together",
+            );
+            return None;
+        };
+        errors.file("identity.svid_cert", cert);
+        errors.file("identity.svid_key", key);
+        if self.trust_bundles.is_empty() {
+            errors.key(
+                "identity.trust_bundles",
+                "needs at least one trust domain and its bundle (`--trust-bundle TRUST_DOMAIN=FILE`) to verify callers",
+            );
         }
+        Some(IdentitySource::Files(FilesSource {
+            svid_cert: cert.clone(),
+            svid_key: key.clone(),
+            bundles,
+        }))
     }
-    let (Some(cert), Some(key)) = (&raw.svid_cert, &raw.svid_key) else {
-        problems.push("`svid-cert` and `svid-key` must be given together".to_owned());
-        return None;
-    };
-    for (flag, path) in [("svid-cert", cert), ("svid-key", key)] {
-        if !path.is_file() {
-            problems.push(format!("`{flag}` `{}` does not exist", path.display()));
-        }
-    }
-    if bundles.is_empty() {
-        problems.push(
-            "an SVID needs at least one `--trust-bundle TRUST_DOMAIN=FILE` to verify callers"
-                .to_owned(),
-        );
-    }
-    Some(IdentitySource::Files(FilesSource {
-        svid_cert: cert.clone(),
-        svid_key: key.clone(),
-        bundles: parsed_bundles,
-    }))
-}
 
-fn workload_api(
-    raw: &RawConfig,
-    env_socket: Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<IdentitySource> {
-    if raw.svid_cert.is_some() || raw.svid_key.is_some() || raw.trust_bundles.is_some() {
-        problems.push(
-            "`svid-cert`, `svid-key` and `trust-bundle` are for the files identity; the workload API brings its own"
-                .to_owned(),
+    fn workload_api(
+        &self,
+        env_socket: Option<String>,
+        errors: &mut ConfigErrors,
+    ) -> Option<IdentitySource> {
+        if self.svid_cert.is_some() || self.svid_key.is_some() || !self.trust_bundles.is_empty() {
+            errors.key(
+                "identity.source",
+                "is `workload-api`, which brings its own SVID and bundles: leave out `identity.svid_cert`, `identity.svid_key` and `identity.trust_bundles`",
+            );
+        }
+        errors.at_least_one(
+            "identity.workload_api_timeout_secs",
+            self.workload_api_timeout_secs,
         );
-    }
-    let timeout = raw
-        .workload_api_timeout_secs
-        .unwrap_or(defaults::WORKLOAD_API_TIMEOUT_SECS);
-    if timeout == 0 {
-        problems.push("`workload-api-timeout-secs` must be at least 1".to_owned());
-    }
-    let Some(socket) = raw.workload_api_socket.clone().or(env_socket) else {
-        problems.push(
-            "the workload-api identity needs `--workload-api-socket` or SPIFFE_ENDPOINT_SOCKET"
-                .to_owned(),
-        );
-        return None;
-    };
-    match WorkloadApiSource::parse_endpoint(&socket) {
-        Ok(endpoint) => Some(IdentitySource::WorkloadApi(WorkloadApiSource {
-            startup_timeout: Duration::from_secs(timeout),
-            ..WorkloadApiSource::new(endpoint)
-        })),
-        Err(e) => {
-            problems.push(format!(
-                "{e}; give a socket like `unix:///run/spire/agent.sock`"
-            ));
-            None
+        let Some(socket) = self.workload_api_socket.clone().or(env_socket) else {
+            errors.key(
+                "identity.workload_api_socket",
+                "is needed by the workload-api source (or SPIFFE_ENDPOINT_SOCKET)",
+            );
+            return None;
+        };
+        match WorkloadApiSource::parse_endpoint(&socket) {
+            Ok(endpoint) => Some(IdentitySource::WorkloadApi(WorkloadApiSource {
+                startup_timeout: Duration::from_secs(self.workload_api_timeout_secs),
+                ..WorkloadApiSource::new(endpoint)
+            })),
+            Err(e) => {
+                errors.key(
+                    "identity.workload_api_socket",
+                    format!("{e}; give a socket like `unix:///run/spire/agent.sock`"),
+                );
+                None
+            }
         }
     }
-}
 
-fn dev(raw: &RawConfig, data_dir: &Path, problems: &mut Vec<String>) -> Option<IdentitySource> {
-    if raw.svid_cert.is_some() || raw.svid_key.is_some() {
-        problems.push("`svid-cert` and `svid-key` are for the files identity".to_owned());
-    }
-    if raw.trust_bundles.is_some() {
-        problems.push(
-            "`trust-bundle` is set but no SVID: give `--svid-cert` and `--svid-key` too".to_owned(),
-        );
-    }
-    let name = raw
-        .dev_trust_domain
-        .as_deref()
-        .unwrap_or(defaults::DEV_TRUST_DOMAIN);
-    match TrustDomain::new(name) {
-        Ok(trust_domain) => Some(IdentitySource::Dev {
+    fn dev(&self, data_dir: &Path, errors: &mut ConfigErrors) -> Option<IdentitySource> {
+        if self.svid_cert.is_some() || self.svid_key.is_some() {
+            errors.key(
+                "identity.svid_cert",
+                "and `identity.svid_key` are for the files source (`identity.source = \"files\"`)",
+            );
+        }
+        if !self.trust_bundles.is_empty() {
+            errors.key(
+                "identity.trust_bundles",
+                "is set but no SVID: give `identity.svid_cert` and `identity.svid_key` too",
+            );
+        }
+        let trust_domain =
+            trust_domain("identity.dev_trust_domain", &self.dev_trust_domain, errors)?;
+        Some(IdentitySource::Dev {
             dir: data_dir.join("dev"),
             trust_domain,
-        }),
-        Err(e) => {
-            problems.push(format!(
-                "`dev-trust-domain` `{name}` is not a trust domain name: {e}"
-            ));
-            None
-        }
+        })
     }
 }
+
+fn trust_domain(key: &str, name: &str, errors: &mut ConfigErrors) -> Option<TrustDomain> {
+    TrustDomain::new(name)
+        .map_err(|e| errors.bad(key, name, format!("is not a trust domain name: {e}")))
+        .ok()
+}
+
+pub(super) const SECTION: Section = Section {
+    name: "identity",
+    doc: "Our identity and whom we trust (docs/spire.md).",
+    optional: false,
+    keys: &[
+        example(
+            "source",
+            "Where our SVID comes from: \"files\" (svid_cert, svid_key, trust_bundles),\n\"workload-api\" (a SPIRE agent; examples/spire/) or \"dev\". Default: files\nwhen svid_cert is set, workload-api when workload_api_socket is set, else\ndev: a dev trust domain created under server.data_dir/dev on first start.",
+            "\"workload-api\"",
+        ),
+        example(
+            "workload_api_socket",
+            "The SPIRE agent's socket, unix:// only (default: $SPIFFE_ENDPOINT_SOCKET,\nwhich alone does not select workload-api).",
+            "\"unix:///run/spire/sockets/agent.sock\"",
+        ),
+        key(
+            "workload_api_timeout_secs",
+            "Start-up waits this long for a first SVID it can serve.",
+        ),
+        key(
+            "poll_ms",
+            "SVID and bundle files are reloaded when they change, checked this often\n(0: never). A bad file keeps the previous material and shows in /readyz.",
+        ),
+        example(
+            "trusted_trust_domains",
+            "Trust domains whose callers are accepted, given a bundle for them\n(default: only our own).",
+            "[\"acme.org\", \"partner.example\"]",
+        ),
+        key(
+            "revoke_on_trust_withdrawal",
+            "When a federated trust domain's bundle disappears (workload-api only),\nrevoke its agents' active tasks...",
+        ),
+        key(
+            "withdrawal_grace_secs",
+            "... once it has stayed away this long (its callers are refused at once).",
+        ),
+        example(
+            "svid_cert",
+            "Our X.509-SVID chain, PEM, leaf first.",
+            "\"/run/spiffe/svid.pem\"",
+        ),
+        example(
+            "svid_key",
+            "Its private key, PEM.",
+            "\"/run/spiffe/svid.key\"",
+        ),
+        example(
+            "trust_bundles",
+            "The files source's bundles, one PEM file per trust domain.",
+            "{ \"acme.org\" = \"/run/spiffe/bundle.pem\" }",
+        ),
+        key("dev_trust_domain", "The trust domain of the dev identity."),
+        key(
+            "agent_path_prefixes",
+            "SPIFFE ID path prefixes that make a caller a Mandate::Agent.",
+        ),
+        example(
+            "agent_trust_domains",
+            "Trust domains the prefixes apply to (default: our own); other IDs are\nagents only when registered as such in the catalog.",
+            "[\"mandate.local\"]",
+        ),
+    ],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn resolve_raw(raw: RawConfig, env: Option<&str>) -> Result<IdentitySource, Vec<String>> {
-        let mut problems = Vec::new();
-        let resolved = resolve(
-            &raw,
-            Path::new("/data"),
-            env.map(str::to_owned),
-            &mut problems,
-        );
+    fn resolve_raw(raw: IdentityConfig, env: Option<&str>) -> Result<IdentitySource, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let resolved = raw.validate(Path::new("/data"), env.map(str::to_owned), &mut errors);
         match resolved {
-            Some((source, _)) if problems.is_empty() => Ok(source),
-            _ => Err(problems),
+            Some(identity) if errors.is_empty() => Ok(identity.source),
+            _ => Err(errors),
         }
     }
 
     #[test]
     fn the_socket_comes_from_the_config_then_the_environment() {
-        let raw = RawConfig {
-            identity: Some("workload-api".into()),
-            ..RawConfig::default()
+        let raw = IdentityConfig {
+            source: Some("workload-api".into()),
+            ..IdentityConfig::default()
         };
         let Ok(IdentitySource::WorkloadApi(api)) =
             resolve_raw(raw.clone(), Some("unix:///env/agent.sock"))
@@ -216,7 +355,7 @@ mod tests {
             panic!("expected the workload API source");
         };
         assert_eq!(api.endpoint, "unix:///env/agent.sock");
-        let configured = RawConfig {
+        let configured = IdentityConfig {
             workload_api_socket: Some("/conf/agent.sock".into()),
             ..raw.clone()
         };
@@ -226,18 +365,18 @@ mod tests {
             panic!("expected the workload API source");
         };
         assert_eq!(api.endpoint, "unix:///conf/agent.sock");
-        let problems = resolve_raw(raw, None).unwrap_err();
+        let errors = resolve_raw(raw, None).unwrap_err();
         assert!(
-            problems[0].contains("SPIFFE_ENDPOINT_SOCKET"),
-            "{problems:?}"
+            errors.lines()[0].contains("SPIFFE_ENDPOINT_SOCKET"),
+            "{errors}"
         );
     }
 
     #[test]
     fn a_socket_alone_selects_the_workload_api() {
-        let raw = RawConfig {
+        let raw = IdentityConfig {
             workload_api_socket: Some("unix:///run/agent.sock".into()),
-            ..RawConfig::default()
+            ..IdentityConfig::default()
         };
         assert!(matches!(
             resolve_raw(raw, None),
@@ -248,75 +387,83 @@ mod tests {
     #[test]
     fn mixed_and_unknown_sources_are_refused() {
         let cases = [
-            RawConfig {
-                identity: Some("workload-api".into()),
+            IdentityConfig {
+                source: Some("workload-api".into()),
                 workload_api_socket: Some("/run/agent.sock".into()),
                 svid_cert: Some("/a.pem".into()),
-                ..RawConfig::default()
+                ..IdentityConfig::default()
             },
-            RawConfig {
-                identity: Some("spire".into()),
-                ..RawConfig::default()
+            IdentityConfig {
+                source: Some("spire".into()),
+                ..IdentityConfig::default()
             },
-            RawConfig {
-                identity: Some("dev".into()),
+            IdentityConfig {
+                source: Some("dev".into()),
                 workload_api_socket: Some("/run/agent.sock".into()),
-                ..RawConfig::default()
+                ..IdentityConfig::default()
             },
-            RawConfig {
-                identity: Some("workload-api".into()),
+            IdentityConfig {
+                source: Some("workload-api".into()),
                 workload_api_socket: Some("agent.sock".into()),
-                ..RawConfig::default()
+                ..IdentityConfig::default()
             },
             // Plaintext and unauthenticated: refused.
-            RawConfig {
-                identity: Some("workload-api".into()),
+            IdentityConfig {
+                source: Some("workload-api".into()),
                 workload_api_socket: Some("tcp://127.0.0.1:8081".into()),
-                ..RawConfig::default()
+                ..IdentityConfig::default()
             },
-            RawConfig {
+            IdentityConfig {
                 trusted_trust_domains: Some(vec![]),
-                ..RawConfig::default()
+                ..IdentityConfig::default()
             },
-            RawConfig {
+            IdentityConfig {
                 trusted_trust_domains: Some(vec!["Not A Domain".into()]),
-                ..RawConfig::default()
+                ..IdentityConfig::default()
+            },
+            IdentityConfig {
+                agent_path_prefixes: vec!["agents/".into()],
+                ..IdentityConfig::default()
             },
         ];
         for raw in cases {
             let description = format!("{raw:?}");
-            assert!(resolve_raw(raw, None).is_err(), "{description}");
+            let errors = resolve_raw(raw, None).unwrap_err();
+            for line in errors.lines() {
+                assert!(line.starts_with("`identity."), "{description}: {line}");
+            }
         }
     }
 
     #[test]
     fn the_allow_list_defaults_to_our_own_trust_domain() {
-        let mut problems = Vec::new();
-        let (_, follow) = resolve(&RawConfig::default(), Path::new("/d"), None, &mut problems)
+        let mut errors = ConfigErrors::default();
+        let identity = IdentityConfig::default()
+            .validate(Path::new("/d"), None, &mut errors)
             .expect("dev identity");
-        assert_eq!(follow.trust, TrustPolicy::own_only());
-        let raw = RawConfig {
+        assert_eq!(identity.follow.trust, TrustPolicy::own_only());
+        let raw = IdentityConfig {
             trusted_trust_domains: Some(vec!["example.org".into(), "partner.example".into()]),
-            ..RawConfig::default()
+            ..IdentityConfig::default()
         };
-        let (_, follow) = resolve(&raw, Path::new("/d"), None, &mut problems).expect("dev");
+        let identity = raw
+            .validate(Path::new("/d"), None, &mut errors)
+            .expect("dev");
         assert_eq!(
-            follow.trust.allowed().map(<[TrustDomain]>::len),
+            identity.follow.trust.allowed().map(<[TrustDomain]>::len),
             Some(2),
-            "{problems:?}"
+            "{errors}"
         );
     }
 
     #[test]
     fn the_spire_example_config_resolves() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let raw = RawConfig::from_file(&root.join("examples/spire/mandate.toml")).unwrap();
-        let raw = RawConfig {
-            policies: Some(root.join("policies")),
-            schema: Some(root.join("schemas/mandate.cedarschema")),
-            ..raw
-        };
-        let settings = super::super::Settings::resolve_with_env(raw, None).unwrap();
+        let mut config =
+            super::super::Config::from_file(&root.join("examples/spire/mandate.toml")).unwrap();
+        config.policies.dir = root.join("policies");
+        config.policies.schema = root.join("schemas/mandate.cedarschema");
+        let settings = config.validate_with_env(None).unwrap();
         let IdentitySource::WorkloadApi(api) = &settings.identity else {
             panic!("expected the workload API source");
         };

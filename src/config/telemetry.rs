@@ -5,12 +5,15 @@
 //! what was asked for) and only warns about the variable, which is often
 //! set for a whole environment.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The `[telemetry]` table.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTelemetry {
+use super::ConfigErrors;
+use super::reference::{Section, example};
+
+/// The `[telemetry]` section.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
     /// OTLP/gRPC collector, `http://HOST:PORT` (4317 is the usual port).
     pub otlp_endpoint: Option<String>,
 }
@@ -25,23 +28,22 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: Option<String>,
 }
 
-impl RawTelemetry {
-    /// `self` with every unset key taken from `file`.
-    pub fn or(self, file: Self) -> Self {
-        Self {
-            otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
-        }
-    }
-
-    /// Settings from the table and `env` (the variable's value, if set).
-    pub fn resolve(self, env: Option<String>, problems: &mut Vec<String>) -> TelemetrySettings {
+impl TelemetryConfig {
+    /// Settings from the section and `env` (the variable's value, if set).
+    pub(super) fn validate(
+        &self,
+        env: Option<String>,
+        problems: &mut ConfigErrors,
+    ) -> TelemetrySettings {
         let from_env = env.filter(|v| !v.trim().is_empty());
-        let endpoint = match (self.otlp_endpoint, from_env) {
+        let endpoint = match (self.otlp_endpoint.clone(), from_env) {
             (Some(configured), _) => {
                 if !cfg!(feature = "otel") {
-                    problems.push(format!(
-                        "`telemetry.otlp_endpoint` `{configured}` asks for OpenTelemetry export, but this mandate was built without it; build with `cargo build --features otel` or remove the key"
-                    ));
+                    problems.bad(
+                        "telemetry.otlp_endpoint",
+                        &configured,
+                        "asks for OpenTelemetry export, but this mandate was built without it; build with `cargo build --features otel` or remove the key",
+                    );
                     return TelemetrySettings::default();
                 }
                 Some(configured)
@@ -61,9 +63,11 @@ impl RawTelemetry {
         if let Some(endpoint) = &endpoint
             && !valid_endpoint(endpoint)
         {
-            problems.push(format!(
-                "the OTLP endpoint `{endpoint}` must be `http://HOST:PORT` (the exporter speaks OTLP over gRPC without TLS: a local collector or agent)"
-            ));
+            problems.bad(
+                "telemetry.otlp_endpoint",
+                endpoint,
+                format!("(or {OTLP_ENDPOINT_VAR}) must be `http://HOST:PORT` (the exporter speaks OTLP over gRPC without TLS: a local collector or agent)"),
+            );
         }
         TelemetrySettings {
             otlp_endpoint: endpoint,
@@ -77,16 +81,30 @@ fn valid_endpoint(endpoint: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
 }
 
+pub(super) const SECTION: Section = Section {
+    name: "telemetry",
+    doc: "OpenTelemetry export of the decision path's spans over OTLP/gRPC (service\n`mandate`), for a mandate built with `--features otel`; without that feature\nthe key is refused at start-up.",
+    optional: false,
+    keys: &[example(
+        "otlp_endpoint",
+        "The collector, http://HOST:PORT (default: $OTEL_EXPORTER_OTLP_ENDPOINT; the\nkey wins).",
+        "\"http://127.0.0.1:4317\"",
+    )],
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn resolve(key: Option<&str>, env: Option<&str>) -> (TelemetrySettings, Vec<String>) {
-        let mut problems = Vec::new();
-        let raw = RawTelemetry {
+        let mut problems = ConfigErrors::default();
+        let raw = TelemetryConfig {
             otlp_endpoint: key.map(str::to_owned),
         };
-        (raw.resolve(env.map(str::to_owned), &mut problems), problems)
+        (
+            raw.validate(env.map(str::to_owned), &mut problems),
+            problems.lines(),
+        )
     }
 
     #[test]

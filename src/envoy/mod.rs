@@ -17,7 +17,7 @@ pub use context::http_context;
 pub use request::{HttpAttributes, Mapped, Refusal, header, map_check};
 pub use response::{Answer, allowed, denied};
 pub use routes::{Route, RouteMap, RouteMatch};
-pub use settings::{EnvoySettings, defaults};
+pub use settings::{EnvoySettings, headers};
 pub use table::RouteTable;
 pub use watch::watch_routes;
 pub use xfcc::ForwardedCert;

@@ -11,7 +11,7 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use super::{EnvoySettings, defaults};
+use super::{EnvoySettings, headers};
 use crate::decision::ReasonKind;
 
 /// What was decided, as Envoy is told.
@@ -86,12 +86,12 @@ fn status(code: tonic::Code, message: &str) -> Option<rpc::Status> {
 
 /// The answer to an allowed request.
 pub fn allowed(answer: &Answer<'_>, settings: &EnvoySettings) -> CheckResponse {
-    let mut headers = vec![header(defaults::DECISION_ID_HEADER, answer.decision_id)];
+    let mut headers = vec![header(headers::DECISION_ID_HEADER, answer.decision_id)];
     let mut headers_to_remove = settings.credential_headers();
     if settings.task_header {
         match answer.task_id {
-            Some(task) => headers.push(header(defaults::TASK_HEADER, task)),
-            None => headers_to_remove.push(defaults::TASK_HEADER.to_owned()),
+            Some(task) => headers.push(header(headers::TASK_HEADER, task)),
+            None => headers_to_remove.push(headers::TASK_HEADER.to_owned()),
         }
     }
     CheckResponse {
@@ -128,7 +128,7 @@ pub fn denied(answer: &Answer<'_>, kind: ReasonKind) -> CheckResponse {
             status: Some(HttpStatus { code: http }),
             headers: vec![
                 header("content-type", "application/json"),
-                header(defaults::DECISION_ID_HEADER, answer.decision_id),
+                header(headers::DECISION_ID_HEADER, answer.decision_id),
             ],
             body: format!("{body}\n"),
         })),

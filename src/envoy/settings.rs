@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Defaults, in one place.
-pub mod defaults {
-    /// The header the task token comes in.
-    pub const TOKEN_HEADER: &str = "x-mandate-token";
+/// The headers Mandate adds to an allowed request.
+pub mod headers {
     /// The header an allowed request gets with its decision id.
     pub const DECISION_ID_HEADER: &str = "x-mandate-decision-id";
     /// The header an allowed request gets with its task id, when asked for.
@@ -38,11 +36,12 @@ pub struct EnvoySettings {
     pub context_headers: Vec<String>,
 }
 
+/// The defaults of `[envoy]` (`config::EnvoyConfig` starts from these).
 impl Default for EnvoySettings {
     fn default() -> Self {
         Self {
             route_map: None,
-            token_header: defaults::TOKEN_HEADER.to_owned(),
+            token_header: "x-mandate-token".to_owned(),
             accept_bearer: false,
             require_token: true,
             require_certificate: false,
@@ -64,25 +63,31 @@ impl EnvoySettings {
         headers
     }
 
-    /// Problems with the settings, one a line.
-    pub fn validate(&self) -> Vec<String> {
+    /// Problems with the settings, each naming its `envoy.` key.
+    pub fn validate(&self) -> Vec<crate::config::ConfigError> {
+        use crate::config::ConfigError;
         let mut problems = Vec::new();
         let is_token =
             |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if !is_token(&self.token_header) {
-            problems.push(format!(
-                "`envoy.token_header` `{}` is not a header name",
-                self.token_header
+            problems.push(ConfigError::bad(
+                "envoy.token_header",
+                &self.token_header,
+                "is not a header name",
             ));
         }
         for header in &self.context_headers {
             if !is_token(header) {
-                problems.push(format!(
-                    "`envoy.context_headers`: `{header}` is not a header name"
+                problems.push(ConfigError::bad(
+                    "envoy.context_headers",
+                    header,
+                    "is not a header name",
                 ));
             } else if self.credential_headers().contains(header) || header == "authorization" {
-                problems.push(format!(
-                    "`envoy.context_headers`: `{header}` carries credentials and is never shown to policies"
+                problems.push(ConfigError::bad(
+                    "envoy.context_headers",
+                    header,
+                    "carries credentials and is never shown to policies",
                 ));
             }
         }

@@ -3,7 +3,9 @@
 //! against the schema, and asked for routes). Never a panic; a file
 //! accepted must hold what validation promises; a refusal says why.
 
-use crate::config::{RawConfig, Settings};
+use std::path::Path;
+
+use crate::config::Config;
 use crate::envoy::RouteMap;
 use crate::policy::PolicyEngine;
 
@@ -14,17 +16,15 @@ pub fn check_config(data: &[u8]) -> Result<Outcome, String> {
     let Ok(text) = std::str::from_utf8(data) else {
         return Outcome::refused("not UTF-8");
     };
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(error) => return Outcome::refused(error.to_string()),
-    };
-    let settings = match Settings::resolve_with_env(raw, None) {
+    let settings = match Config::from_toml(text, Path::new("mandate.toml"))
+        .and_then(|config| config.validate_with_env(None))
+    {
         Ok(settings) => settings,
-        Err(problems) => {
-            ensure(!problems.is_empty(), || {
+        Err(errors) => {
+            ensure(!errors.is_empty(), || {
                 "refused without a problem".to_owned()
             })?;
-            return Outcome::refused(problems.join("\n"));
+            return Outcome::refused(errors.to_string());
         }
     };
     let tokens = &settings.tokens;
@@ -52,7 +52,7 @@ pub fn check_config(data: &[u8]) -> Result<Outcome, String> {
     })?;
     ensure(
         settings.listen != settings.http_listen || settings.listen.port() == 0,
-        || "`listen` and `http_listen` are the same".to_owned(),
+        || "`server.listen` and `server.http_listen` are the same".to_owned(),
     )?;
     Ok(Outcome::Accepted)
 }

@@ -25,7 +25,9 @@ pub use bundles::{TrustBundles, Usage};
 pub use error::IdentityError;
 pub use files::{FilesSource, load_certs, load_private_key};
 pub use forwarded::{ForwardedSubjects, VerifiedSubject};
-pub use source::{FollowOptions, Identity, IdentityFeed, IdentitySource, IdentityWatch};
+pub use source::{
+    DEFAULT_WITHDRAWAL_GRACE, FollowOptions, Identity, IdentityFeed, IdentitySource, IdentityWatch,
+};
 pub use spiffe::{SpiffeId, TrustDomain};
 pub use status::{
     AgentReport, IdentityReport, IdentityStatus, LastError, Withdrawal, WithdrawalEvents,

@@ -135,6 +135,10 @@ pub struct IdentityFeed {
     pub status: IdentityStatus,
 }
 
+/// How long a withdrawn trust bundle must stay away before its agents'
+/// tasks are revoked: a flapping agent update must not revoke anything.
+pub const DEFAULT_WITHDRAWAL_GRACE: Duration = Duration::from_secs(30);
+
 /// How an open source is kept fresh.
 #[derive(Debug, Clone)]
 pub struct FollowOptions {
@@ -160,7 +164,7 @@ impl Default for FollowOptions {
             trust: TrustPolicy::default(),
             poll: None,
             clock: Arc::new(SystemClock),
-            withdrawal_grace: Duration::from_secs(crate::config::defaults::WITHDRAWAL_GRACE_SECS),
+            withdrawal_grace: DEFAULT_WITHDRAWAL_GRACE,
         }
     }
 }

@@ -18,11 +18,9 @@ use spiffe::x509_source::{MetricsErrorKind, MetricsRecorder, X509SourceState};
 use super::publish::Publisher;
 use super::{FollowOptions, Identity, IdentityError, IdentityStatus, IdentityWatch, TrustBundles};
 use crate::clock::{Clock, SystemClock};
-use crate::config::defaults;
 
 /// Default wait for the first SVID at start-up.
-pub const DEFAULT_STARTUP_TIMEOUT: Duration =
-    Duration::from_secs(defaults::WORKLOAD_API_TIMEOUT_SECS);
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default first delay before reconnecting to an agent that went away.
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Default longest delay between reconnection attempts.

@@ -41,16 +41,5 @@ pub struct WebhookSettings {
     pub poll: Duration,
 }
 
-/// The defaults of the `[ui]` table.
-pub mod defaults {
-    /// The header oauth2-proxy sets.
-    pub const USER_HEADER: &str = "x-forwarded-user";
-    /// Webhook attempts, the first included.
-    pub const WEBHOOK_ATTEMPTS: usize = 5;
-    /// First webhook back-off, milliseconds.
-    pub const WEBHOOK_BACKOFF_MS: u64 = 500;
-    /// Webhook attempt timeout, milliseconds.
-    pub const WEBHOOK_TIMEOUT_MS: u64 = 5000;
-    /// How often new approval requests are looked for, milliseconds.
-    pub const WEBHOOK_POLL_MS: u64 = 500;
-}
+/// How often the webhook looks for new approval requests.
+pub const WEBHOOK_POLL: Duration = Duration::from_millis(500);

@@ -26,7 +26,7 @@ use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::app::{App, Seams};
 use mandate::approval::ApprovalBook;
 use mandate::clock::{Clock, ManualClock};
-use mandate::config::{RawConfig, Settings};
+use mandate::config::Config;
 use mandate::envoy::EnvoySettings;
 use mandate::graph::TaskGraph;
 use mandate::identity::{
@@ -389,25 +389,18 @@ impl TestServer {
             }
         };
         let data_dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::resolve_with_env(
-            RawConfig {
-                listen: Some("127.0.0.1:0".to_owned()),
-                http_listen: Some("127.0.0.1:0".to_owned()),
-                data_dir: Some(data_dir.path().to_owned()),
-                policies: Some(setup.policies.clone()),
-                schema: Some(
-                    setup
-                        .schema
-                        .clone()
-                        .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema")),
-                ),
-                catalog: setup.catalog.clone(),
-                entities: setup.entities.clone(),
-                ..RawConfig::default()
-            },
-            None,
-        )
-        .unwrap();
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".to_owned();
+        config.server.http_listen = "127.0.0.1:0".to_owned();
+        config.server.data_dir = data_dir.path().to_owned();
+        config.policies.dir = setup.policies.clone();
+        config.policies.schema = setup
+            .schema
+            .clone()
+            .unwrap_or_else(|| repo().join("schemas/mandate.cedarschema"));
+        config.policies.catalog = setup.catalog.clone();
+        config.policies.entities = setup.entities.clone();
+        let mut settings = config.validate_with_env(None).unwrap();
         settings.max_batch_size = setup.max_batch_size;
         settings.max_delegation_depth = setup.max_delegation_depth;
         settings.policy_poll = setup.policy_poll;

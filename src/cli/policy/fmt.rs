@@ -6,12 +6,12 @@ use cedar_policy_formatter::{Config, policies_str_to_pretty};
 use clap::Args;
 
 use super::Failure;
-use crate::config::defaults;
+use crate::config::POLICIES;
 
 #[derive(Debug, Args)]
 pub(in crate::cli) struct FmtArgs {
     /// Directory of `*.cedar` policies (or one file) [default: ./policies].
-    #[arg(default_value = defaults::POLICIES)]
+    #[arg(default_value = POLICIES)]
     path: PathBuf,
     /// Change nothing; list the files that would change and exit 1 if any.
     #[arg(long)]

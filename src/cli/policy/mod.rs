@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{RawConfig, defaults};
+use crate::config::{Config, POLICIES, SCHEMA};
 use crate::policy::{PolicyEngine, Problem, Sources};
 use crate::registry::SensitivityScale;
 
@@ -38,17 +38,17 @@ pub(super) enum PolicyCommand {
 #[derive(Debug, Clone, Args)]
 pub(in crate::cli) struct SetArgs {
     /// Directory of `*.cedar` policies [default: ./policies].
-    #[arg(long, value_name = "DIR", default_value = defaults::POLICIES)]
+    #[arg(long, value_name = "DIR", default_value = POLICIES)]
     policies: PathBuf,
     /// Cedar schema [default: ./schemas/mandate.cedarschema].
-    #[arg(long, value_name = "FILE", default_value = defaults::SCHEMA)]
+    #[arg(long, value_name = "FILE", default_value = SCHEMA)]
     schema: PathBuf,
     /// Cedar level-based validation at this level [default: the config's
-    /// `policy_validation_level`].
+    /// `policies.validation_level`].
     #[arg(long, value_name = "N")]
     level: Option<u32>,
-    /// A `mandate.toml` whose `sensitivity_levels` and
-    /// `policy_validation_level` to use, so the checks match the server's.
+    /// A `mandate.toml` whose `policies.sensitivity_levels` and
+    /// `policies.validation_level` to use, so the checks match the server's.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -59,13 +59,12 @@ impl SetArgs {
         let Some(path) = &self.config else {
             return Ok((SensitivityScale::default(), self.level));
         };
-        let raw = RawConfig::from_file(path).map_err(Failure::Usage)?;
-        let scale = match raw.sensitivity_levels {
-            Some(levels) => SensitivityScale::new(levels)
-                .map_err(|e| Failure::Usage(format!("`{}`: {e}", path.display())))?,
-            None => SensitivityScale::default(),
-        };
-        Ok((scale, self.level.or(raw.policy_validation_level)))
+        let config = Config::from_file(path).map_err(|e| Failure::Usage(e.to_string()))?;
+        let scale = config
+            .policies
+            .scale()
+            .map_err(|e| Failure::Usage(format!("`{}`: {e}", path.display())))?;
+        Ok((scale, self.level.or(config.policies.validation_level)))
     }
 
     /// The sensitivity scale the set is checked with.

@@ -62,7 +62,7 @@ struct Suite {
 }
 
 fn default_trust_domain() -> String {
-    crate::config::defaults::DEV_TRUST_DOMAIN.to_owned()
+    crate::config::DEV_TRUST_DOMAIN.to_owned()
 }
 
 fn default_now() -> i64 {
