@@ -356,7 +356,10 @@ fn report(
     // Ended tasks stay in memory for the retention period, also by design:
     // the first ones leave it one retention and one sweep (at most 30 s)
     // after the first revoke.
-    let retention_full = mandate::config::defaults::TASK_RETENTION_SECS.unsigned_abs() + 30;
+    let retention_full = mandate::config::TasksConfig::default()
+        .retention_secs
+        .unsigned_abs()
+        + 30;
     let judged = index_full
         .map(|s| (s as u64 + 2).max(k.warmup).max(retention_full))
         .filter(|w| w + 30 <= k.seconds);
