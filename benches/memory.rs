@@ -60,7 +60,7 @@ fn main() {
     while made < n {
         let mut batch = Vec::with_capacity(BATCH);
         while batch.len() < BATCH && made < n {
-            let id = uuid::Uuid::now_v7().to_string();
+            let id: mandate::graph::TaskId = uuid::Uuid::now_v7().to_string().into();
             // Every fourth task is a child of the root before it.
             let task = match (&parent, made % 4) {
                 (Some(root), 3) => Task::new(

@@ -89,8 +89,8 @@ async fn live(store: Arc<dyn Store>) -> Live {
     Live { graph, journal }
 }
 
-async fn create(live: &Live) -> String {
-    let id = uuid::Uuid::now_v7().to_string();
+async fn create(live: &Live) -> mandate::graph::TaskId {
+    let id: mandate::graph::TaskId = uuid::Uuid::now_v7().to_string().into();
     live.journal
         .create_root::<Error>(id.clone(), spec(), front(), "alice".into(), now())
         .await
@@ -222,7 +222,7 @@ fn task_rows(n: usize) -> Vec<(String, String)> {
     let mut rows = Vec::with_capacity(n);
     let mut parent: Option<Task> = None;
     for i in 0..n {
-        let id = uuid::Uuid::now_v7().to_string();
+        let id: mandate::graph::TaskId = uuid::Uuid::now_v7().to_string().into();
         let task = Task::new(
             id.clone(),
             spec(),
@@ -231,7 +231,7 @@ fn task_rows(n: usize) -> Vec<(String, String)> {
             parent.as_ref().filter(|_| i % 4 != 0),
             now(),
         );
-        rows.push((id, to_json(&TaskRecord::from(&task)).unwrap()));
+        rows.push((id.to_string(), to_json(&TaskRecord::from(&task)).unwrap()));
         parent = Some(task);
     }
     rows

@@ -61,7 +61,7 @@ fn fill(graph: &TaskGraph, registry: &Snapshot, now: i64) -> String {
     while graph.len() < TASKS {
         let (root, _) = graph
             .create_root(
-                format!("r{n}"),
+                format!("r{n}").into(),
                 spec(agent(0), "repos", now, 3600),
                 frontend.clone(),
                 "alice".into(),
@@ -77,7 +77,7 @@ fn fill(graph: &TaskGraph, registry: &Snapshot, now: i64) -> String {
             };
             let (child, _) = graph
                 .delegate(
-                    format!("r{n}.{level}"),
+                    format!("r{n}.{level}").into(),
                     &parent,
                     &agent(level - 1),
                     spec(agent(level), resource, now, 3600 - level as i64),
@@ -87,7 +87,7 @@ fn fill(graph: &TaskGraph, registry: &Snapshot, now: i64) -> String {
                 .unwrap();
             parent = child.id.clone();
         }
-        leaf = parent;
+        leaf = parent.to_string();
         n += 1;
     }
     leaf

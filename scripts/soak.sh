@@ -9,9 +9,11 @@
 #   SOAK_WARMUP_SECONDS      the RSS baseline is taken after this long
 #                            (default 30) and not before the server's audit
 #                            index is full (SOAK_AUDIT_INDEX_ENTRIES
-#                            decisions, its default 100000): it grows until
-#                            then by design. Memory is judged only when the
-#                            run goes on 30 s past that.
+#                            decisions, its default 100000), nor before
+#                            ended tasks begin to leave memory (the default
+#                            task retention, 300 s, and a 30 s sweep): it
+#                            grows until then by design. Memory is judged
+#                            only when the run goes on 30 s past that.
 #   SOAK_CONNECTIONS         the patcher agent's mTLS connections (4)
 #   SOAK_CONCURRENCY         Authorize calls in flight, closed loop (16)
 #   SOAK_TASKS               tasks in use at once (8)

@@ -247,7 +247,7 @@ async fn a_taken_revision_conflicts_and_writes_nothing(backend: &Backend) {
         .await;
     assert!(matches!(second, Err(StoreError::Conflict(1))), "{second:?}");
     let loaded = store.load().await.unwrap();
-    let ids: Vec<&str> = loaded.tasks.iter().map(|t| t.id.as_str()).collect();
+    let ids: Vec<&str> = loaded.tasks.iter().map(|t| &*t.id).collect();
     assert_eq!(
         ids,
         vec!["first"],
@@ -268,7 +268,7 @@ async fn changes_come_back_in_revision_order(backend: &Backend) {
     let Change::Tasks(tasks) = &after_two[0].1 else {
         panic!("a task change was written");
     };
-    assert_eq!(tasks[0].id, "t3");
+    assert_eq!(&*tasks[0].id, "t3");
     assert!(store.changes_since(5, 10).await.unwrap().is_empty());
     assert_eq!(store.head().await.unwrap(), 5);
 }
@@ -316,7 +316,7 @@ async fn a_reopened_store_keeps_everything(backend: &Backend) {
     let again = backend.open().await;
     let loaded = again.load().await.unwrap();
     assert_eq!(loaded.revision, 1);
-    assert_eq!(loaded.tasks[0].id, "t1");
+    assert_eq!(&*loaded.tasks[0].id, "t1");
     again
         .commit(2, &Change::Tasks(vec![task("t2", None)]), NOW)
         .await

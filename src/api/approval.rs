@@ -245,7 +245,7 @@ impl ApprovalService for ApprovalApi {
             .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
         // INVARIANT: only the agent working on the task asks for approvals
         // of it, and only while the task is live.
-        if task.delegatee != caller {
+        if *task.delegatee != caller {
             return Err(ApiError::refused(tonic::Code::PermissionDenied, "not-delegatee", format!(
                 "`{caller}` is not the delegatee of task `{}`; only it may ask for approvals of it",
                 task.id
@@ -283,7 +283,7 @@ impl ApprovalService for ApprovalApi {
             .into());
         }
         let subject = Subject {
-            task_id: task.id.clone(),
+            task_id: task.id.to_string(),
             action: r.action.clone(),
             resource_type: if resource.r#type.is_empty() {
                 DEFAULT_RESOURCE_TYPE.to_owned()

@@ -26,7 +26,9 @@ use crate::audit::EventKind;
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::task_entities;
-use crate::graph::{Amendment, Task, TaskFilter, TaskGraph, TaskSpec, TaskState, chain_state};
+use crate::graph::{
+    Amendment, Task, TaskFilter, TaskGraph, TaskId, TaskSpec, TaskState, chain_state,
+};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -140,7 +142,7 @@ impl TaskApi {
                         ApiError::NotFound(format!("task `{id}` does not exist"))
                     })?),
                 };
-            next = task.parent.clone();
+            next = task.parent.as_deref().map(str::to_owned);
             chain.push(task);
         }
         Ok(chain)
@@ -197,13 +199,13 @@ fn state_to_proto(state: TaskState) -> v1::TaskState {
 
 fn task_to_proto(task: &Task, state: TaskState) -> v1::Task {
     v1::Task {
-        id: task.id.clone(),
+        id: task.id.to_string(),
         intent: task.intent.clone(),
         delegator: task.delegator.to_string(),
         delegatee: task.delegatee.to_string(),
         originator: task.originator.clone(),
-        parent_id: task.parent.clone().unwrap_or_default(),
-        root_id: task.root.clone(),
+        parent_id: task.parent.as_deref().unwrap_or_default().to_owned(),
+        root_id: task.root.to_string(),
         depth: task.depth,
         actions: task.actions.iter().map(str::to_owned).collect(),
         resources: task.scope.iter().map(str::to_owned).collect(),
@@ -233,7 +235,7 @@ impl TaskService for TaskApi {
         }
         let now = self.now();
         let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
-        let id = uuid::Uuid::now_v7().to_string();
+        let id: TaskId = uuid::Uuid::now_v7().to_string().into();
         // The task as it would be created is what policy judges.
         let task = Task::new(
             id.clone(),
@@ -271,7 +273,7 @@ impl TaskService for TaskApi {
         let now = self.now();
         let parent_chain = self.chain(&r.parent_id)?;
         let spec = spec(&r.intent, &r.delegatee, r.scope.as_ref(), now)?;
-        let id = uuid::Uuid::now_v7().to_string();
+        let id: TaskId = uuid::Uuid::now_v7().to_string().into();
         let parent = parent_chain.first().cloned();
         let child = Task::new(
             id.clone(),
@@ -366,7 +368,7 @@ impl TaskService for TaskApi {
             .cloned()
             .ok_or_else(|| ApiError::NotFound(r.task_id.clone()))?;
         // INVARIANT: a token is for one (task, delegatee) pair (§3.2).
-        if task.delegatee != peer.spiffe_id {
+        if *task.delegatee != peer.spiffe_id {
             return Err(ApiError::refused(
                 tonic::Code::PermissionDenied,
                 "not-delegatee",
@@ -466,12 +468,12 @@ impl TaskService for TaskApi {
         }
         if let Some(task) = chain.first() {
             let mut event = bare_event(EventKind::TaskRevoked, &caller.to_string(), task, revision);
-            event.revoked_task_ids.clone_from(&revoked);
+            event.revoked_task_ids = revoked.iter().map(|id| id.to_string()).collect();
             event.reason = (!r.reason.is_empty()).then(|| r.reason.clone());
             self.trail.record_event(event);
         }
         Ok(Response::new(RevokeResponse {
-            revoked_task_ids: revoked,
+            revoked_task_ids: revoked.iter().map(|id| id.to_string()).collect(),
             revision,
         }))
     }
@@ -511,7 +513,7 @@ impl TaskService for TaskApi {
         self.trail
             .record_revocations(&caller.to_string(), &revoked, &r.reason, revision);
         Ok(Response::new(RevokeResponse {
-            revoked_task_ids: revoked,
+            revoked_task_ids: revoked.iter().map(|id| id.to_string()).collect(),
             revision,
         }))
     }
@@ -570,7 +572,7 @@ impl TaskService for TaskApi {
             let batch = self.graph.list(&filter, after.as_deref(), limit, now);
             exhausted = batch.len() < limit;
             for task in batch {
-                after = Some(task.id.clone());
+                after = Some(task.id.to_string());
                 let Some(chain) = self.graph.chain(&task.id) else {
                     continue;
                 };

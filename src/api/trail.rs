@@ -38,7 +38,7 @@ impl Trail {
     pub(crate) fn record_revocations(
         &self,
         actor: &str,
-        revoked: &[String],
+        revoked: &[crate::graph::TaskId],
         reason: &str,
         revision: u64,
     ) {
@@ -48,7 +48,7 @@ impl Trail {
         let mut by_root: BTreeMap<String, Vec<Arc<Task>>> = BTreeMap::new();
         for id in revoked {
             if let Some(task) = self.graph.chain(id).and_then(|c| c.first().cloned()) {
-                by_root.entry(task.root.clone()).or_default().push(task);
+                by_root.entry(task.root.to_string()).or_default().push(task);
             }
         }
         for tasks in by_root.values() {
@@ -56,7 +56,7 @@ impl Trail {
                 continue;
             };
             let mut event = bare_event(EventKind::TaskRevoked, actor, first, revision);
-            event.revoked_task_ids = tasks.iter().map(|t| t.id.clone()).collect();
+            event.revoked_task_ids = tasks.iter().map(|t| t.id.to_string()).collect();
             event.reason = (!reason.is_empty()).then(|| reason.to_owned());
             self.record_event(event);
         }
@@ -77,7 +77,7 @@ impl Trail {
         let root = self
             .graph
             .chain(task_id)
-            .and_then(|chain| chain.last().map(|t| t.id.clone()))
+            .and_then(|chain| chain.last().map(|t| t.id.to_string()))
             .unwrap_or_else(|| task_id.clone());
         let event = TaskEvent::for_approval(kind, actor, approval, &root, revision);
         self.record_event(event);
@@ -87,7 +87,7 @@ impl Trail {
 /// An event about `task` with its bounds (created, delegated, amended).
 pub(crate) fn task_event(kind: EventKind, actor: &str, task: &Task, revision: u64) -> TaskEvent {
     let mut event = TaskEvent::new(kind, actor, &task.id, &task.root);
-    event.parent_task_id.clone_from(&task.parent);
+    event.parent_task_id = task.parent.as_deref().map(str::to_owned);
     event.delegatee = Some(task.delegatee.to_string());
     event.originator = (!task.originator.is_empty()).then(|| task.originator.clone());
     event.intent = Some(task.intent.clone());

@@ -393,8 +393,8 @@ impl ApprovalBook {
     /// [`crate::graph::TaskGraph::evict_ended`]): none of them can count
     /// again, and the store and the audit trail keep them. Not a write:
     /// no revision.
-    pub fn forget_tasks(&self, task_ids: &[String]) {
-        let gone: std::collections::HashSet<&str> = task_ids.iter().map(String::as_str).collect();
+    pub fn forget_tasks(&self, task_ids: &[crate::graph::TaskId]) {
+        let gone: std::collections::HashSet<&str> = task_ids.iter().map(|id| &**id).collect();
         let mut inner = self.write();
         let of_gone = |subject: &Subject| gone.contains(subject.task_id.as_str());
         inner.by_id.retain(|_, a| !of_gone(&a.subject));

@@ -18,8 +18,8 @@ fn chain() -> Vec<Arc<Task>> {
     let root = Task {
         id: "t1".into(),
         intent: "ship the release".into(),
-        delegator: id("/workloads/frontend"),
-        delegatee: id("/agents/planner"),
+        delegator: id("/workloads/frontend").into(),
+        delegatee: id("/agents/planner").into(),
         originator: "alice".into(),
         parent: None,
         root: "t1".into(),
@@ -35,8 +35,8 @@ fn chain() -> Vec<Arc<Task>> {
     };
     let child = Task {
         id: "t2".into(),
-        delegator: id("/agents/planner"),
-        delegatee: id("/agents/patcher"),
+        delegator: id("/agents/planner").into(),
+        delegatee: id("/agents/patcher").into(),
         parent: Some("t1".into()),
         depth: 1,
         expires_at: NOW + 120,

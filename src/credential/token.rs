@@ -202,7 +202,7 @@ impl TaskTokens {
             nbf: now,
             exp: now.saturating_add(ttl).min(task.expires_at),
             jti: uuid::Uuid::now_v7().to_string(),
-            task: task.id.clone(),
+            task: task.id.to_string(),
             intent: task.intent.clone(),
             act: actors(chain),
             cnf: Confirmation {

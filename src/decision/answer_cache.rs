@@ -44,7 +44,7 @@ pub(super) struct Question {
     /// The caller's context as JSON text.
     pub context: String,
     /// The token's task and id.
-    pub task: Option<(String, String)>,
+    pub task: Option<(crate::graph::TaskId, String)>,
     /// What the door added, as the door describes it.
     pub door: String,
 }

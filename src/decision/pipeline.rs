@@ -131,7 +131,7 @@ impl Pipeline {
     pub fn root_of(&self, task_id: &str) -> Option<String> {
         self.graph
             .chain(task_id)
-            .and_then(|chain| chain.last().map(|t| t.id.clone()))
+            .and_then(|chain| chain.last().map(|t| t.id.to_string()))
     }
 
     /// Decides `request` against `view`. Never fails: every problem is a
@@ -195,7 +195,7 @@ impl Pipeline {
             facts.chain.first().map(|t| {
                 (
                     ApprovalSubject {
-                        task_id: t.id.clone(),
+                        task_id: t.id.to_string(),
                         action: request.action.clone(),
                         resource_type: resource_type.to_owned(),
                         resource_id: resource.id.clone(),

@@ -407,7 +407,7 @@ impl Runner {
             );
         }
         let subject = target.subject.to_owned();
-        let task_id = chain.first().map(|t| t.id.clone());
+        let task_id = chain.first().map(|t| t.id.to_string());
         tracing::info!(
             decision_id = %decision_id,
             spiffe_id = %caller,
@@ -425,7 +425,7 @@ impl Runner {
             "decision"
         );
         if let Some(log) = &self.0.decision_log {
-            let chain: Vec<String> = chain.iter().map(|t| t.id.clone()).collect();
+            let chain: Vec<String> = chain.iter().map(|t| t.id.to_string()).collect();
             log.record_request(
                 DecisionRecord {
                     version: RECORD_VERSION,

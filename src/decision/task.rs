@@ -77,7 +77,7 @@ impl Default for TaskEntityCache {
 
 /// A task's id, version and chain state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EntityKey(String, u32, TaskState);
+struct EntityKey(crate::graph::TaskId, u32, TaskState);
 
 /// [`EntityKey`] borrowed, so a lookup does not copy the id. Hashes as
 /// the owned key does (a `str` hashes as its `String`).
@@ -86,7 +86,7 @@ struct EntityKeyRef<'a>(&'a str, u32, TaskState);
 
 impl Equivalent<EntityKey> for EntityKeyRef<'_> {
     fn equivalent(&self, key: &EntityKey) -> bool {
-        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
+        self.0 == &*key.0 && self.1 == key.1 && self.2 == key.2
     }
 }
 
@@ -243,8 +243,8 @@ mod tests {
         Arc::new(Task {
             id: "t1".into(),
             intent: "x".into(),
-            delegator: id("/workloads/frontend"),
-            delegatee: id("/agents/a"),
+            delegator: id("/workloads/frontend").into(),
+            delegatee: id("/agents/a").into(),
             originator: "alice".into(),
             parent: None,
             root: "t1".into(),

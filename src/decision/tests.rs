@@ -156,7 +156,10 @@ fn world() -> World {
         remember_evicted: 3600,
     };
     graph.evict_ended(retention, NOW);
-    assert_eq!(graph.evict_ended(retention, NOW), ["t-archived"]);
+    assert_eq!(
+        graph.evict_ended(retention, NOW),
+        [crate::graph::TaskId::from("t-archived")]
+    );
 
     let approvals = Arc::new(ApprovalBook::new(revision.clone()));
     // A human said no to the patcher deleting the payments repository.

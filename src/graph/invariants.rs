@@ -158,7 +158,7 @@ pub fn check_child(
             format!("a chain may be at most {max_depth} delegations deep"),
         ));
     }
-    if chain.iter().any(|t| t.delegatee == spec.delegatee) {
+    if chain.iter().any(|t| *t.delegatee == spec.delegatee) {
         return Err(GraphError::violation(
             reason::DELEGATION_CYCLE,
             format!("`{}` already works on a task of this chain", spec.delegatee),

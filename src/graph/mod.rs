@@ -21,7 +21,7 @@ use crate::revision::Revision;
 pub use archive::Retention;
 pub use error::GraphError;
 pub use invariants::ResourceHierarchy;
-pub use task::{Amendment, Names, Task, TaskId, TaskSpec, TaskState};
+pub use task::{AgentId, Amendment, Names, Task, TaskId, TaskSpec, TaskState};
 
 /// Default limit on delegation depth (DESIGN §3.1).
 pub const DEFAULT_MAX_DEPTH: u32 = 8;
@@ -35,7 +35,7 @@ pub struct TaskFilter {
     /// Only tasks delegated to this SPIFFE ID.
     pub delegatee: Option<String>,
     /// Only tasks of this chain.
-    pub root: Option<TaskId>,
+    pub root: Option<String>,
     /// Only tasks in this state (at the time of listing).
     pub state: Option<TaskState>,
 }
@@ -252,7 +252,7 @@ impl TaskGraph {
             None => Box::new(inner.order.range::<str, _>((start, Bound::Unbounded))),
         };
         ids.filter_map(|id| inner.tasks.get(id))
-            .filter(|t| filter.root.as_ref().is_none_or(|r| &t.root == r))
+            .filter(|t| filter.root.as_ref().is_none_or(|r| *t.root == **r))
             .filter(|t| {
                 filter.state.is_none_or(|s| {
                     chain_of(&inner, &t.id).is_some_and(|c| chain_state(&c, now) == s)
@@ -276,12 +276,11 @@ pub fn chain_state(chain: &[Arc<Task>], now: i64) -> TaskState {
 }
 
 fn chain_of(inner: &Inner, id: &str) -> Option<Chain> {
-    let mut chain = Vec::new();
-    let mut next = Some(id.to_owned());
-    while let Some(id) = next {
-        let task = inner.tasks.get(&id)?.clone();
-        next = task.parent.clone();
-        chain.push(task);
+    let mut task = inner.tasks.get(id)?;
+    let mut chain = vec![task.clone()];
+    while let Some(parent) = &task.parent {
+        task = inner.tasks.get(parent)?;
+        chain.push(task.clone());
     }
     Some(chain)
 }

@@ -4,8 +4,14 @@ use std::collections::BTreeSet;
 
 use spiffe::SpiffeId;
 
-/// A task id (a UUIDv7, so ids sort by creation time).
-pub type TaskId = String;
+/// A task id (a UUIDv7, so ids sort by creation time), shared by the task
+/// and every index of the graph that names it.
+pub type TaskId = std::sync::Arc<str>;
+
+/// A SPIFFE ID as a task holds it: interned, so the million tasks of a
+/// few agents share a few copies (a `SpiffeId` is two heap strings), and
+/// freed when the last task naming it leaves memory.
+pub type AgentId = internment::ArcIntern<SpiffeId>;
 
 /// A task's action or resource ids: sorted, without duplicates, in one
 /// slice. A live graph holds a million tasks; a `BTreeSet<String>` of two
@@ -121,9 +127,9 @@ pub struct Task {
     pub intent: String,
     /// Who delegated it: a workload acting for the originator (root tasks)
     /// or the delegatee of the parent task.
-    pub delegator: SpiffeId,
+    pub delegator: AgentId,
     /// Who does the work.
-    pub delegatee: SpiffeId,
+    pub delegatee: AgentId,
     /// The human at the root of the chain.
     pub originator: String,
     /// The parent task; `None` for a root task.
@@ -166,8 +172,8 @@ impl Task {
             root: parent.map_or_else(|| id.clone(), |p| p.root.clone()),
             id,
             intent: spec.intent,
-            delegator,
-            delegatee: spec.delegatee,
+            delegator: AgentId::new(delegator),
+            delegatee: AgentId::new(spec.delegatee),
             originator: parent.map_or(originator, |p| p.originator.clone()),
             parent: parent.map(|p| p.id.clone()),
             depth: parent.map_or(0, |p| p.depth + 1),
@@ -188,7 +194,7 @@ impl Task {
     pub fn spec(&self) -> TaskSpec {
         TaskSpec {
             intent: self.intent.clone(),
-            delegatee: self.delegatee.clone(),
+            delegatee: (*self.delegatee).clone(),
             actions: self.actions.to_set(),
             scope: self.scope.to_set(),
             max_sensitivity: self.max_sensitivity,

@@ -85,15 +85,15 @@ fn chains_record_depth_root_originator_and_revisions() {
     let graph = TaskGraph::default();
     let (root, child, grandchild) = three_deep(&graph);
     assert_eq!((root.depth, child.depth, grandchild.depth), (0, 1, 2));
-    assert_eq!(grandchild.root, "t1");
+    assert_eq!(&*grandchild.root, "t1");
     assert_eq!(grandchild.originator, "alice");
-    assert_eq!(grandchild.delegator, id("/agents/patcher"));
+    assert_eq!(*grandchild.delegator, id("/agents/patcher"));
     assert_eq!(graph.revision(), 3);
     let chain: Vec<_> = graph
         .chain("t3")
         .unwrap()
         .iter()
-        .map(|t| t.id.clone())
+        .map(|t| t.id.to_string())
         .collect();
     assert_eq!(chain, ["t3", "t2", "t1"]);
 }
@@ -278,7 +278,7 @@ fn lists_filter_and_paginate() {
         graph
             .list(f, None, 10, NOW)
             .iter()
-            .map(|t| t.id.clone())
+            .map(|t| t.id.to_string())
             .collect()
     };
     assert_eq!(all(&TaskFilter::default()), ["t1", "t2", "t3"]);
@@ -295,7 +295,7 @@ fn lists_filter_and_paginate() {
     let page: Vec<_> = graph
         .list(&TaskFilter::default(), Some("t1"), 1, NOW)
         .iter()
-        .map(|t| t.id.clone())
+        .map(|t| t.id.to_string())
         .collect();
     assert_eq!(page, ["t2"]);
 }
@@ -410,8 +410,13 @@ const RETENTION: Retention = Retention {
     remember_evicted: 3600,
 };
 
+/// Task ids as text, to compare with literals.
+fn names(ids: &[TaskId]) -> Vec<&str> {
+    ids.iter().map(|id| &**id).collect()
+}
+
 fn ids(tasks: &[Arc<Task>]) -> Vec<&str> {
-    tasks.iter().map(|t| t.id.as_str()).collect()
+    tasks.iter().map(|t| &*t.id).collect()
 }
 
 #[test]
@@ -426,7 +431,7 @@ fn a_revoked_subtree_stays_for_its_retention_then_leaves_whole() {
     assert_eq!(graph.len(), 3, "kept for the retention period");
     let mut dropped = graph.evict_ended(RETENTION, NOW + 70);
     dropped.sort();
-    assert_eq!(dropped, ["t2", "t3"]);
+    assert_eq!(names(&dropped), ["t2", "t3"]);
     assert_eq!(graph.len(), 1);
     assert_eq!(graph.revision(), revision, "eviction is not a write");
     assert!(graph.chain("t3").is_none() && graph.was_evicted("t3"));
@@ -448,9 +453,9 @@ fn a_revoked_subtree_stays_for_its_retention_then_leaves_whole() {
     // Revoking the root now revokes what is left, and its own subtree
     // goes in turn.
     let (revoked, _) = graph.revoke("t1").unwrap();
-    assert_eq!(revoked, ["t1"]);
+    assert_eq!(names(&revoked), ["t1"]);
     graph.evict_ended(RETENTION, NOW + 80);
-    assert_eq!(graph.evict_ended(RETENTION, NOW + 140), ["t1"]);
+    assert_eq!(names(&graph.evict_ended(RETENTION, NOW + 140)), ["t1"]);
     assert!(graph.is_empty());
 }
 
@@ -462,7 +467,7 @@ fn a_completed_root_takes_its_live_looking_descendants_with_it() {
     graph.evict_ended(RETENTION, NOW + 1);
     let mut dropped = graph.evict_ended(RETENTION, NOW + 61);
     dropped.sort();
-    assert_eq!(dropped, ["t1", "t2", "t3"]);
+    assert_eq!(names(&dropped), ["t1", "t2", "t3"]);
     assert!(graph.is_empty() && graph.was_evicted("t3"));
 }
 
@@ -472,7 +477,7 @@ fn an_expired_task_leaves_after_its_deadline_and_retention_and_active_ones_stay(
     three_deep(&graph);
     // t3 expires at NOW + 600: retention runs from its deadline.
     assert!(graph.evict_ended(RETENTION, NOW + 659).is_empty());
-    assert_eq!(graph.evict_ended(RETENTION, NOW + 660), ["t3"]);
+    assert_eq!(names(&graph.evict_ended(RETENTION, NOW + 660)), ["t3"]);
     assert_eq!(graph.len(), 2);
     assert!(graph.chain("t2").is_some(), "its active parent stays");
 }

@@ -53,7 +53,7 @@ pub(super) fn plan_delegate(
         .first()
         .cloned()
         .ok_or_else(|| missing(inner, parent_id))?;
-    if parent.delegatee != *caller {
+    if *parent.delegatee != *caller {
         return Err(GraphError::violation(
             invariants::reason::NOT_DELEGATEE,
             format!(
@@ -97,7 +97,7 @@ pub(super) fn plan_amend(
 ) -> Result<Arc<Task>, GraphError> {
     let chain = chain_of(inner, id).ok_or_else(|| missing(inner, id))?;
     let current = chain.first().cloned().ok_or_else(|| missing(inner, id))?;
-    if current.delegator != *caller {
+    if *current.delegator != *caller {
         return Err(GraphError::violation(
             invariants::reason::NOT_DELEGATOR,
             format!(
@@ -204,15 +204,15 @@ fn with_state(task: &Task, state: TaskState) -> Arc<Task> {
 /// `id` and its descendants that are still recorded active, revoked.
 fn revoke_subtree(inner: &Inner, id: &str) -> Vec<Arc<Task>> {
     let mut revoked = Vec::new();
-    let mut pending = vec![id.to_owned()];
+    let mut pending: Vec<&str> = vec![id];
     while let Some(current) = pending.pop() {
-        if let Some(task) = inner.tasks.get(&current)
+        if let Some(task) = inner.tasks.get(current)
             && task.state == TaskState::Active
         {
             revoked.push(with_state(task, TaskState::Revoked));
         }
-        if let Some(children) = inner.children.get(&current) {
-            pending.extend(children.iter().cloned());
+        if let Some(children) = inner.children.get(current) {
+            pending.extend(children.iter().map(|c| &**c));
         }
     }
     revoked

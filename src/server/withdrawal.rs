@@ -200,7 +200,7 @@ fn delegatees_of(
         delegatees.extend(
             page.iter()
                 .filter(|task| task.delegatee.trust_domain() == trust_domain)
-                .map(|task| (task.delegatee.to_string(), task.delegatee.clone())),
+                .map(|task| (task.delegatee.to_string(), (*task.delegatee).clone())),
         );
         match page.last() {
             Some(last) if page.len() == PAGE => after = Some(last.id.clone()),
@@ -244,7 +244,7 @@ mod tests {
     fn task(graph: &TaskGraph, id: &str, delegatee: &str) {
         graph
             .create_root(
-                id.to_owned(),
+                id.into(),
                 spec(delegatee),
                 SpiffeId::new("spiffe://example.org/workloads/frontend").unwrap(),
                 "alice".into(),
@@ -286,7 +286,7 @@ mod tests {
         // The partner's agent delegated part of its task to one of ours.
         graph
             .delegate(
-                "patch".to_owned(),
+                "patch".into(),
                 "plan",
                 &SpiffeId::new(partner).unwrap(),
                 spec("spiffe://example.org/agents/patcher"),

@@ -39,13 +39,13 @@ pub struct TaskRecord {
 impl From<&Task> for TaskRecord {
     fn from(t: &Task) -> Self {
         Self {
-            id: t.id.clone(),
+            id: t.id.to_string(),
             intent: t.intent.clone(),
             delegator: t.delegator.to_string(),
             delegatee: t.delegatee.to_string(),
             originator: t.originator.clone(),
-            parent: t.parent.clone(),
-            root: t.root.clone(),
+            parent: t.parent.as_deref().map(str::to_owned),
+            root: t.root.to_string(),
             depth: t.depth,
             actions: t.actions.to_set(),
             scope: t.scope.to_set(),
@@ -77,13 +77,13 @@ impl TaskRecord {
             }
         };
         Ok(Task {
-            delegator: spiffe(&self.delegator)?,
-            delegatee: spiffe(&self.delegatee)?,
-            id: self.id,
+            delegator: spiffe(&self.delegator)?.into(),
+            delegatee: spiffe(&self.delegatee)?.into(),
+            id: self.id.into(),
             intent: self.intent,
             originator: self.originator,
-            parent: self.parent,
-            root: self.root,
+            parent: self.parent.map(Into::into),
+            root: self.root.into(),
             depth: self.depth,
             actions: self.actions.into(),
             scope: self.scope.into(),

@@ -372,7 +372,7 @@ fn rows_of(change: &Change) -> Result<Vec<(String, String, String)>, StoreError>
             .iter()
             .map(|t| {
                 let body = record::to_json(&record::TaskRecord::from(t.as_ref()))?;
-                Ok((TASKS.upsert(), t.id.clone(), body))
+                Ok((TASKS.upsert(), t.id.to_string(), body))
             })
             .collect::<Result<_, StoreError>>()?,
         Change::Approvals(approvals) => approvals

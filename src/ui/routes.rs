@@ -277,7 +277,7 @@ async fn recent_calls(
         }
         if let Some(root) = chain.last() {
             wanted
-                .entry(root.id.clone())
+                .entry(root.id.to_string())
                 .or_default()
                 .push(a.subject.task_id.clone());
         }

@@ -122,7 +122,7 @@ pub async fn the_journal_commits_before_memory_and_agrees_with_the_store(backend
             "{id}"
         );
     }
-    assert_eq!(root.id, "root");
+    assert_eq!(&*root.id, "root");
     assert_eq!(
         reloaded.approvals.get(&approval.id),
         live.approvals.get(&approval.id)
@@ -244,7 +244,7 @@ pub async fn a_write_on_a_shared_store_sees_other_writers_first(backend: &Backen
         .await
         .unwrap();
     if second.journal.store().shared() {
-        assert_eq!((revoked, revision), (vec!["root".to_owned()], 2));
+        assert_eq!((revoked, revision), (vec!["root".into()], 2));
     } else {
         // SQLite has one writer per file by design: a second one is not
         // told of the first's writes (docs/store.md says so).

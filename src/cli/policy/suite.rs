@@ -208,7 +208,7 @@ fn world(
             expires_at: suite.now.saturating_add(t.expires_in),
         };
         let mut task = Task::new(
-            t.id.clone(),
+            t.id.as_str().into(),
             spec,
             id(&t.delegator)?,
             t.originator.clone(),
@@ -246,7 +246,7 @@ impl World {
         let mut next = Some(id.to_owned());
         while let Some(id) = next {
             let task = self.tasks.get(&id)?.clone();
-            next = task.parent.clone();
+            next = task.parent.as_deref().map(str::to_owned);
             chain.push(task);
         }
         Some(chain)
