@@ -29,10 +29,6 @@
 #[path = "../tests/common/envoy_stack.rs"]
 mod envoy_stack;
 
-/// The allocator the `mandate` binary uses.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

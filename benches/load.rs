@@ -36,10 +36,6 @@
 
 mod common;
 
-/// The allocator the `mandate` binary uses.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

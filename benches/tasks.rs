@@ -12,10 +12,6 @@
     reason = "benchmark set-up"
 )]
 
-/// The allocator the `mandate` binary uses.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,10 +2,9 @@
 
 #![forbid(unsafe_code)]
 
-/// Small allocations dominate a decision (Cedar's values, names and
-/// entity maps); mimalloc serves them from per-thread pages.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator, not mimalloc: under the soak's task churn
+// mimalloc's retained pages made resident memory creep (BENCHMARKS.md,
+// "Task churn"), where glibc's stayed flat.
 
 fn main() -> std::process::ExitCode {
     mandate::cli::main()
