@@ -432,40 +432,13 @@ async fn a_caller_without_an_svid_is_refused_at_the_handshake() {
 
 #[tokio::test]
 async fn an_agents_task_token_binds_to_its_forwarded_svid_as_on_grpc() {
-    use mandate::api::v1::task_service_client::TaskServiceClient;
-    use mandate::api::v1::{CreateTaskRequest, IssueTaskTokenRequest, TaskScope};
+    use common::party::{PATCHER, party_for, root_task, scope, token};
     let (server, _dir) = start(&GATEWAY, ApiKeys::default()).await;
-    let patcher = "spiffe://mandate.local/agents/patcher";
+    let patcher = PATCHER;
     let leaf = server.ca.svid("/agents/patcher");
-    let mut frontend = TaskServiceClient::new(server.channel("/workloads/frontend").await);
-    let task = frontend
-        .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
-            delegatee: patcher.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(TaskScope {
-                actions: vec!["read".into(), "delete".into()],
-                resources: vec!["repos".into()],
-                max_sensitivity: 1,
-                expires_at: 0,
-                ttl_seconds: 3600,
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
-    let token = TaskServiceClient::new(server.channel_for(&leaf).await)
-        .issue_task_token(IssueTaskTokenRequest {
-            task_id: task,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let read_delete = scope(&["read", "delete"], &["repos"], 1, 3600);
+    let task = root_task(&server, patcher, read_delete).await.id;
+    let token = token(&mut party_for(&server, &leaf).await, &task).await;
     // Envoy's SVID: the shipped policies let `enforcement-points` ask for
     // their trust domain's workloads whose SVID they forward.
     let envoy = Pep::new(&server, "/workloads/envoy");

@@ -16,14 +16,11 @@
 mod common;
 
 use common::authzen::{GATEWAY, Pep, start};
-use common::party::{PATCHER, Party, party};
+use common::party::{PATCHER, Party, party, root_task, scope};
 use common::{Leaf, TestServer};
 use mandate::api::authzen::ApiKeys;
 use mandate::api::v1::task_service_client::TaskServiceClient;
-use mandate::api::v1::{
-    CreateTaskRequest, DecideApprovalRequest, IssueTaskTokenRequest, RevokeApprovalRequest,
-    TaskScope,
-};
+use mandate::api::v1::{DecideApprovalRequest, IssueTaskTokenRequest, RevokeApprovalRequest};
 use serde_json::{Value, json};
 
 /// Metadata parameters of Authorization API 1.0 (§ "Policy Decision
@@ -141,27 +138,14 @@ async fn the_metadata_document_has_the_specs_fields_with_their_types() {
 }
 
 /// A task for alice's patcher that may read and delete repos.
-async fn start_task(frontend: &mut Party) -> String {
-    frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "clean up the web repo".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(TaskScope {
-                actions: vec!["read".into(), "delete".into()],
-                resources: vec!["repos".into()],
-                max_sensitivity: 1,
-                expires_at: 0,
-                ttl_seconds: 3600,
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id
+async fn start_task(server: &TestServer) -> String {
+    root_task(
+        server,
+        PATCHER,
+        scope(&["read", "delete"], &["repos"], 1, 3600),
+    )
+    .await
+    .id
 }
 
 /// A token for `task`, bound to the patcher's `leaf`.
@@ -255,7 +239,7 @@ async fn needs_approval_is_requested_polled_approved_and_counted_only_while_curr
     let (server, _dir) = start(&GATEWAY, ApiKeys::default()).await;
     let mut frontend = party(&server, "/workloads/frontend").await;
     let leaf = server.ca.svid("/agents/patcher");
-    let task_id = start_task(&mut frontend).await;
+    let task_id = start_task(&server).await;
     let token = issue_token(&server, &leaf, &task_id).await;
     let envoy = Pep::new(&server, "/workloads/envoy");
     let web = delete(&leaf, &token, "repo:acme/web");
@@ -405,9 +389,8 @@ async fn needs_approval_is_requested_polled_approved_and_counted_only_while_curr
 #[tokio::test]
 async fn access_requests_bind_to_their_own_denial_and_caller() {
     let (server, _dir) = start(&GATEWAY, ApiKeys::default()).await;
-    let mut frontend = party(&server, "/workloads/frontend").await;
     let leaf = server.ca.svid("/agents/patcher");
-    let task_id = start_task(&mut frontend).await;
+    let task_id = start_task(&server).await;
     let token = issue_token(&server, &leaf, &task_id).await;
     let envoy = Pep::new(&server, "/workloads/envoy");
     let web = delete(&leaf, &token, "repo:acme/web");
