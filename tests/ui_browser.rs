@@ -124,7 +124,7 @@ async fn browse(script: &Path, steps: serde_json::Value) -> serde_json::Value {
 /// sent is dropped, as oauth2-proxy does).
 async fn front_proxy(server: &TestServer, leaf: &Leaf, user: &str) -> String {
     let ui = server.server.ui_addr().unwrap();
-    let client = https_client(server, leaf);
+    let client = page_client(server, Some(leaf));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = Arc::new((client, format!("https://{ui}"), user.to_owned()));
@@ -169,24 +169,11 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         .unwrap()
 }
 
-/// An HTTPS client presenting `leaf`, accepting the server by its SVID.
-fn https_client(server: &TestServer, leaf: &Leaf) -> reqwest::Client {
-    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
-        Arc::new(server.ca.bundles()),
-        Some(mandate::identity::SpiffeId::new("spiffe://mandate.local/mandate").unwrap()),
-    ));
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_client_auth_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
-    .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+/// An HTTP/1.1 client of the page presenting `leaf` (no certificate when
+/// `None`) that does not follow redirects, so a test sees them.
+fn page_client(server: &TestServer, leaf: Option<&Leaf>) -> reqwest::Client {
     reqwest::Client::builder()
-        .use_preconfigured_tls(config)
+        .use_preconfigured_tls(common::https::tls(server, leaf, &[b"http/1.1"]))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -469,7 +456,7 @@ async fn approvers_decide_in_the_browser_and_see_the_trail() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
-    let agent = https_client(&server, &server.ca.svid("/agents/patcher"));
+    let agent = page_client(&server, Some(&server.ca.svid("/agents/patcher")));
     let ui = server.server.ui_addr().unwrap();
     let not_proxy = agent
         .get(format!("https://{ui}/"))
@@ -630,29 +617,6 @@ async fn approvers_decide_in_the_browser_and_see_the_trail() {
     println!("ui browser test: {:.1}s", started.elapsed().as_secs_f64());
 }
 
-/// An HTTPS client with no client certificate (a browser on the same
-/// machine), accepting the server by its SVID, keeping no cookies.
-fn anonymous_client(server: &TestServer) -> reqwest::Client {
-    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
-        Arc::new(server.ca.bundles()),
-        None,
-    ));
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dev_login_says_so_and_believes_no_header() {
     let server = TestServer::start_with(Setup {
@@ -672,7 +636,7 @@ async fn the_dev_login_says_so_and_believes_no_header() {
     })
     .await;
     let base = format!("https://{}", server.server.ui_addr().unwrap());
-    let browser = anonymous_client(&server);
+    let browser = page_client(&server, None);
     // Without a login, a user header names nobody: off to the login form.
     let first = browser
         .get(format!("{base}/"))
@@ -725,7 +689,7 @@ async fn the_dev_login_says_so_and_believes_no_header() {
         .unwrap();
     assert_eq!(forged.status(), 303);
     // A workload SVID that is no configured proxy gets nothing, header or not.
-    let agent = https_client(&server, &server.ca.svid("/agents/patcher"));
+    let agent = page_client(&server, Some(&server.ca.svid("/agents/patcher")));
     let refused = agent
         .get(format!("{base}/"))
         .header("x-forwarded-user", "alice")

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mandate::api::authzen::{ApiKeys, AuthzenSettings, TypeMap};
 use serde_json::Value;
@@ -121,24 +120,8 @@ pub async fn start(scenario: &Scenario, api_keys: ApiKeys) -> (TestServer, tempf
 /// An HTTPS client presenting `leaf`, accepting the server by its SVID;
 /// HTTP/2 only when `h2`.
 pub fn client(server: &TestServer, leaf: &Leaf, h2: bool) -> reqwest::Client {
-    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
-        Arc::new(server.ca.bundles()),
-        Some(mandate::identity::SpiffeId::new("spiffe://mandate.local/mandate").unwrap()),
-    ));
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_client_auth_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
-    .unwrap();
-    config.alpn_protocols = if h2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
+    let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+    let config = super::https::tls(server, Some(leaf), &[alpn]);
     let builder = reqwest::Client::builder().use_preconfigured_tls(config);
     let builder = if h2 {
         builder.http2_prior_knowledge()
@@ -194,17 +177,5 @@ pub fn anonymous(server: &TestServer) -> reqwest::Client {
 
 /// [`anonymous`], to be configured further.
 pub fn anonymous_builder(server: &TestServer) -> reqwest::ClientBuilder {
-    let verifier = Arc::new(mandate::identity::SpiffeServerVerifier::new(
-        Arc::new(server.ca.bundles()),
-        None,
-    ));
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(verifier)
-    .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(config)
+    reqwest::Client::builder().use_preconfigured_tls(super::https::tls(server, None, &[]))
 }

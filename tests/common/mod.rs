@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod authzen;
 pub mod cli;
+pub mod https;
 pub mod party;
 pub mod probe;
 pub mod workload_api;
