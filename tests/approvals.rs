@@ -15,9 +15,8 @@ mod common;
 use common::TestServer;
 use common::party::*;
 use mandate::api::v1::{
-    AmendTaskRequest, ApprovalResource, ApprovalState, CreateTaskRequest, DecideApprovalRequest,
-    Decision, IssueTaskTokenRequest, ListApprovalsRequest, RequestApprovalRequest,
-    RevokeApprovalRequest, TaskScope,
+    AmendTaskRequest, ApprovalResource, ApprovalState, DecideApprovalRequest, Decision,
+    ListApprovalsRequest, RequestApprovalRequest, RevokeApprovalRequest, TaskScope,
 };
 use tonic::Code;
 
@@ -29,31 +28,9 @@ async fn task_and_token(
     patcher: &mut Party,
     scope: TaskScope,
 ) -> (String, String) {
-    let task = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "clean up the payments repo".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
+    let task = create_root(frontend, PATCHER, scope).await.id;
     let _ = server;
-    let token = patcher
-        .tasks
-        .issue_task_token(IssueTaskTokenRequest {
-            task_id: task.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let token = token(patcher, &task).await;
     (task, token)
 }
 

@@ -18,9 +18,7 @@ use std::path::Path;
 use common::audit::*;
 use common::{Setup, TestServer};
 use mandate::api::v1::task_service_client::TaskServiceClient;
-use mandate::api::v1::{
-    AuthorizeRequest, BatchAuthorizeRequest, CreateTaskRequest, IssueTaskTokenRequest, Resource,
-};
+use mandate::api::v1::{AuthorizeRequest, BatchAuthorizeRequest, IssueTaskTokenRequest, Resource};
 use mandate::audit::{AuditSettings, Overflow, Redaction};
 
 /// Runs `mandate audit verify FILE`; returns the exit code and stdout.
@@ -94,20 +92,8 @@ async fn redacted_context_keys_and_tokens_never_reach_the_file() {
         ..Setup::default()
     })
     .await;
-    let mut frontend = party(&server, "/workloads/frontend").await;
-    let task = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
-        })
+    let task = root_task(&server, PATCHER, scope(&["read"], &["repos"], 1, 3600))
         .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
         .id;
     let mut patcher = party(&server, "/agents/patcher").await;
     let t = token(&mut patcher, &task).await;
@@ -181,20 +167,8 @@ async fn redacted_headers_never_reach_the_file() {
         ..Setup::default()
     })
     .await;
-    let mut frontend = party(&server, "/workloads/frontend").await;
-    let task = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
-        })
+    let task = root_task(&server, PATCHER, scope(&["read"], &["repos"], 1, 3600))
         .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
         .id;
     let leaf = server.ca.svid("/agents/patcher");
     let mut agent = TaskServiceClient::new(server.channel_for(&leaf).await);

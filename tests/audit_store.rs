@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::audit::*;
 use common::{Setup, TestServer};
-use mandate::api::v1::{CreateTaskRequest, QueryDecisionsRequest};
+use mandate::api::v1::QueryDecisionsRequest;
 use mandate::audit::{
     AuditEntry, AuditSettings, AuditTable, DecisionLog, DecisionRecord, EventKind,
     StoreSinkSettings, StoredRow, TaskEvent, prune_once, verify_table,
@@ -164,20 +164,13 @@ async fn decision_ids(admin: &mut Party, request: QueryDecisionsRequest) -> Vec<
 }
 
 async fn create_root(frontend: &mut Party) -> String {
-    frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id
+    common::party::create_root(
+        frontend,
+        PATCHER,
+        scope(&["read", "write"], &["repos"], 1, 3600),
+    )
+    .await
+    .id
 }
 
 async fn records_land_in_the_table_and_are_answered_after_a_restart(backend: &Backend) {

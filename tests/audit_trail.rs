@@ -16,9 +16,7 @@ mod common;
 use common::audit::*;
 use common::cli;
 use common::{Setup, TestServer};
-use mandate::api::v1::{
-    CreateTaskRequest, GetTaskTrailRequest, QueryDecisionsRequest, RevokeTaskRequest,
-};
+use mandate::api::v1::{GetTaskTrailRequest, QueryDecisionsRequest, RevokeTaskRequest};
 use mandate::audit::AuditSettings;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -33,20 +31,13 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
     })
     .await;
     let mut frontend = party(&server, "/workloads/frontend").await;
-    let root = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
+    let root = root_task(
+        &server,
+        PATCHER,
+        scope(&["read", "write"], &["repos"], 1, 3600),
+    )
+    .await
+    .id;
     let mut patcher = party(&server, "/agents/patcher").await;
     let t = token(&mut patcher, &root).await;
     let (d1, ok1) = call_payments(&mut patcher, &t, "read").await;
@@ -69,19 +60,8 @@ async fn a_three_level_chain_reads_back_as_its_trail_in_order() {
         .await
         .unwrap();
     // Another chain's entries stay out of this trail.
-    let other = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "something else".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
-        })
+    let other = root_task(&server, PATCHER, scope(&["read"], &["repos"], 1, 3600))
         .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
         .id;
 
     let step = |kind: &str, task: &str, decision: &str| {
@@ -181,21 +161,13 @@ async fn mandate_as_admin(server: &TestServer, args: &[&str]) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_trail_prints_as_a_tree_from_the_command_line() {
     let server = TestServer::start().await;
-    let mut frontend = party(&server, "/workloads/frontend").await;
-    let root = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read", "write"], &["repos"], 1, 3600)),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
-        .id;
+    let root = root_task(
+        &server,
+        PATCHER,
+        scope(&["read", "write"], &["repos"], 1, 3600),
+    )
+    .await
+    .id;
     let mut patcher = party(&server, "/agents/patcher").await;
     let child = delegate(&mut patcher, &root, REVIEWER, &["read"]).await;
     let mut reviewer = party(&server, "/agents/reviewer").await;
@@ -283,20 +255,8 @@ async fn a_trail_older_than_the_window_is_read_back_from_the_file() {
     })
     .await;
     for server in [&with_file, &without_file] {
-        let mut frontend = party(server, "/workloads/frontend").await;
-        let root = frontend
-            .tasks
-            .create_task(CreateTaskRequest {
-                intent: "fix".into(),
-                delegatee: PATCHER.into(),
-                on_behalf_of: "alice".into(),
-                scope: Some(scope(&["read"], &["repos"], 1, 3600)),
-            })
+        let root = root_task(server, PATCHER, scope(&["read"], &["repos"], 1, 3600))
             .await
-            .unwrap()
-            .into_inner()
-            .task
-            .unwrap()
             .id;
         let mut patcher = party(server, "/agents/patcher").await;
         let t = token(&mut patcher, &root).await;

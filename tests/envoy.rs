@@ -15,6 +15,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use common::party::{PATCHER, party_for, root_task, scope, token};
 use common::{Leaf, Setup, TestCa, TestServer};
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
@@ -22,13 +23,10 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use envoy_types::pb::google::protobuf::value::Kind;
-use mandate::api::v1::task_service_client::TaskServiceClient;
-use mandate::api::v1::{CreateTaskRequest, IssueTaskTokenRequest, TaskScope};
 use mandate::envoy::EnvoySettings;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use tonic::transport::Channel;
 
-const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
 const REVIEWER: &str = "spiffe://mandate.local/agents/reviewer";
 const HOST: &str = "tools.acme.internal";
 
@@ -57,36 +55,10 @@ async fn envoy(server: &TestServer) -> AuthorizationClient<Channel> {
 /// bound to that SVID.
 async fn agent_with_token(server: &TestServer, actions: &[&str]) -> (Leaf, String, String) {
     let leaf = server.ca.svid("/agents/patcher");
-    let mut frontend = TaskServiceClient::new(server.channel("/workloads/frontend").await);
-    let task = frontend
-        .create_task(CreateTaskRequest {
-            intent: "fix the payments build".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(TaskScope {
-                actions: actions.iter().map(|a| (*a).to_owned()).collect(),
-                resources: vec!["repos".into()],
-                max_sensitivity: 1,
-                expires_at: 0,
-                ttl_seconds: 3600,
-            }),
-        })
+    let task = root_task(server, PATCHER, scope(actions, &["repos"], 1, 3600))
         .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
         .id;
-    let mut agent = TaskServiceClient::new(server.channel_for(&leaf).await);
-    let token = agent
-        .issue_task_token(IssueTaskTokenRequest {
-            task_id: task.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
+    let token = token(&mut party_for(server, &leaf).await, &task).await;
     (leaf, task, token)
 }
 

@@ -19,6 +19,7 @@
     reason = "tests"
 )]
 
+mod common;
 #[path = "common/envoy_stack.rs"]
 mod envoy_stack;
 
@@ -26,18 +27,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::party::{PATCHER, Party, create_root, scope, token};
 use envoy_stack::{
     EnvoyProcess, Response, ServeProcess, Upstream, Variant, envoy_binary, envoy_config, port_of,
     request, start_mandate,
 };
 use mandate::api::v1::approval_service_client::ApprovalServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
-use mandate::api::v1::{
-    CreateTaskRequest, DecideApprovalRequest, IssueTaskTokenRequest, RevokeTaskRequest, TaskScope,
-};
+use mandate::api::v1::{DecideApprovalRequest, RevokeTaskRequest};
 use tonic::transport::Channel;
-
-const PATCHER: &str = "spiffe://mandate.local/agents/patcher";
 
 /// Mandate, the tool API and one Envoy in a scratch directory.
 struct Stack {
@@ -84,36 +82,11 @@ impl Stack {
     /// The front end starts a task for the patcher with `actions` on the
     /// repos; the patcher gets its token. Returns (task id, token).
     async fn task_for_patcher(&self, actions: &[&str]) -> (String, String) {
-        let mut frontend = TaskServiceClient::new(self.channel("workloads/frontend").await);
-        let task = frontend
-            .create_task(CreateTaskRequest {
-                intent: "fix the payments build".into(),
-                delegatee: PATCHER.into(),
-                on_behalf_of: "alice".into(),
-                scope: Some(TaskScope {
-                    actions: actions.iter().map(|a| (*a).to_owned()).collect(),
-                    resources: vec!["repos".into()],
-                    max_sensitivity: 1,
-                    expires_at: 0,
-                    ttl_seconds: 3600,
-                }),
-            })
+        let mut frontend = Party::on(self.channel("workloads/frontend").await);
+        let task = create_root(&mut frontend, PATCHER, scope(actions, &["repos"], 1, 3600))
             .await
-            .unwrap()
-            .into_inner()
-            .task
-            .unwrap()
             .id;
-        let mut patcher = TaskServiceClient::new(self.channel("agents/patcher").await);
-        let token = patcher
-            .issue_task_token(IssueTaskTokenRequest {
-                task_id: task.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .token;
+        let token = token(&mut Party::on(self.channel("agents/patcher").await), &task).await;
         (task, token)
     }
 

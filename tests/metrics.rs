@@ -13,7 +13,7 @@ mod common;
 
 use common::TestServer;
 use common::audit::*;
-use mandate::api::v1::{CreateTaskRequest, RevokeTaskRequest};
+use mandate::api::v1::RevokeTaskRequest;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_when_decisions_are_made() {
@@ -37,19 +37,8 @@ async fn metrics_move_when_decisions_are_made() {
     // Tokens, revocations and the revision follow the task API.
     let revision = metric(&server, "mandate_state_revision").await;
     let mut frontend = party(&server, "/workloads/frontend").await;
-    let task = frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "fix".into(),
-            delegatee: PATCHER.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(scope(&["read"], &["repos"], 1, 3600)),
-        })
+    let task = root_task(&server, PATCHER, scope(&["read"], &["repos"], 1, 3600))
         .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
         .id;
     let mut patcher = party(&server, "/agents/patcher").await;
     token(&mut patcher, &task).await;

@@ -15,9 +15,9 @@ mod common;
 use common::TestServer;
 use common::party::*;
 use mandate::api::v1::{
-    AgentEntry, CreateTaskRequest, Decision, DelegateTaskRequest, Entry, EntryKind, GroupEntry,
-    IssueTaskTokenRequest, ListRequest, RegisterRequest, RemoveRequest, ResourceEntry, TaskScope,
-    UpdateRequest, WorkloadEntry, entry,
+    AgentEntry, Decision, DelegateTaskRequest, Entry, EntryKind, GroupEntry, IssueTaskTokenRequest,
+    ListRequest, RegisterRequest, RemoveRequest, ResourceEntry, TaskScope, UpdateRequest,
+    WorkloadEntry, entry,
 };
 use mandate::integrity::agent_checksum;
 use tonic::Code;
@@ -46,25 +46,8 @@ fn agent(spiffe_id: &str, checksum: &str, class: &str) -> Entry {
 
 /// A task from the frontend for alice, delegated to `delegatee`.
 async fn task(frontend: &mut Party, delegatee: &str, resources: &[&str], max: i64) -> String {
-    frontend
-        .tasks
-        .create_task(CreateTaskRequest {
-            intent: "registry test".into(),
-            delegatee: delegatee.into(),
-            on_behalf_of: "alice".into(),
-            scope: Some(TaskScope {
-                actions: vec!["read".into()],
-                resources: resources.iter().map(|s| (*s).to_owned()).collect(),
-                max_sensitivity: max,
-                expires_at: 0,
-                ttl_seconds: 3600,
-            }),
-        })
+    create_root(frontend, delegatee, scope(&["read"], resources, max, 3600))
         .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap()
         .id
 }
 

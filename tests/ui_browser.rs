@@ -173,7 +173,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
 /// `None`) that does not follow redirects, so a test sees them.
 fn page_client(server: &TestServer, leaf: Option<&Leaf>) -> reqwest::Client {
     reqwest::Client::builder()
-        .use_preconfigured_tls(common::https::tls(server, leaf, &[b"http/1.1"]))
+        .use_preconfigured_tls(common::tls::client(server, leaf, &[b"http/1.1"]))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

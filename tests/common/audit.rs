@@ -8,7 +8,7 @@ use mandate::api::v1::{GetTaskTrailRequest, trail_entry::Entry};
 
 use super::TestServer;
 #[allow(unused_imports, reason = "each test binary uses a different part")]
-pub use super::party::{PATCHER, Party, REVIEWER, TESTER, party, scope, token};
+pub use super::party::{PATCHER, Party, REVIEWER, TESTER, party, root_task, scope, token};
 
 /// `party` delegates `actions` on the repos (internal data, an hour) of
 /// `parent` to `delegatee`; returns the new task's id.

@@ -121,7 +121,7 @@ pub async fn start(scenario: &Scenario, api_keys: ApiKeys) -> (TestServer, tempf
 /// HTTP/2 only when `h2`.
 pub fn client(server: &TestServer, leaf: &Leaf, h2: bool) -> reqwest::Client {
     let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
-    let config = super::https::tls(server, Some(leaf), &[alpn]);
+    let config = super::tls::client(server, Some(leaf), &[alpn]);
     let builder = reqwest::Client::builder().use_preconfigured_tls(config);
     let builder = if h2 {
         builder.http2_prior_knowledge()
@@ -177,5 +177,5 @@ pub fn anonymous(server: &TestServer) -> reqwest::Client {
 
 /// [`anonymous`], to be configured further.
 pub fn anonymous_builder(server: &TestServer) -> reqwest::ClientBuilder {
-    reqwest::Client::builder().use_preconfigured_tls(super::https::tls(server, None, &[]))
+    reqwest::Client::builder().use_preconfigured_tls(super::tls::client(server, None, &[]))
 }

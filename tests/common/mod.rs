@@ -12,9 +12,9 @@
 pub mod audit;
 pub mod authzen;
 pub mod cli;
-pub mod https;
 pub mod party;
 pub mod probe;
+pub mod tls;
 pub mod workload_api;
 
 #[allow(unused_imports, reason = "each test binary uses a different part")]
@@ -31,9 +31,7 @@ use mandate::clock::{Clock, ManualClock};
 use mandate::config::Config;
 use mandate::envoy::EnvoySettings;
 use mandate::graph::TaskGraph;
-use mandate::identity::{
-    Identity, IdentityFeed, IdentityStatus, SpiffeServerVerifier, TrustBundles, TrustDomain,
-};
+use mandate::identity::{Identity, IdentityFeed, IdentityStatus, TrustBundles, TrustDomain};
 use mandate::registry::Registry;
 use mandate::server::RunningServer;
 use rcgen::{
@@ -477,21 +475,9 @@ impl TestServer {
     /// our own certificate, so bad SVIDs reach the server.
     pub async fn raw_channel(
         &self,
-        client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+        client_auth: Option<tls::ClientAuth>,
     ) -> Result<Channel, mandate::client::ClientError> {
-        let verifier = Arc::new(SpiffeServerVerifier::new(Arc::new(self.ca.bundles()), None));
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-        let mut config = match client_auth {
-            Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = tls::config(self, None, client_auth, &[b"h2"]);
         mandate::client::channel_with_config(&self.addr, Arc::new(config)).await
     }
 }

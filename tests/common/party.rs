@@ -81,7 +81,17 @@ pub fn scope(actions: &[&str], resources: &[&str], max_sensitivity: i64, ttl: i6
 /// The example front end (a `task-creators` workload) starts a task for
 /// alice with `delegatee` doing the work.
 pub async fn root_task(server: &TestServer, delegatee: &str, scope: TaskScope) -> Task {
-    let mut frontend = party(server, "/workloads/frontend").await;
+    create_root(
+        &mut party(server, "/workloads/frontend").await,
+        delegatee,
+        scope,
+    )
+    .await
+}
+
+/// `frontend` (a `task-creators` workload, on any server) starts a task for
+/// alice with `delegatee` doing the work.
+pub async fn create_root(frontend: &mut Party, delegatee: &str, scope: TaskScope) -> Task {
     frontend
         .tasks
         .create_task(CreateTaskRequest {
