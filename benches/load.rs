@@ -12,6 +12,17 @@
 //! AuthZEN evaluation asks the same (`POST /access/v1/evaluation` over
 //! HTTP/2, the certificate and token in `subject.properties`).
 //!
+//! The `cerbos` mode (issue 20: AuthZEN at least 5x Cerbos 0.55's own
+//! AuthZEN endpoint) asks Cerbos 0.55.0 the same question on an equivalent
+//! attribute policy (`common::cerbos`), from the same Envoy SVID over
+//! HTTP/2 and TLS with Mandate's server SVID. Cerbos checks that a client
+//! certificate chains to the dev bundle when one is presented, but does not
+//! require one or look at its SPIFFE ID, and it checks no task token,
+//! delegation chain or task state: it does strictly less work. Only a run
+//! with `cerbos` in `LOAD_MODES` installs it, from npm
+//! (`@cerbos/cerbos-linux-x64`) into `target/cerbos-0.55.0/`, and starts it
+//! as a child process.
+//!
 //! Run: `cargo bench --bench load`. Knobs (environment): `LOAD_SECONDS`
 //! (per mode, default 5), `LOAD_CONNECTIONS` (per client identity, default
 //! 4), `LOAD_CONCURRENCY` (calls in flight in all, default 32), `LOAD_RATE`
@@ -20,7 +31,9 @@
 //! server that falls behind shows in the tail instead of slowing the
 //! load), `LOAD_MODES` (comma-separated, default
 //! `floor,authorize,tokenless,check,authzen,floor`; `tokenless` is
-//! `Authorize` without a task token, the patcher reading the handbook), `BENCH_AUDIT=off` (the server as
+//! `Authorize` without a task token, the patcher reading the handbook;
+//! `cerbos` as above; a mode named twice counts at its mean in the
+//! ratios), `BENCH_AUDIT=off` (the server as
 //! `mandate serve` runs it by default, with the in-memory audit index, unless
 //! set). The server and the load share the machine, as they do for the
 //! floor.
@@ -39,6 +52,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::cerbos::{CerbosProcess, Tls};
 use common::{DevServer, knob};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
@@ -62,6 +76,9 @@ enum Mode {
     Tokenless,
     Check,
     Authzen,
+    /// Cerbos 0.55's own AuthZEN endpoint on an equivalent policy
+    /// (`common::cerbos`), from the same Envoy SVID over TLS.
+    Cerbos,
 }
 
 impl Mode {
@@ -72,9 +89,10 @@ impl Mode {
             "tokenless" => Self::Tokenless,
             "check" => Self::Check,
             "authzen" => Self::Authzen,
+            "cerbos" => Self::Cerbos,
             other => {
                 panic!(
-                    "LOAD_MODES: unknown mode `{other}` (floor, authorize, tokenless, check, authzen)"
+                    "LOAD_MODES: unknown mode `{other}` (floor, authorize, tokenless, check, authzen, cerbos)"
                 )
             }
         }
@@ -87,6 +105,7 @@ impl Mode {
             Self::Tokenless => "Authorize without a token",
             Self::Check => "ext_authz Check",
             Self::Authzen => "AuthZEN evaluation",
+            Self::Cerbos => "Cerbos 0.55 AuthZEN evaluation",
         }
     }
 }
@@ -103,6 +122,35 @@ struct Calls {
     authzen: Vec<reqwest::Client>,
     authzen_url: String,
     evaluation: String,
+    /// The same for Cerbos, when the `cerbos` mode runs.
+    cerbos: Option<Evaluations>,
+}
+
+/// AuthZEN clients of one PDP (one HTTP/2 connection each), its evaluation
+/// URL and the request.
+#[derive(Clone)]
+struct Evaluations {
+    clients: Vec<reqwest::Client>,
+    url: String,
+    body: String,
+}
+
+/// One AuthZEN evaluation; panics unless it was allowed.
+async fn evaluate(client: &reqwest::Client, url: &str, body: &str) {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.unwrap();
+    assert!(
+        body.starts_with(br#"{"decision":true"#),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 /// One call of `mode` on `channel` (the `n`th AuthZEN client); panics
@@ -111,20 +159,12 @@ async fn one(mode: Mode, channel: &Channel, n: usize, calls: &Calls) {
     match mode {
         Mode::Authzen => {
             let client = &calls.authzen[n % calls.authzen.len()];
-            let response = client
-                .post(&calls.authzen_url)
-                .header("content-type", "application/json")
-                .body(calls.evaluation.clone())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            let body = response.bytes().await.unwrap();
-            assert!(
-                body.starts_with(br#"{"decision":true"#),
-                "{}",
-                String::from_utf8_lossy(&body)
-            );
+            evaluate(client, &calls.authzen_url, &calls.evaluation).await;
+        }
+        Mode::Cerbos => {
+            let cerbos = calls.cerbos.as_ref().unwrap();
+            let client = &cerbos.clients[n % cerbos.clients.len()];
+            evaluate(client, &cerbos.url, &cerbos.body).await;
         }
         Mode::Floor => {
             HealthClient::new(channel.clone())
@@ -259,7 +299,7 @@ async fn token(dev: &DevServer) -> String {
         .token
 }
 
-async fn prepare(dev: &DevServer, connections: usize) -> Calls {
+async fn prepare(dev: &DevServer, connections: usize, cerbos: Option<&str>) -> Calls {
     let token = token(dev).await;
     let patcher = dev.sample("agents/patcher");
     let pem = std::fs::read_to_string(&patcher.cert).unwrap();
@@ -327,6 +367,13 @@ async fn prepare(dev: &DevServer, connections: usize) -> Calls {
         authzen,
         authzen_url,
         evaluation,
+        cerbos: cerbos.map(|url| Evaluations {
+            clients: (0..connections)
+                .map(|_| dev.https_client_as("workloads/envoy"))
+                .collect(),
+            url: format!("{url}/access/v1/evaluation"),
+            body: common::cerbos::evaluation(&patcher.spiffe_id),
+        }),
     }
 }
 
@@ -348,7 +395,22 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let dev = DevServer::start(dir.path()).await;
-        let calls = prepare(&dev, connections).await;
+        // Only a run that asks for Cerbos installs and starts it.
+        let mut cerbos = modes.contains(&Mode::Cerbos).then(|| {
+            let (svid, bundle) = dev.server_tls();
+            CerbosProcess::start(
+                &dir.path().join("cerbos"),
+                &Tls {
+                    cert: &svid.cert,
+                    key: &svid.key,
+                    client_ca: bundle,
+                },
+            )
+        });
+        if let Some(cerbos) = &mut cerbos {
+            cerbos.ready(&dev.https_client_as("workloads/envoy")).await;
+        }
+        let calls = prepare(&dev, connections, cerbos.as_ref().map(|c| c.url.as_str())).await;
         let window = Duration::from_secs(seconds);
         // Warm every path (connections, caches) before measuring.
         for mode in [
@@ -357,8 +419,11 @@ fn main() {
             Mode::Tokenless,
             Mode::Check,
             Mode::Authzen,
+            Mode::Cerbos,
         ] {
-            drive(&calls, mode, concurrency, 0, Duration::from_secs(1)).await;
+            if mode != Mode::Cerbos || calls.cerbos.is_some() {
+                drive(&calls, mode, concurrency, 0, Duration::from_secs(1)).await;
+            }
         }
         let mut results = Vec::new();
         for mode in &modes {
@@ -385,16 +450,14 @@ fn main() {
                 f.per_second
             );
         }
-        let floors: Vec<f64> = results
-            .iter()
-            .filter(|(m, _)| *m == Mode::Floor)
-            .map(|(_, f)| f.per_second)
-            .collect();
+        // A mode run more than once counts at its mean.
         let per_second = |mode: Mode| {
-            results
+            let runs: Vec<f64> = results
                 .iter()
-                .find(|(m, _)| *m == mode)
+                .filter(|(m, _)| *m == mode)
                 .map(|(_, f)| f.per_second)
+                .collect();
+            (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
         };
         if let (Some(authzen), Some(authorize)) =
             (per_second(Mode::Authzen), per_second(Mode::Authorize))
@@ -404,8 +467,14 @@ fn main() {
                 100.0 * authzen / authorize
             );
         }
-        if !floors.is_empty() {
-            let floor = floors.iter().sum::<f64>() / floors.len() as f64;
+        if let (Some(authzen), Some(cerbos)) = (per_second(Mode::Authzen), per_second(Mode::Cerbos))
+        {
+            println!(
+                "AuthZEN evaluation / Cerbos 0.55 AuthZEN throughput: {:.1}x (goal: at least 5x)",
+                authzen / cerbos
+            );
+        }
+        if let Some(floor) = per_second(Mode::Floor) {
             for (mode, f) in results
                 .iter()
                 .filter(|(m, _)| matches!(m, Mode::Authorize | Mode::Check))

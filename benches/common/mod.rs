@@ -15,6 +15,7 @@ use mandate::registry::{Catalog, Registry, SensitivityScale};
 use mandate::server::RunningServer;
 use tonic::transport::Channel;
 
+pub mod cerbos;
 pub mod serve;
 
 /// A numeric knob from the environment, `default` when unset or not a
@@ -139,18 +140,33 @@ impl DevServer {
     /// An HTTP/2 client of the AuthZEN listener presenting the sample SVID
     /// for `path` (its own mTLS connection), and the listener's base URL.
     pub fn authzen_as(&self, path: &str) -> (reqwest::Client, String) {
+        let addr = self.server.authzen_addr().unwrap();
+        (
+            self.https_client_as(path),
+            format!("https://localhost:{}", addr.port()),
+        )
+    }
+
+    /// An HTTP/2 client presenting the sample SVID for `path` that accepts
+    /// any server SVID of the dev trust domain (one mTLS connection per
+    /// server it talks to).
+    pub fn https_client_as(&self, path: &str) -> reqwest::Client {
         let sample = self.sample(path);
         let identity =
             mandate::client::identity_from_files(&sample.cert, &sample.key, &self.dev.bundle, None)
                 .unwrap();
         let config = mandate::identity::client_config(&identity, None).unwrap();
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .use_preconfigured_tls((*config).clone())
             .http2_prior_knowledge()
             .build()
-            .unwrap();
-        let addr = self.server.authzen_addr().unwrap();
-        (client, format!("https://localhost:{}", addr.port()))
+            .unwrap()
+    }
+
+    /// Mandate's own SVID and the trust bundle, for another server to serve
+    /// TLS from the same trust domain.
+    pub fn server_tls(&self) -> (&mandate::identity::dev::SvidFiles, &std::path::Path) {
+        (&self.dev.server, &self.dev.bundle)
     }
 
     /// A new mTLS connection as the sample agent.
