@@ -134,6 +134,29 @@ impl TaskGraph {
             .then(|| self.ledgers.pair(&task.id, &root.id))
     }
 
+    /// What the task at the head of `chain` and its tree have done, if it
+    /// was ever called; makes no history.
+    pub fn history(&self, chain: &[Arc<Task>]) -> Option<crate::ledger::Seen> {
+        let (task, root) = (chain.first()?, chain.last()?);
+        self.ledgers.peek(&task.id, &root.id)
+    }
+
+    /// `id` and every task below it, as held now.
+    pub fn subtree(&self, id: &str) -> Vec<TaskId> {
+        let inner = self.read();
+        let mut out = Vec::new();
+        let mut next: Vec<&str> = vec![id];
+        while let Some(current) = next.pop() {
+            if let Some(task) = inner.tasks.get(current) {
+                out.push(task.id.clone());
+            }
+            if let Some(children) = inner.children.get(current) {
+                next.extend(children.iter().map(|c| &**c));
+            }
+        }
+        out
+    }
+
     /// The histories held, for memory accounting and tests.
     pub fn ledgers(&self) -> &Ledgers {
         &self.ledgers

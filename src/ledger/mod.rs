@@ -152,6 +152,20 @@ impl Ledgers {
         }
     }
 
+    /// The histories of `task` in the tree rooted at `root` as they are
+    /// now, if the task was ever called.
+    pub fn peek(&self, task: &TaskId, root: &TaskId) -> Option<Seen> {
+        let get = |map: &RwLock<HashMap<TaskId, Arc<Ledger>>>, id: &TaskId| {
+            map.read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned()
+        };
+        let task = get(&self.tasks, task)?;
+        let tree = get(&self.trees, root).unwrap_or_default();
+        Some(Pair { task, tree }.lock().seen())
+    }
+
     /// Forgets the histories of tasks that left memory (and of the trees
     /// they were the roots of).
     pub fn forget(&self, ids: &[TaskId]) {
