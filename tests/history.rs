@@ -106,6 +106,30 @@ async fn a_tree_that_read_pii_may_not_post_to_an_external_tool() {
 }
 
 #[tokio::test]
+async fn a_restricted_read_closes_external_sinks_too() {
+    // docs/history.md's worked example.
+    let server = TestServer::start().await;
+    let mut patcher = party(&server, "/agents/patcher").await;
+    let audit = scope(&["read", "invoke"], &["payroll", "tool:paste"], 3, 3600);
+    let (_, token) = task_and_token(&server, &mut patcher, audit).await;
+    assert_allowed(
+        &call(&mut patcher, &token, "invoke", "tool:paste").await,
+        "an external post before any sensitive read",
+    );
+    approved(&mut patcher, &server, &token, "read", "payroll").await;
+    assert_allowed(
+        &call(&mut patcher, &token, "read", "payroll").await,
+        "an approved restricted read",
+    );
+    let posted = call(&mut patcher, &token, "invoke", "tool:paste").await;
+    assert_denied_by(
+        &posted,
+        EXFILTRATION_GUARD,
+        "an external post after a restricted read",
+    );
+}
+
+#[tokio::test]
 async fn a_count_limit_allows_exactly_n_identical_calls() {
     let server = TestServer::start().await;
     let mut patcher = party(&server, "/agents/patcher").await;
