@@ -110,15 +110,27 @@ async fn a_restricted_read_closes_external_sinks_too() {
     // docs/history.md's worked example.
     let server = TestServer::start().await;
     let mut patcher = party(&server, "/agents/patcher").await;
-    let audit = scope(&["read", "invoke"], &["payroll", "tool:paste"], 3, 3600);
+    let audit = scope(
+        &["read", "invoke"],
+        &["doc:acquisition-plan", "tool:paste"],
+        3,
+        3600,
+    );
     let (_, token) = task_and_token(&server, &mut patcher, audit).await;
     assert_allowed(
         &call(&mut patcher, &token, "invoke", "tool:paste").await,
         "an external post before any sensitive read",
     );
-    approved(&mut patcher, &server, &token, "read", "payroll").await;
+    approved(
+        &mut patcher,
+        &server,
+        &token,
+        "read",
+        "doc:acquisition-plan",
+    )
+    .await;
     assert_allowed(
-        &call(&mut patcher, &token, "read", "payroll").await,
+        &call(&mut patcher, &token, "read", "doc:acquisition-plan").await,
         "an approved restricted read",
     );
     let posted = call(&mut patcher, &token, "invoke", "tool:paste").await;
@@ -170,7 +182,9 @@ async fn a_count_limit_allows_exactly_n_identical_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_count_limit_holds_for_concurrent_calls() {
     let server = TestServer::start().await;
-    let mut patcher = party(&server, "/agents/patcher").await;
+    // One SVID on several connections: the token is bound to it.
+    let leaf = server.ca.svid("/agents/patcher");
+    let mut patcher = party_for(&server, &leaf).await;
     let (_, token) = task_and_token(
         &server,
         &mut patcher,
@@ -185,17 +199,21 @@ async fn a_count_limit_holds_for_concurrent_calls() {
         "repo:acme/payments",
     )
     .await;
-    let calls = (0..40).map(|_| {
-        let (mut patcher, token) = (patcher.clone(), token.clone());
-        tokio::spawn(async move {
-            allowed(&call(&mut patcher, &token, "delete", "repo:acme/payments").await)
-        })
-    });
+    let mut calls = Vec::new();
+    for _ in 0..16 {
+        let connection = party_for(&server, &leaf).await;
+        for _ in 0..10 {
+            let (mut patcher, token) = (connection.clone(), token.clone());
+            calls.push(tokio::spawn(async move {
+                allowed(&call(&mut patcher, &token, "delete", "repo:acme/payments").await)
+            }));
+        }
+    }
     let mut allows = 0;
     for call in calls {
         allows += usize::from(call.await.unwrap());
     }
-    assert_eq!(allows, 5, "exactly five of forty concurrent deletes");
+    assert_eq!(allows, 5, "exactly five of 160 concurrent deletes");
 }
 
 #[tokio::test]

@@ -521,7 +521,10 @@ fn histories_are_made_on_first_call_and_leave_with_their_tasks() {
     graph.complete("t1", NOW).unwrap();
     graph.evict_ended(RETENTION, NOW + 1);
     graph.evict_ended(RETENTION, NOW + 61);
-    assert!(graph.ledgers().is_empty(), "the histories left with the tree");
+    assert!(
+        graph.ledgers().is_empty(),
+        "the histories left with the tree"
+    );
     // A task no longer held gets no history.
     assert!(graph.ledger(&chain).is_none());
     assert!(graph.ledgers().is_empty());
