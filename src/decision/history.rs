@@ -25,10 +25,11 @@ pub struct HistoryQuery<'a> {
     pub seen: &'a Seen,
 }
 
+/// What a history adds to a Cedar request: context pairs and entities.
+pub(super) type HistoryContext = (Vec<(String, RestrictedExpression)>, Vec<Entity>);
+
 /// The context pairs and the two entities of `query`.
-pub(super) fn context(
-    query: &HistoryQuery<'_>,
-) -> Result<(Vec<(String, RestrictedExpression)>, Vec<Entity>), String> {
+pub(super) fn context(query: &HistoryQuery<'_>) -> Result<HistoryContext, String> {
     let type_name = LazyLock::force(&HISTORY_TYPE).clone()?;
     let uid = |id: String| EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id));
     // Tasks and trees are told apart in the id: a root task has both.
