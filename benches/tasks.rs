@@ -246,6 +246,19 @@ fn benches(c: &mut Criterion) {
             pipeline.decide(&view, &request)
         })
     });
+    // A `write`, which the shipped exfiltration guard reads the execution
+    // history for: the task's and the tree's ledgers are held through the
+    // decision, and its answer is never cached (every call moves them).
+    let mut write = request.clone();
+    write.action = "write".into();
+    assert!(view().engine.reads_history("write"));
+    assert!(pipeline.decide(&view(), &write).decision.is_allowed());
+    c.bench_function("decision/task_token_depth5_100k_tasks_reads_history", |b| {
+        b.iter(|| {
+            write.caller.thumbprint = Some(thumbprint(certificate.as_ref()));
+            pipeline.decide(&view(), &write)
+        })
+    });
     c.bench_function("graph/chain_lookup_depth5_100k_tasks", |b| {
         b.iter(|| graph.chain(&leaf).unwrap())
     });

@@ -24,6 +24,7 @@ pub mod graph;
 pub mod identity;
 pub mod integrity;
 pub mod journal;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod policy;

@@ -15,8 +15,8 @@ mod common;
 use common::TestServer;
 use common::party::*;
 use mandate::api::v1::{
-    AmendTaskRequest, ApprovalResource, ApprovalState, DecideApprovalRequest, Decision,
-    ListApprovalsRequest, RequestApprovalRequest, RevokeApprovalRequest, TaskScope,
+    AmendTaskRequest, ApprovalResource, ApprovalState, Decision, ListApprovalsRequest,
+    RequestApprovalRequest, RevokeApprovalRequest, TaskScope,
 };
 use tonic::Code;
 
@@ -32,25 +32,6 @@ async fn task_and_token(
     let _ = server;
     let token = token(patcher, &task).await;
     (task, token)
-}
-
-async fn decide(
-    frontend: &mut Party,
-    approval_id: &str,
-    approve: bool,
-    approver: &str,
-    valid_for: i64,
-) -> Result<mandate::api::v1::Approval, tonic::Status> {
-    frontend
-        .approvals
-        .decide_approval(DecideApprovalRequest {
-            approval_id: approval_id.into(),
-            approve,
-            valid_for_seconds: valid_for,
-            approver: approver.into(),
-        })
-        .await
-        .map(|r| r.into_inner().approval.unwrap())
 }
 
 /// Asks for `delete` on `repo:acme/payments` until it needs approval;
@@ -99,7 +80,7 @@ async fn an_approval_lifts_the_forbid_for_its_task_action_and_resource() {
     assert_eq!(pending[0].requested_by, PATCHER);
     assert!(!pending[0].current);
 
-    let approved = decide(&mut frontend, &approval_id, true, "alice", 600)
+    let approved = decide_approval(&mut frontend, &approval_id, true, "alice", 600)
         .await
         .unwrap();
     assert_eq!(approved.state, ApprovalState::Approved as i32);
@@ -140,7 +121,7 @@ async fn an_approval_goes_stale_when_the_task_scope_changes() {
     )
     .await;
     let approval_id = needs_approval(&mut patcher, &token).await;
-    let approved = decide(&mut frontend, &approval_id, true, "alice", 600)
+    let approved = decide_approval(&mut frontend, &approval_id, true, "alice", 600)
         .await
         .unwrap();
     let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
@@ -198,7 +179,7 @@ async fn an_approval_expires_and_a_denial_is_a_deny() {
     )
     .await;
     let approval_id = needs_approval(&mut patcher, &token).await;
-    decide(&mut frontend, &approval_id, true, "alice", 60)
+    decide_approval(&mut frontend, &approval_id, true, "alice", 60)
         .await
         .unwrap();
     let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
@@ -208,7 +189,7 @@ async fn an_approval_expires_and_a_denial_is_a_deny() {
     assert_ne!(expired, approval_id);
 
     // Alice says no: a deny that names the denial, and no new request.
-    decide(&mut frontend, &expired, false, "alice", 600)
+    decide_approval(&mut frontend, &expired, false, "alice", 600)
         .await
         .unwrap();
     let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;
@@ -216,7 +197,7 @@ async fn an_approval_expires_and_a_denial_is_a_deny() {
     assert!(r.reasons.contains(&"approval-denied".to_owned()), "{r:?}");
     assert!(r.approval_id.is_empty());
     // Deciding twice is refused.
-    let status = decide(&mut frontend, &expired, true, "alice", 600)
+    let status = decide_approval(&mut frontend, &expired, true, "alice", 600)
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
@@ -238,19 +219,19 @@ async fn only_allowed_approvers_decide() {
 
     // bob neither started the task nor is an approver.
     assert_refused(
-        decide(&mut frontend, &approval_id, true, "bob", 600).await,
+        decide_approval(&mut frontend, &approval_id, true, "bob", 600).await,
         Code::PermissionDenied,
         "no-permit",
         "bob deciding an approval he may not decide",
     );
     // The admin workload is not an approval front end, even for alice.
     let mut admin = party(&server, "/workloads/admin").await;
-    let status = decide(&mut admin, &approval_id, true, "alice", 600)
+    let status = decide_approval(&mut admin, &approval_id, true, "alice", 600)
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     // The agent cannot approve its own request: `approve` is for workloads.
-    let status = decide(&mut patcher, &approval_id, true, "alice", 600)
+    let status = decide_approval(&mut patcher, &approval_id, true, "alice", 600)
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
@@ -260,7 +241,7 @@ async fn only_allowed_approvers_decide() {
 
     // carol is in `approvers`: her decision counts although the task is
     // alice's.
-    let approved = decide(&mut frontend, &approval_id, true, "carol", 600)
+    let approved = decide_approval(&mut frontend, &approval_id, true, "carol", 600)
         .await
         .unwrap();
     assert_eq!(approved.approver, "carol");
@@ -409,7 +390,7 @@ async fn withdrawing_a_newer_decision_never_brings_an_older_approval_back() {
     )
     .await;
     let first = needs_approval(&mut patcher, &token).await;
-    decide(&mut frontend, &first, true, "alice", 30 * 24 * 3600)
+    decide_approval(&mut frontend, &first, true, "alice", 30 * 24 * 3600)
         .await
         .unwrap();
     // While the first approval counts, the agent asks again...
@@ -432,7 +413,7 @@ async fn withdrawing_a_newer_decision_never_brings_an_older_approval_back() {
         .unwrap()
         .id;
     // ...and alice says no this time.
-    decide(&mut frontend, &second, false, "alice", 600)
+    decide_approval(&mut frontend, &second, false, "alice", 600)
         .await
         .unwrap();
     let r = call(&mut patcher, &token, "delete", "repo:acme/payments").await;

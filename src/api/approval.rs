@@ -109,12 +109,26 @@ impl ApprovalApi {
             )],
             users,
         )?;
-        let task = self.graph.get(&approval.subject.task_id).ok_or_else(|| {
+        let chain = self.graph.chain(&approval.subject.task_id).ok_or_else(|| {
             ApiError::NotFound(format!(
                 "task `{}` does not exist",
                 approval.subject.task_id
             ))
         })?;
+        let task = chain
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(approval.subject.task_id.clone()))?;
+        // An approval of a task that ended can never count: deciding it
+        // would only mislead the approver.
+        let state = chain_state(&chain, self.now());
+        if state != TaskState::Active {
+            return Err(ApiError::refused(
+                tonic::Code::FailedPrecondition,
+                "task-not-active",
+                format!("task `{}` is {}", task.id, state.as_str()),
+            ));
+        }
         let valid_for = if valid_for == 0 {
             DEFAULT_VALID_FOR_SECS
         } else {

@@ -26,6 +26,7 @@ use crate::audit::{
     AuditEntry, AuditIndex, AuditTable, DecisionFilter, DecisionLog, DecisionRecord, Indexed,
     TaskEvent, read_entries,
 };
+use crate::ledger::History;
 
 /// The Cedar type and id of the audit log, the resource of these calls.
 const AUDIT_LOG_TYPE: &str = "Mandate::AuditLog";
@@ -174,6 +175,19 @@ pub fn decision_to_proto(seq: u64, d: &DecisionRecord) -> DecisionEntry {
         policy_hash: d.policy_hash.clone(),
         revision: d.revision,
         latency_us: d.latency_us,
+        history: d.history.as_ref().map(|h| history_to_proto(&h.task)),
+        history_root: d.history.as_ref().map(|h| history_to_proto(&h.tree)),
+    }
+}
+
+/// An execution history as the API shows it.
+fn history_to_proto(h: &History) -> v1::History {
+    v1::History {
+        calls: h.calls.iter().map(|(a, n)| (a.clone(), *n)).collect(),
+        denials: h.denials,
+        sensitivity_read: h.sensitivity_read,
+        labels_read: h.labels_read.iter().cloned().collect(),
+        last_actions: h.last_actions.iter().cloned().collect(),
     }
 }
 
@@ -204,6 +218,8 @@ pub fn event_to_proto(seq: u64, e: &TaskEvent) -> v1::TaskEvent {
         revoked_task_ids: e.revoked_task_ids.clone(),
         reason: e.reason.clone().unwrap_or_default(),
         revision: e.revision,
+        history: e.history.as_ref().map(|h| history_to_proto(&h.task)),
+        history_root: e.history.as_ref().map(|h| history_to_proto(&h.tree)),
     }
 }
 

@@ -22,7 +22,7 @@ use super::v1::{
     ListTasksResponse, RevokeAgentRequest, RevokeResponse, RevokeTaskRequest, TaskResponse,
     WriteResponse,
 };
-use crate::audit::EventKind;
+use crate::audit::{EventKind, HistoryRecord};
 use crate::clock::Clock;
 use crate::credential::TaskTokens;
 use crate::decision::task_entities;
@@ -434,18 +434,49 @@ impl TaskService for TaskApi {
         let caller = caller(&request)?.spiffe_id;
         let chain = self.chain(&request.get_ref().task_id)?;
         self.authorize_task(&caller, "complete", &chain)?;
-        let revision = self
+        let task_id = &request.get_ref().task_id;
+        let mut revision = self
             .journal
-            .complete::<ApiError>(&request.get_ref().task_id, self.now())
+            .complete::<ApiError>(task_id, self.now())
             .await?;
-        tracing::info!(task_id = %request.get_ref().task_id, spiffe_id = %caller, revision, "task completed");
+        tracing::info!(task_id = %task_id, spiffe_id = %caller, revision, "task completed");
+        // What hangs off the task ends with it: its tokens and its
+        // sub-tasks' already deny (their chain is completed); its pending
+        // approvals are revoked. Should that write fail, they stay pending
+        // but can neither be decided nor count (the task is not active).
+        match self
+            .journal
+            .end_pending_approvals(&self.graph.subtree(task_id))
+            .await
+        {
+            Ok((ended, at)) => {
+                revision = revision.max(at);
+                for approval in &ended {
+                    self.trail.record_approval_event(
+                        EventKind::ApprovalRevoked,
+                        &caller.to_string(),
+                        approval,
+                        at,
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(task_id = %task_id, error = %error, "pending approvals of a completed task not revoked");
+            }
+        }
         if let Some(task) = chain.first() {
-            self.trail.record_event(bare_event(
+            let mut event = bare_event(
                 EventKind::TaskCompleted,
                 &caller.to_string(),
                 task,
                 revision,
-            ));
+            );
+            // What the task did stays readable once it has left memory.
+            event.history = self.graph.history(&chain).map(|seen| HistoryRecord {
+                task: (*seen.task).clone(),
+                tree: (*seen.tree).clone(),
+            });
+            self.trail.record_event(event);
         }
         Ok(Response::new(WriteResponse { revision }))
     }

@@ -389,6 +389,31 @@ impl ApprovalBook {
         write::plan_revoke(&self.read(), id)
     }
 
+    /// Plans ending the pending approvals of `task_ids`, tasks that ended:
+    /// each revoked, so no human is asked to decide what can never count.
+    pub fn plan_end_pending(&self, task_ids: &[crate::graph::TaskId]) -> Vec<Approval> {
+        let inner = self.read();
+        let ended: std::collections::HashSet<&str> = task_ids
+            .iter()
+            .map(|id| &**id)
+            .filter(|id| inner.pending_per_task.get(*id).is_some_and(|n| *n > 0))
+            .collect();
+        if ended.is_empty() {
+            return Vec::new();
+        }
+        inner
+            .by_id
+            .values()
+            .filter(|a| {
+                a.state == ApprovalState::Pending && ended.contains(a.subject.task_id.as_str())
+            })
+            .map(|a| Approval {
+                state: ApprovalState::Revoked,
+                ..a.clone()
+            })
+            .collect()
+    }
+
     /// Drops the approvals of tasks that left memory (see
     /// [`crate::graph::TaskGraph::evict_ended`]): none of them can count
     /// again, and the store and the audit trail keep them. Not a write:

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::DecisionRecord;
+use super::record::{DecisionRecord, HistoryRecord};
 use crate::approval::{Approval, ApprovalState};
 
 /// The version written in every event.
@@ -119,6 +119,10 @@ pub struct TaskEvent {
     /// The reason given with a revocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On completion: what the task and its tree had done (see
+    /// [`crate::ledger`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryRecord>,
     /// State revision after the change.
     pub revision: u64,
 }
@@ -172,6 +176,7 @@ impl TaskEvent {
             approver: None,
             revoked_task_ids: Vec::new(),
             reason: None,
+            history: None,
             revision: 0,
         }
     }

@@ -28,7 +28,7 @@ pub use event::{AuditEntry, EVENT_VERSION, EventKind, TaskEvent, is_event_line};
 pub use index::{AuditIndex, DecisionFilter, IndexLimits, Indexed};
 pub use log::{DecisionLog, DecisionLogWriter};
 pub use readback::{read_entries, sink_files};
-pub use record::{CedarRequest, DecisionRecord, RECORD_VERSION, REDACTED};
+pub use record::{CedarRequest, DecisionRecord, HistoryRecord, RECORD_VERSION, REDACTED};
 pub use redact::{ALWAYS_REDACTED_HEADERS, REDACTED_ERROR, Redaction};
 pub use retention::{PRUNE_BATCH, prune_every, prune_once};
 pub use settings::{AuditSettings, Overflow, StoreSinkSettings, default_store_chain};

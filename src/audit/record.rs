@@ -7,6 +7,7 @@ use std::str::FromStr;
 use cedar_policy::{Context, Entities, Entity, EntityUid, Request};
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::History;
 use crate::policy::Evaluated;
 
 /// The version written in every record.
@@ -60,10 +61,24 @@ pub struct DecisionRecord {
     pub revision: u64,
     /// Time spent deciding, microseconds.
     pub latency_us: u64,
+    /// What the task and its tree had done before this call (see
+    /// [`crate::ledger`]), for a call whose task token verified; whether
+    /// or not the policies read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryRecord>,
     /// The Cedar request as evaluated, when the decision reached the
     /// policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cedar: Option<CedarRequest>,
+}
+
+/// The execution history a decision saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// The task's own calls (`context.history`).
+    pub task: History,
+    /// Its whole tree's (`context.history_root`).
+    pub tree: History,
 }
 
 /// A Cedar request and its entity slice in Cedar's JSON formats.

@@ -13,6 +13,15 @@
 //! second), and the same principal, action, resource, caller context,
 //! task token and door context. Token verification, the agent proof and
 //! the enforcement-point check run before it on every call.
+//!
+//! INVARIANT: the execution history (`context.history`,
+//! `context.history_root`) is an input no key holds: every decided call
+//! of a task moves it, so an answer computed against it could only be
+//! reused against an older history. A decision whose action has a policy
+//! that reads the history is therefore never looked up nor remembered
+//! here; the other actions' decisions do not see the history at all, so
+//! their answers stay cacheable (see `Pipeline::decide` and
+//! [`crate::policy::reads_history`]).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

@@ -11,6 +11,7 @@ use cedar_policy::{
 };
 use spiffe::SpiffeId;
 
+use super::history::{self, HistoryQuery};
 use super::principal::AgentPattern;
 use super::task::{self, RESERVED_CONTEXT_KEYS, TaskEntityCache, TaskFacts};
 use super::{DEFAULT_RESOURCE_TYPE, Decision, Grounds, Reason};
@@ -69,6 +70,9 @@ pub struct Query<'a> {
     /// Entities the caller described, for a principal or resource the
     /// registry does not hold (see [`super::DoorContext::described`]).
     pub described: Vec<Entity>,
+    /// The task's and its tree's execution history, when the policies of
+    /// the action read it.
+    pub history: Option<HistoryQuery<'a>>,
 }
 
 /// A current approval as policies see it in `context.approval`.
@@ -102,6 +106,7 @@ impl<'a> Query<'a> {
             approval: None,
             mandate_context: Vec::new(),
             described: Vec::new(),
+            history: None,
         }
     }
 }
@@ -209,6 +214,16 @@ impl Evaluator {
         if let Some(approval) = &request.approval {
             pairs.push(("approval".to_owned(), approval_record(approval)));
         }
+        let mut histories = Vec::new();
+        if let Some(query) = &request.history {
+            match history::context(query) {
+                Ok((more, entities)) => {
+                    pairs.extend(more);
+                    histories = entities;
+                }
+                Err(e) => return outcome(Decision::deny(Reason::InternalError, e)),
+            }
+        }
         if engine.is_resource_operation(request.action)
             && let Principal::Workload(id) = request.principal
             && let Some(cross) = cross_trust_domain(registry, &resource, id)
@@ -248,6 +263,7 @@ impl Evaluator {
             Err(e) => return outcome(Decision::deny(Reason::InvalidRequest, e.to_string())),
         };
         let mut extra = request.entities;
+        extra.extend(histories);
         if let Some(facts) = request.task {
             match self.tasks.chain(&facts.chain, facts.now) {
                 Ok(tasks) => extra.extend(tasks),

@@ -10,6 +10,7 @@
 mod answer_cache;
 mod cedar;
 mod check_cache;
+mod history;
 pub mod limits;
 mod outcome;
 mod pipeline;
@@ -23,6 +24,7 @@ mod tests;
 mod view;
 
 pub use cedar::{ApprovalView, Evaluator, Principal, Query, judge};
+pub use history::HistoryQuery;
 pub use outcome::{Decision, Grounds};
 pub use pipeline::{
     ApprovalAsk, Decided, Pipeline, ProofRefusal, approval_entities, check_agent_proof,

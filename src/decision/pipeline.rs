@@ -1,12 +1,13 @@
 //! The decision, in one place (DESIGN §4 steps 3-6): from a [`Request`] and
 //! a consistent [`View`] of the state to a [`Decision`]. Synchronous, no
-//! I/O, no writes: what must be written (a pending approval) comes back as
-//! an [`ApprovalAsk`] for the runner.
+//! I/O, no writes but the task's memory ledger: what must be written (a
+//! pending approval) comes back as an [`ApprovalAsk`] for the runner.
 //!
 //! In order: enforcement-point mode (the caller may `check` for the
 //! subject, whose certificate verifies), the agent proof, the task token
-//! and its live chain, the current approval, a task as the resource, Cedar,
-//! and for a "needs approval" whether one may be asked for.
+//! and its live chain, the task's execution history, the current approval,
+//! a task as the resource, Cedar, for a "needs approval" whether one may be
+//! asked for, and the outcome added to the history.
 
 use std::sync::Arc;
 
@@ -18,8 +19,8 @@ use super::answer_cache::{AnswerCache, Question};
 use super::check_cache::{CheckCache, CheckKey};
 use super::task::TaskFacts;
 use super::{
-    ApprovalView, DEFAULT_RESOURCE_TYPE, Decision, Evaluator, OnBehalfOf, Principal, Query, Reason,
-    Request, Subject, View, task_entities,
+    ApprovalView, DEFAULT_RESOURCE_TYPE, Decision, Evaluator, HistoryQuery, OnBehalfOf, Principal,
+    Query, Reason, Request, Subject, View, task_entities,
 };
 use crate::approval::{
     APPROVAL_TYPE, Approval, ApprovalBook, ApprovalState, Subject as ApprovalSubject,
@@ -28,6 +29,7 @@ use crate::approval::{
 use crate::credential::{TaskTokens, TokenError};
 use crate::graph::{Chain, TaskGraph};
 use crate::identity::ForwardedSubjects;
+use crate::ledger::{Outcome, Pair, Seen, Touched};
 use crate::policy::Evaluated;
 use crate::registry::Snapshot;
 
@@ -65,6 +67,9 @@ pub struct Decided {
     /// For a "needs approval": the pending approval the runner must make
     /// sure exists before answering.
     pub ask: Option<ApprovalAsk>,
+    /// The task's and its tree's history before this call, whether or not
+    /// the policies read it; `None` without a token.
+    pub history: Option<Seen>,
 }
 
 impl Decided {
@@ -76,6 +81,7 @@ impl Decided {
             chain: Vec::new(),
             token_jti: None,
             ask: None,
+            history: None,
         }
     }
 }
@@ -213,30 +219,61 @@ impl Pipeline {
             approver: a.approver.clone().unwrap_or_default(),
             age_seconds: now.saturating_sub(a.decided_at.unwrap_or(now)),
         });
-        let question = question(view, request, principal, task.as_ref());
+        let ledger = match &task {
+            Some(facts) => match self.graph.ledger(&facts.chain) {
+                Some(pair) => Some(pair),
+                None => {
+                    return Decided::early(Decision::deny(
+                        Reason::TaskNotActive,
+                        "the task left memory during the decision; it is no longer active",
+                    ));
+                }
+            },
+            None => None,
+        };
+        // A decision whose policies read the history holds its ledgers
+        // until its outcome is added: the next call of the tree sees it.
+        let mut held = if view.engine.reads_history(&request.action) {
+            ledger.as_ref().map(Pair::lock)
+        } else {
+            None
+        };
+        let read = held.as_ref().map(|locked| locked.seen());
+        let history = task.as_ref().zip(read.as_ref()).and_then(|(facts, seen)| {
+            Some(HistoryQuery {
+                task_id: &facts.chain.first()?.id,
+                root_id: &facts.chain.last()?.id,
+                seen,
+            })
+        });
+        // INVARIANT: an answer that read the history is never cached (see
+        // `answer_cache`): every decided call moves the history.
+        let question = match history {
+            Some(_) => None,
+            None => question(view, request, principal, task.as_ref()),
+        };
         let remembered = question
             .as_ref()
             .and_then(|q| self.answers.get(q, &view.engine, &view.registry));
         let (decision, evaluated) = match remembered {
             Some(answer) => answer,
-            None => {
-                let (decision, evaluated) =
-                    match self.evaluate(view, request, principal, task.as_ref(), approval) {
-                        Ok(answer) => answer,
-                        Err(refused) => return Decided::early(refused),
-                    };
-                let evaluated = evaluated.map(Arc::new);
-                if let Some(question) = question {
-                    self.answers.put(
-                        question,
-                        &view.engine,
-                        &view.registry,
-                        decision.clone(),
-                        evaluated.clone(),
-                    );
+            None => match self.evaluate(view, request, principal, task.as_ref(), approval, history)
+            {
+                Ok((decision, evaluated)) => {
+                    let evaluated = evaluated.map(Arc::new);
+                    if let Some(question) = question {
+                        self.answers.put(
+                            question,
+                            &view.engine,
+                            &view.registry,
+                            decision.clone(),
+                            evaluated.clone(),
+                        );
+                    }
+                    (decision, evaluated)
                 }
-                (decision, evaluated)
-            }
+                Err(refused) => (refused, None),
+            },
         };
         // What the record keeps of the task, moved, not copied.
         let (chain, token_jti) = task.map_or((Vec::new(), None), |f| (f.chain, Some(f.token_jti)));
@@ -260,12 +297,33 @@ impl Pipeline {
             }
             (decision, _) => (decision, None),
         };
+        let history = ledger.as_ref().map(|pair| {
+            let mut locked = held.take().unwrap_or_else(|| pair.lock());
+            let seen = locked.seen();
+            let (sensitivity, labels) = match &decision {
+                Decision::Allow(_) => touched(evaluated.as_deref()),
+                _ => (None, Vec::new()),
+            };
+            locked.record(match &decision {
+                Decision::Allow(_) => Outcome::Allowed {
+                    action: &request.action,
+                    resource: Touched {
+                        sensitivity,
+                        labels: &labels,
+                    },
+                },
+                Decision::Deny(_) => Outcome::Denied,
+                Decision::NeedsApproval(_) => Outcome::Pending,
+            });
+            seen
+        });
         Decided {
             decision,
             evaluated,
             chain,
             token_jti,
             ask,
+            history,
         }
     }
 
@@ -279,6 +337,7 @@ impl Pipeline {
         principal: Principal<'_>,
         task: Option<&TaskFacts>,
         approval: Option<ApprovalView>,
+        history: Option<HistoryQuery<'_>>,
     ) -> Result<(Decision, Option<Evaluated>), Decision> {
         let resource = &request.resource;
         let mut entities = if resource.type_name == TASK_TYPE {
@@ -302,6 +361,7 @@ impl Pipeline {
                 task,
                 entities,
                 approval,
+                history,
                 mandate_context: request.door.pairs.clone(),
                 described: request.door.described.clone(),
                 ..Query::new(
@@ -548,6 +608,32 @@ fn question(
         }),
         door,
     })
+}
+
+/// The sensitivity and labels of the resource a call was decided on, as
+/// its entity slice held them (what the policies saw).
+fn touched(evaluated: Option<&Evaluated>) -> (Option<i64>, Vec<String>) {
+    use cedar_policy::EvalResult;
+    let Some(entity) =
+        evaluated.and_then(|e| e.request.resource().and_then(|uid| e.entities.get(uid)))
+    else {
+        return (None, Vec::new());
+    };
+    let sensitivity = match entity.attr("sensitivity") {
+        Some(Ok(EvalResult::Long(level))) => Some(level),
+        _ => None,
+    };
+    let labels = match entity.attr("labels") {
+        Some(Ok(EvalResult::Set(set))) => set
+            .iter()
+            .filter_map(|label| match label {
+                EvalResult::String(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    (sensitivity, labels)
 }
 
 /// Whom an enforcement point asks about, as its `check` sees it.

@@ -15,7 +15,9 @@ use super::limits::{self, LimitExceeded};
 use super::pipeline::{ApprovalAsk, Decided, Pipeline};
 use super::{Decision, Reason, Request, View};
 use crate::approval::ApprovalError;
-use crate::audit::{DecisionLog, DecisionRecord, EventKind, RECORD_VERSION, TaskEvent};
+use crate::audit::{
+    DecisionLog, DecisionRecord, EventKind, HistoryRecord, RECORD_VERSION, TaskEvent,
+};
 use crate::clock::Clock;
 use crate::identity::IdentityWatch;
 use crate::journal::StoreHandle;
@@ -396,6 +398,7 @@ impl Runner {
             chain,
             token_jti,
             ask: _,
+            history,
         } = decided;
         let grounds = decision.grounds();
         let policy_hash = view.engine.hash().to_string();
@@ -453,6 +456,10 @@ impl Runner {
                     revision: view.revision,
                     latency_us: latency
                         .map_or(0, |l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX)),
+                    history: history.map(|seen| HistoryRecord {
+                        task: (*seen.task).clone(),
+                        tree: (*seen.tree).clone(),
+                    }),
                     cedar: None,
                 },
                 evaluated,

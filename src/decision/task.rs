@@ -24,6 +24,8 @@ pub const RESERVED_CONTEXT_KEYS: &[&str] = &[
     "cross_trust_domain",
     "delegatee_class",
     "http",
+    "history",
+    "history_root",
 ];
 
 /// A verified task token and the live chain it names.

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use spiffe::SpiffeId;
 
+use crate::ledger::{Ledgers, Pair};
 use crate::revision::Revision;
 
 pub use archive::Retention;
@@ -56,6 +57,9 @@ pub struct TaskGraph {
     inner: RwLock<Inner>,
     max_depth: u32,
     revision: Arc<Revision>,
+    /// What the tasks have done; kept beside the graph so a task's history
+    /// leaves memory with it.
+    ledgers: Ledgers,
 }
 
 impl Default for TaskGraph {
@@ -77,6 +81,7 @@ impl TaskGraph {
             inner: RwLock::new(Inner::default()),
             max_depth,
             revision,
+            ledgers: Ledgers::default(),
         }
     }
 
@@ -115,6 +120,48 @@ impl TaskGraph {
         chain_of(&self.read(), id)
     }
 
+    /// The histories of the task at the head of `chain` and of its tree,
+    /// made on first use; `None` when the task has left memory.
+    // INVARIANT: a history is made under the graph's read lock and only
+    // for a task the graph holds, and eviction forgets histories after it
+    // removed the tasks: a history never outlives its task.
+    pub fn ledger(&self, chain: &[Arc<Task>]) -> Option<Pair> {
+        let (task, root) = (chain.first()?, chain.last()?);
+        let inner = self.read();
+        inner
+            .tasks
+            .contains_key(&task.id)
+            .then(|| self.ledgers.pair(&task.id, &root.id))
+    }
+
+    /// What the task at the head of `chain` and its tree have done, if it
+    /// was ever called; makes no history.
+    pub fn history(&self, chain: &[Arc<Task>]) -> Option<crate::ledger::Seen> {
+        let (task, root) = (chain.first()?, chain.last()?);
+        self.ledgers.peek(&task.id, &root.id)
+    }
+
+    /// `id` and every task below it, as held now.
+    pub fn subtree(&self, id: &str) -> Vec<TaskId> {
+        let inner = self.read();
+        let mut out = Vec::new();
+        let mut next: Vec<&str> = vec![id];
+        while let Some(current) = next.pop() {
+            if let Some(task) = inner.tasks.get(current) {
+                out.push(task.id.clone());
+            }
+            if let Some(children) = inner.children.get(current) {
+                next.extend(children.iter().map(|c| &**c));
+            }
+        }
+        out
+    }
+
+    /// The histories held, for memory accounting and tests.
+    pub fn ledgers(&self) -> &Ledgers {
+        &self.ledgers
+    }
+
     /// Whether `id` ended and was evicted after its retention (see
     /// [`archive`]); such a task is in the store, not here.
     pub fn was_evicted(&self, id: &str) -> bool {
@@ -125,7 +172,7 @@ impl TaskGraph {
     /// before `now`, with their subtrees; returns the ids dropped. The
     /// scan runs under the read lock, the removal under a short write
     /// lock; no revision is bumped, since nothing a decision can see
-    /// changes (the tasks were not active).
+    /// changes (the tasks were not active). Their histories go with them.
     pub fn evict_ended(&self, retention: Retention, now: i64) -> Vec<TaskId> {
         let (due, unseen, forget) = {
             let inner = self.read();
@@ -135,7 +182,9 @@ impl TaskGraph {
         if due.is_empty() && unseen.is_empty() && !forget {
             return Vec::new();
         }
-        archive::evict(&mut self.write(), due, unseen, retention, now)
+        let dropped = archive::evict(&mut self.write(), due, unseen, retention, now);
+        self.ledgers.forget(&dropped);
+        dropped
     }
 
     /// Creates a root task delegated by `delegator` for `originator`.

@@ -503,3 +503,29 @@ fn an_evicted_id_is_forgotten_after_tokens_of_it_have_expired_and_never_comes_ba
         "remembered only as long as a token lives"
     );
 }
+
+#[test]
+fn histories_are_made_on_first_call_and_leave_with_their_tasks() {
+    let graph = TaskGraph::default();
+    let (_, child, grandchild) = three_deep(&graph);
+    assert!(graph.ledgers().is_empty(), "no task called, no history");
+    let chain = graph.chain(&grandchild.id).unwrap();
+    graph
+        .ledger(&chain)
+        .unwrap()
+        .lock()
+        .record(crate::ledger::Outcome::Denied);
+    assert_eq!(graph.history(&chain).unwrap().tree.denials, 1);
+    assert!(graph.history(&graph.chain(&child.id).unwrap()).is_none());
+    assert_eq!(graph.ledgers().len(), 2, "the grandchild's and the tree's");
+    graph.complete("t1", NOW).unwrap();
+    graph.evict_ended(RETENTION, NOW + 1);
+    graph.evict_ended(RETENTION, NOW + 61);
+    assert!(
+        graph.ledgers().is_empty(),
+        "the histories left with the tree"
+    );
+    // A task no longer held gets no history.
+    assert!(graph.ledger(&chain).is_none());
+    assert!(graph.ledgers().is_empty());
+}

@@ -320,6 +320,20 @@ impl Journal {
         .map(|((), revision)| revision)
     }
 
+    /// Revokes the pending approvals of tasks that ended (a completed
+    /// task and its subtree); see [`ApprovalBook::plan_end_pending`].
+    pub async fn end_pending_approvals(
+        &self,
+        task_ids: &[TaskId],
+    ) -> Result<(Vec<Approval>, u64), StoreError> {
+        self.write(|| {
+            let ended = self.approvals.plan_end_pending(task_ids);
+            let change = (!ended.is_empty()).then(|| Change::Approvals(ended.clone()));
+            Ok((change, ended))
+        })
+        .await
+    }
+
     /// Revokes a task and its subtree; see [`TaskGraph::revoke`]. Returns
     /// once memory denies, so every later decision on this replica does.
     pub async fn revoke<E: From<GraphError> + From<StoreError>>(

@@ -5,6 +5,7 @@ mod approval;
 mod error;
 mod evaluated;
 pub mod guards;
+mod history;
 mod load;
 pub mod store;
 
@@ -18,6 +19,7 @@ pub use approval::{APPROVAL_ANNOTATION, NEEDS_APPROVAL};
 
 pub use error::{PolicyError, Problem};
 pub use evaluated::Evaluated;
+pub use history::{HISTORY_KEYS, reads_history};
 pub use load::Sources;
 pub use store::{PolicyPaths, PolicyStatus, PolicyStore, ReloadFailure};
 
@@ -53,6 +55,9 @@ pub struct PolicyEngine {
     /// the same without the approval policies): Cedar evaluates every
     /// policy it is given, and most are about other actions.
     by_action: HashMap<EntityUid, (PolicySet, PolicySet)>,
+    /// Actions some policy of theirs reads the execution history for
+    /// (see [`reads_history`]).
+    history_actions: HashSet<EntityUid>,
 }
 
 impl PolicyEngine {
@@ -131,6 +136,7 @@ impl PolicyEngine {
                 path: schema_file.to_owned(),
                 message,
             })?;
+        let history_actions = history_actions(&policies, &by_action);
         Ok(Self {
             schema,
             policies,
@@ -145,6 +151,7 @@ impl PolicyEngine {
             warnings,
             schema_text: sources_in.schema_text.as_str().into(),
             by_action,
+            history_actions,
         })
     }
 
@@ -178,6 +185,15 @@ impl PolicyEngine {
             (&self.policies, &self.without_approval),
             |(all, without)| (all, without),
         )
+    }
+
+    /// Whether a policy that applies to `action` reads the execution
+    /// history: only then does a decision of it get (and wait for) the
+    /// task's ledger.
+    pub fn reads_history(&self, action: &str) -> bool {
+        self.actions
+            .get(action)
+            .is_some_and(|uid| self.history_actions.contains(uid))
     }
 
     /// The policy set without the policies an approval lifts.
@@ -308,6 +324,23 @@ fn by_action(
         );
     }
     Ok(out)
+}
+
+/// The actions whose policies read the execution history.
+fn history_actions(
+    policies: &PolicySet,
+    by_action: &HashMap<EntityUid, (PolicySet, PolicySet)>,
+) -> HashSet<EntityUid> {
+    let readers: HashSet<&PolicyId> = policies
+        .policies()
+        .filter(|p| reads_history(p))
+        .map(|p| p.id())
+        .collect();
+    by_action
+        .iter()
+        .filter(|(_, (set, _))| set.policies().any(|p| readers.contains(p.id())))
+        .map(|(action, _)| action.clone())
+        .collect()
 }
 
 /// `policy` with its action scope widened to any action, for the split set

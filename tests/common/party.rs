@@ -9,8 +9,8 @@ use mandate::api::v1::authorization_service_client::AuthorizationServiceClient;
 use mandate::api::v1::registry_service_client::RegistryServiceClient;
 use mandate::api::v1::task_service_client::TaskServiceClient;
 use mandate::api::v1::{
-    AuthorizeResponse, CreateTaskRequest, Decision, DelegateTaskRequest, IssueTaskTokenRequest,
-    Task, TaskScope,
+    Approval, AuthorizeResponse, CreateTaskRequest, DecideApprovalRequest, Decision,
+    DelegateTaskRequest, IssueTaskTokenRequest, Task, TaskScope,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -165,6 +165,27 @@ pub async fn call(
     resource: &str,
 ) -> AuthorizeResponse {
     super::call(&mut party.authz, token, action, resource).await
+}
+
+/// `frontend` (an approval front end) relays `approver`'s decision on an
+/// approval, good for `valid_for` seconds (0: the default).
+pub async fn decide_approval(
+    frontend: &mut Party,
+    approval_id: &str,
+    approve: bool,
+    approver: &str,
+    valid_for: i64,
+) -> Result<Approval, Status> {
+    frontend
+        .approvals
+        .decide_approval(DecideApprovalRequest {
+            approval_id: approval_id.into(),
+            approve,
+            valid_for_seconds: valid_for,
+            approver: approver.into(),
+        })
+        .await
+        .map(|r| r.into_inner().approval.unwrap())
 }
 
 /// The decision of `r`, as the enum.

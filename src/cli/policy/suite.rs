@@ -19,8 +19,15 @@
 //!               "expect": "allow", "policies": ["agents-act-within-their-task"] }]
 //! }
 //! ```
+//!
+//! A case with a `task` may state what was done before it: `history` for
+//! the task's own calls, `history_root` for its tree's (the task's
+//! `history` when not given), each with optional `calls` (allowed calls
+//! per action), `denials`, `sensitivity_read`, `labels_read` and
+//! `last_actions` (oldest first). As on the server, the policies see them
+//! only for an action some policy reads them for.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,9 +39,11 @@ use spiffe::{SpiffeId, TrustDomain};
 use super::{Failure, SetArgs};
 use crate::cli::authorize::parse_resource;
 use crate::decision::{
-    AgentPattern, ApprovalView, DEFAULT_AGENT_PATH_PREFIXES, Decision, Evaluator, Query, TaskFacts,
+    AgentPattern, ApprovalView, DEFAULT_AGENT_PATH_PREFIXES, Decision, Evaluator, HistoryQuery,
+    Query, TaskFacts,
 };
 use crate::graph::{Task, TaskSpec, TaskState};
+use crate::ledger::{History, Seen};
 use crate::policy::PolicyEngine;
 use crate::registry::{Catalog, Registry, SensitivityScale, Snapshot};
 
@@ -110,6 +119,10 @@ struct Case {
     task: Option<String>,
     /// A current approval of this task, action and resource.
     approval: Option<CaseApproval>,
+    /// What the task did before this call.
+    history: Option<CaseHistory>,
+    /// What its tree did; the task's `history` when not given.
+    history_root: Option<CaseHistory>,
     expect: Expect,
     /// The exact determining policy ids, when given.
     policies: Option<Vec<String>>,
@@ -128,6 +141,29 @@ struct CaseApproval {
     approver: String,
     #[serde(default)]
     age_seconds: i64,
+}
+
+/// A [`History`] as a case states it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CaseHistory {
+    calls: BTreeMap<String, u64>,
+    denials: u64,
+    sensitivity_read: i64,
+    labels_read: BTreeSet<String>,
+    last_actions: Vec<String>,
+}
+
+impl From<&CaseHistory> for History {
+    fn from(h: &CaseHistory) -> Self {
+        Self {
+            calls: h.calls.clone(),
+            denials: h.denials,
+            sensitivity_read: h.sensitivity_read,
+            labels_read: h.labels_read.clone(),
+            last_actions: h.last_actions.iter().cloned().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -272,6 +308,33 @@ impl World {
             None => None,
         };
         let has_task = task.is_some();
+        if !has_task && (case.history.is_some() || case.history_root.is_some()) {
+            return Err(
+                "a history needs a `task`: only calls with a task token have one".to_owned(),
+            );
+        }
+        let seen = task.as_ref().map(|_| {
+            let task = case.history.as_ref().map(History::from).unwrap_or_default();
+            let tree = case
+                .history_root
+                .as_ref()
+                .map_or_else(|| task.clone(), History::from);
+            Seen {
+                task: task.into(),
+                tree: tree.into(),
+            }
+        });
+        let history = task
+            .as_ref()
+            .zip(seen.as_ref())
+            .filter(|_| engine.reads_history(&case.action))
+            .and_then(|(facts, seen)| {
+                Some(HistoryQuery {
+                    task_id: &facts.chain.first()?.id,
+                    root_id: &facts.chain.last()?.id,
+                    seen,
+                })
+            });
         let (outcome, evaluated) = self.evaluator.evaluate(
             engine,
             &self.registry,
@@ -282,6 +345,7 @@ impl World {
                     approver: a.approver.clone(),
                     age_seconds: a.age_seconds,
                 }),
+                history,
                 ..Query::new(
                     &principal,
                     &case.action,
