@@ -267,10 +267,8 @@ async fn the_trail_shows_the_history_each_decision_saw_and_completing_ends_what_
         ),
     )
     .await;
-    assert_allowed(
-        &call(&mut patcher, &token, "read", "customer-db").await,
-        "reading pii",
-    );
+    let read = call(&mut patcher, &token, "read", "customer-db").await;
+    assert_allowed(&read, "reading pii");
     let denied = call(&mut patcher, &token, "invoke", "tool:paste").await;
     assert_denied_by(
         &denied,
@@ -348,6 +346,12 @@ async fn the_trail_shows_the_history_each_decision_saw_and_completing_ends_what_
             _ => None,
         })
     };
+    // No shipped policy of `read` reads the history: its record keeps none.
+    let read_record = decision_of(&read.decision_id).unwrap();
+    assert!(
+        read_record.history.is_none() && read_record.history_root.is_none(),
+        "{read_record:?}"
+    );
     let saw = decision_of(&denied.decision_id).unwrap();
     let tree = saw.history_root.unwrap();
     assert_eq!(tree.calls.get("read"), Some(&1), "{tree:?}");

@@ -62,8 +62,8 @@ pub struct DecisionRecord {
     /// Time spent deciding, microseconds.
     pub latency_us: u64,
     /// What the task and its tree had done before this call (see
-    /// [`crate::ledger`]), for a call whose task token verified; whether
-    /// or not the policies read it.
+    /// [`crate::ledger`]), for a call whose task token verified and whose
+    /// action's policies read it (the others keep no copy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryRecord>,
     /// The Cedar request as evaluated, when the decision reached the

@@ -67,8 +67,8 @@ pub struct Decided {
     /// For a "needs approval": the pending approval the runner must make
     /// sure exists before answering.
     pub ask: Option<ApprovalAsk>,
-    /// The task's and its tree's history before this call, whether or not
-    /// the policies read it; `None` without a token.
+    /// The task's and its tree's history before this call, when the
+    /// policies of its action read it; `None` otherwise and without a token.
     pub history: Option<Seen>,
 }
 
@@ -297,9 +297,11 @@ impl Pipeline {
             }
             (decision, _) => (decision, None),
         };
-        let history = ledger.as_ref().map(|pair| {
+        // Only a decision that read the history keeps a copy of it for its
+        // record: the others update the ledger in place, without a copy per
+        // call, and an audit record of a `read` does not carry two histories.
+        if let Some(pair) = ledger.as_ref() {
             let mut locked = held.take().unwrap_or_else(|| pair.lock());
-            let seen = locked.seen();
             let (sensitivity, labels) = match &decision {
                 Decision::Allow(_) => touched(evaluated.as_deref()),
                 _ => (None, Vec::new()),
@@ -315,15 +317,14 @@ impl Pipeline {
                 Decision::Deny(_) => Outcome::Denied,
                 Decision::NeedsApproval(_) => Outcome::Pending,
             });
-            seen
-        });
+        }
         Decided {
             decision,
             evaluated,
             chain,
             token_jti,
             ask,
-            history,
+            history: read,
         }
     }
 
