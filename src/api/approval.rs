@@ -20,7 +20,7 @@ use crate::approval::{Approval, ApprovalBook, ApprovalFilter, ApprovalState, Sub
 use crate::audit::EventKind;
 use crate::clock::Clock;
 use crate::decision::DEFAULT_RESOURCE_TYPE;
-use crate::graph::{ResourceHierarchy, TaskGraph, TaskState, chain_state};
+use crate::graph::{ResourceHierarchy, TaskGraph};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -121,14 +121,7 @@ impl ApprovalApi {
             .ok_or_else(|| ApiError::NotFound(approval.subject.task_id.clone()))?;
         // An approval of a task that ended can never count: deciding it
         // would only mislead the approver.
-        let state = chain_state(&chain, self.now());
-        if state != TaskState::Active {
-            return Err(ApiError::refused(
-                tonic::Code::FailedPrecondition,
-                "task-not-active",
-                format!("task `{}` is {}", task.id, state.as_str()),
-            ));
-        }
+        ApiError::unless_active(&chain, self.now())?;
         let valid_for = if valid_for == 0 {
             DEFAULT_VALID_FOR_SECS
         } else {
@@ -267,15 +260,7 @@ impl ApprovalService for ApprovalApi {
             .into());
         }
         let now = self.now();
-        let state = chain_state(&chain, now);
-        if state != TaskState::Active {
-            return Err(ApiError::refused(
-                tonic::Code::FailedPrecondition,
-                "task-not-active",
-                format!("task `{}` is {}", task.id, state.as_str()),
-            )
-            .into());
-        }
+        ApiError::unless_active(&chain, now)?;
         // An approval lifts only approval policies, never the task's own
         // bounds: asking a human for something the task cannot do would
         // only be noise.

@@ -4,9 +4,12 @@
 //! `mandate`), so clients match on it instead of parsing messages.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::graph::{Task, TaskState, chain_state};
 
 /// The `ErrorInfo` domain of Mandate's reasons.
 pub const ERROR_DOMAIN: &str = "mandate";
@@ -57,6 +60,24 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
+        }
+    }
+
+    /// `task-not-active` unless `chain` (the task first) is active at
+    /// `now`: what ended can get no token, approval or decision of one.
+    pub fn unless_active(chain: &[Arc<Task>], now: i64) -> Result<(), Self> {
+        let state = chain_state(chain, now);
+        match chain.first() {
+            Some(_) if state == TaskState::Active => Ok(()),
+            task => Err(Self::refused(
+                Code::FailedPrecondition,
+                "task-not-active",
+                format!(
+                    "task `{}` is {}",
+                    task.map_or("", |t| &*t.id),
+                    state.as_str()
+                ),
+            )),
         }
     }
 

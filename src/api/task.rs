@@ -381,15 +381,7 @@ impl TaskService for TaskApi {
             )
             .into());
         }
-        let state = chain_state(&chain, self.now());
-        if state != TaskState::Active {
-            return Err(ApiError::refused(
-                tonic::Code::FailedPrecondition,
-                "task-not-active",
-                format!("task `{}` is {}", task.id, state.as_str()),
-            )
-            .into());
-        }
+        ApiError::unless_active(&chain, self.now())?;
         self.authorize_task(&peer.spiffe_id, "issue_token", &chain)?;
         self.gate
             .check_agent_proof(&peer.spiffe_id, &r.agent_proof)?;
