@@ -16,11 +16,10 @@
 mod common;
 
 use common::authzen::{GATEWAY, Pep, start};
-use common::party::{PATCHER, Party, party, root_task, scope};
+use common::party::{PATCHER, Party, decide_approval, party, party_for, root_task, scope, token};
 use common::{Leaf, TestServer};
 use mandate::api::authzen::ApiKeys;
-use mandate::api::v1::task_service_client::TaskServiceClient;
-use mandate::api::v1::{DecideApprovalRequest, IssueTaskTokenRequest, RevokeApprovalRequest};
+use mandate::api::v1::RevokeApprovalRequest;
 use serde_json::{Value, json};
 
 /// Metadata parameters of Authorization API 1.0 (§ "Policy Decision
@@ -150,15 +149,7 @@ async fn start_task(server: &TestServer) -> String {
 
 /// A token for `task`, bound to the patcher's `leaf`.
 async fn issue_token(server: &TestServer, leaf: &Leaf, task: &str) -> String {
-    TaskServiceClient::new(server.channel_for(leaf).await)
-        .issue_task_token(IssueTaskTokenRequest {
-            task_id: task.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .token
+    token(&mut party_for(server, leaf).await, task).await
 }
 
 /// The patcher's delete of `resource` with `token`, as Envoy asks it.
@@ -172,14 +163,7 @@ fn delete(leaf: &Leaf, token: &str, resource: &str) -> Value {
 }
 
 async fn decide(frontend: &mut Party, approval_id: &str, approve: bool, valid_for: i64) {
-    frontend
-        .approvals
-        .decide_approval(DecideApprovalRequest {
-            approval_id: approval_id.into(),
-            approve,
-            valid_for_seconds: valid_for,
-            approver: "alice".into(),
-        })
+    decide_approval(frontend, approval_id, approve, "alice", valid_for)
         .await
         .unwrap();
 }
